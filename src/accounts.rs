@@ -1,0 +1,209 @@
+//! Seller and admin accounts: the parsed inputs and the queries on `accounts`.
+
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::accounts;
+use crate::db::DbConnection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Seller,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Seller => "seller",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "seller" => Ok(Role::Seller),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role `{other}`: use seller or admin")),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A syntactically valid, lower-cased email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() {
+            return Err("Enter your email address.".into());
+        }
+        if email.len() > 254 {
+            return Err("That email address is longer than 254 characters.".into());
+        }
+        let valid = match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        };
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err(format!("`{}` is not an email address.", raw.trim()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password that meets the policy. Never `Debug`-printed.
+pub struct Password(String);
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+const MAX_PASSWORD_LEN: usize = 256;
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, String> {
+        let chars = raw.chars().count();
+        if chars < MIN_PASSWORD_LEN {
+            return Err(format!("Choose a password of at least {MIN_PASSWORD_LEN} characters."));
+        }
+        if chars > MAX_PASSWORD_LEN {
+            return Err(format!("Passwords are limited to {MAX_PASSWORD_LEN} characters."));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = accounts)]
+pub struct Account {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl Account {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin.as_str()
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = accounts)]
+struct NewAccount<'a> {
+    email: &'a str,
+    password_hash: &'a str,
+    role: &'a str,
+    created_at: NaiveDateTime,
+}
+
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    accounts::table.count().get_result(conn)
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email: &Email) -> QueryResult<Option<Account>> {
+    accounts::table.filter(accounts::email.eq(email.as_str())).select(Account::as_select()).first(conn).optional()
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Account>> {
+    accounts::table.find(id).select(Account::as_select()).first(conn).optional()
+}
+
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Account>> {
+    accounts::table.order(accounts::id.asc()).select(Account::as_select()).load(conn)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountError {
+    #[error("An account with that email already exists.")]
+    EmailTaken,
+    #[error("The first account has already been created.")]
+    NotFirst,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// Inserts an account. With `only_if_first`, refuses when any account exists,
+/// checked in the same write transaction so two first-run submissions cannot
+/// both create an admin.
+pub fn create(
+    conn: &mut DbConnection,
+    email: &Email,
+    password_hash: &str,
+    role: Role,
+    only_if_first: bool,
+) -> Result<Account, CreateAccountError> {
+    crate::db::write_tx(conn, |conn| {
+        if only_if_first && count(conn)? > 0 {
+            return Err(CreateAccountError::NotFirst);
+        }
+        if find_by_email(conn, email)?.is_some() {
+            return Err(CreateAccountError::EmailTaken);
+        }
+        diesel::insert_into(accounts::table)
+            .values(NewAccount {
+                email: email.as_str(),
+                password_hash,
+                role: role.as_str(),
+                created_at: crate::db::now(),
+            })
+            .execute(conn)?;
+        find_by_email(conn, email)?.ok_or(CreateAccountError::Db(diesel::result::Error::NotFound))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(Email::parse("  Ana@Shop.Example ").unwrap().as_str(), "ana@shop.example");
+        for bad in ["", "ana", "@shop.example", "ana@", "ana@@x", "a na@x.y", "ana@.x", "ana@x."] {
+            assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(Email::parse(&format!("{}@x.y", "a".repeat(260))).is_err());
+    }
+
+    #[test]
+    fn passwords_have_a_minimum_and_a_maximum() {
+        assert!(Password::parse("short".into()).is_err());
+        assert!(Password::parse("x".repeat(MIN_PASSWORD_LEN)).is_ok());
+        assert!(Password::parse("x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
+        assert_eq!(format!("{:?}", Password::parse("x".repeat(20)).unwrap()), "Password([redacted])");
+    }
+}

@@ -1,0 +1,189 @@
+//! The audit trail behind Settings → API Logs: API requests and portal
+//! security events in one table.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+
+use crate::db::schema::audit_events;
+use crate::db::DbConnection;
+
+/// Portal events that join the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    LoginSucceeded,
+    LoginFailed,
+    LoginThrottled,
+    Logout,
+    AccountCreated,
+    TokenCreated,
+    TokenRotated,
+    TokenRevoked,
+}
+
+impl SecurityEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityEvent::LoginSucceeded => "login_succeeded",
+            SecurityEvent::LoginFailed => "login_failed",
+            SecurityEvent::LoginThrottled => "login_throttled",
+            SecurityEvent::Logout => "logout",
+            SecurityEvent::AccountCreated => "account_created",
+            SecurityEvent::TokenCreated => "token_created",
+            SecurityEvent::TokenRotated => "token_rotated",
+            SecurityEvent::TokenRevoked => "token_revoked",
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            SecurityEvent::LoginFailed | SecurityEvent::LoginThrottled => "failed",
+            _ => "ok",
+        }
+    }
+}
+
+/// Who did what to whom, and from where.
+#[derive(Debug, Clone, Default)]
+pub struct EventContext {
+    /// The seller whose log shows the event.
+    pub seller_id: Option<i64>,
+    /// The account that acted (an admin revoking a seller's token, say).
+    pub actor_id: Option<i64>,
+    /// What the event is about, in words: an email for sign-ins.
+    pub subject: Option<String>,
+    pub token_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent {
+    pub occurred_at: NaiveDateTime,
+    pub kind: &'static str,
+    pub event: &'static str,
+    pub outcome: &'static str,
+    pub seller_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub subject: Option<String>,
+    pub token_id: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i32>,
+    pub required_scope: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub latency_us: Option<i64>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl NewAuditEvent {
+    pub fn security(event: SecurityEvent, ctx: EventContext) -> Self {
+        Self {
+            occurred_at: crate::db::now(),
+            kind: "security",
+            event: event.as_str(),
+            outcome: event.outcome(),
+            seller_id: ctx.seller_id,
+            actor_id: ctx.actor_id,
+            subject: ctx.subject,
+            token_id: ctx.token_id,
+            method: None,
+            path: None,
+            status: None,
+            required_scope: None,
+            ip: ctx.ip,
+            user_agent: ctx.user_agent.map(|ua| truncate(ua, 512)),
+            latency_us: None,
+            request_id: ctx.request_id,
+            detail: ctx.detail,
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+pub fn record(conn: &mut DbConnection, event: SecurityEvent, ctx: EventContext) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table).values(NewAuditEvent::security(event, ctx)).execute(conn).map(drop)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    pub id: i64,
+    pub occurred_at: NaiveDateTime,
+    pub kind: String,
+    pub event: String,
+    pub outcome: String,
+    pub seller_id: Option<i64>,
+    pub actor_id: Option<i64>,
+    pub subject: Option<String>,
+    pub token_id: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub status: Option<i32>,
+    pub required_scope: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub latency_us: Option<i64>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The newest events first, for a seller or (with `None`) for everyone.
+pub fn recent(conn: &mut DbConnection, seller_id: Option<i64>, limit: i64) -> QueryResult<Vec<AuditRow>> {
+    let mut query =
+        audit_events::table.select(AuditRow::as_select()).order(audit_events::id.desc()).limit(limit).into_boxed();
+    if let Some(seller_id) = seller_id {
+        query = query.filter(audit_events::seller_id.eq(seller_id));
+    }
+    query.load(conn)
+}
+
+/// Failed sign-ins for an email since `since`, not counting those before the
+/// account's last successful sign-in.
+pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: NaiveDateTime) -> QueryResult<i64> {
+    let last_success: Option<NaiveDateTime> = audit_events::table
+        .filter(audit_events::event.eq(SecurityEvent::LoginSucceeded.as_str()))
+        .filter(audit_events::subject.eq(subject))
+        .filter(audit_events::occurred_at.ge(since))
+        .select(diesel::dsl::max(audit_events::occurred_at))
+        .first(conn)?;
+    let since = last_success.map_or(since, |t| t.max(since));
+    audit_events::table
+        .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
+        .filter(audit_events::subject.eq(subject))
+        .filter(audit_events::occurred_at.gt(since))
+        .count()
+        .get_result(conn)
+}
+
+pub fn failed_logins_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
+    audit_events::table
+        .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
+        .filter(audit_events::ip.eq(ip))
+        .filter(audit_events::occurred_at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
+/// Deletes events older than the retention period; returns how many went.
+pub fn prune(conn: &mut DbConnection, retention: Duration) -> QueryResult<usize> {
+    let cutoff = crate::db::now() - retention;
+    crate::db::write_tx(conn, |conn| {
+        diesel::delete(audit_events::table.filter(audit_events::occurred_at.lt(cutoff))).execute(conn)
+    })
+}

@@ -1,0 +1,127 @@
+//! Every setting: a CLI flag with an environment variable beside it.
+
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::db::DatabaseUrl;
+
+#[derive(Debug, Parser)]
+#[command(name = "keygate", version, about = "API tokens, a bearer gate and an audit log for a seller portal")]
+pub struct Cli {
+    /// A SQLite path (or sqlite://path), or a postgres:// URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "keygate.db", global = true)]
+    pub database_url: DatabaseUrl,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the portal and the API.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Maintain the audit log.
+    #[command(subcommand)]
+    Logs(LogsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; the password comes from KEYGATE_PASSWORD or a prompt.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "seller", value_parser = ["seller", "admin"])]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it, alone, on stdout.
+    Create {
+        /// The seller who owns the token.
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["personal", "service"])]
+        kind: String,
+        /// A scope for a service token; repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A number of days, or `never`. Service tokens default to 90 days.
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Revoke a token by its public id.
+    Revoke { token_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Delete audit rows older than the retention period.
+    Prune {
+        #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        retention_days: u32,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "KEYGATE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Let anyone create a seller account at /signup.
+    #[arg(long, env = "KEYGATE_ALLOW_SIGNUP", default_value_t = true, action = ArgAction::Set)]
+    pub allow_signup: bool,
+
+    /// Mark cookies `Secure`. On by default when keygate serves TLS; set it
+    /// behind a TLS-terminating proxy.
+    #[arg(long, env = "KEYGATE_SECURE_COOKIES", default_value_t = false, action = ArgAction::Set)]
+    pub secure_cookies: bool,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "KEYGATE_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+
+    /// Days to keep audit rows; applied hourly and by `keygate logs prune`.
+    #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub log_retention_days: u32,
+}
+
+/// What `Application::build` needs: the parsed flags, or a test's own values.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub bind: SocketAddr,
+    pub allow_signup: bool,
+    pub secure_cookies: bool,
+    pub db_pool_size: u32,
+    pub log_retention_days: u32,
+}
+
+impl Config {
+    pub fn new(database_url: DatabaseUrl, args: ServeArgs) -> Self {
+        Self {
+            database_url,
+            bind: args.bind,
+            allow_signup: args.allow_signup,
+            secure_cookies: args.secure_cookies,
+            db_pool_size: args.db_pool_size,
+            log_retention_days: args.log_retention_days,
+        }
+    }
+}

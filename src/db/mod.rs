@@ -1,0 +1,171 @@
+//! The database: one connection type over SQLite and PostgreSQL, the r2d2
+//! pool, the embedded migrations, and the few places where SQL differs.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Every query in keygate runs on this: diesel picks the SQL dialect per variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// Which backend a `DATABASE_URL` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A `DATABASE_URL` as diesel wants it: `postgres://…` passes through,
+/// `sqlite://path` and a bare path become a SQLite file path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    url: String,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err("DATABASE_URL is empty".into());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self { backend: Backend::Postgres, url: raw.to_owned() });
+        }
+        let path = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")).unwrap_or(raw);
+        if path.is_empty() {
+            return Err("DATABASE_URL names no SQLite file".into());
+        }
+        if path.contains("://") {
+            return Err(format!(
+                "DATABASE_URL scheme not supported: {} (use postgres://… or a SQLite path)",
+                path.split("://").next().unwrap_or_default()
+            ));
+        }
+        Ok(Self { backend: Backend::Sqlite, url: path.to_owned() })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// SQLite settings for many concurrent users of one file: WAL so readers never
+/// block the writer, a busy timeout so writers queue instead of failing, and
+/// foreign keys, which SQLite leaves off by default.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(conn) = conn {
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 10000;
+                 PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, diesel::r2d2::PoolError> {
+    let manager = ConnectionManager::<DbConnection>::new(url.as_str());
+    Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(manager)
+}
+
+/// Applies every pending migration of the connection's backend.
+pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    for version in applied {
+        tracing::info!(%version, "applied migration");
+    }
+    Ok(())
+}
+
+/// Runs `f` in a transaction that writes. On SQLite it starts with
+/// `BEGIN IMMEDIATE`, so the write lock is taken up front and a concurrent
+/// writer waits on the busy timeout instead of failing with "database is locked"
+/// when its read lock cannot be upgraded.
+pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(value) => {
+                    let DbConnection::Sqlite(sqlite) = conn else { unreachable!() };
+                    AnsiTransactionManager::commit_transaction(sqlite)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let DbConnection::Sqlite(sqlite) = conn else { unreachable!() };
+                    AnsiTransactionManager::rollback_transaction(sqlite)?;
+                    Err(e)
+                }
+            }
+        }
+        DbConnection::Postgres(_) => diesel::Connection::transaction(conn, f),
+    }
+}
+
+/// The current time as stored: UTC, microsecond precision on both backends.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_choose_the_backend() {
+        assert_eq!(DatabaseUrl::parse("keygate.db").unwrap().backend(), Backend::Sqlite);
+        assert_eq!(DatabaseUrl::parse("sqlite://data/k.db").unwrap().as_str(), "data/k.db");
+        let pg = DatabaseUrl::parse("postgres://postgres@127.0.0.1/test").unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        assert!(DatabaseUrl::parse("").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("mysql://x").unwrap_err().contains("mysql"));
+    }
+}

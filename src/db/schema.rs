@@ -1,0 +1,78 @@
+//! The tables, written once for both backends: only column types that
+//! diesel's `MultiConnection` supports on SQLite and PostgreSQL alike.
+
+diesel::table! {
+    accounts (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        account_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        public_id -> Text,
+        seller_id -> BigInt,
+        name -> Text,
+        description -> Text,
+        kind -> Text,
+        scopes -> Text,
+        secret_hash -> Text,
+        secret_issued_at -> Timestamp,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        lifetime_days -> Nullable<Integer>,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<BigInt>,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ip -> Nullable<Text>,
+        rate_limit_per_minute -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        occurred_at -> Timestamp,
+        kind -> Text,
+        event -> Text,
+        outcome -> Text,
+        seller_id -> Nullable<BigInt>,
+        actor_id -> Nullable<BigInt>,
+        subject -> Nullable<Text>,
+        token_id -> Nullable<Text>,
+        method -> Nullable<Text>,
+        path -> Nullable<Text>,
+        status -> Nullable<Integer>,
+        required_scope -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        latency_us -> Nullable<BigInt>,
+        request_id -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(sessions -> accounts (account_id));
+diesel::joinable!(api_tokens -> accounts (seller_id));
+
+diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, api_tokens, audit_events);

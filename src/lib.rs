@@ -1,0 +1,14 @@
+//! keygate: API tokens, a bearer gate and an audit log for a seller portal.
+
+pub mod accounts;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod hashing;
+pub mod portal;
+pub mod sessions;
+pub mod startup;
+pub mod telemetry;
+pub mod tokens;

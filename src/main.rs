@@ -1,0 +1,67 @@
+use clap::Parser;
+
+use keygate::cli::{self, TokenArgs};
+use keygate::config::{Cli, Command, Config, LogsCommand, TokenCommand, UserCommand};
+use keygate::startup::Application;
+
+fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    keygate::telemetry::init("info,actix_server=warn");
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Cli) -> anyhow::Result<()> {
+    let url = args.database_url;
+    match args.command {
+        Command::Serve(serve) => {
+            let config = Config::new(url, serve);
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(config.clone()).await?;
+                tracing::info!("keygate listening on http://{}:{}", config.bind.ip(), app.port());
+                app.run_until_stopped().await?;
+                Ok(())
+            })
+        }
+        Command::Migrate => {
+            cli::open(&url)?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Create { email, role }) => {
+            let password = cli::read_password()?;
+            let account = cli::create_user(&mut *cli::open(&url)?.get()?, &email, &role, password)?;
+            eprintln!("created {} account {}", account.role, account.email);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description }) => {
+            let token = cli::create_token(
+                &mut *cli::open(&url)?.get()?,
+                TokenArgs {
+                    email: &email,
+                    name: &name,
+                    kind: &kind,
+                    scopes: &scopes,
+                    expires_in: expires_in.as_deref(),
+                    description: &description,
+                },
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { token_id }) => {
+            eprintln!("{}", cli::revoke_token(&mut *cli::open(&url)?.get()?, &token_id)?);
+            Ok(())
+        }
+        Command::Logs(LogsCommand::Prune { retention_days }) => {
+            let pruned = cli::prune_logs(&mut *cli::open(&url)?.get()?, retention_days)?;
+            eprintln!("pruned {pruned} audit rows older than {retention_days} days");
+            Ok(())
+        }
+    }
+}

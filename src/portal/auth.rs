@@ -1,0 +1,365 @@
+//! First-run setup, sign-up, sign-in and sign-out.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Duration;
+use serde::Deserialize;
+
+use super::forms::{safe_next, FormFields};
+use super::pages::{Layout, LoginPage, SetupPage, SignupPage};
+use super::session::{self, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
+use super::{redirect, render, CSRF_FAILED};
+use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
+use crate::audit::{self, EventContext, SecurityEvent};
+use crate::error::PortalError;
+use crate::sessions;
+use crate::startup::AppState;
+
+/// Sign-in throttling: failures counted over this window…
+const THROTTLE_WINDOW_MINUTES: i64 = 15;
+/// …per account (reset by a successful sign-in)…
+const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// …and per client address.
+const MAX_FAILURES_PER_IP: i64 = 20;
+
+async fn account_count(state: &AppState) -> Result<i64, PortalError> {
+    state.db(accounts::count).await
+}
+
+pub async fn root(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    if account_count(&state).await? == 0 {
+        return Ok(redirect("/setup"));
+    }
+    Ok(match session::maybe_user(&req).await? {
+        Some(_) => redirect("/settings/tokens"),
+        None => redirect("/login"),
+    })
+}
+
+/// Starts a session for `account` and sends the browser on to `next`.
+async fn start_session(
+    state: &AppState,
+    req: &HttpRequest,
+    account: &Account,
+    next: &str,
+) -> Result<HttpResponse, PortalError> {
+    let ctx = client_context(req);
+    let account_id = account.id;
+    let cookie_value =
+        state.db(move |conn| sessions::create(conn, account_id, ctx.ip.as_deref(), ctx.user_agent.as_deref())).await?;
+    let mut response = redirect(next);
+    response.add_cookie(&session::session_cookie(cookie_value, state.config.secure_cookies))?;
+    Ok(response)
+}
+
+/// A page for anonymous visitors, with the CSRF cookie set when it is new.
+fn anonymous_page(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    build: impl FnOnce(String) -> Result<HttpResponse, PortalError>,
+) -> Result<HttpResponse, PortalError> {
+    let (csrf, cookie) = pre_session_csrf(req, state.config.secure_cookies);
+    let mut response = build(csrf)?;
+    response.head_mut().status = status;
+    if let Some(cookie) = cookie {
+        response.add_cookie(&cookie)?;
+    }
+    Ok(response)
+}
+
+/// Checks the sign-up and setup fields; returns the first problem.
+fn parse_new_account(form: &FormFields) -> Result<(Email, Password), String> {
+    let email = Email::parse(form.get("email"))?;
+    let password = Password::parse(form.get("password").to_owned())?;
+    if form.get("password_confirm") != password.expose() {
+        return Err("The two passwords do not match.".into());
+    }
+    Ok((email, password))
+}
+
+async fn create_account(
+    state: &AppState,
+    req: &HttpRequest,
+    email: Email,
+    password: Password,
+    role: Role,
+    only_if_first: bool,
+) -> Result<Result<Account, CreateAccountError>, PortalError> {
+    let hash = state.hasher.hash(password.into_inner()).await?;
+    let ctx = client_context(req);
+    state
+        .db(move |conn| {
+            let created = accounts::create(conn, &email, &hash, role, only_if_first);
+            if let Ok(account) = &created {
+                audit::record(
+                    conn,
+                    SecurityEvent::AccountCreated,
+                    EventContext {
+                        seller_id: Some(account.id),
+                        actor_id: Some(account.id),
+                        subject: Some(account.email.clone()),
+                        detail: Some(format!("role {}", account.role)),
+                        ..ctx
+                    },
+                )?;
+            }
+            Ok::<_, diesel::result::Error>(created)
+        })
+        .await
+}
+
+// ---- first run -------------------------------------------------------------
+
+pub async fn setup_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    if account_count(&state).await? > 0 {
+        return Ok(redirect("/login"));
+    }
+    anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
+        render(
+            StatusCode::OK,
+            &SetupPage { layout: Layout::anonymous("Set up keygate"), csrf_token, email: String::new(), error: None },
+        )
+    })
+}
+
+pub async fn setup_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    if account_count(&state).await? > 0 {
+        return Ok(redirect("/login"));
+    }
+    let form = FormFields::parse(&body);
+    let page = |status, error: String| {
+        anonymous_page(&req, &state, status, |csrf_token| {
+            let page = SetupPage {
+                layout: Layout::anonymous("Set up keygate"),
+                csrf_token,
+                email: form.get("email").to_owned(),
+                error: Some(error),
+            };
+            render(status, &page)
+        })
+    };
+    if !verify_pre_session_csrf(&req, form.csrf()) {
+        return page(StatusCode::FORBIDDEN, CSRF_FAILED.into());
+    }
+    let (email, password) = match parse_new_account(&form) {
+        Ok(parsed) => parsed,
+        Err(error) => return page(StatusCode::UNPROCESSABLE_ENTITY, error),
+    };
+    match create_account(&state, &req, email, password, Role::Admin, true).await? {
+        Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
+        Err(CreateAccountError::NotFirst) => Ok(redirect("/login")),
+        Err(CreateAccountError::Db(e)) => Err(e.into()),
+        Err(e) => page(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+// ---- sign-up ---------------------------------------------------------------
+
+pub async fn signup_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    if !state.config.allow_signup {
+        return Err(PortalError::NotFound);
+    }
+    if account_count(&state).await? == 0 {
+        return Ok(redirect("/setup"));
+    }
+    anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
+        render(
+            StatusCode::OK,
+            &SignupPage {
+                layout: Layout::anonymous("Create an account"),
+                csrf_token,
+                email: String::new(),
+                error: None,
+            },
+        )
+    })
+}
+
+pub async fn signup_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    if !state.config.allow_signup {
+        return Err(PortalError::NotFound);
+    }
+    if account_count(&state).await? == 0 {
+        return Ok(redirect("/setup"));
+    }
+    let form = FormFields::parse(&body);
+    let page = |status, error: String| {
+        anonymous_page(&req, &state, status, |csrf_token| {
+            let page = SignupPage {
+                layout: Layout::anonymous("Create an account"),
+                csrf_token,
+                email: form.get("email").to_owned(),
+                error: Some(error),
+            };
+            render(status, &page)
+        })
+    };
+    if !verify_pre_session_csrf(&req, form.csrf()) {
+        return page(StatusCode::FORBIDDEN, CSRF_FAILED.into());
+    }
+    let (email, password) = match parse_new_account(&form) {
+        Ok(parsed) => parsed,
+        Err(error) => return page(StatusCode::UNPROCESSABLE_ENTITY, error),
+    };
+    match create_account(&state, &req, email, password, Role::Seller, false).await? {
+        Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
+        Err(CreateAccountError::Db(e)) => Err(e.into()),
+        Err(e) => page(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+// ---- sign-in ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+pub async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<LoginQuery>,
+) -> Result<HttpResponse, PortalError> {
+    if account_count(&state).await? == 0 {
+        return Ok(redirect("/setup"));
+    }
+    let next = safe_next(query.next.as_deref());
+    if session::maybe_user(&req).await?.is_some() {
+        return Ok(redirect(&next));
+    }
+    anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
+        let page = LoginPage {
+            layout: Layout::anonymous("Sign in"),
+            csrf_token,
+            email: String::new(),
+            next,
+            error: None,
+            allow_signup: state.config.allow_signup,
+        };
+        render(StatusCode::OK, &page)
+    })
+}
+
+enum LoginCheck {
+    Throttled,
+    Failed(Option<i64>),
+    Succeeded(Account),
+}
+
+pub async fn login_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let form = FormFields::parse(&body);
+    let next = safe_next(form.get_opt("next"));
+    let page = |status, error: &str| {
+        anonymous_page(&req, &state, status, |csrf_token| {
+            let page = LoginPage {
+                layout: Layout::anonymous("Sign in"),
+                csrf_token,
+                email: form.get("email").to_owned(),
+                next: next.clone(),
+                error: Some(error.to_owned()),
+                allow_signup: state.config.allow_signup,
+            };
+            render(status, &page)
+        })
+    };
+    if !verify_pre_session_csrf(&req, form.csrf()) {
+        return page(StatusCode::FORBIDDEN, CSRF_FAILED);
+    }
+    let email = match Email::parse(form.get("email")) {
+        Ok(email) => email,
+        Err(error) => return page(StatusCode::UNPROCESSABLE_ENTITY, &error),
+    };
+    let password = form.get("password").to_owned();
+    if password.is_empty() {
+        return page(StatusCode::UNPROCESSABLE_ENTITY, "Enter your password.");
+    }
+
+    let ctx = EventContext { subject: Some(email.as_str().to_owned()), ..client_context(&req) };
+    let lookup_ctx = ctx.clone();
+    let lookup_email = email.clone();
+    let (throttled, account) = state
+        .db(move |conn| {
+            let since = crate::db::now() - Duration::minutes(THROTTLE_WINDOW_MINUTES);
+            let by_account = audit::failed_logins_for_subject(conn, lookup_email.as_str(), since)?;
+            let by_ip = match &lookup_ctx.ip {
+                Some(ip) => audit::failed_logins_from_ip(conn, ip, since)?,
+                None => 0,
+            };
+            let throttled = by_account >= MAX_FAILURES_PER_ACCOUNT || by_ip >= MAX_FAILURES_PER_IP;
+            Ok::<_, diesel::result::Error>((throttled, accounts::find_by_email(conn, &lookup_email)?))
+        })
+        .await?;
+
+    let known_id = account.as_ref().map(|a| a.id);
+    let check = if throttled {
+        LoginCheck::Throttled
+    } else {
+        // Verify against a dummy hash for unknown emails, so timing does not
+        // reveal which emails have accounts.
+        let phc = account.as_ref().map_or_else(|| crate::hashing::dummy_hash().to_owned(), |a| a.password_hash.clone());
+        let valid = state.hasher.verify(password, phc).await?;
+        match account {
+            Some(account) if valid => LoginCheck::Succeeded(account),
+            other => LoginCheck::Failed(other.map(|a| a.id)),
+        }
+    };
+
+    let (event, seller_id) = match &check {
+        LoginCheck::Throttled => (SecurityEvent::LoginThrottled, known_id),
+        LoginCheck::Failed(id) => (SecurityEvent::LoginFailed, *id),
+        LoginCheck::Succeeded(account) => (SecurityEvent::LoginSucceeded, Some(account.id)),
+    };
+    let record_ctx = EventContext { seller_id, actor_id: seller_id, ..ctx };
+    state.db(move |conn| audit::record(conn, event, record_ctx)).await?;
+
+    match check {
+        LoginCheck::Throttled => page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-in attempts. Wait {THROTTLE_WINDOW_MINUTES} minutes, then try again."),
+        ),
+        LoginCheck::Failed(_) => page(StatusCode::UNPROCESSABLE_ENTITY, "Incorrect email or password."),
+        LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,
+    }
+}
+
+pub async fn logout(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let form = FormFields::parse(&body);
+    if !user.verify_csrf(form.csrf()) {
+        let page = super::pages::ErrorPage { title: "Sign-out failed", message: CSRF_FAILED, status: 403 };
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+    let ctx = EventContext {
+        seller_id: Some(user.account.id),
+        actor_id: Some(user.account.id),
+        subject: Some(user.account.email.clone()),
+        ..client_context(&req)
+    };
+    let session_id = user.session_id;
+    state
+        .db(move |conn| {
+            sessions::delete(conn, session_id)?;
+            audit::record(conn, SecurityEvent::Logout, ctx)
+        })
+        .await?;
+    let mut response = redirect("/login");
+    response.add_cookie(&session::expired_session_cookie(state.config.secure_cookies))?;
+    Ok(response)
+}

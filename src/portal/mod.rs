@@ -1,0 +1,70 @@
+//! The server-rendered portal: sign-in, Settings → API Tokens, API Logs and
+//! the admin views. Handlers parse input, call the store, and render a page.
+
+pub mod admin;
+pub mod assets;
+pub mod auth;
+pub mod forms;
+pub mod logs;
+pub mod pages;
+pub mod session;
+pub mod tokens;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use crate::error::PortalError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(auth::root))
+        .route("/healthz", web::get().to(health))
+        .route("/setup", web::get().to(auth::setup_form))
+        .route("/setup", web::post().to(auth::setup_submit))
+        .route("/login", web::get().to(auth::login_form))
+        .route("/login", web::post().to(auth::login_submit))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/signup", web::get().to(auth::signup_form))
+        .route("/signup", web::post().to(auth::signup_submit))
+        .route("/settings/tokens", web::get().to(tokens::list))
+        .route("/settings/tokens", web::post().to(tokens::create))
+        .route("/settings/tokens/new", web::get().to(tokens::new_form))
+        .route("/settings/tokens/{id}", web::get().to(tokens::show))
+        .route("/settings/tokens/{id}/revoke", web::get().to(tokens::revoke_form))
+        .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
+        .route("/settings/tokens/{id}/rotate", web::get().to(tokens::rotate_form))
+        .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
+        .route("/settings/logs", web::get().to(logs::seller_logs))
+        .route("/admin/tokens", web::get().to(admin::tokens))
+        .route("/admin/tokens/{id}", web::get().to(admin::show_token))
+        .route("/admin/tokens/{id}/revoke", web::get().to(admin::revoke_form))
+        .route("/admin/tokens/{id}/revoke", web::post().to(admin::revoke))
+        .route("/admin/logs", web::get().to(logs::admin_logs))
+        .route("/static/{file:.*}", web::get().to(assets::serve))
+        .default_service(web::to(not_found));
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
+}
+
+async fn not_found() -> Result<HttpResponse, PortalError> {
+    Err(PortalError::NotFound)
+}
+
+/// Renders a page. Pages are never cached: some show secrets, all show
+/// account data.
+pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, PortalError> {
+    let body = page.render()?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+pub fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+pub const CSRF_FAILED: &str =
+    "This form has expired or was tampered with (its security token did not match). Nothing was changed; please submit it again.";

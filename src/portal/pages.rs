@@ -1,0 +1,298 @@
+//! One `Template` struct per page, and the view models they show.
+
+use askama::Template;
+use chrono::NaiveDateTime;
+
+use super::session::CurrentUser;
+use crate::tokens::scopes::CATALOGUE;
+use crate::tokens::store::ApiToken;
+use crate::tokens::ScopeSet;
+
+/// What the base layout needs: the page title and the signed-in user, if any.
+pub struct Layout {
+    pub title: String,
+    pub user: Option<NavUser>,
+    pub section: &'static str,
+}
+
+pub struct NavUser {
+    pub email: String,
+    pub is_admin: bool,
+    pub csrf_token: String,
+}
+
+impl Layout {
+    pub fn anonymous(title: impl Into<String>) -> Self {
+        Self { title: title.into(), user: None, section: "" }
+    }
+
+    pub fn for_user(title: impl Into<String>, user: &CurrentUser, section: &'static str) -> Self {
+        Self {
+            title: title.into(),
+            user: Some(NavUser {
+                email: user.account.email.clone(),
+                is_admin: user.account.is_admin(),
+                csrf_token: user.csrf_token.clone(),
+            }),
+            section,
+        }
+    }
+}
+
+pub fn display_time(at: NaiveDateTime) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn machine_time(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A token as the pages show it.
+pub struct TokenView {
+    pub public_id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub scopes: Vec<String>,
+    pub created: String,
+    pub created_iso: String,
+    pub expires: String,
+    pub last_used: String,
+    pub last_used_ip: String,
+    pub status_label: &'static str,
+    pub status_css: &'static str,
+    pub rotation_note: Option<String>,
+    pub usable: bool,
+    pub seller_email: String,
+    /// The current secret's issue time, as the rotate form echoes it back.
+    pub issued_marker: String,
+    pub grace_until: Option<String>,
+}
+
+impl TokenView {
+    pub fn new(token: &ApiToken, now: NaiveDateTime) -> Self {
+        let status = token.status(now);
+        let scopes = if token.kind == "personal" {
+            vec!["all scopes of the account".to_owned()]
+        } else {
+            token.scope_set().unwrap_or_default().iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        let expires = match (token.expires_at, token.lifetime_days) {
+            (None, _) => "never".to_owned(),
+            (Some(at), Some(days)) => format!("{} ({days}-day lifetime)", display_time(at)),
+            (Some(at), None) => display_time(at),
+        };
+        let rotation_note = token.rotation_warning_days(now).map(|days| match days {
+            d if d > 1 => format!("rotation due in {d} days"),
+            1 => "rotation due tomorrow".to_owned(),
+            _ => format!("rotation was due on {}", display_time(token.rotation_due_at())),
+        });
+        Self {
+            public_id: token.public_id.clone(),
+            name: token.name.clone(),
+            description: token.description.clone(),
+            kind: token.kind.clone(),
+            scopes,
+            created: display_time(token.created_at),
+            created_iso: machine_time(token.created_at),
+            expires,
+            last_used: token.last_used_at.map_or_else(|| "never".to_owned(), display_time),
+            last_used_ip: token.last_used_ip.clone().unwrap_or_default(),
+            status_label: status.label(),
+            status_css: status.css(),
+            rotation_note,
+            usable: status.is_usable(),
+            seller_email: String::new(),
+            issued_marker: token.secret_issued_at.and_utc().timestamp_micros().to_string(),
+            grace_until: token.previous_secret_expires_at.filter(|until| *until > now).map(display_time),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub status: u16,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub email: String,
+    pub next: String,
+    pub error: Option<String>,
+    pub allow_signup: bool,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+pub struct SignupPage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tokens/list.html")]
+pub struct TokensPage {
+    pub layout: Layout,
+    pub tokens: Vec<TokenView>,
+    pub banner: Option<String>,
+    pub notice: Option<String>,
+}
+
+pub struct ScopeChoice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub checked: bool,
+}
+
+pub struct ScopeGroupView {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub choices: Vec<ScopeChoice>,
+}
+
+pub fn scope_groups(selected: &ScopeSet) -> Vec<ScopeGroupView> {
+    CATALOGUE
+        .iter()
+        .map(|group| ScopeGroupView {
+            name: group.name,
+            description: group.description,
+            choices: group
+                .scopes
+                .iter()
+                .map(|&scope| ScopeChoice {
+                    value: scope.as_str(),
+                    label: scope.label(),
+                    checked: selected.contains(scope),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+pub struct ExpiryOption {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+pub const EXPIRY_OPTIONS: &[ExpiryOption] = &[
+    ExpiryOption { value: "7", label: "7 days" },
+    ExpiryOption { value: "30", label: "30 days" },
+    ExpiryOption { value: "60", label: "60 days" },
+    ExpiryOption { value: "90", label: "90 days (recommended)" },
+    ExpiryOption { value: "custom", label: "On a date…" },
+    ExpiryOption { value: "never", label: "Never" },
+];
+
+#[derive(Template)]
+#[template(path = "tokens/new.html")]
+pub struct NewTokenPage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub expires: String,
+    pub expires_on: String,
+    pub min_date: String,
+    pub groups: Vec<ScopeGroupView>,
+    pub expiry_options: &'static [ExpiryOption],
+    pub errors: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tokens/created.html")]
+pub struct TokenCreatedPage {
+    pub layout: Layout,
+    pub token_string: String,
+    pub token: TokenView,
+    pub rotated: bool,
+}
+
+#[derive(Template)]
+#[template(path = "tokens/show.html")]
+pub struct TokenPage {
+    pub layout: Layout,
+    pub token: TokenView,
+}
+
+#[derive(Template)]
+#[template(path = "tokens/revoke.html")]
+pub struct RevokePage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub token: TokenView,
+    pub action: String,
+    pub cancel: String,
+    pub error: Option<String>,
+}
+
+pub struct GraceOption {
+    pub minutes: &'static str,
+    pub label: &'static str,
+}
+
+pub const GRACE_OPTIONS: &[GraceOption] = &[
+    GraceOption { minutes: "0", label: "Immediately" },
+    GraceOption { minutes: "60", label: "After 1 hour" },
+    GraceOption { minutes: "360", label: "After 6 hours" },
+    GraceOption { minutes: "1440", label: "After 24 hours" },
+];
+
+#[derive(Template)]
+#[template(path = "tokens/rotate.html")]
+pub struct RotatePage {
+    pub layout: Layout,
+    pub csrf_token: String,
+    pub token: TokenView,
+    pub grace_options: &'static [GraceOption],
+    pub grace: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/tokens.html")]
+pub struct AdminTokensPage {
+    pub layout: Layout,
+    pub tokens: Vec<TokenView>,
+    pub seller: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct EventView {
+    pub time: String,
+    pub time_iso: String,
+    pub kind: String,
+    pub event: String,
+    pub outcome: String,
+    pub token_id: String,
+    pub subject: String,
+    pub ip: String,
+    pub detail: String,
+    pub seller_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+pub struct LogsPage {
+    pub layout: Layout,
+    pub events: Vec<EventView>,
+    pub admin: bool,
+}

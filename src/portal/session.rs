@@ -1,0 +1,147 @@
+//! Who is asking: the signed-in user (from the session cookie), their CSRF
+//! token, and the client's address. Forms carry a CSRF token everywhere:
+//! bound to the session once signed in, a double-submit cookie before.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{time, Cookie, SameSite};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use subtle::ConstantTimeEq;
+
+use crate::accounts::Account;
+use crate::audit::EventContext;
+use crate::error::PortalError;
+use crate::sessions::{self, SESSION_LIFETIME_HOURS};
+use crate::startup::{AppState, RequestId};
+
+pub const SESSION_COOKIE: &str = "kg_session";
+pub const PRE_SESSION_CSRF_COOKIE: &str = "kg_csrf";
+
+fn state(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>().cloned().expect("AppState is registered in startup")
+}
+
+/// Constant-time equality of a submitted CSRF token with the expected one.
+fn tokens_match(expected: &str, submitted: Option<&str>) -> bool {
+    match submitted {
+        Some(submitted) if !expected.is_empty() => expected.as_bytes().ct_eq(submitted.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// A signed-in user. Extracting it from a request without a live session
+/// redirects to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub account: Account,
+    pub session_id: i64,
+    pub csrf_token: String,
+}
+
+impl CurrentUser {
+    pub fn verify_csrf(&self, submitted: Option<&str>) -> bool {
+        tokens_match(&self.csrf_token, submitted)
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = PortalError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let next = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+            let login_required = || PortalError::LoginRequired { next: next.clone() };
+            let cookie = req.cookie(SESSION_COOKIE).ok_or_else(login_required)?;
+            let value = cookie.value().to_owned();
+            let found = state(&req).db(move |conn| sessions::find_active(conn, &value)).await?;
+            let (session, account) = found.ok_or_else(login_required)?;
+            Ok(CurrentUser { account, session_id: session.id, csrf_token: session.csrf_token })
+        })
+    }
+}
+
+/// A signed-in admin. Anyone else gets the same 404 as for a missing page.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub CurrentUser);
+
+impl FromRequest for AdminUser {
+    type Error = PortalError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = CurrentUser::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            if user.account.is_admin() {
+                Ok(AdminUser(user))
+            } else {
+                Err(PortalError::NotFound)
+            }
+        })
+    }
+}
+
+/// The optional signed-in user, for pages anyone may see.
+pub async fn maybe_user(req: &HttpRequest) -> Result<Option<CurrentUser>, PortalError> {
+    match CurrentUser::from_request(req, &mut Payload::None).await {
+        Ok(user) => Ok(Some(user)),
+        Err(PortalError::LoginRequired { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(time::Duration::hours(SESSION_LIFETIME_HOURS))
+        .finish()
+}
+
+pub fn expired_session_cookie(secure: bool) -> Cookie<'static> {
+    let mut cookie = session_cookie(String::new(), secure);
+    cookie.make_removal();
+    cookie
+}
+
+/// The CSRF token for forms shown before sign-in, and the cookie to set when
+/// the browser does not hold one yet.
+pub fn pre_session_csrf(req: &HttpRequest, secure: bool) -> (String, Option<Cookie<'static>>) {
+    if let Some(cookie) = req.cookie(PRE_SESSION_CSRF_COOKIE) {
+        if cookie.value().len() == 43 {
+            return (cookie.value().to_owned(), None);
+        }
+    }
+    let token = sessions::random_token();
+    let cookie = Cookie::build(PRE_SESSION_CSRF_COOKIE, token.clone())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .finish();
+    (token, Some(cookie))
+}
+
+pub fn verify_pre_session_csrf(req: &HttpRequest, submitted: Option<&str>) -> bool {
+    req.cookie(PRE_SESSION_CSRF_COOKIE).is_some_and(|c| tokens_match(c.value(), submitted))
+}
+
+/// The client as the audit trail records it.
+pub fn client_context(req: &HttpRequest) -> EventContext {
+    EventContext {
+        ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        ..EventContext::default()
+    }
+}

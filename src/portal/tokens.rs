@@ -1,0 +1,362 @@
+//! Settings → API Tokens: list, create (shown once), show, rotate and revoke.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Duration, NaiveDateTime};
+use serde::Deserialize;
+
+use super::forms::FormFields;
+use super::pages::{
+    scope_groups, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView, TokensPage,
+    EXPIRY_OPTIONS, GRACE_OPTIONS,
+};
+use super::session::{client_context, CurrentUser};
+use super::{redirect, render, CSRF_FAILED};
+use crate::audit::EventContext;
+use crate::db;
+use crate::error::PortalError;
+use crate::startup::AppState;
+use crate::tokens::input::{parse_description, parse_form_expiry, parse_kind, parse_scopes, TokenName};
+use crate::tokens::store::{self, ApiToken, TokenStoreError};
+use crate::tokens::{PlainToken, ScopeSet, TokenId, TokenKind};
+
+/// The longest grace period a rotation may give the old secret.
+pub const MAX_GRACE_MINUTES: i64 = 24 * 60;
+
+/// The signed-in seller's token named by the path, or 404, also for a token
+/// that exists but belongs to someone else.
+async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<ApiToken, PortalError> {
+    let id = TokenId::parse(id).ok_or(PortalError::NotFound)?;
+    let seller_id = user.account.id;
+    state.db(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
+}
+
+fn actor_context(req: &HttpRequest, user: &CurrentUser) -> EventContext {
+    EventContext { actor_id: Some(user.account.id), subject: Some(user.account.email.clone()), ..client_context(req) }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    revoked: Option<String>,
+}
+
+pub async fn list(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PortalError> {
+    let seller_id = user.account.id;
+    let tokens = state.db(move |conn| store::list_for_seller(conn, seller_id)).await?;
+    let now = db::now();
+    let notice = query.revoked.as_deref().and_then(|id| {
+        tokens
+            .iter()
+            .find(|t| t.public_id == id && t.revoked_at.is_some())
+            .map(|t| format!("Token “{}” was revoked. Requests that use it are now refused.", t.name))
+    });
+    let banner = rotation_banner(&tokens, now);
+    let page = TokensPage {
+        layout: Layout::for_user("API Tokens", &user, "tokens"),
+        tokens: tokens.iter().map(|t| TokenView::new(t, now)).collect(),
+        banner,
+        notice,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// One sentence about the tokens due for rotation, or soon due.
+fn rotation_banner(tokens: &[ApiToken], now: NaiveDateTime) -> Option<String> {
+    let (due, soon): (Vec<_>, Vec<_>) = tokens
+        .iter()
+        .filter_map(|t| t.rotation_warning_days(now).map(|days| (t, days)))
+        .partition(|(_, days)| *days <= 0);
+    let names =
+        |list: &[(&ApiToken, i64)]| list.iter().map(|(t, _)| format!("“{}”", t.name)).collect::<Vec<_>>().join(", ");
+    match (due.is_empty(), soon.is_empty()) {
+        (true, true) => None,
+        (false, _) => Some(format!(
+            "{} {} been in use for 90 days or more. Rotate {} to issue a new secret.",
+            names(&due),
+            if due.len() == 1 { "has" } else { "have" },
+            if due.len() == 1 { "it" } else { "them" }
+        )),
+        (true, false) => {
+            let days = soon.iter().map(|(_, d)| *d).min().unwrap_or_default();
+            Some(format!(
+                "{} will be due for rotation within {days} day{}.",
+                names(&soon),
+                if days == 1 { "" } else { "s" }
+            ))
+        }
+    }
+}
+
+fn new_token_page(user: &CurrentUser, form: Option<&FormFields>, errors: Vec<String>) -> NewTokenPage {
+    let field =
+        |name: &str, default: &str| form.map_or(default.to_owned(), |f| f.get_opt(name).unwrap_or(default).to_owned());
+    let selected = ScopeSet::new(form.into_iter().flat_map(|f| f.get_all("scope")).filter_map(|s| s.parse().ok()));
+    NewTokenPage {
+        layout: Layout::for_user("New API token", user, "tokens"),
+        csrf_token: user.csrf_token.clone(),
+        name: field("name", ""),
+        description: field("description", ""),
+        kind: field("kind", "service"),
+        expires: field("expires", "90"),
+        expires_on: field("expires_on", ""),
+        min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
+        groups: scope_groups(&selected),
+        expiry_options: EXPIRY_OPTIONS,
+        errors,
+    }
+}
+
+pub async fn new_form(user: CurrentUser) -> Result<HttpResponse, PortalError> {
+    render(StatusCode::OK, &new_token_page(&user, None, Vec::new()))
+}
+
+/// Every field's problem at once, or everything needed to create the token.
+fn parse_new_token(form: &FormFields) -> Result<(TokenName, String, TokenKind, ScopeSet, store::Expiry), Vec<String>> {
+    let name = TokenName::parse(form.get("name"));
+    let description = parse_description(form.get("description"));
+    let kind = parse_kind(form.get("kind"));
+    let scopes = kind.clone().and_then(|kind| parse_scopes(kind, form.get_all("scope")));
+    let expiry = parse_form_expiry(form.get("expires"), form.get("expires_on"), db::now().date());
+    match (name, description, kind, scopes, expiry) {
+        (Ok(n), Ok(d), Ok(k), Ok(s), Ok(e)) => Ok((n, d, k, s, e)),
+        (n, d, k, s, e) => {
+            let mut errors: Vec<String> = [n.err(), d.err(), k.clone().err(), e.err()].into_iter().flatten().collect();
+            if k.is_ok() {
+                errors.extend(s.err());
+            }
+            Err(errors)
+        }
+    }
+}
+
+pub async fn create(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let form = FormFields::parse(&body);
+    if !user.verify_csrf(form.csrf()) {
+        return render(StatusCode::FORBIDDEN, &new_token_page(&user, Some(&form), vec![CSRF_FAILED.into()]));
+    }
+    let (name, description, kind, scopes, expiry) = match parse_new_token(&form) {
+        Ok(parsed) => parsed,
+        Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), errors)),
+    };
+    let plain = PlainToken::generate(kind);
+    let secret_hash = state.hasher.hash(plain.secret().to_owned()).await?;
+    let ctx = actor_context(&req, &user);
+    let (seller_id, id) = (user.account.id, plain.id().clone());
+    let created = state
+        .db(move |conn| {
+            let new = store::NewToken {
+                id: &id,
+                seller_id,
+                created_by: seller_id,
+                name: name.as_str(),
+                description: &description,
+                kind,
+                scopes: &scopes,
+                secret_hash: &secret_hash,
+                expiry,
+            };
+            Ok::<_, diesel::result::Error>(store::create(conn, new, ctx))
+        })
+        .await?;
+    match created {
+        Ok(token) => show_once(&user, &token, &plain, false),
+        Err(TokenStoreError::Db(e)) => Err(e.into()),
+        Err(e) => render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()])),
+    }
+}
+
+/// The only page that ever shows a token string.
+fn show_once(
+    user: &CurrentUser,
+    token: &ApiToken,
+    plain: &PlainToken,
+    rotated: bool,
+) -> Result<HttpResponse, PortalError> {
+    let page = TokenCreatedPage {
+        layout: Layout::for_user("Copy your token", user, "tokens"),
+        token_string: plain.expose(),
+        token: TokenView::new(token, db::now()),
+        rotated,
+    };
+    render(StatusCode::OK, &page)
+}
+
+pub async fn show(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let page = TokenPage {
+        layout: Layout::for_user(token.name.clone(), &user, "tokens"),
+        token: TokenView::new(&token, db::now()),
+    };
+    render(StatusCode::OK, &page)
+}
+
+pub async fn revoke_form(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    render(StatusCode::OK, &revoke_page(&user, &token, "/settings/tokens", None))
+}
+
+pub fn revoke_page(user: &CurrentUser, token: &ApiToken, base: &str, error: Option<String>) -> RevokePage {
+    RevokePage {
+        layout: Layout::for_user(
+            format!("Revoke {}", token.name),
+            user,
+            if base.starts_with("/admin") { "admin-tokens" } else { "tokens" },
+        ),
+        csrf_token: user.csrf_token.clone(),
+        token: TokenView::new(token, db::now()),
+        action: format!("{base}/{}/revoke", token.public_id),
+        cancel: base.to_owned(),
+        error,
+    }
+}
+
+/// Revokes `token` for `user` (its owner or an admin), then returns to `base`.
+pub async fn revoke_and_redirect(
+    req: &HttpRequest,
+    user: &CurrentUser,
+    state: &AppState,
+    token: ApiToken,
+    body: &web::Bytes,
+    base: &str,
+) -> Result<HttpResponse, PortalError> {
+    let form = FormFields::parse(body);
+    if !user.verify_csrf(form.csrf()) {
+        return render(StatusCode::FORBIDDEN, &revoke_page(user, &token, base, Some(CSRF_FAILED.into())));
+    }
+    let ctx = actor_context(req, user);
+    let public_id = token.public_id.clone();
+    state
+        .db(move |conn| match store::revoke(conn, &token, ctx) {
+            Err(TokenStoreError::Db(e)) => Err(e),
+            _ => Ok(()),
+        })
+        .await?;
+    Ok(redirect(&format!("{base}?revoked={public_id}")))
+}
+
+pub async fn revoke(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    revoke_and_redirect(&req, &user, &state, token, &body, "/settings/tokens").await
+}
+
+fn rotate_page(user: &CurrentUser, token: &ApiToken, grace: &str, error: Option<String>) -> RotatePage {
+    RotatePage {
+        layout: Layout::for_user(format!("Rotate {}", token.name), user, "tokens"),
+        csrf_token: user.csrf_token.clone(),
+        token: TokenView::new(token, db::now()),
+        grace_options: GRACE_OPTIONS,
+        grace: grace.to_owned(),
+        error,
+    }
+}
+
+pub async fn rotate_form(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    if token.revoked_at.is_some() {
+        return render(
+            StatusCode::CONFLICT,
+            &rotate_page(&user, &token, "0", Some(TokenStoreError::Revoked.to_string())),
+        );
+    }
+    render(StatusCode::OK, &rotate_page(&user, &token, "0", None))
+}
+
+fn parse_grace(raw: &str) -> Result<Duration, String> {
+    match raw.trim().parse::<i64>() {
+        Ok(minutes) if (0..=MAX_GRACE_MINUTES).contains(&minutes) => Ok(Duration::minutes(minutes)),
+        Ok(_) => Err("The grace period must be between 0 minutes and 24 hours.".into()),
+        Err(_) if raw.trim().is_empty() => Err("Choose when the old secret stops working.".into()),
+        Err(_) => Err(format!("`{raw}` is not a grace period in minutes.")),
+    }
+}
+
+/// The issue time echoed by the rotate form.
+fn parse_issued_marker(raw: &str) -> Option<NaiveDateTime> {
+    raw.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).map(|t| t.naive_utc())
+}
+
+pub async fn rotate(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let form = FormFields::parse(&body);
+    let grace_field = form.get("grace_minutes");
+    if !user.verify_csrf(form.csrf()) {
+        return render(StatusCode::FORBIDDEN, &rotate_page(&user, &token, grace_field, Some(CSRF_FAILED.into())));
+    }
+    let grace = match parse_grace(grace_field) {
+        Ok(grace) => grace,
+        Err(error) => return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, "0", Some(error))),
+    };
+    let Some(seen_issued_at) = parse_issued_marker(form.get("issued")) else {
+        let error = "The form is missing the token's version; open the rotate page again.".to_owned();
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, grace_field, Some(error)));
+    };
+    let plain = PlainToken::with_id(token.kind(), TokenId::parse(&token.public_id).ok_or(PortalError::NotFound)?);
+    let secret_hash = state.hasher.hash(plain.secret().to_owned()).await?;
+    let ctx = actor_context(&req, &user);
+    let current = token.clone();
+    let rotated = state
+        .db(move |conn| {
+            Ok::<_, diesel::result::Error>(store::rotate(
+                conn,
+                &current,
+                &secret_hash,
+                grace,
+                Some(seen_issued_at),
+                ctx,
+            ))
+        })
+        .await?;
+    match rotated {
+        Ok(token) => show_once(&user, &token, &plain, true),
+        Err(TokenStoreError::Db(e)) => Err(e.into()),
+        Err(e) => render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_is_bounded_to_a_day() {
+        assert_eq!(parse_grace("0"), Ok(Duration::zero()));
+        assert_eq!(parse_grace("1440"), Ok(Duration::hours(24)));
+        assert!(parse_grace("1441").is_err());
+        assert!(parse_grace("-5").is_err());
+        assert!(parse_grace("soon").is_err());
+        assert!(parse_grace("").is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Server-side portal sessions. The cookie holds a random value; the database
+//! holds only its SHA-256, so a leaked database cannot be replayed as cookies.
+//! Deleting the row ends the session everywhere.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::accounts::Account;
+use crate::db::schema::{accounts, sessions};
+use crate::db::{self, DbConnection};
+
+pub const SESSION_LIFETIME_HOURS: i64 = 7 * 24;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: i64,
+    pub token_hash: String,
+    pub account_id: i64,
+    pub csrf_token: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+struct NewSession<'a> {
+    token_hash: &'a str,
+    account_id: i64,
+    csrf_token: &'a str,
+    created_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+}
+
+/// 256 random bits, URL-safe.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn hash_cookie(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts a session; returns the cookie value, which is not stored.
+pub fn create(
+    conn: &mut DbConnection,
+    account_id: i64,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+) -> QueryResult<String> {
+    let cookie_value = random_token();
+    let now = db::now();
+    db::write_tx(conn, |conn| {
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)?;
+        diesel::insert_into(sessions::table)
+            .values(NewSession {
+                token_hash: &hash_cookie(&cookie_value),
+                account_id,
+                csrf_token: &random_token(),
+                created_at: now,
+                expires_at: now + Duration::hours(SESSION_LIFETIME_HOURS),
+                ip,
+                user_agent: user_agent.map(|ua| crate::audit::truncate(ua.to_owned(), 512)).as_deref(),
+            })
+            .execute(conn)
+    })?;
+    Ok(cookie_value)
+}
+
+/// The live session a cookie names, with its account.
+pub fn find_active(conn: &mut DbConnection, cookie_value: &str) -> QueryResult<Option<(Session, Account)>> {
+    sessions::table
+        .inner_join(accounts::table)
+        .filter(sessions::token_hash.eq(hash_cookie(cookie_value)))
+        .filter(sessions::expires_at.gt(db::now()))
+        .select((Session::as_select(), Account::as_select()))
+        .first(conn)
+        .optional()
+}
+
+pub fn delete(conn: &mut DbConnection, session_id: i64) -> QueryResult<usize> {
+    db::write_tx(conn, |conn| diesel::delete(sessions::table.find(session_id)).execute(conn))
+}
+
+pub fn delete_all_for(conn: &mut DbConnection, account_id: i64) -> QueryResult<usize> {
+    db::write_tx(conn, |conn| diesel::delete(sessions::table.filter(sessions::account_id.eq(account_id))).execute(conn))
+}

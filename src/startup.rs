@@ -1,0 +1,133 @@
+//! Builds the application: the pool, migrations, background tasks, routes and
+//! middleware. `main` parses flags and calls `Application::build`; tests call
+//! it with port 0 and read the port back.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
+use actix_web::{web, App, HttpMessage, HttpServer};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::db::{self, DbConnection, DbPool};
+use crate::error::PortalError;
+use crate::hashing::Hasher;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub pool: DbPool,
+    pub hasher: Hasher,
+    pub config: Config,
+}
+
+impl AppState {
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn db<T, E, F>(&self, f: F) -> Result<T, PortalError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<PortalError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        // Only `Send` errors cross the thread boundary; the conversion to
+        // `PortalError` happens back on the async side.
+        let outcome = web::block(move || pool.get().map(|mut conn| f(&mut conn))).await??;
+        outcome.map_err(Into::into)
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+/// The id of the request, set by the request-id middleware for handlers and
+/// the audit trail, and echoed as `X-Request-Id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = build_pool_and_migrate(&config)?;
+        let listener = TcpListener::bind(config.bind)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState { pool: pool.clone(), hasher: Hasher::per_core(), config: config.clone() });
+        spawn_retention_task(pool, config.log_retention_days);
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("Content-Security-Policy", CSP))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "same-origin"))
+                        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()")),
+                )
+                .wrap(TracingLogger::default())
+                .wrap(from_fn(request_id))
+                .configure(crate::portal::routes)
+        })
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
+    let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
+    db::run_migrations(&mut *pool.get()?)?;
+    Ok(pool)
+}
+
+/// Gives every request an id, and every response an `X-Request-Id`.
+async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}
+
+/// Applies the audit-log retention once an hour.
+fn spawn_retention_task(pool: DbPool, retention_days: u32) {
+    let retention = chrono::Duration::days(retention_days.into());
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let pool = pool.clone();
+            let pruned =
+                web::block(move || -> anyhow::Result<usize> { Ok(crate::audit::prune(&mut *pool.get()?, retention)?) })
+                    .await;
+            match pruned {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(rows = n, "pruned audit rows past retention"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "audit retention failed"),
+                Err(e) => tracing::warn!(error = %e, "audit retention task failed"),
+            }
+        }
+    });
+}

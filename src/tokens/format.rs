@@ -1,0 +1,260 @@
+//! The token string: `kgs_<id>_<secret><checksum>`.
+//!
+//! * `kgp_` (personal) or `kgs_` (service) names the product and the kind, so
+//!   secret scanners can find leaked tokens and people can tell them apart;
+//! * `<id>` is the public token id (16 base62 characters), found with one
+//!   indexed lookup;
+//! * `<secret>` is 32 base62 characters from the operating system's RNG
+//!   (190 bits);
+//! * `<checksum>` is the CRC-32 of everything before it, as 6 base62
+//!   characters, so a mistyped or truncated token is rejected before any
+//!   database or hash work.
+//!
+//! Only `[A-Za-z0-9_]` appears, so a double-click selects the whole token.
+
+use std::fmt;
+
+use rand::distributions::{Alphanumeric, DistString};
+use rand::rngs::OsRng;
+
+pub const ID_LEN: usize = 16;
+pub const SECRET_LEN: usize = 32;
+pub const CHECKSUM_LEN: usize = 6;
+const PREFIX_LEN: usize = 4;
+/// `kgs_` + id + `_` + secret + checksum.
+pub const TOKEN_LEN: usize = PREFIX_LEN + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Personal,
+    Service,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "personal",
+            TokenKind::Service => "service",
+        }
+    }
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "kgp_",
+            TokenKind::Service => "kgs_",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "personal" => Some(TokenKind::Personal),
+            "service" => Some(TokenKind::Service),
+            _ => None,
+        }
+    }
+
+    fn from_prefix(prefix: &str) -> Option<Self> {
+        [TokenKind::Personal, TokenKind::Service].into_iter().find(|k| k.prefix() == prefix)
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The public id of a token: safe to log, show and put in URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenId(String);
+
+impl TokenId {
+    pub fn generate() -> Self {
+        Self(Alphanumeric.sample_string(&mut OsRng, ID_LEN))
+    }
+
+    /// Accepts exactly what `generate` produces; anything else cannot name a token.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A whole token, secret included. It is generated or parsed, never printed
+/// by `Debug`, and only its hash reaches the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainToken {
+    kind: TokenKind,
+    id: TokenId,
+    secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenFormatError {
+    #[error("the token does not start with kgp_ or kgs_")]
+    UnknownPrefix,
+    #[error("the token has the wrong length")]
+    WrongLength,
+    #[error("the token contains characters a keygate token never has")]
+    BadCharacters,
+    #[error("the token's checksum does not match; it was mistyped or truncated")]
+    BadChecksum,
+}
+
+impl PlainToken {
+    pub fn generate(kind: TokenKind) -> Self {
+        Self::with_id(kind, TokenId::generate())
+    }
+
+    /// A new secret for an existing token (rotation keeps the id).
+    pub fn with_id(kind: TokenKind, id: TokenId) -> Self {
+        Self { kind, id, secret: Alphanumeric.sample_string(&mut OsRng, SECRET_LEN) }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
+        let prefix = s.get(..PREFIX_LEN).ok_or(TokenFormatError::UnknownPrefix)?;
+        let kind = TokenKind::from_prefix(prefix).ok_or(TokenFormatError::UnknownPrefix)?;
+        if s.len() != TOKEN_LEN {
+            return Err(TokenFormatError::WrongLength);
+        }
+        if !s.is_ascii() {
+            return Err(TokenFormatError::BadCharacters);
+        }
+        let rest = &s[PREFIX_LEN..];
+        let (id, rest) = rest.split_at(ID_LEN);
+        let (separator, rest) = rest.split_at(1);
+        let (secret, checksum) = rest.split_at(SECRET_LEN);
+        let alnum = |part: &str| part.bytes().all(|b| b.is_ascii_alphanumeric());
+        if separator != "_" || !alnum(id) || !alnum(secret) || !alnum(checksum) {
+            return Err(TokenFormatError::BadCharacters);
+        }
+        if checksum != encode_checksum(&s[..TOKEN_LEN - CHECKSUM_LEN]) {
+            return Err(TokenFormatError::BadChecksum);
+        }
+        Ok(Self { kind, id: TokenId(id.to_owned()), secret: secret.to_owned() })
+    }
+
+    pub fn kind(&self) -> TokenKind {
+        self.kind
+    }
+
+    pub fn id(&self) -> &TokenId {
+        &self.id
+    }
+
+    /// The secret part, for hashing and verification only.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The full token string, to show the user once.
+    pub fn expose(&self) -> String {
+        let body = format!("{}{}_{}", self.kind.prefix(), self.id, self.secret);
+        let checksum = encode_checksum(&body);
+        body + &checksum
+    }
+}
+
+impl fmt::Debug for PlainToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainToken")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+fn encode_checksum(body: &str) -> String {
+    let mut n = crc32fast::hash(body.as_bytes()) as u64;
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_round_trips() {
+        for kind in [TokenKind::Personal, TokenKind::Service] {
+            let token = PlainToken::generate(kind);
+            let text = token.expose();
+            assert_eq!(text.len(), TOKEN_LEN);
+            assert!(text.starts_with(kind.prefix()));
+            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            assert_eq!(PlainToken::parse(&text), Ok(token));
+        }
+    }
+
+    #[test]
+    fn secrets_are_long_and_distinct() {
+        let a = PlainToken::generate(TokenKind::Service);
+        let b = PlainToken::generate(TokenKind::Service);
+        assert_ne!(a.secret(), b.secret());
+        assert_ne!(a.id(), b.id());
+        // 32 characters of base62 carry 32 * log2(62) = 190 bits.
+        assert!(SECRET_LEN as f64 * 62f64.log2() >= 160.0);
+    }
+
+    #[test]
+    fn a_changed_character_fails_the_checksum() {
+        let text = PlainToken::generate(TokenKind::Service).expose();
+        let mut bytes = text.clone().into_bytes();
+        let i = PREFIX_LEN + ID_LEN + 5; // inside the secret
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(PlainToken::parse(&tampered), Err(TokenFormatError::BadChecksum));
+    }
+
+    #[test]
+    fn truncated_and_padded_tokens_are_rejected() {
+        let text = PlainToken::generate(TokenKind::Personal).expose();
+        assert_eq!(PlainToken::parse(&text[..TOKEN_LEN - 1]), Err(TokenFormatError::WrongLength));
+        assert_eq!(PlainToken::parse(&format!("{text}x")), Err(TokenFormatError::WrongLength));
+        assert_eq!(PlainToken::parse(&format!("{text} ")), Err(TokenFormatError::WrongLength));
+        assert_eq!(PlainToken::parse(""), Err(TokenFormatError::UnknownPrefix));
+    }
+
+    #[test]
+    fn wrong_prefixes_are_rejected() {
+        let text = PlainToken::generate(TokenKind::Service).expose();
+        assert_eq!(PlainToken::parse(&text.replacen("kgs_", "ghp_", 1)), Err(TokenFormatError::UnknownPrefix));
+        assert_eq!(PlainToken::parse(&text.replacen("kgs_", "KGS_", 1)), Err(TokenFormatError::UnknownPrefix));
+        // Swapping the kind invalidates the checksum, so kinds cannot be forged.
+        assert_eq!(PlainToken::parse(&text.replacen("kgs_", "kgp_", 1)), Err(TokenFormatError::BadChecksum));
+    }
+
+    #[test]
+    fn foreign_characters_are_rejected_not_panicked_on() {
+        let text = PlainToken::generate(TokenKind::Service).expose();
+        let mut broken = text.clone();
+        broken.replace_range(PREFIX_LEN + ID_LEN..PREFIX_LEN + ID_LEN + 1, "-");
+        assert_eq!(PlainToken::parse(&broken), Err(TokenFormatError::BadCharacters));
+        let multibyte = format!("kgs_a{}", "é".repeat((TOKEN_LEN - 5) / 2));
+        assert!(PlainToken::parse(&multibyte).is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let token = PlainToken::generate(TokenKind::Service);
+        let printed = format!("{token:?}");
+        assert!(!printed.contains(token.secret()));
+        assert!(printed.contains(token.id().as_str()));
+    }
+}

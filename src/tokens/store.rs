@@ -1,0 +1,410 @@
+//! `api_tokens` rows: create, list, find, rotate and revoke. Only hashes of
+//! secrets come in here; the plaintext never reaches this module.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::format::{TokenId, TokenKind};
+use super::scopes::{ScopeSet, UnknownScope};
+use crate::audit::{self, EventContext, SecurityEvent};
+use crate::db::schema::{accounts, api_tokens};
+use crate::db::{self, DbConnection};
+
+/// A token is due for rotation this long after its secret was issued…
+pub const ROTATION_DUE_DAYS: i64 = 90;
+/// …and the portal starts warning this long after.
+pub const ROTATION_WARN_DAYS: i64 = 80;
+/// A token expiring within this many days is "expiring soon".
+pub const EXPIRING_SOON_DAYS: i64 = 7;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiToken {
+    pub id: i64,
+    pub public_id: String,
+    pub seller_id: i64,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub scopes: String,
+    pub secret_hash: String,
+    pub secret_issued_at: NaiveDateTime,
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<NaiveDateTime>,
+    pub expires_at: Option<NaiveDateTime>,
+    pub lifetime_days: Option<i32>,
+    pub created_at: NaiveDateTime,
+    pub created_by: i64,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revoked_by: Option<i64>,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub last_used_ip: Option<String>,
+    pub rate_limit_per_minute: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenStatus {
+    Active,
+    ExpiringSoon,
+    RotationDue,
+    Expired,
+    Revoked,
+}
+
+impl TokenStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::ExpiringSoon => "expiring soon",
+            TokenStatus::RotationDue => "rotation due",
+            TokenStatus::Expired => "expired",
+            TokenStatus::Revoked => "revoked",
+        }
+    }
+
+    /// The CSS modifier of the badge.
+    pub fn css(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::ExpiringSoon => "expiring",
+            TokenStatus::RotationDue => "rotate",
+            TokenStatus::Expired => "expired",
+            TokenStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn is_usable(self) -> bool {
+        !matches!(self, TokenStatus::Expired | TokenStatus::Revoked)
+    }
+}
+
+impl ApiToken {
+    pub fn kind(&self) -> TokenKind {
+        TokenKind::parse(&self.kind).unwrap_or(TokenKind::Service)
+    }
+
+    pub fn scope_set(&self) -> Result<ScopeSet, UnknownScope> {
+        ScopeSet::parse(&self.scopes)
+    }
+
+    pub fn rotation_due_at(&self) -> NaiveDateTime {
+        self.secret_issued_at + Duration::days(ROTATION_DUE_DAYS)
+    }
+
+    pub fn is_expired(&self, now: NaiveDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn status(&self, now: NaiveDateTime) -> TokenStatus {
+        if self.revoked_at.is_some() {
+            TokenStatus::Revoked
+        } else if self.is_expired(now) {
+            TokenStatus::Expired
+        } else if now >= self.rotation_due_at() {
+            TokenStatus::RotationDue
+        } else if self.expires_at.is_some_and(|at| at - now <= Duration::days(EXPIRING_SOON_DAYS)) {
+            TokenStatus::ExpiringSoon
+        } else {
+            TokenStatus::Active
+        }
+    }
+
+    /// Days until rotation is due, once inside the warning window; `Some(0)`
+    /// or less once it is due. `None` for revoked and expired tokens.
+    pub fn rotation_warning_days(&self, now: NaiveDateTime) -> Option<i64> {
+        if !self.status(now).is_usable() {
+            return None;
+        }
+        let age = now - self.secret_issued_at;
+        (age >= Duration::days(ROTATION_WARN_DAYS)).then(|| (self.rotation_due_at() - now).num_days())
+    }
+}
+
+/// How long a new token lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    Days(i32),
+    At(NaiveDateTime),
+}
+
+impl Expiry {
+    pub fn expires_at(self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        match self {
+            Expiry::Never => None,
+            Expiry::Days(days) => Some(from + Duration::days(days.into())),
+            Expiry::At(at) => Some(at),
+        }
+    }
+
+    fn lifetime_days(self) -> Option<i32> {
+        match self {
+            Expiry::Days(days) => Some(days),
+            _ => None,
+        }
+    }
+}
+
+pub struct NewToken<'a> {
+    pub id: &'a TokenId,
+    pub seller_id: i64,
+    pub created_by: i64,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub kind: TokenKind,
+    pub scopes: &'a ScopeSet,
+    pub secret_hash: &'a str,
+    pub expiry: Expiry,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = api_tokens)]
+struct TokenInsert<'a> {
+    public_id: &'a str,
+    seller_id: i64,
+    name: &'a str,
+    description: &'a str,
+    kind: &'a str,
+    scopes: String,
+    secret_hash: &'a str,
+    secret_issued_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    lifetime_days: Option<i32>,
+    created_at: NaiveDateTime,
+    created_by: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenStoreError {
+    #[error("You already have an active token named “{0}”. Choose another name.")]
+    DuplicateName(String),
+    #[error("This token has been revoked; it cannot be rotated.")]
+    Revoked,
+    #[error("This token expired and has a fixed expiry date; create a new token instead.")]
+    ExpiredFixed,
+    #[error("This token was rotated again since this page was opened; reload the token list.")]
+    StaleRotation,
+    #[error("No such token.")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+fn active_name_taken(conn: &mut DbConnection, seller_id: i64, name: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    let count: i64 = api_tokens::table
+        .filter(api_tokens::seller_id.eq(seller_id))
+        .filter(api_tokens::name.eq(name))
+        .filter(api_tokens::revoked_at.is_null())
+        .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
+        .count()
+        .get_result(conn)?;
+    Ok(count > 0)
+}
+
+/// Inserts the token and its `token_created` event in one transaction.
+pub fn create(conn: &mut DbConnection, new: NewToken<'_>, ctx: EventContext) -> Result<ApiToken, TokenStoreError> {
+    db::write_tx(conn, |conn| {
+        let now = db::now();
+        if active_name_taken(conn, new.seller_id, new.name, now)? {
+            return Err(TokenStoreError::DuplicateName(new.name.to_owned()));
+        }
+        diesel::insert_into(api_tokens::table)
+            .values(TokenInsert {
+                public_id: new.id.as_str(),
+                seller_id: new.seller_id,
+                name: new.name,
+                description: new.description,
+                kind: new.kind.as_str(),
+                scopes: new.scopes.to_stored(),
+                secret_hash: new.secret_hash,
+                secret_issued_at: now,
+                expires_at: new.expiry.expires_at(now),
+                lifetime_days: new.expiry.lifetime_days(),
+                created_at: now,
+                created_by: new.created_by,
+            })
+            .execute(conn)?;
+        audit::record(
+            conn,
+            SecurityEvent::TokenCreated,
+            EventContext {
+                seller_id: Some(new.seller_id),
+                token_id: Some(new.id.to_string()),
+                detail: Some(new.name.to_owned()),
+                ..ctx
+            },
+        )?;
+        find(conn, new.id.as_str())?.ok_or(TokenStoreError::NotFound)
+    })
+}
+
+pub fn find(conn: &mut DbConnection, public_id: &str) -> QueryResult<Option<ApiToken>> {
+    api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(ApiToken::as_select()).first(conn).optional()
+}
+
+/// A seller's token by its public id; `None` for another seller's token, so
+/// that ids cannot be probed.
+pub fn find_for_seller(conn: &mut DbConnection, seller_id: i64, public_id: &str) -> QueryResult<Option<ApiToken>> {
+    api_tokens::table
+        .filter(api_tokens::public_id.eq(public_id))
+        .filter(api_tokens::seller_id.eq(seller_id))
+        .select(ApiToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A seller's tokens: usable ones first, newest first within each group.
+pub fn list_for_seller(conn: &mut DbConnection, seller_id: i64) -> QueryResult<Vec<ApiToken>> {
+    api_tokens::table
+        .filter(api_tokens::seller_id.eq(seller_id))
+        .order((api_tokens::revoked_at.is_null().desc(), api_tokens::created_at.desc(), api_tokens::id.desc()))
+        .select(ApiToken::as_select())
+        .load(conn)
+}
+
+/// Every token with its seller's email, for admins, optionally for one seller.
+pub fn list_all(conn: &mut DbConnection, seller_email: Option<&str>) -> QueryResult<Vec<(ApiToken, String)>> {
+    let mut query = api_tokens::table
+        .inner_join(accounts::table)
+        .order((api_tokens::revoked_at.is_null().desc(), api_tokens::created_at.desc(), api_tokens::id.desc()))
+        .select((ApiToken::as_select(), accounts::email))
+        .into_boxed();
+    if let Some(email) = seller_email {
+        query = query.filter(accounts::email.eq(email));
+    }
+    query.load(conn)
+}
+
+/// Revokes a token now. Revoking a revoked token changes nothing and succeeds.
+pub fn revoke(conn: &mut DbConnection, token: &ApiToken, ctx: EventContext) -> Result<ApiToken, TokenStoreError> {
+    db::write_tx(conn, |conn| {
+        let updated = diesel::update(api_tokens::table.find(token.id).filter(api_tokens::revoked_at.is_null()))
+            .set((api_tokens::revoked_at.eq(db::now()), api_tokens::revoked_by.eq(ctx.actor_id)))
+            .execute(conn)?;
+        if updated == 1 {
+            audit::record(
+                conn,
+                SecurityEvent::TokenRevoked,
+                EventContext {
+                    seller_id: Some(token.seller_id),
+                    token_id: Some(token.public_id.clone()),
+                    detail: Some(token.name.clone()),
+                    ..ctx
+                },
+            )?;
+        }
+        find(conn, &token.public_id)?.ok_or(TokenStoreError::NotFound)
+    })
+}
+
+/// Replaces a token's secret. The old secret keeps working until
+/// `now + grace` (not at all with a zero grace). `seen_issued_at` is the
+/// secret's issue time the seller saw, so a re-submitted form cannot rotate twice.
+pub fn rotate(
+    conn: &mut DbConnection,
+    token: &ApiToken,
+    new_secret_hash: &str,
+    grace: Duration,
+    seen_issued_at: Option<NaiveDateTime>,
+    ctx: EventContext,
+) -> Result<ApiToken, TokenStoreError> {
+    db::write_tx(conn, |conn| {
+        let current = find(conn, &token.public_id)?.ok_or(TokenStoreError::NotFound)?;
+        let now = db::now();
+        if current.revoked_at.is_some() {
+            return Err(TokenStoreError::Revoked);
+        }
+        if current.is_expired(now) && current.lifetime_days.is_none() {
+            return Err(TokenStoreError::ExpiredFixed);
+        }
+        if seen_issued_at.is_some_and(|seen| seen != current.secret_issued_at) {
+            return Err(TokenStoreError::StaleRotation);
+        }
+        let (previous_hash, previous_until) = if grace > Duration::zero() {
+            (Some(current.secret_hash.as_str()), Some(now + grace))
+        } else {
+            (None, None)
+        };
+        let expires_at = match current.lifetime_days {
+            Some(days) => Some(now + Duration::days(days.into())),
+            None => current.expires_at,
+        };
+        diesel::update(api_tokens::table.find(current.id))
+            .set((
+                api_tokens::secret_hash.eq(new_secret_hash),
+                api_tokens::secret_issued_at.eq(now),
+                api_tokens::previous_secret_hash.eq(previous_hash),
+                api_tokens::previous_secret_expires_at.eq(previous_until),
+                api_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)?;
+        let grace_note = if grace > Duration::zero() {
+            format!("{}; old secret valid for {} min", current.name, grace.num_minutes())
+        } else {
+            format!("{}; old secret revoked immediately", current.name)
+        };
+        audit::record(
+            conn,
+            SecurityEvent::TokenRotated,
+            EventContext {
+                seller_id: Some(current.seller_id),
+                token_id: Some(current.public_id.clone()),
+                detail: Some(grace_note),
+                ..ctx
+            },
+        )?;
+        find(conn, &current.public_id)?.ok_or(TokenStoreError::NotFound)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_issued(now: NaiveDateTime, days_ago: i64, expires_in_days: Option<i64>) -> ApiToken {
+        ApiToken {
+            id: 1,
+            public_id: "abcdefghijklmnop".into(),
+            seller_id: 1,
+            name: "erp".into(),
+            description: String::new(),
+            kind: "service".into(),
+            scopes: "orders:read".into(),
+            secret_hash: String::new(),
+            secret_issued_at: now - Duration::days(days_ago),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            expires_at: expires_in_days.map(|d| now + Duration::days(d)),
+            lifetime_days: None,
+            created_at: now - Duration::days(days_ago),
+            created_by: 1,
+            revoked_at: None,
+            revoked_by: None,
+            last_used_at: None,
+            last_used_ip: None,
+            rate_limit_per_minute: None,
+        }
+    }
+
+    #[test]
+    fn status_follows_age_expiry_and_revocation() {
+        let now = db::now();
+        assert_eq!(token_issued(now, 1, None).status(now), TokenStatus::Active);
+        assert_eq!(token_issued(now, 1, Some(3)).status(now), TokenStatus::ExpiringSoon);
+        assert_eq!(token_issued(now, 1, Some(-1)).status(now), TokenStatus::Expired);
+        assert_eq!(token_issued(now, 90, None).status(now), TokenStatus::RotationDue);
+        let mut revoked = token_issued(now, 90, Some(-1));
+        revoked.revoked_at = Some(now);
+        assert_eq!(revoked.status(now), TokenStatus::Revoked);
+    }
+
+    #[test]
+    fn rotation_warnings_start_at_day_80() {
+        let now = db::now();
+        assert_eq!(token_issued(now, 79, None).rotation_warning_days(now), None);
+        assert_eq!(token_issued(now, 80, None).rotation_warning_days(now), Some(10));
+        assert_eq!(token_issued(now, 85, None).rotation_warning_days(now), Some(5));
+        assert_eq!(token_issued(now, 95, None).rotation_warning_days(now), Some(-5));
+        assert_eq!(token_issued(now, 95, Some(-1)).rotation_warning_days(now), None);
+    }
+}
