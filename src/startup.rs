@@ -114,8 +114,8 @@ async fn request_id(
 /// Applies the audit-log retention once an hour.
 fn spawn_retention_task(pool: DbPool, retention_days: u32) {
     let retention = chrono::Duration::days(retention_days.into());
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
             let pool = pool.clone();

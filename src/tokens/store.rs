@@ -116,7 +116,9 @@ impl ApiToken {
             return None;
         }
         let age = now - self.secret_issued_at;
-        (age >= Duration::days(ROTATION_WARN_DAYS)).then(|| (self.rotation_due_at() - now).num_days())
+        // Whole days left, rounded up: 4 days and 23 hours reads as "5 days".
+        let left = (self.rotation_due_at() - now).num_seconds();
+        (age >= Duration::days(ROTATION_WARN_DAYS)).then(|| -((-left).div_euclid(86_400)))
     }
 }
 

@@ -84,7 +84,7 @@
           field.focus();
           field.select();
         }
-        setStatus(status, 'Could not copy automatically. The token is selected: press Ctrl+C (⌘C on a Mac) to copy it.', true);
+        setStatus(status, 'Could not copy automatically. The token is selected: press Ctrl+C (\u2318C on a Mac) to copy it.', true);
       }
     });
   }

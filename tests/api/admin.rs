@@ -1,0 +1,73 @@
+//! Admin views: every seller's tokens, with revoke; sellers cannot get in.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{create_service_token, location, spawn_app, ADMIN_EMAIL};
+
+#[tokio::test]
+async fn admins_see_every_sellers_tokens_and_can_filter() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let bob = app.seller("bob@shop.test").await;
+    let (ana_token, ana_id) = create_service_token(&ana, "ana-erp", &["orders:read"]).await;
+    create_service_token(&bob, "bob-wms", &["inventory:write"]).await;
+
+    let html = app.admin.get_html("/admin/tokens").await;
+    for expected in ["ana-erp", "bob-wms", "ana@shop.test", "bob@shop.test"] {
+        assert!(html.contains(expected), "{expected}");
+    }
+    assert!(!html.contains(&ana_token));
+    let filtered = app.admin.get_html("/admin/tokens?seller=ANA%40shop.test").await;
+    assert!(filtered.contains("ana-erp") && !filtered.contains("bob-wms"));
+    let detail = app.admin.get_html(&format!("/admin/tokens/{ana_id}")).await;
+    assert!(detail.contains("ana-erp"));
+
+    let bad = app.admin.get("/admin/tokens?seller=not-an-email").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("is not an email address"));
+}
+
+#[tokio::test]
+async fn an_admin_revokes_a_sellers_token_and_the_trail_names_the_admin() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (_, id) = create_service_token(&ana, "ana-erp", &["orders:read"]).await;
+
+    let confirm = app.admin.get_html(&format!("/admin/tokens/{id}/revoke")).await;
+    assert!(confirm.contains("ana@shop.test"));
+    let no_csrf = app.admin.post_raw(&format!("/admin/tokens/{id}/revoke"), &[]).await;
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    assert!(app.token(&id).revoked_at.is_none());
+
+    let response = app.admin.post_form(&format!("/admin/tokens/{id}/revoke"), &[]).await;
+    assert_eq!(location(&response), format!("/admin/tokens?revoked={id}"));
+    let token = app.token(&id);
+    assert_eq!(token.revoked_by, Some(app.account_id(ADMIN_EMAIL)));
+    let event = &app.events("token_revoked")[0];
+    assert_eq!(event.actor_id, Some(app.account_id(ADMIN_EMAIL)));
+    assert_eq!(event.seller_id, Some(app.account_id("ana@shop.test")), "the seller sees it in their log");
+    assert!(app.admin.get_html(&location(&response)).await.contains("was revoked"));
+    // The seller sees who revoked it in their API Logs.
+    let log = ana.get_html("/settings/logs").await;
+    assert!(log.contains("token_revoked") && log.contains(ADMIN_EMAIL));
+}
+
+#[tokio::test]
+async fn sellers_cannot_reach_admin_pages() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let bob = app.seller("bob@shop.test").await;
+    let (_, bob_id) = create_service_token(&bob, "bob-wms", &["inventory:read"]).await;
+    for path in [
+        "/admin/tokens".to_owned(),
+        "/admin/logs".to_owned(),
+        format!("/admin/tokens/{bob_id}"),
+        format!("/admin/tokens/{bob_id}/revoke"),
+    ] {
+        assert_eq!(ana.get(&path).await.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let csrf = ana.csrf_for("/settings/tokens/new").await;
+    let response = ana.post_raw(&format!("/admin/tokens/{bob_id}/revoke"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(app.token(&bob_id).revoked_at.is_none());
+}

@@ -1,0 +1,148 @@
+//! The `keygate` binary as scripts and operators use it.
+
+use std::process::{Command, Output};
+
+use crate::helpers::{public_id_of, PASSWORD};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn db(&self) -> String {
+        self.dir.path().join("cli.db").display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .env("DATABASE_URL", self.db())
+            .env("KEYGATE_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.run(args);
+        let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+        assert!(out.status.success(), "{args:?} failed: {stderr}");
+        (stdout, stderr)
+    }
+
+    fn fails(&self, args: &[&str], message: &str) {
+        let out = self.run(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(message), "{args:?}: expected “{message}” in {stderr}");
+        assert!(out.stdout.is_empty(), "nothing on stdout when failing");
+    }
+
+    fn pool(&self) -> keygate::db::DbPool {
+        keygate::db::build_pool(&keygate::db::DatabaseUrl::parse(&self.db()).unwrap(), 1).unwrap()
+    }
+}
+
+#[test]
+fn user_and_token_commands_work_end_to_end() {
+    let cli = Cli::new();
+    let (_, stderr) = cli.ok(&["migrate"]);
+    assert!(stderr.contains("migrations applied"));
+    cli.ok(&["user", "create", "--email", "ana@shop.test"]);
+    let (stdout, stderr) = cli.ok(&[
+        "token",
+        "create",
+        "--email",
+        "ana@shop.test",
+        "--name",
+        "erp",
+        "--kind",
+        "service",
+        "--scope",
+        "orders:read",
+        "--scope",
+        "products:write",
+    ]);
+    let token = stdout.trim_end();
+    assert_eq!(stdout.lines().count(), 1, "the token alone on stdout");
+    assert!(keygate::tokens::PlainToken::parse(token).is_ok());
+    let secret = keygate::tokens::PlainToken::parse(token).unwrap().secret().to_owned();
+    assert!(!stderr.contains(&secret), "the secret is never logged, even at trace level");
+
+    let id = public_id_of(token);
+    let stored = keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &id).unwrap().unwrap();
+    assert_eq!(stored.scopes, "orders:read products:write");
+    assert_eq!((stored.expires_at.unwrap() - stored.created_at).num_days(), 90, "service tokens default to 90 days");
+
+    let (stdout, _) = cli.ok(&[
+        "token",
+        "create",
+        "--email",
+        "ana@shop.test",
+        "--name",
+        "me",
+        "--kind",
+        "personal",
+        "--expires-in",
+        "never",
+    ]);
+    let personal =
+        keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &public_id_of(stdout.trim())).unwrap().unwrap();
+    assert_eq!(personal.expires_at, None);
+
+    let (_, stderr) = cli.ok(&["token", "revoke", &id]);
+    assert!(stderr.contains("revoked token"));
+    let (_, stderr) = cli.ok(&["token", "revoke", &id]);
+    assert!(stderr.contains("already revoked"));
+    let revoked = keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &id).unwrap().unwrap();
+    assert!(revoked.revoked_at.is_some());
+
+    let (_, stderr) = cli.ok(&["logs", "prune", "--retention-days", "30"]);
+    assert!(stderr.contains("pruned 0 audit rows"));
+}
+
+#[test]
+fn bad_flags_get_specific_errors_and_change_nothing() {
+    let cli = Cli::new();
+    cli.ok(&["user", "create", "--email", "ana@shop.test"]);
+    cli.fails(&["user", "create", "--email", "ana@shop.test"], "already exists");
+    cli.fails(&["user", "create", "--email", "nope"], "--email");
+    cli.fails(&["user", "create", "--email", "b@shop.test", "--role", "root"], "invalid value 'root'");
+    let base = ["token", "create", "--email", "ana@shop.test", "--name", "erp", "--kind"];
+    let with = |extra: &[&'static str]| -> Vec<&str> { base.iter().copied().chain(extra.iter().copied()).collect() };
+    cli.fails(&with(&["service"]), "needs at least one scope");
+    cli.fails(&with(&["service", "--scope", "orders:delete"]), "Unknown scope `orders:delete`");
+    cli.fails(&with(&["service", "--scope", "orders:read", "--expires-in", "0"]), "--expires-in");
+    cli.fails(&with(&["service", "--scope", "orders:read", "--expires-in", "soon"]), "--expires-in");
+    cli.fails(&with(&["personal", "--scope", "orders:read"]), "personal token carries every scope");
+    cli.fails(&with(&["robot"]), "invalid value 'robot'");
+    cli.fails(
+        &["token", "create", "--email", "zed@shop.test", "--name", "x", "--kind", "personal"],
+        "no account has the email",
+    );
+    cli.fails(&["token", "create", "--email", "ana@shop.test", "--name", "  ", "--kind", "personal"], "--name");
+    cli.fails(&["token", "revoke", "not-an-id"], "is not a token id");
+    cli.fails(&["token", "revoke", "AAAAAAAAAAAAAAAA"], "no token has the id");
+    cli.fails(&["logs", "prune", "--retention-days", "0"], "--retention-days");
+    cli.fails(&["serve", "--bind", "nowhere"], "invalid value 'nowhere'");
+    let tokens: i64 = {
+        use diesel::prelude::*;
+        keygate::db::schema::api_tokens::table.count().get_result(&mut cli.pool().get().unwrap()).unwrap()
+    };
+    assert_eq!(tokens, 0);
+}
+
+#[test]
+fn a_bad_database_url_is_named() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["migrate"])
+        .env("DATABASE_URL", "mysql://x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mysql"));
+}

@@ -1,0 +1,283 @@
+//! `spawn_app()` and the typed helpers tests read like sentences with.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use diesel::prelude::*;
+use keygate::config::Config;
+use keygate::db::schema::{api_tokens, audit_events};
+use keygate::db::{DatabaseUrl, DbPool};
+use keygate::startup::{build_pool_and_migrate, Application};
+use keygate::tokens::store::ApiToken;
+use reqwest::StatusCode;
+
+pub const ADMIN_EMAIL: &str = "admin@keygate.test";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Everything the server logs, from every test in this binary, so tests can
+/// prove that no secret is ever logged.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    pub pool: DbPool,
+    /// The first-run admin, signed in.
+    pub admin: User,
+    _dir: tempfile::TempDir,
+}
+
+/// A browser-like client with its own cookie jar that does not follow redirects.
+pub struct User {
+    pub email: String,
+    pub client: reqwest::Client,
+    pub address: String,
+}
+
+pub fn test_config(db_path: &std::path::Path) -> Config {
+    Config {
+        database_url: DatabaseUrl::parse(db_path.to_str().unwrap()).unwrap(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        allow_signup: true,
+        secure_cookies: false,
+        db_pool_size: 8,
+        log_retention_days: 90,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app on a fresh SQLite file with an admin already set up.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+    let app = spawn_empty_app_with(customise).await;
+    {
+        let mut conn = app.pool.get().unwrap();
+        keygate::cli::create_user(&mut conn, ADMIN_EMAIL, "admin", PASSWORD.into()).unwrap();
+    }
+    let admin = app.user(ADMIN_EMAIL);
+    admin.login(PASSWORD).await;
+    app.with_admin(admin)
+}
+
+pub struct EmptyApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    pub pool: DbPool,
+    dir: tempfile::TempDir,
+}
+
+/// Starts the app on a fresh SQLite file with no account at all (first run).
+pub async fn spawn_empty_app() -> EmptyApp {
+    spawn_empty_app_with(|_| {}).await
+}
+
+pub async fn spawn_empty_app_with(customise: impl FnOnce(&mut Config)) -> EmptyApp {
+    log_buffer();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("keygate.db");
+    let mut config = test_config(&db_path);
+    customise(&mut config);
+    let pool = build_pool_and_migrate(&config).unwrap();
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    EmptyApp { address, db_path, pool, dir }
+}
+
+impl EmptyApp {
+    pub fn user(&self, email: &str) -> User {
+        User::new(email, &self.address)
+    }
+
+    fn with_admin(self, admin: User) -> TestApp {
+        TestApp { address: self.address, db_path: self.db_path, pool: self.pool, admin, _dir: self.dir }
+    }
+
+    pub fn account_count(&self) -> i64 {
+        keygate::accounts::count(&mut self.pool.get().unwrap()).unwrap()
+    }
+}
+
+impl TestApp {
+    pub fn user(&self, email: &str) -> User {
+        User::new(email, &self.address)
+    }
+
+    /// A new seller, signed up through /signup and signed in.
+    pub async fn seller(&self, email: &str) -> User {
+        let user = self.user(email);
+        let response = user.signup(PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "sign-up of {email} failed");
+        user
+    }
+
+    pub fn account_id(&self, email: &str) -> i64 {
+        let email = keygate::accounts::Email::parse(email).unwrap();
+        keygate::accounts::find_by_email(&mut self.pool.get().unwrap(), &email).unwrap().unwrap().id
+    }
+
+    pub fn token(&self, public_id: &str) -> ApiToken {
+        keygate::tokens::store::find(&mut self.pool.get().unwrap(), public_id).unwrap().expect("token exists")
+    }
+
+    pub fn token_count(&self) -> i64 {
+        api_tokens::table.count().get_result(&mut self.pool.get().unwrap()).unwrap()
+    }
+
+    /// Audit events of one kind, oldest first.
+    pub fn events(&self, event: &str) -> Vec<keygate::audit::AuditRow> {
+        audit_events::table
+            .filter(audit_events::event.eq(event))
+            .order(audit_events::id.asc())
+            .select(keygate::audit::AuditRow::as_select())
+            .load(&mut self.pool.get().unwrap())
+            .unwrap()
+    }
+
+    /// Moves a token's secret issue time into the past, as if it were old.
+    pub fn age_token(&self, public_id: &str, days: i64) {
+        let issued = keygate::db::now() - chrono::Duration::days(days);
+        diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(public_id)))
+            .set(api_tokens::secret_issued_at.eq(issued))
+            .execute(&mut self.pool.get().unwrap())
+            .unwrap();
+    }
+
+    pub fn set_token_expiry(&self, public_id: &str, in_days: i64) {
+        let at = keygate::db::now() + chrono::Duration::days(in_days);
+        diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(public_id)))
+            .set(api_tokens::expires_at.eq(Some(at)))
+            .execute(&mut self.pool.get().unwrap())
+            .unwrap();
+    }
+
+    /// Every byte SQLite holds for this app: the database file and its WAL.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", self.db_path.display()));
+            if let Ok(content) = std::fs::read(path) {
+                bytes.extend(content);
+            }
+        }
+        bytes
+    }
+}
+
+/// A new service token, created through the portal: (token string, public id).
+pub async fn create_service_token(user: &User, name: &str, scopes: &[&str]) -> (String, String) {
+    let mut form = vec![("name", name), ("kind", "service"), ("expires", "90")];
+    form.extend(scopes.iter().map(|s| ("scope", *s)));
+    let response = user.post_form("/settings/tokens", &form).await;
+    assert_eq!(response.status(), StatusCode::OK, "token creation failed");
+    let html = response.text().await.unwrap();
+    let token = extract_token(&html).expect("the created page shows the token");
+    let id = public_id_of(&token);
+    (token, id)
+}
+
+pub fn public_id_of(token: &str) -> String {
+    keygate::tokens::PlainToken::parse(token).unwrap().id().to_string()
+}
+
+/// The token string shown on a show-once page, if any.
+pub fn extract_token(html: &str) -> Option<String> {
+    ["value=\"kgs_", "value=\"kgp_"].iter().find_map(|marker| {
+        let start = html.find(marker)? + "value=\"".len();
+        let end = start + html[start..].find('"')?;
+        Some(html[start..end].to_owned())
+    })
+}
+
+/// The value of the first `csrf_token` field in a page.
+pub fn csrf_from(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    let end = start + html[start..].find('"').unwrap();
+    html[start..end].to_owned()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+impl User {
+    pub fn new(email: &str, address: &str) -> Self {
+        let client =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { email: email.to_owned(), client, address: address.to_owned() }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.unwrap()
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    /// The CSRF token of the form on `path`.
+    pub async fn csrf_for(&self, path: &str) -> String {
+        csrf_from(&self.get_html(path).await)
+    }
+
+    /// Posts a form with the CSRF token taken from the page a browser would have shown.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let form_page = match path {
+            "/settings/tokens" => "/settings/tokens/new".to_owned(),
+            "/logout" => "/settings/tokens".to_owned(),
+            p => p.to_owned(),
+        };
+        let csrf = self.csrf_for(&form_page).await;
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", &csrf)];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts exactly these fields, with no CSRF token added.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.address)).form(fields).send().await.unwrap()
+    }
+
+    pub async fn login(&self, password: &str) -> reqwest::Response {
+        self.post_form("/login", &[("email", &self.email), ("password", password)]).await
+    }
+
+    pub async fn signup(&self, password: &str) -> reqwest::Response {
+        self.post_form("/signup", &[("email", &self.email), ("password", password), ("password_confirm", password)])
+            .await
+    }
+}

@@ -1,0 +1,10 @@
+//! One integration binary: every test spawns its own app on a fresh database.
+
+mod accounts;
+mod admin;
+mod browser;
+mod cli;
+mod helpers;
+mod isolation;
+mod pages;
+mod tokens;
