@@ -281,9 +281,10 @@ impl ChromeDriver {
         if stream.write_all(request.as_bytes()).await.is_err() {
             return false;
         }
-        let mut response = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response)).await;
-        matches!(read, Ok(Ok(_))) && response.starts_with(b"HTTP/1.1 200")
+        // chromedriver keeps the connection open, so read the status line only.
+        let mut response = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut response)).await;
+        matches!(read, Ok(Ok(_))) && &response == b"HTTP/1.1 200"
     }
 }
 

@@ -54,6 +54,57 @@ pub struct TestApp {
     /// The first-run admin, signed in.
     pub admin: User,
     _dir: tempfile::TempDir,
+    _postgres: Option<TestDatabase>,
+}
+
+/// A PostgreSQL database of its own for one test, dropped afterwards.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database on the server `KEYGATE_TEST_POSTGRES_URL` names
+    /// (default: the local one). `None` when no server answers, unless
+    /// `KEYGATE_REQUIRE_POSTGRES=1`, which turns a skip into a failure.
+    pub fn create() -> Option<Self> {
+        use diesel::Connection;
+        let admin_url = std::env::var("KEYGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let required = std::env::var("KEYGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let mut conn = match diesel::PgConnection::establish(&admin_url) {
+            Ok(conn) => conn,
+            Err(e) if required => panic!("KEYGATE_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}"),
+            Err(e) => {
+                eprintln!("skipping: PostgreSQL at {admin_url} is unreachable ({e})");
+                return None;
+            }
+        };
+        let name = format!("keygate_test_{}", uuid::Uuid::new_v4().simple());
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        Some(Self { admin_url, name, url })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+        }
+    }
+}
+
+/// The app on a PostgreSQL database of its own, or `None` when skipped.
+pub async fn spawn_app_on_postgres() -> Option<TestApp> {
+    let database = TestDatabase::create()?;
+    let url = DatabaseUrl::parse(&database.url).unwrap();
+    let mut app = spawn_app_with(|c| c.database_url = url).await;
+    app._postgres = Some(database);
+    Some(app)
 }
 
 /// A browser-like client with its own cookie jar that does not follow redirects.
@@ -121,7 +172,7 @@ impl EmptyApp {
     }
 
     fn with_admin(self, admin: User) -> TestApp {
-        TestApp { address: self.address, db_path: self.db_path, pool: self.pool, admin, _dir: self.dir }
+        TestApp { address: self.address, db_path: self.db_path, pool: self.pool, admin, _dir: self.dir, _postgres: None }
     }
 
     pub fn account_count(&self) -> i64 {

@@ -7,4 +7,5 @@ mod cli;
 mod helpers;
 mod isolation;
 mod pages;
+mod postgres;
 mod tokens;
