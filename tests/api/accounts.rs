@@ -35,7 +35,8 @@ async fn first_run_offers_setup_once_and_creates_the_admin() {
 async fn setup_rejects_bad_input_and_creates_nothing() {
     let app = spawn_empty_app().await;
     let visitor = app.user("owner@shop.test");
-    let cases: &[(&[(&str, &str)], StatusCode, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], StatusCode, &'a str);
+    let cases: &[Case] = &[
         (
             &[("email", "not-an-email"), ("password", PASSWORD), ("password_confirm", PASSWORD)],
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -20,7 +20,9 @@ use crate::helpers::{spawn_app, TestApp, PASSWORD};
 
 const SELLER_EMAIL: &str = "seller@browser.test";
 const TOKEN_NAME: &str = "Warehouse sync";
-const WAIT: Duration = Duration::from_secs(10);
+// Generous: the whole suite runs in parallel on two cores, and chromedriver
+// starts slowly under that load.
+const WAIT: Duration = Duration::from_secs(45);
 
 #[tokio::test]
 async fn a_seller_manages_a_service_token_in_a_real_browser() {
@@ -216,8 +218,10 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
         (Some(driver), Some(browser)) if driver.is_file() && browser.is_file() => Some((driver, browser)),
         (driver, browser) => {
             let problem = format!(
-                "the browser test needs chromedriver (CHROMEDRIVER, /usr/bin/chromedriver or PATH; found {driver:?}) \
-                 and Chromium (CHROME_BIN or /usr/bin/chromium; found {browser:?})"
+                "the browser test needs chromedriver (CHROMEDRIVER, /usr/bin/chromedriver or PATH: {}) \
+                 and Chromium (CHROME_BIN or /usr/bin/chromium: {})",
+                describe(&driver),
+                describe(&browser)
             );
             if std::env::var("KEYGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
                 panic!("KEYGATE_REQUIRE_BROWSER=1 but {problem}");
@@ -225,6 +229,14 @@ fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
             eprintln!("skipping a_seller_manages_a_service_token_in_a_real_browser: {problem}");
             None
         }
+    }
+}
+
+fn describe(binary: &Option<PathBuf>) -> String {
+    match binary {
+        Some(path) if path.is_file() => format!("{} found", path.display()),
+        Some(path) => format!("{} does not exist", path.display()),
+        None => "not found".to_owned(),
     }
 }
 

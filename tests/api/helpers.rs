@@ -75,7 +75,9 @@ impl TestDatabase {
         let required = std::env::var("KEYGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
         let mut conn = match diesel::PgConnection::establish(&admin_url) {
             Ok(conn) => conn,
-            Err(e) if required => panic!("KEYGATE_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}"),
+            Err(e) if required => {
+                panic!("KEYGATE_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}")
+            }
             Err(e) => {
                 eprintln!("skipping: PostgreSQL at {admin_url} is unreachable ({e})");
                 return None;
@@ -172,7 +174,14 @@ impl EmptyApp {
     }
 
     fn with_admin(self, admin: User) -> TestApp {
-        TestApp { address: self.address, db_path: self.db_path, pool: self.pool, admin, _dir: self.dir, _postgres: None }
+        TestApp {
+            address: self.address,
+            db_path: self.db_path,
+            pool: self.pool,
+            admin,
+            _dir: self.dir,
+            _postgres: None,
+        }
     }
 
     pub fn account_count(&self) -> i64 {

@@ -15,7 +15,12 @@ async fn the_token_lifecycle_works_on_postgres() {
     assert_eq!(mallory.get(&format!("/settings/tokens/{id}")).await.status(), StatusCode::NOT_FOUND);
 
     // Duplicate names are refused on PostgreSQL too.
-    let dup = ana.post_form("/settings/tokens", &[("name", "erp"), ("kind", "service"), ("scope", "orders:read"), ("expires", "90")]).await;
+    let dup = ana
+        .post_form(
+            "/settings/tokens",
+            &[("name", "erp"), ("kind", "service"), ("scope", "orders:read"), ("expires", "90")],
+        )
+        .await;
     assert_eq!(dup.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let page = ana.get_html(&format!("/settings/tokens/{id}/rotate")).await;
@@ -24,7 +29,10 @@ async fn the_token_lifecycle_works_on_postgres() {
     let start = page.find(marker).unwrap() + marker.len();
     let issued = &page[start..start + page[start..].find('"').unwrap()];
     let rotated = ana
-        .post_raw(&format!("/settings/tokens/{id}/rotate"), &[("csrf_token", &csrf), ("grace_minutes", "60"), ("issued", issued)])
+        .post_raw(
+            &format!("/settings/tokens/{id}/rotate"),
+            &[("csrf_token", &csrf), ("grace_minutes", "60"), ("issued", issued)],
+        )
         .await;
     assert_eq!(rotated.status(), StatusCode::OK, "the issue time round-trips through a native timestamp");
     let new = extract_token(&rotated.text().await.unwrap()).unwrap();
