@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod gate;
 pub mod hashing;
 pub mod portal;
 pub mod sessions;

@@ -1,0 +1,196 @@
+//! The gate's answers: the troubleshooting table of SPEC §4, made exact.
+//! Every refusal is JSON `{"error", "message", "request_id", …}` with the
+//! RFC 6750 `WWW-Authenticate` header where the table asks for one.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use chrono::NaiveDateTime;
+use serde_json::json;
+
+use crate::tokens::Scope;
+
+pub const REALM: &str = "keygate";
+
+/// Why a request to the API was refused. The names are the `error` codes
+/// and the audit outcomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateError {
+    /// No `Authorization` header at all.
+    Unauthorized,
+    /// Malformed, bad checksum, unknown id or wrong secret. The description
+    /// says which, except that an unknown id and a wrong secret read the same.
+    InvalidToken(&'static str),
+    TokenRevoked,
+    TokenExpired {
+        expired_at: NaiveDateTime,
+    },
+    InsufficientScope {
+        required: Scope,
+    },
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    HttpsRequired,
+}
+
+impl GateError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GateError::Unauthorized => "unauthorized",
+            GateError::InvalidToken(_) => "invalid_token",
+            GateError::TokenRevoked => "token_revoked",
+            GateError::TokenExpired { .. } => "token_expired",
+            GateError::InsufficientScope { .. } => "insufficient_scope",
+            GateError::RateLimited { .. } => "rate_limited",
+            GateError::HttpsRequired => "https_required",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GateError::Unauthorized
+            | GateError::InvalidToken(_)
+            | GateError::TokenRevoked
+            | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
+            GateError::InsufficientScope { .. } | GateError::HttpsRequired => StatusCode::FORBIDDEN,
+            GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            GateError::Unauthorized => "This endpoint needs an API token: send `Authorization: Bearer <token>`.".into(),
+            GateError::InvalidToken(why) => format!("The API token is invalid: {why}."),
+            GateError::TokenRevoked => {
+                "This API token has been revoked. Create a new token under Settings → API Tokens.".into()
+            }
+            GateError::TokenExpired { expired_at } => format!(
+                "This API token expired at {}. Create a new token under Settings → API Tokens.",
+                rfc3339(*expired_at)
+            ),
+            GateError::InsufficientScope { required } => {
+                format!("This token lacks the `{required}` scope this endpoint needs. Use a token with that scope.")
+            }
+            GateError::RateLimited { retry_after_secs } => format!(
+                "This token is over its per-minute rate limit. Retry in {retry_after_secs} s, with exponential backoff."
+            ),
+            GateError::HttpsRequired => {
+                "API tokens must be sent over HTTPS. This request was refused and its token was not checked.".into()
+            }
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge, where RFC 6750 asks for one.
+    pub fn challenge(&self) -> Option<String> {
+        let description = |d: &str| d.replace('"', "'");
+        match self {
+            GateError::Unauthorized => Some(format!("Bearer realm=\"{REALM}\"")),
+            GateError::InvalidToken(_) | GateError::TokenRevoked | GateError::TokenExpired { .. } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                description(&self.short_description())
+            )),
+            GateError::InsufficientScope { required } => {
+                Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
+            }
+            GateError::RateLimited { .. } | GateError::HttpsRequired => None,
+        }
+    }
+
+    fn short_description(&self) -> String {
+        match self {
+            GateError::InvalidToken(why) => format!("The token is invalid: {why}"),
+            GateError::TokenRevoked => "The token has been revoked".into(),
+            GateError::TokenExpired { expired_at } => format!("The token expired at {}", rfc3339(*expired_at)),
+            other => other.message(),
+        }
+    }
+
+    pub fn response(&self, request_id: &str) -> HttpResponse {
+        let mut body = json!({
+            "error": self.code(),
+            "message": self.message(),
+            "request_id": request_id,
+        });
+        match self {
+            GateError::TokenExpired { expired_at } => body["expired_at"] = json!(rfc3339(*expired_at)),
+            GateError::InsufficientScope { required } => body["required_scope"] = json!(required.as_str()),
+            GateError::RateLimited { retry_after_secs } => body["retry_after"] = json!(retry_after_secs),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status());
+        if let Some(challenge) = self.challenge() {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if let GateError::RateLimited { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        response.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+    }
+}
+
+pub fn rfc3339(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(error: &GateError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = error.response("req-1");
+        let status = response.status();
+        let challenge = response.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+        let bytes = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        (status, challenge, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn every_row_of_the_table_answers_exactly() {
+        let expired_at = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap().and_hms_opt(3, 4, 5).unwrap();
+        let rows = [
+            (GateError::Unauthorized, 401, "unauthorized", Some("Bearer realm=\"keygate\"".to_owned())),
+            (
+                GateError::InvalidToken("its checksum does not match"),
+                401,
+                "invalid_token",
+                Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token is invalid: its checksum does not match\"".to_owned()),
+            ),
+            (
+                GateError::TokenRevoked,
+                401,
+                "token_revoked",
+                Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token has been revoked\"".to_owned()),
+            ),
+            (
+                GateError::TokenExpired { expired_at },
+                401,
+                "token_expired",
+                Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token expired at 2026-01-02T03:04:05Z\"".to_owned()),
+            ),
+            (
+                GateError::InsufficientScope { required: Scope::OrdersWrite },
+                403,
+                "insufficient_scope",
+                Some("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"orders:write\"".to_owned()),
+            ),
+            (GateError::RateLimited { retry_after_secs: 7 }, 429, "rate_limited", None),
+            (GateError::HttpsRequired, 403, "https_required", None),
+        ];
+        for (error, status, code, challenge) in rows {
+            let (got_status, got_challenge, json) = body(&error).await;
+            assert_eq!(got_status.as_u16(), status, "{code}");
+            assert_eq!(got_challenge, challenge, "{code}");
+            assert_eq!(json["error"], code);
+            assert_eq!(json["request_id"], "req-1");
+            assert!(json["message"].as_str().unwrap().len() > 10);
+        }
+        assert_eq!(body(&GateError::TokenExpired { expired_at }).await.2["expired_at"], "2026-01-02T03:04:05Z");
+        assert_eq!(
+            body(&GateError::InsufficientScope { required: Scope::OrdersWrite }).await.2["required_scope"],
+            "orders:write"
+        );
+        let limited = GateError::RateLimited { retry_after_secs: 7 }.response("r");
+        assert_eq!(limited.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        assert_eq!(body(&GateError::RateLimited { retry_after_secs: 7 }).await.2["retry_after"], 7);
+    }
+}

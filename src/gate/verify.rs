@@ -1,0 +1,205 @@
+//! Recognising a token's secret. argon2 runs at most once per secret per
+//! process: after a successful check the secret's SHA-256 is remembered
+//! beside the PHC string it matched, and later requests compare digests in
+//! constant time. The row is still read on every request, so a revocation or a
+//! rotation (which changes the PHC string) applies to the very next request.
+//!
+//! Wrong secrets for a real token id are counted; past a few in a minute they
+//! are refused without argon2, so a flood cannot buy hash time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::hashing::{HashError, Hasher};
+use crate::tokens::store::ApiToken;
+
+/// Wrong secrets per token id per window that still get an argon2 check.
+pub const MAX_FAILED_CHECKS: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretCheck {
+    /// The current secret.
+    Current,
+    /// The previous secret, inside its rotation grace period.
+    Previous,
+    Wrong,
+    /// Too many wrong secrets for this id lately; argon2 was not run.
+    Throttled,
+}
+
+impl SecretCheck {
+    pub fn is_valid(self) -> bool {
+        matches!(self, SecretCheck::Current | SecretCheck::Previous)
+    }
+}
+
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+pub struct Verifier {
+    hasher: Hasher,
+    /// public id → (PHC string, SHA-256 of the secret that matched it).
+    known: Mutex<HashMap<String, Vec<(String, [u8; 32])>>>,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+impl Verifier {
+    pub fn new(hasher: Hasher) -> Self {
+        Self { hasher, known: Mutex::default(), failures: Mutex::default() }
+    }
+
+    /// Checks `secret` against the token's current secret and, during a
+    /// rotation grace period, its previous one.
+    pub async fn check(&self, token: &ApiToken, secret: &str, now: NaiveDateTime) -> Result<SecretCheck, HashError> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let mut candidates = vec![(token.secret_hash.as_str(), SecretCheck::Current)];
+        if let (Some(previous), Some(until)) = (&token.previous_secret_hash, token.previous_secret_expires_at) {
+            if until > now {
+                candidates.push((previous.as_str(), SecretCheck::Previous));
+            }
+        }
+        if let Some(hit) = self.remembered(&token.public_id, &candidates, &digest) {
+            return Ok(hit);
+        }
+        if self.is_throttled(&token.public_id) {
+            return Ok(SecretCheck::Throttled);
+        }
+        for (phc, which) in candidates {
+            if self.hasher.verify(secret.to_owned(), phc.to_owned()).await? {
+                self.remember(&token.public_id, phc, digest);
+                return Ok(which);
+            }
+        }
+        self.record_failure(&token.public_id);
+        Ok(SecretCheck::Wrong)
+    }
+
+    fn remembered(&self, id: &str, candidates: &[(&str, SecretCheck)], digest: &[u8; 32]) -> Option<SecretCheck> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = known.get(id)?;
+        candidates.iter().find_map(|(phc, which)| {
+            entries
+                .iter()
+                .any(|(known_phc, known_digest)| known_phc == phc && bool::from(known_digest.ct_eq(digest)))
+                .then_some(*which)
+        })
+    }
+
+    fn remember(&self, id: &str, phc: &str, digest: [u8; 32]) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = known.entry(id.to_owned()).or_default();
+        entries.retain(|(known_phc, _)| known_phc != phc);
+        entries.push((phc.to_owned(), digest));
+        // A token has at most two live secrets (current and previous).
+        if entries.len() > 2 {
+            entries.remove(0);
+        }
+    }
+
+    fn is_throttled(&self, id: &str) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.get(id).is_some_and(|f| f.count >= MAX_FAILED_CHECKS && f.since.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn record_failure(&self, id: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = failures.entry(id.to_owned()).or_insert(Failures { count: 0, since: Instant::now() });
+        if entry.since.elapsed() >= FAILURE_WINDOW {
+            *entry = Failures { count: 0, since: Instant::now() };
+        }
+        entry.count += 1;
+    }
+
+    /// How many argon2 results are remembered (for tests and metrics).
+    pub fn remembered_secrets(&self) -> usize {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hashing::hash_blocking;
+    use chrono::Duration as ChronoDuration;
+
+    fn token_with(secret: &str) -> ApiToken {
+        let now = crate::db::now();
+        ApiToken {
+            id: 1,
+            public_id: "abcdefghijklmnop".into(),
+            seller_id: 1,
+            name: "t".into(),
+            description: String::new(),
+            kind: "service".into(),
+            scopes: "orders:read".into(),
+            secret_hash: hash_blocking(secret).unwrap(),
+            secret_issued_at: now,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            expires_at: None,
+            lifetime_days: None,
+            created_at: now,
+            created_by: 1,
+            revoked_at: None,
+            revoked_by: None,
+            last_used_at: None,
+            last_used_ip: None,
+            rate_limit_per_minute: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verified_secret_is_recognised_from_memory() {
+        let verifier = Verifier::new(Hasher::new(1));
+        let token = token_with("s3cret");
+        let now = crate::db::now();
+        assert_eq!(verifier.check(&token, "s3cret", now).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verifier.remembered_secrets(), 1);
+        // A corrupted stored hash would fail argon2; a remembered secret never reaches it.
+        assert_eq!(verifier.check(&token, "s3cret", now).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verifier.check(&token, "other", now).await.unwrap(), SecretCheck::Wrong);
+    }
+
+    #[tokio::test]
+    async fn rotation_changes_the_phc_so_the_old_secret_stops_at_once() {
+        let verifier = Verifier::new(Hasher::new(1));
+        let mut token = token_with("old");
+        let now = crate::db::now();
+        assert!(verifier.check(&token, "old", now).await.unwrap().is_valid());
+        let old_hash = token.secret_hash.clone();
+        token.secret_hash = hash_blocking("new").unwrap();
+        assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Wrong);
+        assert_eq!(verifier.check(&token, "new", now).await.unwrap(), SecretCheck::Current);
+        // With a grace period the old secret works until it ends.
+        token.previous_secret_hash = Some(old_hash);
+        token.previous_secret_expires_at = Some(now + ChronoDuration::hours(1));
+        assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Previous);
+        assert_eq!(verifier.check(&token, "old", now + ChronoDuration::hours(2)).await.unwrap(), SecretCheck::Wrong);
+    }
+
+    #[tokio::test]
+    async fn repeated_wrong_secrets_stop_costing_argon2() {
+        let verifier = Verifier::new(Hasher::new(1));
+        let token = token_with("right");
+        let now = crate::db::now();
+        for _ in 0..MAX_FAILED_CHECKS {
+            assert_eq!(verifier.check(&token, "wrong", now).await.unwrap(), SecretCheck::Wrong);
+        }
+        assert_eq!(verifier.check(&token, "wrong", now).await.unwrap(), SecretCheck::Throttled);
+        // A secret already verified is still recognised from memory during the flood…
+        let verified = Verifier::new(Hasher::new(1));
+        assert!(verified.check(&token, "right", now).await.unwrap().is_valid());
+        for _ in 0..MAX_FAILED_CHECKS + 3 {
+            verified.check(&token, "wrong", now).await.unwrap();
+        }
+        assert_eq!(verified.check(&token, "right", now).await.unwrap(), SecretCheck::Current);
+    }
+}
