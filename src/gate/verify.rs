@@ -39,6 +39,12 @@ impl SecretCheck {
     }
 }
 
+/// A secret that passed argon2: the PHC string it matched and its SHA-256.
+struct KnownSecret {
+    phc: String,
+    digest: [u8; 32],
+}
+
 struct Failures {
     count: u32,
     since: Instant,
@@ -46,8 +52,8 @@ struct Failures {
 
 pub struct Verifier {
     hasher: Hasher,
-    /// public id → (PHC string, SHA-256 of the secret that matched it).
-    known: Mutex<HashMap<String, Vec<(String, [u8; 32])>>>,
+    /// Per public id, the secrets verified so far (at most current and previous).
+    known: Mutex<HashMap<String, Vec<KnownSecret>>>,
     failures: Mutex<HashMap<String, Failures>>,
 }
 
@@ -86,18 +92,15 @@ impl Verifier {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let entries = known.get(id)?;
         candidates.iter().find_map(|(phc, which)| {
-            entries
-                .iter()
-                .any(|(known_phc, known_digest)| known_phc == phc && bool::from(known_digest.ct_eq(digest)))
-                .then_some(*which)
+            entries.iter().any(|known| known.phc == *phc && bool::from(known.digest.ct_eq(digest))).then_some(*which)
         })
     }
 
     fn remember(&self, id: &str, phc: &str, digest: [u8; 32]) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let entries = known.entry(id.to_owned()).or_default();
-        entries.retain(|(known_phc, _)| known_phc != phc);
-        entries.push((phc.to_owned(), digest));
+        entries.retain(|known| known.phc != phc);
+        entries.push(KnownSecret { phc: phc.to_owned(), digest });
         // A token has at most two live secrets (current and previous).
         if entries.len() > 2 {
             entries.remove(0);
