@@ -100,6 +100,14 @@ pub struct ServeArgs {
     /// Days to keep audit rows; applied hourly and by `keygate logs prune`.
     #[arg(long, env = "KEYGATE_LOG_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub log_retention_days: u32,
+
+    /// Requests per minute per token, unless the token has its own limit.
+    #[arg(long, env = "KEYGATE_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_per_minute: u32,
+
+    /// Audit rows that may wait for the writer before requests wait too.
+    #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub audit_queue: u32,
 }
 
 /// What `Application::build` needs: the parsed flags, or a test's own values.
@@ -111,6 +119,8 @@ pub struct Config {
     pub secure_cookies: bool,
     pub db_pool_size: u32,
     pub log_retention_days: u32,
+    pub rate_limit_per_minute: u32,
+    pub audit_queue: u32,
 }
 
 impl Config {
@@ -122,6 +132,8 @@ impl Config {
             secure_cookies: args.secure_cookies,
             db_pool_size: args.db_pool_size,
             log_retention_days: args.log_retention_days,
+            rate_limit_per_minute: args.rate_limit_per_minute,
+            audit_queue: args.audit_queue,
         }
     }
 }

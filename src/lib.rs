@@ -1,6 +1,7 @@
 //! keygate: API tokens, a bearer gate and an audit log for a seller portal.
 
 pub mod accounts;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -12,9 +12,13 @@ use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use tracing_actix_web::TracingLogger;
 
+use crate::audit::writer::{AuditSender, AuditWriter};
 use crate::config::Config;
 use crate::db::{self, DbConnection, DbPool};
 use crate::error::PortalError;
+use crate::gate::middleware::LastUsed;
+use crate::gate::ratelimit::RateLimits;
+use crate::gate::Verifier;
 use crate::hashing::Hasher;
 
 /// What every handler can reach.
@@ -22,6 +26,10 @@ pub struct AppState {
     pub pool: DbPool,
     pub hasher: Hasher,
     pub config: Config,
+    pub verifier: Verifier,
+    pub limits: RateLimits,
+    pub last_used: LastUsed,
+    pub audit: AuditSender,
 }
 
 impl AppState {
@@ -43,6 +51,7 @@ impl AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    audit: AuditWriter,
 }
 
 /// The id of the request, set by the request-id middleware for handlers and
@@ -58,7 +67,17 @@ impl Application {
         let pool = build_pool_and_migrate(&config)?;
         let listener = TcpListener::bind(config.bind)?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState { pool: pool.clone(), hasher: Hasher::per_core(), config: config.clone() });
+        let hasher = Hasher::per_core();
+        let (audit_sender, audit) = AuditWriter::start(pool.clone(), config.audit_queue as usize);
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            hasher: hasher.clone(),
+            config: config.clone(),
+            verifier: Verifier::new(hasher),
+            limits: RateLimits::default(),
+            last_used: LastUsed::default(),
+            audit: audit_sender,
+        });
         spawn_retention_task(pool, config.log_retention_days);
 
         let server = HttpServer::new(move || {
@@ -74,20 +93,36 @@ impl Application {
                 )
                 .wrap(TracingLogger::default())
                 .wrap(from_fn(request_id))
+                .service(
+                    web::scope("/api")
+                        .wrap(from_fn(crate::gate::middleware::api_gate))
+                        .configure(crate::api::configure),
+                )
+                .route("/readyz", web::get().to(readyz))
                 .configure(crate::portal::routes)
         })
         .listen(listener)?
         .shutdown_timeout(30)
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, audit })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Stops the server as SIGTERM would: `stop(true)` lets requests finish.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM, Ctrl-C or `handle().stop()`; in-flight requests
+    /// finish, then every queued audit row is written before this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.audit.shutdown().await;
+        tracing::info!("audit log flushed; stopped");
+        served
     }
 }
 
@@ -95,6 +130,21 @@ pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
     let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
     db::run_migrations(&mut *pool.get()?)?;
     Ok(pool)
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn readyz(state: web::Data<AppState>) -> actix_web::HttpResponse {
+    use diesel::RunQueryDsl;
+    let ready = state.db(|conn| diesel::sql_query("SELECT 1").execute(conn)).await;
+    match ready {
+        Ok(_) => actix_web::HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            actix_web::HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("database unreachable")
+        }
+    }
 }
 
 /// Gives every request an id, and every response an `X-Request-Id`.

@@ -1,6 +1,8 @@
 //! The audit trail behind Settings → API Logs: API requests and portal
 //! security events in one table.
 
+pub mod writer;
+
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -58,8 +60,10 @@ pub struct EventContext {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = audit_events)]
+/// `treat_none_as_default_value = false` binds `None` as NULL, which lets
+/// SQLite take many rows in one multi-row `INSERT` (it has no `DEFAULT` there).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
     pub occurred_at: NaiveDateTime,
     pub kind: &'static str,
@@ -100,6 +104,46 @@ impl NewAuditEvent {
             latency_us: None,
             request_id: ctx.request_id,
             detail: ctx.detail,
+        }
+    }
+}
+
+/// One request to `/api/`, as the gate saw it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub seller_id: Option<i64>,
+    pub token_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub outcome: &'static str,
+    pub required_scope: Option<&'static str>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub latency_us: i64,
+    pub request_id: String,
+}
+
+impl NewAuditEvent {
+    pub fn api(request: ApiRequest) -> Self {
+        Self {
+            occurred_at: crate::db::now(),
+            kind: "api",
+            event: "api_request",
+            outcome: request.outcome,
+            seller_id: request.seller_id,
+            actor_id: None,
+            subject: None,
+            token_id: request.token_id,
+            method: Some(request.method),
+            path: Some(truncate(request.path, 512)),
+            status: Some(i32::from(request.status)),
+            required_scope: request.required_scope.map(str::to_owned),
+            ip: request.ip,
+            user_agent: request.user_agent.map(|ua| truncate(ua, 512)),
+            latency_us: Some(request.latency_us),
+            request_id: Some(request.request_id),
+            detail: None,
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct TestApp {
     pub pool: DbPool,
     /// The first-run admin, signed in.
     pub admin: User,
+    pub server: Option<Server>,
     _dir: tempfile::TempDir,
     _postgres: Option<TestDatabase>,
 }
@@ -124,6 +125,8 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         secure_cookies: false,
         db_pool_size: 8,
         log_retention_days: 90,
+        rate_limit_per_minute: 600,
+        audit_queue: 1_000,
     }
 }
 
@@ -148,6 +151,20 @@ pub struct EmptyApp {
     pub db_path: PathBuf,
     pub pool: DbPool,
     dir: tempfile::TempDir,
+    server: Server,
+}
+
+/// The running server: stop it as SIGTERM would and wait for it to finish.
+pub struct Server {
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn shutdown(self) {
+        self.handle.stop(true).await;
+        self.task.await.unwrap().unwrap();
+    }
 }
 
 /// Starts the app on a fresh SQLite file with no account at all (first run).
@@ -164,8 +181,9 @@ pub async fn spawn_empty_app_with(customise: impl FnOnce(&mut Config)) -> EmptyA
     let pool = build_pool_and_migrate(&config).unwrap();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    EmptyApp { address, db_path, pool, dir }
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    EmptyApp { address, db_path, pool, dir, server: Server { handle, task } }
 }
 
 impl EmptyApp {
@@ -179,6 +197,7 @@ impl EmptyApp {
             db_path: self.db_path,
             pool: self.pool,
             admin,
+            server: Some(self.server),
             _dir: self.dir,
             _postgres: None,
         }
@@ -190,6 +209,34 @@ impl EmptyApp {
 }
 
 impl TestApp {
+    /// Stops the server gracefully, as SIGTERM does, and waits for the
+    /// audit log to be flushed.
+    pub async fn shutdown(&mut self) {
+        self.server.take().expect("the server is running").shutdown().await;
+    }
+
+    /// Calls the API with an optional `Authorization: Bearer` token.
+    pub async fn api_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Rows the API requests wrote, oldest first. The writer is
+    /// asynchronous, so this waits (up to 10 s) until `expected` rows are in.
+    pub async fn api_rows(&self, expected: usize) -> Vec<keygate::audit::AuditRow> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows = self.events("api_request");
+            if rows.len() >= expected || std::time::Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn user(&self, email: &str) -> User {
         User::new(email, &self.address)
     }

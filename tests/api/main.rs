@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod browser;
 mod cli;
+mod gate;
 mod helpers;
 mod isolation;
 mod pages;

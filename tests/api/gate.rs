@@ -1,0 +1,273 @@
+//! The bearer gate over HTTP: the error table, the headers, revocation and
+//! rotation on the next request, rate limits, and one audit row per request.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{create_service_token, spawn_app, spawn_app_with, TestApp};
+
+async fn json(response: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap())
+}
+
+fn challenge(headers: &reqwest::header::HeaderMap) -> String {
+    headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// A seller with one service token: (app, token, public id).
+async fn app_with_token(scopes: &[&str]) -> (TestApp, String, String) {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&seller, "erp", scopes).await;
+    (app, token, id)
+}
+
+#[tokio::test]
+async fn a_valid_token_reads_itself_with_every_header() {
+    let (app, token, id) = app_with_token(&["orders:read", "products:write"]).await;
+    let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["name"], "erp");
+    assert_eq!(body["kind"], "service");
+    assert_eq!(body["seller"], app.account_id("ana@shop.test"));
+    assert_eq!(body["scopes"], serde_json::json!(["orders:read", "products:write"]));
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(body["rotation_due_at"].is_string());
+    assert_eq!(headers["keygate-token-expiration"], body["expires_at"].as_str().unwrap());
+    assert!(headers.get("keygate-token-rotate-by").is_none(), "not due yet");
+    assert_eq!(headers["ratelimit-policy"], "600;w=60");
+    assert_eq!(headers["x-ratelimit-limit"], "600");
+    assert_eq!(headers["x-ratelimit-remaining"], "599");
+    assert!(headers["ratelimit"].to_str().unwrap().starts_with("limit=600, remaining=599, reset="));
+    assert!(
+        headers["x-ratelimit-reset"].to_str().unwrap().parse::<i64>().unwrap() > chrono::Utc::now().timestamp() - 1
+    );
+    assert_eq!(headers["x-request-id"].len(), 32);
+    // The secret never lands in the audit row.
+    let rows = app.api_rows(1).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "ok");
+    assert_eq!(rows[0].token_id.as_deref(), Some(id.as_str()));
+    assert_eq!(rows[0].request_id.as_deref(), Some(headers["x-request-id"].to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn a_token_due_for_rotation_says_so() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    app.age_token(&id, 95);
+    let response = app.api_get("/api/v1/token", Some(&token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("keygate-token-rotate-by"));
+}
+
+#[tokio::test]
+async fn no_authorization_header_is_unauthorized() {
+    let (app, _, _) = app_with_token(&["orders:read"]).await;
+    let (status, headers, body) = json(app.api_get("/api/v1/token", None).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(challenge(&headers), "Bearer realm=\"keygate\"");
+    assert_eq!(body["request_id"], headers["x-request-id"].to_str().unwrap());
+    assert!(body["message"].as_str().unwrap().contains("Authorization: Bearer"));
+    assert_eq!(app.api_rows(1).await[0].outcome, "unauthorized");
+}
+
+#[tokio::test]
+async fn malformed_mistyped_unknown_and_wrong_tokens_are_invalid() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    let mut mistyped = token.clone().into_bytes();
+    let i = token.len() - 10;
+    mistyped[i] = if mistyped[i] == b'a' { b'b' } else { b'a' };
+    let mistyped = String::from_utf8(mistyped).unwrap();
+    let unknown = keygate::tokens::PlainToken::generate(keygate::tokens::TokenKind::Service).expose();
+    let wrong_secret = keygate::tokens::PlainToken::with_id(
+        keygate::tokens::TokenKind::Service,
+        keygate::tokens::TokenId::parse(&id).unwrap(),
+    )
+    .expose();
+    let cases = [
+        ("ghp_notours", "does not start with kgp_ or kgs_"),
+        (&token[..token.len() - 1], "wrong length"),
+        (mistyped.as_str(), "checksum does not match"),
+        (unknown.as_str(), "unknown token or wrong secret"),
+        (wrong_secret.as_str(), "unknown token or wrong secret"),
+    ];
+    for (presented, why) in cases {
+        let (status, headers, body) = json(app.api_get("/api/v1/token", Some(presented)).await).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{presented}");
+        assert_eq!(body["error"], "invalid_token");
+        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+        let challenge = challenge(&headers);
+        assert!(
+            challenge.starts_with("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\""),
+            "{challenge}"
+        );
+        assert!(challenge.contains(why));
+    }
+    // Another scheme is malformed too.
+    let basic = reqwest::Client::new()
+        .get(format!("{}/api/v1/token", app.address))
+        .basic_auth("u", Some("p"))
+        .send()
+        .await
+        .unwrap();
+    let (_, _, body) = json(basic).await;
+    assert_eq!(body["error"], "invalid_token");
+
+    let rows = app.api_rows(6).await;
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r.outcome == "invalid_token" && r.status == Some(401)));
+    // A wrong secret for a real id is attributed to that token, in its seller's log.
+    assert_eq!(rows[4].token_id.as_deref(), Some(id.as_str()));
+    assert_eq!(rows[4].seller_id, Some(app.account_id("ana@shop.test")));
+    assert_eq!(rows[3].token_id, None, "an unknown id names no token");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_on_the_next_request() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    assert_eq!(app.api_get("/api/v1/token", Some(&token)).await.status(), StatusCode::OK, "the cache is warm");
+    let mut conn = app.pool.get().unwrap();
+    keygate::cli::revoke_token(&mut conn, &id).unwrap();
+    let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "token_revoked");
+    assert_eq!(
+        challenge(&headers),
+        "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token has been revoked\""
+    );
+    assert_eq!(app.api_rows(2).await.last().unwrap().outcome, "token_revoked");
+}
+
+#[tokio::test]
+async fn an_expired_token_says_when_it_expired() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    app.set_token_expiry(&id, -2);
+    let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "token_expired");
+    let expired_at = body["expired_at"].as_str().unwrap();
+    assert_eq!(keygate::gate::error::rfc3339(app.token(&id).expires_at.unwrap()), expired_at);
+    assert!(challenge(&headers).contains("error=\"invalid_token\""));
+    assert!(challenge(&headers).contains(&format!("The token expired at {expired_at}")));
+}
+
+#[tokio::test]
+async fn rotation_stops_the_old_secret_on_the_next_request() {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (old, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    assert_eq!(app.api_get("/api/v1/token", Some(&old)).await.status(), StatusCode::OK);
+    let page = seller.get_html(&format!("/settings/tokens/{id}/rotate")).await;
+    let csrf = crate::helpers::csrf_from(&page);
+    let marker = "name=\"issued\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let issued = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let rotated = seller
+        .post_raw(
+            &format!("/settings/tokens/{id}/rotate"),
+            &[("csrf_token", &csrf), ("grace_minutes", "0"), ("issued", &issued)],
+        )
+        .await;
+    let new = crate::helpers::extract_token(&rotated.text().await.unwrap()).unwrap();
+    let (status, _, body) = json(app.api_get("/api/v1/token", Some(&old)).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(app.api_get("/api/v1/token", Some(&new)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_request_over_the_limit_gets_429_and_other_tokens_are_unaffected() {
+    let app = spawn_app_with(|c| c.rate_limit_per_minute = 3).await;
+    let seller = app.seller("ana@shop.test").await;
+    let (first, _) = create_service_token(&seller, "one", &["orders:read"]).await;
+    let (second, _) = create_service_token(&seller, "two", &["orders:read"]).await;
+    for remaining in ["2", "1", "0"] {
+        let response = app.api_get("/api/v1/token", Some(&first)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-ratelimit-remaining"], remaining);
+    }
+    let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&first)).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"], "rate_limited");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(body["retry_after"], retry_after);
+    assert!(headers.get("www-authenticate").is_none());
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    assert_eq!(headers["ratelimit-policy"], "3;w=60");
+    assert_eq!(app.api_get("/api/v1/token", Some(&second)).await.status(), StatusCode::OK);
+    assert_eq!(app.api_rows(5).await.iter().filter(|r| r.outcome == "rate_limited").count(), 1);
+}
+
+#[tokio::test]
+async fn unknown_api_paths_are_json_404s_after_the_gate() {
+    let (app, token, _) = app_with_token(&["orders:read"]).await;
+    assert_eq!(app.api_get("/api/v1/nothing", None).await.status(), StatusCode::UNAUTHORIZED);
+    let (status, _, body) = json(app.api_get("/api/v1/nothing", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+    let delete = reqwest::Client::new()
+        .delete(format!("{}/api/v1/token", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.api_rows(3).await.len(), 3);
+}
+
+#[tokio::test]
+async fn last_used_is_recorded_but_not_on_every_request() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    assert!(app.token(&id).last_used_at.is_none());
+    app.api_get("/api/v1/token", Some(&token)).await;
+    let mut first = None;
+    for _ in 0..50 {
+        first = app.token(&id).last_used_at;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let first = first.expect("last_used_at is written");
+    assert_eq!(app.token(&id).last_used_ip.as_deref(), Some("127.0.0.1"));
+    for _ in 0..5 {
+        app.api_get("/api/v1/token", Some(&token)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(app.token(&id).last_used_at, Some(first), "at most one write a minute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_leaves_exactly_one_row_even_across_shutdown() {
+    let (mut app, token, _) = app_with_token(&["orders:read"]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let address = app.address.clone();
+        let token = token.clone();
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            let request = client.get(format!("{address}/api/v1/token"));
+            let request = match i % 3 {
+                0 => request.bearer_auth(&token),
+                1 => request,
+                _ => request.bearer_auth("kgs_garbage"),
+            };
+            request.send().await.unwrap().status()
+        });
+    }
+    let statuses = tasks.join_all().await;
+    app.shutdown().await;
+    // Read at once: shutdown returns only after the writer has flushed.
+    let rows = app.events("api_request");
+    assert_eq!(rows.len(), 120, "one row per request, all flushed at shutdown");
+    let count = |outcome: &str| rows.iter().filter(|r| r.outcome == outcome).count();
+    assert_eq!(count("ok"), 40);
+    assert_eq!(count("unauthorized"), 40);
+    assert_eq!(count("invalid_token"), 40);
+    assert_eq!(statuses.iter().filter(|s| s.is_success()).count(), 40);
+}
