@@ -27,6 +27,7 @@ pub fn create_user(
     email: &str,
     role: &str,
     password: String,
+    sample_data: bool,
 ) -> anyhow::Result<accounts::Account> {
     let email = Email::parse(email).map_err(|e| anyhow!("--email: {e}"))?;
     let role = Role::parse(role).map_err(|e| anyhow!("--role: {e}"))?;
@@ -38,6 +39,9 @@ pub fn create_user(
         SecurityEvent::AccountCreated,
         EventContext { seller_id: Some(account.id), subject: Some(account.email.clone()), ..cli_context() },
     )?;
+    if sample_data && role == Role::Seller {
+        crate::shop::sample::seed(conn, account.id).map_err(|e| anyhow!("sample data: {e}"))?;
+    }
     Ok(account)
 }
 

@@ -42,6 +42,9 @@ pub enum UserCommand {
         email: String,
         #[arg(long, default_value = "seller", value_parser = ["seller", "admin"])]
         role: String,
+        /// Give a new seller sample products, stock and orders.
+        #[arg(long, env = "KEYGATE_SAMPLE_DATA", default_value_t = true, action = ArgAction::Set)]
+        sample_data: bool,
     },
 }
 
@@ -105,6 +108,10 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYGATE_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_per_minute: u32,
 
+    /// Give every new seller sample products, stock and orders.
+    #[arg(long, env = "KEYGATE_SAMPLE_DATA", default_value_t = true, action = ArgAction::Set)]
+    pub sample_data: bool,
+
     /// Audit rows that may wait for the writer before requests wait too.
     #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub audit_queue: u32,
@@ -121,6 +128,7 @@ pub struct Config {
     pub log_retention_days: u32,
     pub rate_limit_per_minute: u32,
     pub audit_queue: u32,
+    pub sample_data: bool,
 }
 
 impl Config {
@@ -134,6 +142,7 @@ impl Config {
             log_retention_days: args.log_retention_days,
             rate_limit_per_minute: args.rate_limit_per_minute,
             audit_queue: args.audit_queue,
+            sample_data: args.sample_data,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod gate;
 pub mod hashing;
 pub mod portal;
 pub mod sessions;
+pub mod shop;
 pub mod startup;
 pub mod telemetry;
 pub mod tokens;

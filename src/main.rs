@@ -33,9 +33,9 @@ fn run(args: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::User(UserCommand::Create { email, role }) => {
+        Command::User(UserCommand::Create { email, role, sample_data }) => {
             let password = cli::read_password()?;
-            let account = cli::create_user(&mut *cli::open(&url)?.get()?, &email, &role, password)?;
+            let account = cli::create_user(&mut *cli::open(&url)?.get()?, &email, &role, password, sample_data)?;
             eprintln!("created {} account {}", account.role, account.email);
             Ok(())
         }

@@ -2,6 +2,11 @@
 //! scope it needs; that one declaration registers the handler and feeds the
 //! gate's scope check (and, later, the OpenAPI document).
 
+pub mod inventory;
+pub mod json;
+pub mod orders;
+pub mod products;
+pub mod reports;
 pub mod token;
 
 use std::sync::OnceLock;
@@ -32,6 +37,16 @@ macro_rules! api_routes {
 
 api_routes! {
     GET "/api/v1/token", None => token::show;
+    GET "/api/v1/orders", Some(Scope::OrdersRead) => orders::list;
+    GET "/api/v1/orders/{id}", Some(Scope::OrdersRead) => orders::show;
+    POST "/api/v1/orders", Some(Scope::OrdersWrite) => orders::create;
+    GET "/api/v1/products", Some(Scope::ProductsRead) => products::list;
+    GET "/api/v1/products/{id}", Some(Scope::ProductsRead) => products::show;
+    POST "/api/v1/products", Some(Scope::ProductsWrite) => products::create;
+    PATCH "/api/v1/products/{id}", Some(Scope::ProductsWrite) => products::update;
+    GET "/api/v1/inventory", Some(Scope::InventoryRead) => inventory::list;
+    PUT "/api/v1/inventory/{sku}", Some(Scope::InventoryWrite) => inventory::set;
+    GET "/api/v1/reports/sales", Some(Scope::ReportsRead) => reports::sales;
 }
 
 /// A route path relative to the `/api` scope the gate wraps.
@@ -77,5 +92,11 @@ mod tests {
         assert_eq!(match_route(&Method::GET, "/api/v1/token"), RouteMatch::Operation(None));
         assert_eq!(match_route(&Method::DELETE, "/api/v1/token"), RouteMatch::MethodNotAllowed);
         assert_eq!(match_route(&Method::GET, "/api/v1/nothing"), RouteMatch::NotFound);
+        assert_eq!(match_route(&Method::GET, "/api/v1/orders/12"), RouteMatch::Operation(Some(Scope::OrdersRead)));
+        assert_eq!(match_route(&Method::POST, "/api/v1/orders"), RouteMatch::Operation(Some(Scope::OrdersWrite)));
+        assert_eq!(
+            match_route(&Method::PUT, "/api/v1/inventory/MUG-1"),
+            RouteMatch::Operation(Some(Scope::InventoryWrite))
+        );
     }
 }

@@ -76,3 +76,54 @@ diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(api_tokens -> accounts (seller_id));
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, api_tokens, audit_events);
+
+diesel::table! {
+    products (id) {
+        id -> BigInt,
+        seller_id -> BigInt,
+        sku -> Text,
+        name -> Text,
+        description -> Text,
+        price_cents -> BigInt,
+        currency -> Text,
+        active -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inventory (id) {
+        id -> BigInt,
+        seller_id -> BigInt,
+        sku -> Text,
+        quantity -> BigInt,
+        location -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        seller_id -> BigInt,
+        customer_email -> Text,
+        status -> Text,
+        currency -> Text,
+        total_cents -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    order_items (id) {
+        id -> BigInt,
+        order_id -> BigInt,
+        sku -> Text,
+        quantity -> BigInt,
+        unit_price_cents -> BigInt,
+    }
+}
+
+diesel::joinable!(order_items -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(products, inventory, orders, order_items);

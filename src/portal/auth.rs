@@ -88,6 +88,7 @@ async fn create_account(
 ) -> Result<Result<Account, CreateAccountError>, PortalError> {
     let hash = state.hasher.hash(password.into_inner()).await?;
     let ctx = client_context(req);
+    let sample_data = state.config.sample_data && role == Role::Seller;
     state
         .db(move |conn| {
             let created = accounts::create(conn, &email, &hash, role, only_if_first);
@@ -103,6 +104,12 @@ async fn create_account(
                         ..ctx
                     },
                 )?;
+                if sample_data {
+                    crate::shop::sample::seed(conn, account.id).map_err(|e| match e {
+                        crate::shop::ShopError::Db(e) => e,
+                        _ => diesel::result::Error::RollbackTransaction,
+                    })?;
+                }
             }
             Ok::<_, diesel::result::Error>(created)
         })

@@ -127,6 +127,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         log_retention_days: 90,
         rate_limit_per_minute: 600,
         audit_queue: 1_000,
+        sample_data: true,
     }
 }
 
@@ -139,7 +140,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     let app = spawn_empty_app_with(customise).await;
     {
         let mut conn = app.pool.get().unwrap();
-        keygate::cli::create_user(&mut conn, ADMIN_EMAIL, "admin", PASSWORD.into()).unwrap();
+        keygate::cli::create_user(&mut conn, ADMIN_EMAIL, "admin", PASSWORD.into(), false).unwrap();
     }
     let admin = app.user(ADMIN_EMAIL);
     admin.login(PASSWORD).await;

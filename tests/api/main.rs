@@ -9,4 +9,5 @@ mod helpers;
 mod isolation;
 mod pages;
 mod postgres;
+mod seller_api;
 mod tokens;

@@ -1,0 +1,200 @@
+//! The API's own answers: JSON errors that name the field, strict JSON
+//! bodies and query strings, and cursor pagination.
+
+use std::collections::HashMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::PortalError;
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub request_id: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({ "error": self.code, "message": self.message, "request_id": self.request_id });
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        HttpResponse::build(self.status).json(body)
+    }
+}
+
+/// Builds errors that carry the request id.
+#[derive(Clone)]
+pub struct Errors {
+    pub request_id: String,
+}
+
+impl Errors {
+    pub fn from_request(req: &HttpRequest) -> Self {
+        use actix_web::HttpMessage;
+        let request_id = req.extensions().get::<crate::startup::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        Self { request_id }
+    }
+
+    fn error(&self, status: StatusCode, code: &'static str, field: Option<&str>, message: String) -> ApiError {
+        ApiError { status, code, message, field: field.map(str::to_owned), request_id: self.request_id.clone() }
+    }
+
+    /// Malformed input: wrong type, unknown or missing field, bad syntax.
+    pub fn invalid(&self, field: &str, message: impl Into<String>) -> ApiError {
+        self.error(StatusCode::BAD_REQUEST, "invalid_request", Some(field), message.into())
+    }
+
+    /// Well-formed input whose value is out of range or inconsistent.
+    pub fn unprocessable(&self, field: &str, message: impl Into<String>) -> ApiError {
+        self.error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", Some(field), message.into())
+    }
+
+    pub fn not_found(&self, what: &str) -> ApiError {
+        self.error(StatusCode::NOT_FOUND, "not_found", None, format!("No {what} with that id belongs to this seller."))
+    }
+
+    pub fn conflict(&self, field: &str, message: impl Into<String>) -> ApiError {
+        self.error(StatusCode::CONFLICT, "conflict", Some(field), message.into())
+    }
+
+    pub fn internal(&self, error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %error, request_id = %self.request_id, "API request failed");
+        self.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            None,
+            "The server could not complete this request.".into(),
+        )
+    }
+
+    pub fn db(&self, error: PortalError) -> ApiError {
+        self.internal(error)
+    }
+
+    /// Parses a JSON body strictly; the error names the offending field.
+    pub fn json<T: DeserializeOwned>(&self, req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+            return Err(self.error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+                "Send the body as JSON with `Content-Type: application/json`.".into(),
+            ));
+        }
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(self.invalid("body", "the body must be a JSON object"));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.to_string();
+            // A missing field is named in the message, not the path (which
+            // stops at its parent); an unknown field is the path's last part.
+            let missing = message.starts_with("missing field").then(|| backticked(&message)).flatten();
+            let field = match (missing, path.as_str()) {
+                (Some(name), ".") => name,
+                (Some(name), parent) => format!("{parent}.{name}"),
+                (None, ".") => "body".to_owned(),
+                (None, _) => path,
+            };
+            self.invalid(&field, message)
+        })
+    }
+
+    /// The query string as a map, refusing parameters the endpoint does not take.
+    pub fn query(&self, req: &HttpRequest, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| self.invalid("query", format!("the query string is malformed: {e}")))?;
+        let mut map = HashMap::new();
+        for (key, value) in pairs {
+            if !allowed.contains(&key.as_str()) {
+                return Err(self.invalid(
+                    &key,
+                    format!("unknown query parameter `{key}`; this endpoint takes: {}", allowed.join(", ")),
+                ));
+            }
+            if map.insert(key.clone(), value).is_some() {
+                return Err(self.invalid(&key, format!("`{key}` is given more than once")));
+            }
+        }
+        Ok(map)
+    }
+
+    /// `limit` (1–200, default 50) and `cursor` from a list endpoint's query.
+    pub fn pagination(&self, query: &HashMap<String, String>) -> Result<(i64, Option<i64>), ApiError> {
+        let limit = match query.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                Ok(_) => return Err(self.unprocessable("limit", format!("limit must be between 1 and {MAX_LIMIT}"))),
+                Err(_) => return Err(self.invalid("limit", format!("limit must be a whole number, not `{raw}`"))),
+            },
+        };
+        let cursor = match query.get("cursor") {
+            None => None,
+            Some(raw) => Some(
+                decode_cursor(raw).ok_or_else(|| self.invalid("cursor", "the cursor is not one this API issued"))?,
+            ),
+        };
+        Ok((limit, cursor))
+    }
+}
+
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_owned())
+}
+
+pub fn encode_cursor(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{id}"))
+}
+
+pub fn decode_cursor(raw: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    std::str::from_utf8(&bytes).ok()?.strip_prefix("v1:")?.parse().ok()
+}
+
+/// `{"data": [...], "next_cursor": "…" | null}`.
+pub fn list_response<T: Serialize>(rows: &[T], more: bool, last_id: Option<i64>) -> HttpResponse {
+    let next_cursor = if more { last_id.map(encode_cursor) } else { None };
+    HttpResponse::Ok().json(json!({ "data": rows, "next_cursor": next_cursor }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("42"), None);
+        assert_eq!(decode_cursor("!!"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("v2:42")), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! `/api/v1/orders`: list, read, create.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::json::{list_response, ApiError, Errors};
+use super::products::check_sku;
+use crate::accounts::Email;
+use crate::gate::Authenticated;
+use crate::shop::{self, NewOrderLine, ShopError, ORDER_STATUSES};
+use crate::startup::AppState;
+
+pub const MAX_LINES: usize = 100;
+pub const MAX_LINE_QUANTITY: i64 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    customer_email: String,
+    #[serde(default = "pending")]
+    status: String,
+    items: Vec<Line>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    sku: String,
+    quantity: i64,
+}
+
+fn pending() -> String {
+    "pending".to_owned()
+}
+
+fn check_status(errors: &Errors, field: &str, status: &str) -> Result<(), ApiError> {
+    if !ORDER_STATUSES.contains(&status) {
+        return Err(errors.unprocessable(field, format!("status is one of {}", ORDER_STATUSES.join(", "))));
+    }
+    Ok(())
+}
+
+pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let errors = Errors::from_request(&req);
+    let query = errors.query(&req, &["limit", "cursor", "status"])?;
+    let (limit, before) = errors.pagination(&query)?;
+    let status = query.get("status").cloned();
+    if let Some(status) = &status {
+        check_status(&errors, "status", status)?;
+    }
+    let seller = auth.seller_id;
+    let page = state
+        .db(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit))
+        .await
+        .map_err(|e| errors.db(e))?;
+    Ok(list_response(&page.rows, page.more, page.rows.last().map(|o| o.id)))
+}
+
+pub async fn show(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let errors = Errors::from_request(&req);
+    let id: i64 = path.parse().map_err(|_| errors.not_found("order"))?;
+    let seller = auth.seller_id;
+    let order = state.db(move |conn| shop::find_order(conn, seller, id)).await.map_err(|e| errors.db(e))?;
+    order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| errors.not_found("order"))
+}
+
+pub async fn create(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let errors = Errors::from_request(&req);
+    let input: CreateOrder = errors.json(&req, &body)?;
+    let email = Email::parse(&input.customer_email).map_err(|e| errors.unprocessable("customer_email", e))?;
+    check_status(&errors, "status", &input.status)?;
+    if input.items.is_empty() || input.items.len() > MAX_LINES {
+        return Err(errors.unprocessable("items", format!("an order has 1 to {MAX_LINES} items")));
+    }
+    for (i, line) in input.items.iter().enumerate() {
+        check_sku(&errors, &format!("items[{i}].sku"), &line.sku)?;
+        if !(1..=MAX_LINE_QUANTITY).contains(&line.quantity) {
+            return Err(errors.unprocessable(
+                &format!("items[{i}].quantity"),
+                format!("quantity must be between 1 and {MAX_LINE_QUANTITY}"),
+            ));
+        }
+    }
+    let lines: Vec<NewOrderLine> =
+        input.items.into_iter().map(|l| NewOrderLine { sku: l.sku, quantity: l.quantity }).collect();
+    let seller = auth.seller_id;
+    let status = input.status;
+    let created = state
+        .db(move |conn| {
+            Ok::<_, diesel::result::Error>(shop::create_order(conn, seller, email.as_str(), &status, &lines, None))
+        })
+        .await
+        .map_err(|e| errors.db(e))?;
+    match created {
+        Ok(order) => Ok(HttpResponse::Created()
+            .insert_header((header::LOCATION, format!("/api/v1/orders/{}", order.id)))
+            .json(order)),
+        Err(ShopError::UnknownSku(sku)) => Err(errors.unprocessable("items", format!("no product has SKU `{sku}`"))),
+        Err(e) => Err(errors.internal(e)),
+    }
+}

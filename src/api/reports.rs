@@ -1,0 +1,47 @@
+//! `/api/v1/reports/sales?from=&to=`: totals computed from orders.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, NaiveDate, NaiveTime};
+use serde_json::json;
+
+use super::json::{ApiError, Errors};
+use crate::gate::Authenticated;
+use crate::shop;
+use crate::startup::AppState;
+
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+fn date(errors: &Errors, field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| errors.invalid(field, format!("{field} is a date as YYYY-MM-DD, not `{raw}`")))
+}
+
+/// Totals for the days `from` to `to`, both included (default: the last 30 days).
+pub async fn sales(
+    req: HttpRequest,
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let errors = Errors::from_request(&req);
+    let query = errors.query(&req, &["from", "to"])?;
+    let today = crate::db::now().date();
+    let to = query.get("to").map(|raw| date(&errors, "to", raw)).transpose()?.unwrap_or(today);
+    let from = query.get("from").map(|raw| date(&errors, "from", raw)).transpose()?.unwrap_or(to - Duration::days(29));
+    if from > to {
+        return Err(errors.unprocessable("from", "from must not be after to"));
+    }
+    if (to - from).num_days() >= MAX_RANGE_DAYS {
+        return Err(errors.unprocessable("to", format!("a report covers at most {MAX_RANGE_DAYS} days")));
+    }
+    let seller = auth.seller_id;
+    let (start, end) = (from.and_time(NaiveTime::MIN), (to + Duration::days(1)).and_time(NaiveTime::MIN));
+    let totals = state.db(move |conn| shop::sales_totals(conn, seller, start, end)).await.map_err(|e| errors.db(e))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "orders": totals.orders,
+        "units": totals.units,
+        "revenue_cents": totals.revenue_cents,
+        "cancelled_orders": totals.cancelled_orders,
+    })))
+}

@@ -1,0 +1,403 @@
+//! The seller's shop data behind the API: products, inventory, orders and
+//! sales totals. Every query takes the seller id, so one seller's token can
+//! never reach another seller's rows.
+
+pub mod sample;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{inventory, order_items, orders, products};
+use crate::db::{self, DbConnection};
+
+pub const ORDER_STATUSES: &[&str] = &["pending", "paid", "shipped", "cancelled"];
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = products)]
+pub struct Product {
+    pub id: i64,
+    #[serde(skip)]
+    pub seller_id: i64,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price_cents: i64,
+    pub currency: String,
+    #[serde(serialize_with = "as_bool")]
+    pub active: i32,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = inventory)]
+pub struct StockLevel {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(skip)]
+    pub seller_id: i64,
+    pub sku: String,
+    pub quantity: i64,
+    pub location: String,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+pub struct OrderRow {
+    pub id: i64,
+    pub seller_id: i64,
+    pub customer_email: String,
+    pub status: String,
+    pub currency: String,
+    pub total_cents: i64,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = order_items)]
+pub struct OrderItem {
+    #[serde(skip)]
+    pub id: i64,
+    #[serde(skip)]
+    pub order_id: i64,
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub id: i64,
+    pub customer_email: String,
+    pub status: String,
+    pub currency: String,
+    pub total_cents: i64,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub created_at: NaiveDateTime,
+    pub items: Vec<OrderItem>,
+}
+
+fn as_rfc3339<S: serde::Serializer>(at: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::gate::error::rfc3339(*at))
+}
+
+fn as_bool<S: serde::Serializer>(flag: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*flag != 0)
+}
+
+/// A page of rows, newest id first, after `before` when paging on.
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub more: bool,
+}
+
+fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Page { rows, more }
+}
+
+// ---- products -----------------------------------------------------------
+
+pub fn list_products(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<Product>> {
+    let mut query = products::table.filter(products::seller_id.eq(seller_id)).into_boxed();
+    if let Some(before) = before {
+        query = query.filter(products::id.lt(before));
+    }
+    let rows = query.order(products::id.desc()).limit(limit + 1).select(Product::as_select()).load(conn)?;
+    Ok(page(rows, limit))
+}
+
+pub fn find_product(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Product>> {
+    products::table
+        .filter(products::seller_id.eq(seller_id))
+        .filter(products::id.eq(id))
+        .select(Product::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_product_by_sku(conn: &mut DbConnection, seller_id: i64, sku: &str) -> QueryResult<Option<Product>> {
+    products::table
+        .filter(products::seller_id.eq(seller_id))
+        .filter(products::sku.eq(sku))
+        .select(Product::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub struct NewProduct<'a> {
+    pub sku: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub price_cents: i64,
+    pub currency: &'a str,
+    pub active: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    #[error("a product with SKU `{0}` already exists")]
+    DuplicateSku(String),
+    #[error("no product has SKU `{0}`")]
+    UnknownSku(String),
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+pub fn create_product(conn: &mut DbConnection, seller_id: i64, new: &NewProduct<'_>) -> Result<Product, ShopError> {
+    db::write_tx(conn, |conn| {
+        if find_product_by_sku(conn, seller_id, new.sku)?.is_some() {
+            return Err(ShopError::DuplicateSku(new.sku.to_owned()));
+        }
+        let now = db::now();
+        diesel::insert_into(products::table)
+            .values((
+                products::seller_id.eq(seller_id),
+                products::sku.eq(new.sku),
+                products::name.eq(new.name),
+                products::description.eq(new.description),
+                products::price_cents.eq(new.price_cents),
+                products::currency.eq(new.currency),
+                products::active.eq(i32::from(new.active)),
+                products::created_at.eq(now),
+                products::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(find_product_by_sku(conn, seller_id, new.sku)?.ok_or(diesel::result::Error::NotFound)?)
+    })
+}
+
+/// Fields a PATCH may change; `None` leaves the field as it is.
+#[derive(Default)]
+pub struct ProductChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price_cents: Option<i64>,
+    pub active: Option<bool>,
+}
+
+pub fn update_product(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    id: i64,
+    changes: ProductChanges,
+) -> QueryResult<Option<Product>> {
+    db::write_tx(conn, |conn| {
+        let Some(current) = find_product(conn, seller_id, id)? else { return Ok(None) };
+        diesel::update(products::table.find(current.id))
+            .set((
+                products::name.eq(changes.name.unwrap_or(current.name)),
+                products::description.eq(changes.description.unwrap_or(current.description)),
+                products::price_cents.eq(changes.price_cents.unwrap_or(current.price_cents)),
+                products::active.eq(changes.active.map_or(current.active, i32::from)),
+                products::updated_at.eq(db::now()),
+            ))
+            .execute(conn)?;
+        find_product(conn, seller_id, id)
+    })
+}
+
+// ---- inventory ----------------------------------------------------------
+
+pub fn list_inventory(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<StockLevel>> {
+    let mut query = inventory::table.filter(inventory::seller_id.eq(seller_id)).into_boxed();
+    if let Some(before) = before {
+        query = query.filter(inventory::id.lt(before));
+    }
+    let rows = query.order(inventory::id.desc()).limit(limit + 1).select(StockLevel::as_select()).load(conn)?;
+    Ok(page(rows, limit))
+}
+
+/// Sets the stock of a SKU the seller sells; creates the level if new.
+pub fn set_stock(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    sku: &str,
+    quantity: i64,
+    location: &str,
+) -> Result<StockLevel, ShopError> {
+    db::write_tx(conn, |conn| {
+        if find_product_by_sku(conn, seller_id, sku)?.is_none() {
+            return Err(ShopError::UnknownSku(sku.to_owned()));
+        }
+        let now = db::now();
+        let updated =
+            diesel::update(inventory::table.filter(inventory::seller_id.eq(seller_id)).filter(inventory::sku.eq(sku)))
+                .set((
+                    inventory::quantity.eq(quantity),
+                    inventory::location.eq(location),
+                    inventory::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(inventory::table)
+                .values((
+                    inventory::seller_id.eq(seller_id),
+                    inventory::sku.eq(sku),
+                    inventory::quantity.eq(quantity),
+                    inventory::location.eq(location),
+                    inventory::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        Ok(inventory::table
+            .filter(inventory::seller_id.eq(seller_id))
+            .filter(inventory::sku.eq(sku))
+            .select(StockLevel::as_select())
+            .first(conn)?)
+    })
+}
+
+// ---- orders ---------------------------------------------------------------
+
+fn with_items(conn: &mut DbConnection, rows: Vec<OrderRow>) -> QueryResult<Vec<Order>> {
+    let ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
+    let items: Vec<OrderItem> = order_items::table
+        .filter(order_items::order_id.eq_any(&ids))
+        .order(order_items::id.asc())
+        .select(OrderItem::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|o| Order {
+            id: o.id,
+            items: items.iter().filter(|i| i.order_id == o.id).cloned().collect(),
+            customer_email: o.customer_email,
+            status: o.status,
+            currency: o.currency,
+            total_cents: o.total_cents,
+            created_at: o.created_at,
+        })
+        .collect())
+}
+
+pub fn list_orders(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<Order>> {
+    let mut query = orders::table.filter(orders::seller_id.eq(seller_id)).into_boxed();
+    if let Some(before) = before {
+        query = query.filter(orders::id.lt(before));
+    }
+    if let Some(status) = status {
+        query = query.filter(orders::status.eq(status.to_owned()));
+    }
+    let rows = query.order(orders::id.desc()).limit(limit + 1).select(OrderRow::as_select()).load(conn)?;
+    let Page { rows, more } = page(rows, limit);
+    Ok(Page { rows: with_items(conn, rows)?, more })
+}
+
+pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
+    let row = orders::table
+        .filter(orders::seller_id.eq(seller_id))
+        .filter(orders::id.eq(id))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(with_items(conn, row.into_iter().collect())?.pop())
+}
+
+pub struct NewOrderLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+/// Creates an order priced from the seller's catalogue.
+pub fn create_order(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    customer_email: &str,
+    status: &str,
+    lines: &[NewOrderLine],
+    created_at: Option<NaiveDateTime>,
+) -> Result<Order, ShopError> {
+    db::write_tx(conn, |conn| {
+        let mut priced = Vec::with_capacity(lines.len());
+        let mut currency = None;
+        for line in lines {
+            let product = find_product_by_sku(conn, seller_id, &line.sku)?
+                .ok_or_else(|| ShopError::UnknownSku(line.sku.clone()))?;
+            currency.get_or_insert(product.currency.clone());
+            priced.push((line, product.price_cents));
+        }
+        let total: i64 = priced.iter().map(|(line, price)| line.quantity.saturating_mul(*price)).sum();
+        diesel::insert_into(orders::table)
+            .values((
+                orders::seller_id.eq(seller_id),
+                orders::customer_email.eq(customer_email),
+                orders::status.eq(status),
+                orders::currency.eq(currency.unwrap_or_else(|| "EUR".into())),
+                orders::total_cents.eq(total),
+                orders::created_at.eq(created_at.unwrap_or_else(db::now)),
+            ))
+            .execute(conn)?;
+        let id: i64 = orders::table
+            .filter(orders::seller_id.eq(seller_id))
+            .select(diesel::dsl::max(orders::id))
+            .first::<Option<i64>>(conn)?
+            .ok_or(diesel::result::Error::NotFound)?;
+        for (line, price) in &priced {
+            diesel::insert_into(order_items::table)
+                .values((
+                    order_items::order_id.eq(id),
+                    order_items::sku.eq(&line.sku),
+                    order_items::quantity.eq(line.quantity),
+                    order_items::unit_price_cents.eq(price),
+                ))
+                .execute(conn)?;
+        }
+        Ok(find_order(conn, seller_id, id)?.ok_or(diesel::result::Error::NotFound)?)
+    })
+}
+
+// ---- reports --------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SalesTotals {
+    pub orders: i64,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub cancelled_orders: i64,
+}
+
+/// Totals of the seller's orders created in `[from, to)`; cancelled orders
+/// count only in `cancelled_orders`.
+pub fn sales_totals(
+    conn: &mut DbConnection,
+    seller_id: i64,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+) -> QueryResult<SalesTotals> {
+    let in_range = orders::seller_id.eq(seller_id).and(orders::created_at.ge(from)).and(orders::created_at.lt(to));
+    let rows: Vec<(i64, String, i64)> =
+        orders::table.filter(in_range).select((orders::id, orders::status, orders::total_cents)).load(conn)?;
+    let counted: Vec<i64> = rows.iter().filter(|(_, status, _)| status != "cancelled").map(|(id, _, _)| *id).collect();
+    // SUM's type differs per backend (numeric on PostgreSQL); add up here.
+    let items: Vec<i64> =
+        order_items::table.filter(order_items::order_id.eq_any(&counted)).select(order_items::quantity).load(conn)?;
+    Ok(SalesTotals {
+        orders: counted.len() as i64,
+        units: items.iter().sum(),
+        revenue_cents: rows.iter().filter(|(_, status, _)| status != "cancelled").map(|(_, _, total)| total).sum(),
+        cancelled_orders: (rows.len() - counted.len()) as i64,
+    })
+}
