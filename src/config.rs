@@ -1,10 +1,26 @@
 //! Every setting: a CLI flag with an environment variable beside it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::db::DatabaseUrl;
+
+/// `--trusted-proxy`: a CIDR, or a single address meaning just that host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(TrustedProxy)
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR such as 10.0.0.0/8"))
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "API tokens, a bearer gate and an audit log for a seller portal")]
@@ -112,6 +128,19 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYGATE_SAMPLE_DATA", default_value_t = true, action = ArgAction::Set)]
     pub sample_data: bool,
 
+    /// PEM certificate chain; with --tls-key, keygate serves HTTPS itself.
+    #[arg(long, env = "KEYGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A proxy (address or CIDR) whose X-Forwarded-For/-Proto are believed;
+    /// repeat, or separate with commas in the variable.
+    #[arg(long = "trusted-proxy", env = "KEYGATE_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxies: Vec<TrustedProxy>,
+
     /// Audit rows that may wait for the writer before requests wait too.
     #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub audit_queue: u32,
@@ -129,6 +158,9 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     pub audit_queue: u32,
     pub sample_data: bool,
+    /// Certificate and key paths when keygate serves TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -137,12 +169,15 @@ impl Config {
             database_url,
             bind: args.bind,
             allow_signup: args.allow_signup,
-            secure_cookies: args.secure_cookies,
             db_pool_size: args.db_pool_size,
             log_retention_days: args.log_retention_days,
             rate_limit_per_minute: args.rate_limit_per_minute,
             audit_queue: args.audit_queue,
             sample_data: args.sample_data,
+            // Cookies over TLS are always `Secure`.
+            secure_cookies: args.secure_cookies || args.tls_cert.is_some(),
+            tls: args.tls_cert.zip(args.tls_key),
+            trusted_proxies: args.trusted_proxies.into_iter().map(|p| p.0).collect(),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -80,11 +80,16 @@ impl Application {
         });
         spawn_retention_task(pool, config.log_retention_days);
 
+        let hsts = if config.tls.is_some() { "max-age=31536000" } else { "" };
         let server = HttpServer::new(move || {
+            let mut headers = DefaultHeaders::new();
+            if !hsts.is_empty() {
+                headers = headers.add(("Strict-Transport-Security", hsts));
+            }
             App::new()
                 .app_data(state.clone())
                 .wrap(
-                    DefaultHeaders::new()
+                    headers
                         .add(("Content-Security-Policy", CSP))
                         .add(("X-Frame-Options", "DENY"))
                         .add(("X-Content-Type-Options", "nosniff"))
@@ -101,8 +106,11 @@ impl Application {
                 .route("/readyz", web::get().to(readyz))
                 .configure(crate::portal::routes)
         })
-        .listen(listener)?
-        .shutdown_timeout(30)
+        .shutdown_timeout(30);
+        let server = match &config.tls {
+            Some((cert, key)) => server.listen_rustls_0_23(listener, tls_config(cert, key)?)?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Self { port, server, audit })
     }
@@ -124,6 +132,30 @@ impl Application {
         tracing::info!("audit log flushed; stopped");
         served
     }
+}
+
+/// The rustls server settings from PEM files, with the `ring` provider.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
+    use anyhow::Context;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("--tls-cert {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("--tls-cert {}: not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--tls-cert {}: no certificate in the file", cert.display());
+    }
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("--tls-key {}", key.display()))?,
+    ))
+    .with_context(|| format!("--tls-key {}: not a PEM private key", key.display()))?
+    .with_context(|| format!("--tls-key {}: no private key in the file", key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not match")
 }
 
 pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {

@@ -3,7 +3,6 @@
 //! audit row per request whatever happens inside.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -46,10 +45,6 @@ impl LastUsed {
     }
 }
 
-fn client_ip(req: &ServiceRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|addr| addr.ip())
-}
-
 fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "message": message, "request_id": request_id }))
 }
@@ -89,7 +84,8 @@ pub async fn api_gate(
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned().expect("AppState is registered");
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    let ip = client_ip(&req);
+    let client = crate::client::of_service_request(&req, &state.config.trusted_proxies);
+    let ip = client.ip;
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let method = req.method().clone();
     let path = req.path().to_owned();
@@ -113,8 +109,7 @@ pub async fn api_gate(
         request_id: request_id.clone(),
     };
 
-    let secure = req.app_config().secure();
-    let response: ServiceResponse<BoxBody> = if !secure && !ip.is_some_and(|ip| ip.is_loopback()) {
+    let response: ServiceResponse<BoxBody> = if !client.may_send_secrets() {
         // Plain HTTP from another machine: refused before the token is read.
         let error = GateError::HttpsRequired;
         audit.outcome = error.code();

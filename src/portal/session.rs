@@ -135,7 +135,7 @@ pub fn verify_pre_session_csrf(req: &HttpRequest, submitted: Option<&str>) -> bo
 /// The client as the audit trail records it.
 pub fn client_context(req: &HttpRequest) -> EventContext {
     EventContext {
-        ip: req.peer_addr().map(|addr| addr.ip().to_string()),
+        ip: crate::client::of_request(req, &state(req).config.trusted_proxies).ip.map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)

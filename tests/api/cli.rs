@@ -129,6 +129,14 @@ fn bad_flags_get_specific_errors_and_change_nothing() {
     cli.fails(&["token", "revoke", "AAAAAAAAAAAAAAAA"], "no token has the id");
     cli.fails(&["logs", "prune", "--retention-days", "0"], "--retention-days");
     cli.fails(&["serve", "--bind", "nowhere"], "invalid value 'nowhere'");
+    cli.fails(&["serve", "--tls-cert", "cert.pem"], "--tls-key");
+    cli.fails(&["serve", "--trusted-proxy", "the-lb"], "is not an IP address or CIDR");
+    cli.fails(&["serve", "--rate-limit-per-minute", "0"], "--rate-limit-per-minute");
+    cli.fails(&["serve", "--allow-signup", "maybe"], "invalid value 'maybe'");
+    cli.fails(
+        &["serve", "--bind", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
+        "--tls-cert /nonexistent/cert.pem",
+    );
     let tokens: i64 = {
         use diesel::prelude::*;
         keygate::db::schema::api_tokens::table.count().get_result(&mut cli.pool().get().unwrap()).unwrap()

@@ -128,6 +128,8 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         rate_limit_per_minute: 600,
         audit_queue: 1_000,
         sample_data: true,
+        tls: None,
+        trusted_proxies: Vec::new(),
     }
 }
 

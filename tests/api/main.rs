@@ -11,3 +11,4 @@ mod pages;
 mod postgres;
 mod seller_api;
 mod tokens;
+mod transport;
