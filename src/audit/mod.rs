@@ -1,6 +1,7 @@
 //! The audit trail behind Settings → API Logs: API requests and portal
 //! security events in one table.
 
+pub mod query;
 pub mod writer;
 
 use chrono::{Duration, NaiveDateTime};

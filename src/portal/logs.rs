@@ -1,49 +1,522 @@
-//! Settings → API Logs and its admin twin: the audit trail, newest first.
+//! Settings → API Logs and its admin twin: the trail newest first, with
+//! filters, keyset pagination, a chart, highlights and a CSV export.
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-use super::pages::{display_time, machine_time, EventView, Layout, LogsPage};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+use super::pages::{display_time, machine_time, EventView, Layout, LogFilterView, LogsPage};
 use super::render;
 use super::session::{AdminUser, CurrentUser};
-use crate::audit::{self, AuditRow};
+use crate::accounts::{self, Email};
+use crate::api::json::{decode_cursor, encode_cursor};
+use crate::audit::query::{self, LogFilter};
+use crate::audit::AuditRow;
 use crate::error::PortalError;
 use crate::startup::AppState;
+use crate::tokens::TokenId;
 
-const PAGE_SIZE: i64 = 100;
+pub const PAGE_SIZE: i64 = 50;
+const OUTCOMES: &[&str] = &[
+    "ok",
+    "unauthorized",
+    "invalid_token",
+    "token_revoked",
+    "token_expired",
+    "insufficient_scope",
+    "rate_limited",
+    "https_required",
+    "error",
+    "failed",
+];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const CHART_BUCKETS: usize = 24;
 
-fn view(row: AuditRow) -> EventView {
+/// The filter form as submitted, kept to re-show it.
+fn form_values(query: &HashMap<String, String>) -> LogFilterView {
+    let get = |k: &str| query.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    LogFilterView {
+        token: get("token"),
+        outcome: get("outcome"),
+        status: get("status"),
+        method: get("method"),
+        path: get("path"),
+        ip: get("ip"),
+        from: get("from"),
+        to: get("to"),
+        seller: get("seller"),
+        outcomes: OUTCOMES,
+        methods: METHODS,
+    }
+}
+
+/// `YYYY-MM-DD` or the `datetime-local` form `YYYY-MM-DDTHH:MM`, in UTC.
+fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<Option<NaiveDateTime>, String> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(at) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M") {
+        return Ok(Some(at));
+    }
+    if let Ok(at) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(Some(at));
+    }
+    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(day) if end_of_day => Ok(Some((day + Duration::days(1)).and_time(NaiveTime::MIN))),
+        Ok(day) => Ok(Some(day.and_time(NaiveTime::MIN))),
+        Err(_) => Err(format!("“{raw}” is not a time for “{field}”: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")),
+    }
+}
+
+/// The filter, or every problem with the form at once.
+fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut filter = LogFilter::default();
+    if !form.token.is_empty() {
+        match TokenId::parse(&form.token) {
+            Some(id) => filter.token_id = Some(id.to_string()),
+            None => errors.push(format!("“{}” is not a token id (16 letters and digits).", form.token)),
+        }
+    }
+    if !form.outcome.is_empty() {
+        if OUTCOMES.contains(&form.outcome.as_str()) {
+            filter.outcome = Some(form.outcome.clone());
+        } else {
+            errors.push(format!("“{}” is not an outcome.", form.outcome));
+        }
+    }
+    if !form.status.is_empty() {
+        match form.status.parse::<i32>() {
+            Ok(status) if (100..=599).contains(&status) => filter.status = Some(status),
+            _ => errors.push(format!("“{}” is not an HTTP status (100–599).", form.status)),
+        }
+    }
+    if !form.method.is_empty() {
+        let method = form.method.to_ascii_uppercase();
+        if METHODS.contains(&method.as_str()) {
+            filter.method = Some(method);
+        } else {
+            errors.push(format!("“{}” is not an HTTP method.", form.method));
+        }
+    }
+    if !form.path.is_empty() {
+        if form.path.starts_with('/') && form.path.len() <= 200 {
+            filter.path = Some(form.path.clone());
+        } else {
+            errors
+                .push("A path filter starts with “/”, such as /api/v1/orders, and has at most 200 characters.".into());
+        }
+    }
+    if !form.ip.is_empty() {
+        match form.ip.parse::<IpAddr>() {
+            Ok(ip) => filter.ip = Some(ip.to_string()),
+            Err(_) => errors.push(format!("“{}” is not an IP address.", form.ip)),
+        }
+    }
+    match (parse_time("from", &form.from, false), parse_time("to", &form.to, true)) {
+        (Ok(from), Ok(to)) => {
+            if let (Some(f), Some(t)) = (from, to) {
+                if f >= t {
+                    errors.push("“from” must be before “to”.".into());
+                }
+            }
+            filter.from = from;
+            filter.to = to;
+        }
+        (from, to) => errors.extend(from.err().into_iter().chain(to.err())),
+    }
+    if errors.is_empty() {
+        Ok(filter)
+    } else {
+        Err(errors)
+    }
+}
+
+fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
+    let seller =
+        row.seller_id.map(|id| emails.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))).unwrap_or_default();
+    let what = match row.kind.as_str() {
+        "api" => format!("{} {}", row.method.clone().unwrap_or_default(), row.path.clone().unwrap_or_default()),
+        _ => row.event.replace('_', " "),
+    };
     EventView {
+        id: row.id,
         time: display_time(row.occurred_at),
         time_iso: machine_time(row.occurred_at),
         kind: row.kind,
-        event: row.event,
+        what,
         outcome: row.outcome,
+        status: row.status.map(|s| s.to_string()).unwrap_or_default(),
         token_id: row.token_id.unwrap_or_default(),
         subject: row.subject.unwrap_or_default(),
         ip: row.ip.unwrap_or_default(),
         detail: row.detail.unwrap_or_default(),
-        seller_id: row.seller_id.map(|id| id.to_string()).unwrap_or_default(),
+        latency: row.latency_us.map(|us| format!("{:.1} ms", us as f64 / 1000.0)).unwrap_or_default(),
+        request_id: row.request_id.unwrap_or_default(),
+        required_scope: row.required_scope.unwrap_or_default(),
+        seller,
     }
 }
 
-pub async fn seller_logs(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    let seller_id = user.account.id;
-    let rows = state.db(move |conn| audit::recent(conn, Some(seller_id), PAGE_SIZE)).await?;
+/// A stacked bar chart of requests over time, as inline SVG.
+fn chart_svg(chart: &query::Chart) -> String {
+    let (width, height, top, bottom) = (720.0, 180.0, 10.0, 24.0);
+    let max = chart.buckets.iter().map(|b| b.iter().sum::<u32>()).max().unwrap_or(0).max(1);
+    let slot = width / chart.buckets.len() as f64;
+    let scale = (height - top - bottom) / f64::from(max);
+    let classes = ["ok", "refused", "limited", "error"];
+    let mut svg = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Requests over time by outcome\" preserveAspectRatio=\"none\">"
+    );
+    svg.push_str(&format!("<text class=\"chart-label\" x=\"2\" y=\"{}\">{max}</text>", top + 8.0));
+    for (i, bucket) in chart.buckets.iter().enumerate() {
+        let x = i as f64 * slot + 1.0;
+        let mut y = height - bottom;
+        for (class, count) in classes.iter().zip(bucket.iter()) {
+            if *count == 0 {
+                continue;
+            }
+            let h = f64::from(*count) * scale;
+            y -= h;
+            svg.push_str(&format!(
+                "<rect class=\"bar bar-{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{count} {class}</title></rect>",
+                slot - 2.0
+            ));
+        }
+    }
+    let span = chart.end - chart.start;
+    for i in [0, CHART_BUCKETS / 2, CHART_BUCKETS] {
+        let at = chart.start + span * i as i32 / CHART_BUCKETS as i32;
+        let x = (i as f64 * slot).clamp(0.0, width - 60.0);
+        svg.push_str(&format!(
+            "<text class=\"chart-label\" x=\"{x:.1}\" y=\"{}\">{}</text>",
+            height - 6.0,
+            at.format("%m-%d %H:%M")
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+async fn seller_emails(state: &AppState, rows: &[AuditRow]) -> Result<HashMap<i64, String>, PortalError> {
+    let ids: Vec<i64> = rows.iter().filter_map(|r| r.seller_id).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    state
+        .db(move |conn| {
+            Ok::<_, diesel::result::Error>(
+                accounts::list(conn)?.into_iter().filter(|a| ids.contains(&a.id)).map(|a| (a.id, a.email)).collect(),
+            )
+        })
+        .await
+}
+
+/// The seller an admin filters by, or an error message.
+async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
+    if raw.is_empty() {
+        return Ok(Ok(None));
+    }
+    let email = match Email::parse(raw) {
+        Ok(email) => email,
+        Err(e) => return Ok(Err(e)),
+    };
+    let account = state.db(move |conn| accounts::find_by_email(conn, &email)).await?;
+    Ok(account.map(|a| Some(a.id)).ok_or_else(|| format!("No account has the email “{raw}”.")))
+}
+
+fn query_map(req: &HttpRequest) -> HashMap<String, String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()).unwrap_or_default().into_iter().collect()
+}
+
+/// The filter of a request: the seller's own scope, or the admin's choice.
+async fn scoped_filter(
+    req: &HttpRequest,
+    state: &AppState,
+    own_seller: Option<i64>,
+) -> Result<(LogFilterView, Result<LogFilter, Vec<String>>), PortalError> {
+    let query = query_map(req);
+    let form = form_values(&query);
+    let mut parsed = parse_filter(&form);
+    match own_seller {
+        Some(id) => {
+            if let Ok(filter) = &mut parsed {
+                filter.seller_id = Some(id);
+            }
+        }
+        None => match (seller_by_email(state, &form.seller).await?, &mut parsed) {
+            (Ok(id), Ok(filter)) => filter.seller_id = id,
+            (Err(e), Ok(_)) => parsed = Err(vec![e]),
+            (Err(e), Err(errors)) => errors.push(e),
+            (Ok(_), Err(_)) => {}
+        },
+    }
+    Ok((form, parsed))
+}
+
+async fn logs_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    admin: bool,
+) -> Result<HttpResponse, PortalError> {
+    let own = (!admin).then_some(user.account.id);
+    let (form, parsed) = scoped_filter(&req, &state, own).await?;
+    let query = query_map(&req);
+    let layout =
+        Layout::for_user(if admin { "All logs" } else { "API Logs" }, &user, if admin { "admin-logs" } else { "logs" });
+    let base = if admin { "/admin/logs" } else { "/settings/logs" };
+    let filter = match parsed {
+        Ok(filter) => filter,
+        Err(errors) => {
+            let page = LogsPage::empty(layout, form, errors, admin, base);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let before = match query.get("cursor").map(|c| decode_cursor(c)) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            let page = LogsPage::empty(
+                layout,
+                form,
+                vec!["That page link is broken; start again from the newest entries.".into()],
+                admin,
+                base,
+            );
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let now = crate::db::now();
+    let (chart_start, chart_end) = match (filter.from, filter.to) {
+        (Some(from), Some(to)) => (from, to),
+        (Some(from), None) => (from, now),
+        (None, Some(to)) => (to - Duration::days(1), to),
+        (None, None) => {
+            let end =
+                now.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(now)
+                    + Duration::hours(1);
+            (end - Duration::days(1), end)
+        }
+    };
+    let seller_scope = filter.seller_id;
+    let for_query = filter.clone();
+    let (rows, more, chart, partial, highlights) = state
+        .db(move |conn| {
+            let (rows, more) = query::page(conn, &for_query, before, PAGE_SIZE)?;
+            let (chart, partial) = query::chart(conn, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
+            let highlights = query::highlights(conn, seller_scope, now)?;
+            Ok::<_, diesel::result::Error>((rows, more, chart, partial, highlights))
+        })
+        .await?;
+    let emails = if admin { seller_emails(&state, &rows).await? } else { HashMap::new() };
+    let filter_query = filter_query_string(&form, admin);
+    let next =
+        if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", encode_cursor(r.id))) } else { None };
     let page = LogsPage {
-        layout: Layout::for_user("API Logs", &user, "logs"),
-        events: rows.into_iter().map(view).collect(),
-        admin: false,
+        layout,
+        events: rows.into_iter().map(|r| view(r, &emails)).collect(),
+        admin,
+        filter: form,
+        errors: Vec::new(),
+        chart: chart_svg(&chart),
+        chart_partial: partial,
+        highlights: highlights.into_iter().map(|h| (display_time(h.at), h.message)).collect(),
+        next,
+        newest: before.is_some().then(|| format!("{base}?{filter_query}")),
+        csv: format!("{base}.csv?{filter_query}"),
+        base,
     };
     render(StatusCode::OK, &page)
 }
 
-pub async fn admin_logs(AdminUser(user): AdminUser, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    let rows = state.db(move |conn| audit::recent(conn, None, PAGE_SIZE)).await?;
-    let page = LogsPage {
-        layout: Layout::for_user("All logs", &user, "admin-logs"),
-        events: rows.into_iter().map(view).collect(),
-        admin: true,
+fn filter_query_string(form: &LogFilterView, admin: bool) -> String {
+    let mut pairs = vec![
+        ("token", &form.token),
+        ("outcome", &form.outcome),
+        ("status", &form.status),
+        ("method", &form.method),
+        ("path", &form.path),
+        ("ip", &form.ip),
+        ("from", &form.from),
+        ("to", &form.to),
+    ];
+    if admin {
+        pairs.push(("seller", &form.seller));
+    }
+    let non_empty: Vec<(&str, &String)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    serde_urlencoded::to_string(non_empty).unwrap_or_default()
+}
+
+pub async fn seller_logs(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PortalError> {
+    logs_page(req, state, user, false).await
+}
+
+pub async fn admin_logs(
+    req: HttpRequest,
+    AdminUser(user): AdminUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PortalError> {
+    logs_page(req, state, user, true).await
+}
+
+// ---- CSV ------------------------------------------------------------------
+
+/// A cell a spreadsheet will not run as a formula.
+fn cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
+const CSV_HEADER: [&str; 17] = [
+    "id",
+    "time",
+    "kind",
+    "event",
+    "outcome",
+    "status",
+    "seller_id",
+    "actor_id",
+    "token_id",
+    "method",
+    "path",
+    "required_scope",
+    "ip",
+    "user_agent",
+    "latency_us",
+    "request_id",
+    "detail",
+];
+
+fn csv_record(row: &AuditRow) -> Vec<String> {
+    let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
+    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+    vec![
+        row.id.to_string(),
+        machine_time(row.occurred_at),
+        row.kind.clone(),
+        row.event.clone(),
+        row.outcome.clone(),
+        num(row.status.map(i64::from)),
+        num(row.seller_id),
+        num(row.actor_id),
+        opt(&row.token_id),
+        opt(&row.method),
+        opt(&row.path),
+        opt(&row.required_scope),
+        opt(&row.ip),
+        opt(&row.user_agent),
+        num(row.latency_us),
+        opt(&row.request_id),
+        opt(&row.detail),
+    ]
+}
+
+fn encode_csv(records: impl Iterator<Item = Vec<String>>) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        // Writing to memory cannot fail.
+        let _ = writer.write_record(&record);
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+/// Streams every row of the filtered view, newest first, in pages.
+async fn csv_export(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    own: Option<i64>,
+    name: &str,
+) -> Result<HttpResponse, PortalError> {
+    let (_, parsed) = scoped_filter(&req, &state, own).await?;
+    let filter = match parsed {
+        Ok(filter) => filter,
+        Err(errors) => {
+            return Ok(HttpResponse::UnprocessableEntity()
+                .content_type("text/plain; charset=utf-8")
+                .body(errors.join("\n")));
+        }
     };
-    render(StatusCode::OK, &page)
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
+    let pool = state.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        if tx
+            .blocking_send(Ok(web::Bytes::from(encode_csv(std::iter::once(CSV_HEADER.map(str::to_owned).to_vec())))))
+            .is_err()
+        {
+            return;
+        }
+        let mut before = None;
+        loop {
+            let page = pool
+                .get()
+                .map_err(|e| e.to_string())
+                .and_then(|mut conn| query::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string()));
+            let (rows, more) = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "CSV export failed");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("export failed")));
+                    return;
+                }
+            };
+            let chunk = encode_csv(rows.iter().map(csv_record));
+            if tx.blocking_send(Ok(web::Bytes::from(chunk))).is_err() {
+                return; // the client went away
+            }
+            match (more, rows.last()) {
+                (true, Some(last)) => before = Some(last.id),
+                _ => break,
+            }
+        }
+    });
+    let stream = futures_stream(rx);
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(stream))
+}
+
+fn futures_stream(
+    mut rx: tokio::sync::mpsc::Receiver<Result<web::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+pub async fn seller_csv(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PortalError> {
+    csv_export(req, state, Some(user.account.id), "api-logs.csv").await
+}
+
+pub async fn admin_csv(
+    req: HttpRequest,
+    AdminUser(_): AdminUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PortalError> {
+    csv_export(req, state, None, "api-logs-all-sellers.csv").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_defused() {
+        assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(cell("curl/8.0"), "curl/8.0");
+    }
 }

@@ -35,11 +35,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}/rotate", web::get().to(tokens::rotate_form))
         .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
         .route("/settings/logs", web::get().to(logs::seller_logs))
+        .route("/settings/logs.csv", web::get().to(logs::seller_csv))
         .route("/admin/tokens", web::get().to(admin::tokens))
         .route("/admin/tokens/{id}", web::get().to(admin::show_token))
         .route("/admin/tokens/{id}/revoke", web::get().to(admin::revoke_form))
         .route("/admin/tokens/{id}/revoke", web::post().to(admin::revoke))
         .route("/admin/logs", web::get().to(logs::admin_logs))
+        .route("/admin/logs.csv", web::get().to(logs::admin_csv))
         .route("/static/{file:.*}", web::get().to(assets::serve))
         .default_service(web::to(not_found));
 }

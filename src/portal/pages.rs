@@ -277,16 +277,36 @@ pub struct AdminTokensPage {
 }
 
 pub struct EventView {
+    pub id: i64,
     pub time: String,
     pub time_iso: String,
     pub kind: String,
-    pub event: String,
+    pub what: String,
     pub outcome: String,
+    pub status: String,
     pub token_id: String,
     pub subject: String,
     pub ip: String,
     pub detail: String,
-    pub seller_id: String,
+    pub latency: String,
+    pub request_id: String,
+    pub required_scope: String,
+    pub seller: String,
+}
+
+/// The log filter form, as typed.
+pub struct LogFilterView {
+    pub token: String,
+    pub outcome: String,
+    pub status: String,
+    pub method: String,
+    pub path: String,
+    pub ip: String,
+    pub from: String,
+    pub to: String,
+    pub seller: String,
+    pub outcomes: &'static [&'static str],
+    pub methods: &'static [&'static str],
 }
 
 #[derive(Template)]
@@ -295,4 +315,35 @@ pub struct LogsPage {
     pub layout: Layout,
     pub events: Vec<EventView>,
     pub admin: bool,
+    pub filter: LogFilterView,
+    pub errors: Vec<String>,
+    /// Inline SVG made by `portal::logs::chart_svg` from numbers only.
+    pub chart: String,
+    pub chart_partial: bool,
+    /// (time, message)
+    pub highlights: Vec<(String, String)>,
+    pub next: Option<String>,
+    pub newest: Option<String>,
+    pub csv: String,
+    pub base: &'static str,
+}
+
+impl LogsPage {
+    /// The form with its problems, and no rows.
+    pub fn empty(layout: Layout, filter: LogFilterView, errors: Vec<String>, admin: bool, base: &'static str) -> Self {
+        Self {
+            layout,
+            events: Vec::new(),
+            admin,
+            filter,
+            errors,
+            chart: String::new(),
+            chart_partial: false,
+            highlights: Vec::new(),
+            next: None,
+            newest: None,
+            csv: String::new(),
+            base,
+        }
+    }
 }

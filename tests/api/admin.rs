@@ -49,7 +49,7 @@ async fn an_admin_revokes_a_sellers_token_and_the_trail_names_the_admin() {
     assert!(app.admin.get_html(&location(&response)).await.contains("was revoked"));
     // The seller sees who revoked it in their API Logs.
     let log = ana.get_html("/settings/logs").await;
-    assert!(log.contains("token_revoked") && log.contains(ADMIN_EMAIL));
+    assert!(log.contains("token revoked") && log.contains(ADMIN_EMAIL));
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ async fn lists_and_logs_show_only_the_sellers_own_data() {
     let list = mallory.get_html("/settings/tokens").await;
     assert!(list.contains("mallory-tool") && !list.contains("ana-erp") && !list.contains(&ana_id));
     let log = mallory.get_html("/settings/logs").await;
-    assert!(log.contains("token_created"));
+    assert!(log.contains("token created"));
     assert!(!log.contains(&ana_id) && !log.contains("ana@shop.test"));
     let ana_log = ana.get_html("/settings/logs").await;
     assert!(ana_log.contains(&ana_id));

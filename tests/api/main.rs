@@ -7,6 +7,7 @@ mod cli;
 mod gate;
 mod helpers;
 mod isolation;
+mod logs;
 mod pages;
 mod postgres;
 mod seller_api;

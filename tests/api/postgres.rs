@@ -46,7 +46,7 @@ async fn the_token_lifecycle_works_on_postgres() {
         assert_eq!(app.events(event).len(), 1, "{event}");
     }
     let log = ana.get_html("/settings/logs").await;
-    assert!(log.contains("token_rotated"));
+    assert!(log.contains("token rotated"));
     let admin = app.admin.get_html("/admin/tokens").await;
     assert!(admin.contains("ana@shop.test"));
 }

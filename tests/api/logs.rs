@@ -1,0 +1,178 @@
+//! Settings → API Logs: filters, keyset pagination, CSV, the chart, the
+//! highlights, and sellers seeing only their own entries.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{create_service_token, spawn_app, spawn_app_with, TestApp};
+
+async fn calls(app: &TestApp, token: Option<&str>, path: &str, n: usize) {
+    for _ in 0..n {
+        app.api_get(path, token).await;
+    }
+}
+
+fn rows_in(html: &str) -> usize {
+    html.matches("<td data-label=\"Time\">").count()
+}
+
+#[tokio::test]
+async fn the_log_lists_api_calls_and_security_events_and_filters_them() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (orders, orders_id) = create_service_token(&ana, "orders", &["orders:read"]).await;
+    let (reports, _) = create_service_token(&ana, "reports", &["reports:read"]).await;
+    calls(&app, Some(&orders), "/api/v1/orders", 3).await;
+    calls(&app, Some(&orders), "/api/v1/products", 2).await; // 403
+    calls(&app, Some(&reports), "/api/v1/reports/sales", 1).await;
+    app.api_rows(6).await;
+
+    let all = ana.get_html("/settings/logs").await;
+    assert!(all.contains("GET /api/v1/orders") && all.contains("token created") && all.contains("account created"));
+    assert!(all.contains("<svg class=\"chart\""), "a chart");
+    assert!(all.contains("class=\"bar bar-ok\"") && all.contains("class=\"bar bar-refused\""));
+
+    let by_token = ana.get_html(&format!("/settings/logs?token={orders_id}")).await;
+    assert_eq!(by_token.matches("GET /api/v1/").count(), 5);
+    let refused = ana.get_html("/settings/logs?outcome=insufficient_scope").await;
+    assert_eq!(rows_in(&refused), 2);
+    assert!(refused.contains("needs <code>products:read</code>"));
+    assert_eq!(rows_in(&ana.get_html("/settings/logs?status=403").await), 2);
+    assert_eq!(rows_in(&ana.get_html("/settings/logs?path=%2Fapi%2Fv1%2Freports").await), 1);
+    assert_eq!(rows_in(&ana.get_html("/settings/logs?method=GET&ip=127.0.0.1").await), 6);
+    assert_eq!(rows_in(&ana.get_html("/settings/logs?ip=10.9.9.9").await), 0);
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    assert_eq!(rows_in(&ana.get_html(&format!("/settings/logs?from={tomorrow}")).await), 0);
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M").to_string();
+    assert!(rows_in(&ana.get_html(&format!("/settings/logs?from={yesterday}&method=GET")).await) == 6);
+}
+
+#[tokio::test]
+async fn bad_filters_are_named_and_the_form_keeps_them() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    for (query, message) in [
+        ("token=short", "is not a token id"),
+        ("outcome=great", "is not an outcome"),
+        ("status=99", "is not an HTTP status"),
+        ("method=FETCH", "is not an HTTP method"),
+        ("path=api", "starts with “/”"),
+        ("ip=localhost", "is not an IP address"),
+        ("from=yesterday", "is not a time for “from”"),
+        ("from=2026-05-02&to=2026-05-01", "“from” must be before “to”"),
+        ("cursor=nonsense", "page link is broken"),
+    ] {
+        let response = ana.get(&format!("/settings/logs?{query}")).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains(message), "{query}: expected {message}");
+    }
+    let html = ana.get("/settings/logs?ip=localhost&path=%2Fapi").await.text().await.unwrap();
+    assert!(html.contains("value=\"localhost\"") && html.contains("value=\"/api\""), "the form keeps what was typed");
+    let admin = app.admin.get("/admin/logs?seller=ghost%40shop.test").await;
+    assert_eq!(admin.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(admin.text().await.unwrap().contains("No account has the email"));
+}
+
+#[tokio::test]
+async fn pages_follow_a_cursor_without_overlap() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, _) = create_service_token(&ana, "t", &["orders:read"]).await;
+    calls(&app, Some(&token), "/api/v1/token", 60).await;
+    app.api_rows(60).await;
+    let first = ana.get_html("/settings/logs?method=GET").await;
+    assert_eq!(rows_in(&first), 50);
+    let older = first.find("Older →").expect("an Older link");
+    let start = first[..older].rfind("href=\"").unwrap() + "href=\"".len();
+    let next = first[start..start + first[start..].find('"').unwrap()].replace("&#38;", "&").replace("&amp;", "&");
+    assert!(next.starts_with("/settings/logs?method=GET&cursor="), "{next}");
+    let second = ana.get_html(&next).await;
+    assert_eq!(rows_in(&second), 10);
+    assert!(second.contains("← Newest") && !second.contains("Older →"));
+    let ids = |html: &str| -> Vec<String> {
+        html.match_indices("<div class=\"mono muted\">").map(|(i, _)| html[i + 24..i + 56].to_owned()).collect()
+    };
+    let (a, b) = (ids(&first), ids(&second));
+    assert_eq!(a.len() + b.len(), 60);
+    assert!(a.iter().all(|id| !b.contains(id)), "no request id on both pages");
+}
+
+#[tokio::test]
+async fn the_csv_export_covers_the_filtered_view() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "t", &["orders:read"]).await;
+    calls(&app, Some(&token), "/api/v1/orders", 4).await;
+    calls(&app, None, "/api/v1/orders", 2).await;
+    let evil = reqwest::Client::new()
+        .get(format!("{}/api/v1/orders", app.address))
+        .bearer_auth(&token)
+        .header("user-agent", "=HYPERLINK(\"http://evil\")")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::OK);
+    app.api_rows(7).await;
+    let response = ana.get(&format!("/settings/logs.csv?token={id}")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("attachment"));
+    let csv = response.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,time,kind,event,outcome,status"));
+    // 5 API calls with that token, and its token_created event.
+    assert_eq!(lines.len(), 1 + 6, "{csv}");
+    assert!(csv.contains("'=HYPERLINK"), "formulas are defused");
+    assert!(!csv.contains(&token), "no secret in the export");
+    let bad = ana.get("/settings/logs.csv?status=abc").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn sellers_see_only_their_own_entries_and_admins_see_all() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let mallory = app.seller("mallory@shop.test").await;
+    let (ana_token, ana_id) = create_service_token(&ana, "t", &["orders:read"]).await;
+    calls(&app, Some(&ana_token), "/api/v1/orders", 2).await;
+    app.api_rows(2).await;
+    let own = mallory.get_html("/settings/logs").await;
+    assert!(!own.contains(&ana_id) && !own.contains("ana@shop.test"));
+    // Asking for ana's token by id finds nothing (the form only echoes the filter).
+    let probing = mallory.get_html(&format!("/settings/logs?token={ana_id}")).await;
+    assert_eq!(rows_in(&probing), 0);
+    assert!(probing.contains("No entries match."));
+    let csv = mallory.get(&format!("/settings/logs.csv?token={ana_id}")).await.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 1, "only the header: {csv}");
+    let admin = app.admin.get_html("/admin/logs?seller=ana%40shop.test").await;
+    assert!(admin.contains(&ana_id) && admin.contains("ana@shop.test"));
+    assert!(!admin.contains("mallory@shop.test"));
+    let csv = app.admin.get("/admin/logs.csv").await.text().await.unwrap();
+    assert!(csv.contains(&ana_id));
+    assert_eq!(ana.get("/admin/logs.csv").await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn highlights_flag_a_new_address_and_a_burst_of_refusals() {
+    let app = spawn_app_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "t", &["orders:read"]).await;
+    let from = |ip: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/token", app.address))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", ip)
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    from("198.51.100.1").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    from("203.0.113.99").await.unwrap();
+    calls(&app, Some(&token), "/api/v1/products", 12).await; // 403s
+    app.api_rows(14).await;
+    let html = ana.get_html("/settings/logs").await;
+    assert!(html.contains("Unexpected activity"));
+    assert!(html.contains(&format!("Token {id} was used from a new address, 203.0.113.99.")), "{html}");
+    assert!(!html.contains("new address, 198.51.100.1"), "the first address is not new");
+    assert!(html.contains(&format!("A burst of 12 answers with status 403 for token {id}")));
+}
