@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::json::{list_response, ApiError, Errors};
 use super::products::check_sku;
@@ -11,7 +12,7 @@ use crate::startup::AppState;
 
 pub const MAX_QUANTITY: i64 = 10_000_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
     quantity: i64,

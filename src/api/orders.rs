@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::json::{list_response, ApiError, Errors};
 use super::products::check_sku;
@@ -14,7 +15,7 @@ use crate::startup::AppState;
 pub const MAX_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: i64 = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     customer_email: String,
@@ -23,7 +24,7 @@ pub struct CreateOrder {
     items: Vec<Line>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     sku: String,

@@ -2,12 +2,24 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, NaiveTime};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::json::{ApiError, Errors};
 use crate::gate::Authenticated;
 use crate::shop;
 use crate::startup::AppState;
+
+/// Totals for a range of days.
+#[derive(Serialize, ToSchema)]
+pub struct SalesReport {
+    /// First day, YYYY-MM-DD.
+    pub from: String,
+    /// Last day, included.
+    pub to: String,
+    #[serde(flatten)]
+    pub totals: shop::SalesTotals,
+}
 
 pub const MAX_RANGE_DAYS: i64 = 366;
 
@@ -36,12 +48,5 @@ pub async fn sales(
     let seller = auth.seller_id;
     let (start, end) = (from.and_time(NaiveTime::MIN), (to + Duration::days(1)).and_time(NaiveTime::MIN));
     let totals = state.db(move |conn| shop::sales_totals(conn, seller, start, end)).await.map_err(|e| errors.db(e))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "from": from.to_string(),
-        "to": to.to_string(),
-        "orders": totals.orders,
-        "units": totals.units,
-        "revenue_cents": totals.revenue_cents,
-        "cancelled_orders": totals.cancelled_orders,
-    })))
+    Ok(HttpResponse::Ok().json(SalesReport { from: from.to_string(), to: to.to_string(), totals }))
 }

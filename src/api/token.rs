@@ -2,11 +2,12 @@
 
 use actix_web::HttpResponse;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::gate::error::rfc3339;
 use crate::gate::Authenticated;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,

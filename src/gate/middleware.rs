@@ -109,7 +109,12 @@ pub async fn api_gate(
         request_id: request_id.clone(),
     };
 
-    let response: ServiceResponse<BoxBody> = if !client.may_send_secrets() {
+    let response: ServiceResponse<BoxBody> = if route == RouteMatch::Public {
+        // The OpenAPI document is for anyone; it still gets its audit row.
+        let response = next.call(req).await?.map_into_boxed_body();
+        audit.outcome = if response.status().is_success() { "ok" } else { "error" };
+        response
+    } else if !client.may_send_secrets() {
         // Plain HTTP from another machine: refused before the token is read.
         let error = GateError::HttpsRequired;
         audit.outcome = error.code();
@@ -144,7 +149,9 @@ pub async fn api_gate(
                     None => {
                         req.extensions_mut().insert(auth.clone());
                         let response = match route {
-                            RouteMatch::Operation(_) => next.call(req).await?.map_into_boxed_body(),
+                            RouteMatch::Operation(_) | RouteMatch::Public => {
+                                next.call(req).await?.map_into_boxed_body()
+                            }
                             RouteMatch::MethodNotAllowed => req.into_response(json_error(
                                 StatusCode::METHOD_NOT_ALLOWED,
                                 "method_not_allowed",

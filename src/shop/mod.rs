@@ -7,13 +7,14 @@ pub mod sample;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::schema::{inventory, order_items, orders, products};
 use crate::db::{self, DbConnection};
 
 pub const ORDER_STATUSES: &[&str] = &["pending", "paid", "shipped", "cancelled"];
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
 #[diesel(table_name = products)]
 pub struct Product {
     pub id: i64,
@@ -25,14 +26,17 @@ pub struct Product {
     pub price_cents: i64,
     pub currency: String,
     #[serde(serialize_with = "as_bool")]
+    #[schema(value_type = bool)]
     pub active: i32,
     #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
 #[diesel(table_name = inventory)]
 pub struct StockLevel {
     #[serde(skip)]
@@ -43,6 +47,7 @@ pub struct StockLevel {
     pub quantity: i64,
     pub location: String,
     #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -58,7 +63,7 @@ pub struct OrderRow {
     pub created_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
 #[diesel(table_name = order_items)]
 pub struct OrderItem {
     #[serde(skip)]
@@ -70,7 +75,7 @@ pub struct OrderItem {
     pub unit_price_cents: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Order {
     pub id: i64,
     pub customer_email: String,
@@ -78,6 +83,7 @@ pub struct Order {
     pub currency: String,
     pub total_cents: i64,
     #[serde(serialize_with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
     pub items: Vec<OrderItem>,
 }
@@ -371,7 +377,7 @@ pub fn create_order(
 
 // ---- reports --------------------------------------------------------------
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct SalesTotals {
     pub orders: i64,
     pub units: i64,

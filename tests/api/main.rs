@@ -8,6 +8,7 @@ mod gate;
 mod helpers;
 mod isolation;
 mod logs;
+mod openapi;
 mod pages;
 mod postgres;
 mod seller_api;
