@@ -21,6 +21,7 @@ pub enum SecurityEvent {
     TokenCreated,
     TokenRotated,
     TokenRevoked,
+    RateLimitChanged,
 }
 
 impl SecurityEvent {
@@ -34,6 +35,7 @@ impl SecurityEvent {
             SecurityEvent::TokenCreated => "token_created",
             SecurityEvent::TokenRotated => "token_rotated",
             SecurityEvent::TokenRevoked => "token_revoked",
+            SecurityEvent::RateLimitChanged => "rate_limit_changed",
         }
     }
 

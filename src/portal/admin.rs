@@ -4,11 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::pages::{AdminTokensPage, Layout, TokenPage, TokenView};
-use super::render;
-use super::session::AdminUser;
+use super::forms::FormFields;
+use super::pages::{AdminTokensPage, Layout, RateLimitForm, TokenPage, TokenView};
+use super::session::{client_context, AdminUser};
 use super::tokens::{revoke_and_redirect, revoke_page};
+use super::{redirect, render, CSRF_FAILED};
 use crate::accounts;
+use crate::audit::EventContext;
 use crate::db;
 use crate::error::PortalError;
 use crate::startup::AppState;
@@ -62,6 +64,20 @@ pub async fn tokens(
     render(status, &page)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_are_positive_whole_numbers_or_empty() {
+        assert_eq!(parse_rate_limit(""), Ok(None));
+        assert_eq!(parse_rate_limit(" 120 "), Ok(Some(120)));
+        assert!(parse_rate_limit("0").is_err());
+        assert!(parse_rate_limit("1000001").is_err());
+        assert!(parse_rate_limit("fast").is_err());
+    }
+}
+
 /// Any seller's token, with its seller's email.
 async fn any_token(state: &AppState, id: &str) -> Result<(ApiToken, String), PortalError> {
     let id = TokenId::parse(id).ok_or(PortalError::NotFound)?;
@@ -75,17 +91,88 @@ async fn any_token(state: &AppState, id: &str) -> Result<(ApiToken, String), Por
         .ok_or(PortalError::NotFound)
 }
 
+fn token_page(
+    user: &crate::portal::session::CurrentUser,
+    state: &AppState,
+    token: &ApiToken,
+    email: String,
+    value: String,
+    error: Option<String>,
+    saved: bool,
+) -> TokenPage {
+    TokenPage {
+        layout: Layout::for_user(token.name.clone(), user, "admin-tokens"),
+        token: TokenView { seller_email: email, ..TokenView::new(token, db::now()) },
+        rate_limit: Some(RateLimitForm {
+            csrf_token: user.csrf_token.clone(),
+            value,
+            default: state.config.rate_limit_per_minute,
+            error,
+            saved,
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    saved: Option<String>,
+}
+
 pub async fn show_token(
     AdminUser(user): AdminUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let (token, email) = any_token(&state, &path).await?;
-    let view = TokenView { seller_email: email, ..TokenView::new(&token, db::now()) };
-    render(
-        StatusCode::OK,
-        &TokenPage { layout: Layout::for_user(token.name.clone(), &user, "admin-tokens"), token: view },
-    )
+    let value = token.rate_limit_per_minute.map(|n| n.to_string()).unwrap_or_default();
+    render(StatusCode::OK, &token_page(&user, &state, &token, email, value, None, query.saved.is_some()))
+}
+
+/// The most a per-token override may allow.
+pub const MAX_RATE_LIMIT: i32 = 1_000_000;
+
+fn parse_rate_limit(raw: &str) -> Result<Option<i32>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<i64>() {
+        Ok(n) if (1..=i64::from(MAX_RATE_LIMIT)).contains(&n) => Ok(Some(n as i32)),
+        Ok(_) => Err(format!("A rate limit is between 1 and {MAX_RATE_LIMIT} requests per minute.")),
+        Err(_) => Err(format!("“{raw}” is not a whole number of requests per minute.")),
+    }
+}
+
+pub async fn set_rate_limit(
+    req: HttpRequest,
+    AdminUser(user): AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let (token, email) = any_token(&state, &path).await?;
+    let form = FormFields::parse(&body);
+    let value = form.get("per_minute").to_owned();
+    if !user.verify_csrf(form.csrf()) {
+        let page = token_page(&user, &state, &token, email, value, Some(CSRF_FAILED.into()), false);
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+    let per_minute = match parse_rate_limit(&value) {
+        Ok(n) => n,
+        Err(error) => {
+            let page = token_page(&user, &state, &token, email, value, Some(error), false);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    let ctx = EventContext {
+        actor_id: Some(user.account.id),
+        subject: Some(user.account.email.clone()),
+        ..client_context(&req)
+    };
+    let public_id = token.public_id.clone();
+    state.db(move |conn| store::set_rate_limit(conn, &token, per_minute, ctx)).await?;
+    Ok(redirect(&format!("{BASE}/{public_id}?saved=1")))
 }
 
 pub async fn revoke_form(

@@ -40,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/tokens/{id}", web::get().to(admin::show_token))
         .route("/admin/tokens/{id}/revoke", web::get().to(admin::revoke_form))
         .route("/admin/tokens/{id}/revoke", web::post().to(admin::revoke))
+        .route("/admin/tokens/{id}/rate-limit", web::post().to(admin::set_rate_limit))
         .route("/admin/logs", web::get().to(logs::admin_logs))
         .route("/admin/logs.csv", web::get().to(logs::admin_csv))
         .route("/static/{file:.*}", web::get().to(assets::serve))

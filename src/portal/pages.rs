@@ -230,6 +230,16 @@ pub struct TokenCreatedPage {
 pub struct TokenPage {
     pub layout: Layout,
     pub token: TokenView,
+    /// Admins can change the token's rate limit here.
+    pub rate_limit: Option<RateLimitForm>,
+}
+
+pub struct RateLimitForm {
+    pub csrf_token: String,
+    pub value: String,
+    pub default: u32,
+    pub error: Option<String>,
+    pub saved: bool,
 }
 
 #[derive(Template)]

@@ -199,6 +199,7 @@ pub async fn show(
     let page = TokenPage {
         layout: Layout::for_user(token.name.clone(), &user, "tokens"),
         token: TokenView::new(&token, db::now()),
+        rate_limit: None,
     };
     render(StatusCode::OK, &page)
 }

@@ -299,6 +299,34 @@ pub fn revoke(conn: &mut DbConnection, token: &ApiToken, ctx: EventContext) -> R
     })
 }
 
+/// Sets or clears (`None`) a token's own per-minute limit.
+pub fn set_rate_limit(
+    conn: &mut DbConnection,
+    token: &ApiToken,
+    per_minute: Option<i32>,
+    ctx: EventContext,
+) -> QueryResult<()> {
+    db::write_tx(conn, |conn| {
+        diesel::update(api_tokens::table.find(token.id))
+            .set(api_tokens::rate_limit_per_minute.eq(per_minute))
+            .execute(conn)?;
+        let detail = match per_minute {
+            Some(n) => format!("{}: {n} requests per minute", token.name),
+            None => format!("{}: back to the default limit", token.name),
+        };
+        audit::record(
+            conn,
+            SecurityEvent::RateLimitChanged,
+            EventContext {
+                seller_id: Some(token.seller_id),
+                token_id: Some(token.public_id.clone()),
+                detail: Some(detail),
+                ..ctx
+            },
+        )
+    })
+}
+
 /// Replaces a token's secret. The old secret keeps working until
 /// `now + grace` (not at all with a zero grace). `seen_issued_at` is the
 /// secret's issue time the seller saw, so a re-submitted form cannot rotate twice.

@@ -71,3 +71,44 @@ async fn sellers_cannot_reach_admin_pages() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(app.token(&bob_id).revoked_at.is_none());
 }
+
+#[tokio::test]
+async fn an_admin_sets_a_tokens_rate_limit() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "ana-erp", &["orders:read"]).await;
+    let path = format!("/admin/tokens/{id}/rate-limit");
+    let page = format!("/admin/tokens/{id}");
+
+    for (value, status, message) in
+        [("0", 422, "between 1 and"), ("fast", 422, "not a whole number"), ("2000000", 422, "between 1 and")]
+    {
+        let csrf = app.admin.csrf_for(&page).await;
+        let response = app.admin.post_raw(&path, &[("csrf_token", &csrf), ("per_minute", value)]).await;
+        assert_eq!(response.status().as_u16(), status, "{value}");
+        assert!(response.text().await.unwrap().contains(message), "{value}");
+    }
+    assert_eq!(app.admin.post_raw(&path, &[("per_minute", "2")]).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.token(&id).rate_limit_per_minute, None);
+
+    // Sellers cannot change limits, not even their own token's.
+    let csrf = ana.csrf_for("/settings/tokens/new").await;
+    assert_eq!(
+        ana.post_raw(&path, &[("csrf_token", &csrf), ("per_minute", "100000")]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let csrf = app.admin.csrf_for(&page).await;
+    let saved = app.admin.post_raw(&path, &[("csrf_token", &csrf), ("per_minute", "2")]).await;
+    assert_eq!(location(&saved), format!("/admin/tokens/{id}?saved=1"));
+    assert_eq!(app.token(&id).rate_limit_per_minute, Some(2));
+    assert!(app.admin.get_html(&location(&saved)).await.contains("The rate limit was saved."));
+    for expected in [200, 200, 429] {
+        let response = app.api_get("/api/v1/orders", Some(&token)).await;
+        assert_eq!(response.status().as_u16(), expected);
+        assert_eq!(response.headers()["x-ratelimit-limit"], "2");
+    }
+    let event = &app.events("rate_limit_changed")[0];
+    assert_eq!(event.actor_id, Some(app.account_id(ADMIN_EMAIL)));
+    assert!(event.detail.as_deref().unwrap().contains("2 requests per minute"));
+}

@@ -98,6 +98,22 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert!(list.contains(TOKEN_NAME) && list.contains(&public_id), "the list shows the new token");
     assert_eq!(badge_of(&c, &public_id).await, "active");
 
+    // An integrator calls the API with the token; the seller sees the call
+    // under API Logs, found by clicking through the navigation.
+    let called = app.api_get("/api/v1/orders?limit=2", Some(&token)).await;
+    assert_eq!(called.status(), reqwest::StatusCode::OK);
+    let request_id = called.headers()["x-request-id"].to_str().unwrap().to_owned();
+    app.api_rows(1).await;
+    c.find(Locator::LinkText("API Logs")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/logs").await;
+    let logs = c.source().await.unwrap();
+    assert!(logs.contains("GET /api/v1/orders"), "the call is in the log");
+    assert!(logs.contains(&request_id), "with its request id");
+    assert!(logs.contains(&public_id), "and its token");
+    assert!(!logs.contains(parsed.secret()), "never the secret");
+    assert!(c.find(Locator::Css("svg.chart rect.bar-ok")).await.is_ok(), "the chart shows the call");
+    c.goto(&format!("{}/settings/tokens", app.address)).await.unwrap();
+
     // Rotate: a new secret for the same token id, shown once.
     c.find(Locator::Css(&format!(r#"a[href="/settings/tokens/{public_id}/rotate"]"#)))
         .await
