@@ -154,3 +154,58 @@ fn a_bad_database_url_is_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mysql"));
 }
+
+/// `keygate serve` as operators run it: SIGTERM lets requests finish and
+/// writes every audit row before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_every_audit_row_before_exit() {
+    let cli = Cli::new();
+    cli.ok(&["user", "create", "--email", "ana@shop.test"]);
+    let (stdout, _) = cli.ok(&["token", "create", "--email", "ana@shop.test", "--name", "erp", "--kind", "personal"]);
+    let token = stdout.trim().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", cli.db())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "keygate serve did not start");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (client, url, token) = (client.clone(), format!("{base}/api/v1/orders"), token.clone());
+        tasks.spawn(async move {
+            let request = if i % 2 == 0 { client.get(url).bearer_auth(token) } else { client.get(url) };
+            request.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+    }
+    let statuses = tasks.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 401), "{statuses:?}");
+
+    let killed = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let exit = server.wait().unwrap();
+    assert!(exit.success(), "graceful exit: {exit:?}");
+
+    use diesel::prelude::*;
+    use keygate::db::schema::audit_events;
+    let rows: i64 = audit_events::table
+        .filter(audit_events::event.eq("api_request"))
+        .count()
+        .get_result(&mut cli.pool().get().unwrap())
+        .unwrap();
+    assert_eq!(rows, 40, "one row per answered request, all written before exit");
+}
