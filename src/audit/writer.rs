@@ -185,3 +185,26 @@ mod tests {
         assert_eq!(count(&pool), 1_234);
     }
 }
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use crate::audit::{prune, EventContext, SecurityEvent};
+
+    #[test]
+    fn prune_deletes_only_rows_past_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::db::DatabaseUrl::parse(dir.path().join("r.db").to_str().unwrap()).unwrap();
+        let pool = crate::db::build_pool(&url, 1).unwrap();
+        let mut conn = pool.get().unwrap();
+        crate::db::run_migrations(&mut conn).unwrap();
+        let event = |days_ago: i64| NewAuditEvent {
+            occurred_at: crate::db::now() - chrono::Duration::days(days_ago),
+            ..NewAuditEvent::security(SecurityEvent::Logout, EventContext::default())
+        };
+        insert_rows(&mut conn, &[event(120), event(91), event(89), event(0)]).unwrap();
+        assert_eq!(prune(&mut conn, chrono::Duration::days(90)).unwrap(), 2);
+        let left: i64 = audit_events::table.count().get_result(&mut conn).unwrap();
+        assert_eq!(left, 2);
+    }
+}
