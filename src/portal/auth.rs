@@ -6,7 +6,7 @@ use chrono::Duration;
 use serde::Deserialize;
 
 use super::forms::{safe_next, FormFields};
-use super::pages::{Layout, LoginPage, SetupPage, SignupPage};
+use super::pages::{AccountFormPage, Layout, LoginPage};
 use super::session::{self, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
@@ -116,18 +116,92 @@ async fn create_account(
         .await
 }
 
-// ---- first run -------------------------------------------------------------
+// ---- first run and sign-up --------------------------------------------------
+
+/// The first admin (once, on a fresh install) or a seller (with `--allow-signup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewAccount {
+    FirstAdmin,
+    Seller,
+}
+
+impl NewAccount {
+    /// Where to send the visitor instead of this form, if anywhere.
+    async fn redirect_elsewhere(self, state: &AppState) -> Result<Option<HttpResponse>, PortalError> {
+        let accounts = account_count(state).await?;
+        Ok(match self {
+            NewAccount::FirstAdmin if accounts > 0 => Some(redirect("/login")),
+            NewAccount::Seller if !state.config.allow_signup => return Err(PortalError::NotFound),
+            NewAccount::Seller if accounts == 0 => Some(redirect("/setup")),
+            _ => None,
+        })
+    }
+
+    fn page(
+        self,
+        req: &HttpRequest,
+        state: &AppState,
+        status: StatusCode,
+        email: &str,
+        error: Option<String>,
+    ) -> Result<HttpResponse, PortalError> {
+        let first_run = self == NewAccount::FirstAdmin;
+        let title = if first_run { "Set up keygate" } else { "Create an account" };
+        anonymous_page(req, state, status, |csrf_token| {
+            render(
+                status,
+                &AccountFormPage {
+                    layout: Layout::anonymous(title),
+                    first_run,
+                    csrf_token,
+                    email: email.to_owned(),
+                    error,
+                },
+            )
+        })
+    }
+
+    async fn form(self, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+        match self.redirect_elsewhere(&state).await? {
+            Some(elsewhere) => Ok(elsewhere),
+            None => self.page(&req, &state, StatusCode::OK, "", None),
+        }
+    }
+
+    async fn submit(
+        self,
+        req: HttpRequest,
+        state: web::Data<AppState>,
+        body: web::Bytes,
+    ) -> Result<HttpResponse, PortalError> {
+        if let Some(elsewhere) = self.redirect_elsewhere(&state).await? {
+            return Ok(elsewhere);
+        }
+        let form = FormFields::parse(&body);
+        let refuse = |status, error: String| self.page(&req, &state, status, form.get("email"), Some(error));
+        if !verify_pre_session_csrf(&req, form.csrf()) {
+            return refuse(StatusCode::FORBIDDEN, CSRF_FAILED.into());
+        }
+        let (email, password) = match parse_new_account(&form) {
+            Ok(parsed) => parsed,
+            Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, error),
+        };
+        let (role, only_if_first) = match self {
+            NewAccount::FirstAdmin => (Role::Admin, true),
+            NewAccount::Seller => (Role::Seller, false),
+        };
+        match create_account(&state, &req, email, password, role, only_if_first).await? {
+            Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
+            // Someone else finished the first run a moment ago.
+            Err(CreateAccountError::NotFirst) => Ok(redirect("/login")),
+            Err(CreateAccountError::Db(e)) => Err(e.into()),
+            Err(e) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
+    }
+}
 
 pub async fn setup_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    if account_count(&state).await? > 0 {
-        return Ok(redirect("/login"));
-    }
-    anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
-        render(
-            StatusCode::OK,
-            &SetupPage { layout: Layout::anonymous("Set up keygate"), csrf_token, email: String::new(), error: None },
-        )
-    })
+    NewAccount::FirstAdmin.form(req, state).await
 }
 
 pub async fn setup_submit(
@@ -135,56 +209,11 @@ pub async fn setup_submit(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
-    if account_count(&state).await? > 0 {
-        return Ok(redirect("/login"));
-    }
-    let form = FormFields::parse(&body);
-    let page = |status, error: String| {
-        anonymous_page(&req, &state, status, |csrf_token| {
-            let page = SetupPage {
-                layout: Layout::anonymous("Set up keygate"),
-                csrf_token,
-                email: form.get("email").to_owned(),
-                error: Some(error),
-            };
-            render(status, &page)
-        })
-    };
-    if !verify_pre_session_csrf(&req, form.csrf()) {
-        return page(StatusCode::FORBIDDEN, CSRF_FAILED.into());
-    }
-    let (email, password) = match parse_new_account(&form) {
-        Ok(parsed) => parsed,
-        Err(error) => return page(StatusCode::UNPROCESSABLE_ENTITY, error),
-    };
-    match create_account(&state, &req, email, password, Role::Admin, true).await? {
-        Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
-        Err(CreateAccountError::NotFirst) => Ok(redirect("/login")),
-        Err(CreateAccountError::Db(e)) => Err(e.into()),
-        Err(e) => page(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    }
+    NewAccount::FirstAdmin.submit(req, state, body).await
 }
 
-// ---- sign-up ---------------------------------------------------------------
-
 pub async fn signup_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    if !state.config.allow_signup {
-        return Err(PortalError::NotFound);
-    }
-    if account_count(&state).await? == 0 {
-        return Ok(redirect("/setup"));
-    }
-    anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
-        render(
-            StatusCode::OK,
-            &SignupPage {
-                layout: Layout::anonymous("Create an account"),
-                csrf_token,
-                email: String::new(),
-                error: None,
-            },
-        )
-    })
+    NewAccount::Seller.form(req, state).await
 }
 
 pub async fn signup_submit(
@@ -192,36 +221,7 @@ pub async fn signup_submit(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
-    if !state.config.allow_signup {
-        return Err(PortalError::NotFound);
-    }
-    if account_count(&state).await? == 0 {
-        return Ok(redirect("/setup"));
-    }
-    let form = FormFields::parse(&body);
-    let page = |status, error: String| {
-        anonymous_page(&req, &state, status, |csrf_token| {
-            let page = SignupPage {
-                layout: Layout::anonymous("Create an account"),
-                csrf_token,
-                email: form.get("email").to_owned(),
-                error: Some(error),
-            };
-            render(status, &page)
-        })
-    };
-    if !verify_pre_session_csrf(&req, form.csrf()) {
-        return page(StatusCode::FORBIDDEN, CSRF_FAILED.into());
-    }
-    let (email, password) = match parse_new_account(&form) {
-        Ok(parsed) => parsed,
-        Err(error) => return page(StatusCode::UNPROCESSABLE_ENTITY, error),
-    };
-    match create_account(&state, &req, email, password, Role::Seller, false).await? {
-        Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
-        Err(CreateAccountError::Db(e)) => Err(e.into()),
-        Err(e) => page(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    }
+    NewAccount::Seller.submit(req, state, body).await
 }
 
 // ---- sign-in ---------------------------------------------------------------

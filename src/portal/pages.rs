@@ -117,10 +117,12 @@ pub struct ErrorPage<'a> {
     pub status: u16,
 }
 
+/// First-run setup (the admin) and sign-up (a seller) share one form.
 #[derive(Template)]
-#[template(path = "setup.html")]
-pub struct SetupPage {
+#[template(path = "account_form.html")]
+pub struct AccountFormPage {
     pub layout: Layout,
+    pub first_run: bool,
     pub csrf_token: String,
     pub email: String,
     pub error: Option<String>,
@@ -135,15 +137,6 @@ pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
     pub allow_signup: bool,
-}
-
-#[derive(Template)]
-#[template(path = "signup.html")]
-pub struct SignupPage {
-    pub layout: Layout,
-    pub csrf_token: String,
-    pub email: String,
-    pub error: Option<String>,
 }
 
 #[derive(Template)]
