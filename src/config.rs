@@ -121,7 +121,7 @@ pub struct ServeArgs {
     pub log_retention_days: u32,
 
     /// Requests per minute per token, unless the token has its own limit.
-    #[arg(long, env = "KEYGATE_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "KEYGATE_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     pub rate_limit_per_minute: u32,
 
     /// Give every new seller sample products, stock and orders.

@@ -88,7 +88,6 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(conn) = conn {
             conn.batch_execute(
                 "PRAGMA busy_timeout = 10000;
-                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = ON;",
             )
@@ -98,13 +97,22 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
-pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, diesel::r2d2::PoolError> {
+pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<DbPool> {
+    if url.backend() == Backend::Sqlite {
+        // WAL is a property of the file: set it once, from one connection,
+        // because switching modes needs the file to itself and does not wait
+        // on the busy timeout.
+        use diesel::Connection;
+        let mut conn = SqliteConnection::establish(url.as_str())?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
+    }
     let manager = ConnectionManager::<DbConnection>::new(url.as_str());
     Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
         .build(manager)
+        .map_err(Into::into)
 }
 
 /// Applies every pending migration of the connection's backend.

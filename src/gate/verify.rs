@@ -8,7 +8,7 @@
 //! are refused without argon2, so a flood cannot buy hash time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
@@ -52,14 +52,24 @@ struct Failures {
 
 pub struct Verifier {
     hasher: Hasher,
+    /// One argon2 check at a time per token id: concurrent first requests
+    /// with the same secret wait for the first check instead of repeating it.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Per public id, the secrets verified so far (at most current and previous).
     known: Mutex<HashMap<String, Vec<KnownSecret>>>,
     failures: Mutex<HashMap<String, Failures>>,
+    runs: std::sync::atomic::AtomicUsize,
 }
 
 impl Verifier {
     pub fn new(hasher: Hasher) -> Self {
-        Self { hasher, known: Mutex::default(), failures: Mutex::default() }
+        Self {
+            hasher,
+            in_flight: Mutex::default(),
+            known: Mutex::default(),
+            failures: Mutex::default(),
+            runs: Default::default(),
+        }
     }
 
     /// Checks `secret` against the token's current secret and, during a
@@ -75,10 +85,17 @@ impl Verifier {
         if let Some(hit) = self.remembered(&token.public_id, &candidates, &digest) {
             return Ok(hit);
         }
+        let gate = self.in_flight_lock(&token.public_id);
+        let _turn = gate.lock().await;
+        // Whoever held the lock may have just verified this very secret.
+        if let Some(hit) = self.remembered(&token.public_id, &candidates, &digest) {
+            return Ok(hit);
+        }
         if self.is_throttled(&token.public_id) {
             return Ok(SecretCheck::Throttled);
         }
         for (phc, which) in candidates {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if self.hasher.verify(secret.to_owned(), phc.to_owned()).await? {
                 self.remember(&token.public_id, phc, digest);
                 return Ok(which);
@@ -86,6 +103,11 @@ impl Verifier {
         }
         self.record_failure(&token.public_id);
         Ok(SecretCheck::Wrong)
+    }
+
+    fn in_flight_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.entry(id.to_owned()).or_default().clone()
     }
 
     fn remembered(&self, id: &str, candidates: &[(&str, SecretCheck)], digest: &[u8; 32]) -> Option<SecretCheck> {
@@ -119,6 +141,11 @@ impl Verifier {
             *entry = Failures { count: 0, since: Instant::now() };
         }
         entry.count += 1;
+    }
+
+    /// How many argon2 checks ran (for tests and metrics).
+    pub fn argon2_runs(&self) -> usize {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many argon2 results are remembered (for tests and metrics).
@@ -186,6 +213,20 @@ mod tests {
         token.previous_secret_expires_at = Some(now + ChronoDuration::hours(1));
         assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Previous);
         assert_eq!(verifier.check(&token, "old", now + ChronoDuration::hours(2)).await.unwrap(), SecretCheck::Wrong);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_share_one_argon2_check() {
+        let verifier = Arc::new(Verifier::new(Hasher::new(2)));
+        let token = Arc::new(token_with("s3cret"));
+        let now = crate::db::now();
+        let mut checks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            checks.spawn(async move { verifier.check(&token, "s3cret", now).await.unwrap() });
+        }
+        assert!(checks.join_all().await.iter().all(|c| *c == SecretCheck::Current));
+        assert_eq!(verifier.argon2_runs(), 1);
     }
 
     #[tokio::test]

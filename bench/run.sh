@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# keygate benchmark: one command, one summary table. See bench/README.md.
+#   bench/run.sh              SQLite (a fresh file)
+#   bench/run.sh --postgres   PostgreSQL (a fresh database on $BENCH_POSTGRES_URL)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BACKEND=sqlite
+[[ "${1:-}" == "--postgres" ]] && BACKEND=postgres
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+PORT=${BENCH_PORT:-18080}
+PG_ADMIN=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+
+command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q --bin keygate --example loadgen
+KG=target/release/keygate
+WORK=$(mktemp -d)
+trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+if [[ $BACKEND == postgres ]]; then
+  DB=keygate_bench_$$
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
+  trap 'kill "${SERVER:-0}" 2>/dev/null || true; psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
+  export DATABASE_URL="${PG_ADMIN%/*}/$DB"
+else
+  export DATABASE_URL="$WORK/bench.db"
+fi
+export KEYGATE_PASSWORD='benchmark password 123' RUST_LOG=${RUST_LOG:-warn}
+
+$KG user create --email bench@keygate.test >/dev/null 2>&1
+PERSONAL=$($KG token create --email bench@keygate.test --name personal --kind personal --expires-in never)
+SERVICE=$($KG token create --email bench@keygate.test --name service --kind service --scope orders:read)
+ID=${PERSONAL:4:16}
+# A wrong secret for the real id, and an unknown id, both with valid checksums.
+forge() { python3 bench/forge.py "$1" "$2"; }
+WRONG=$(forge kgp_ "$ID")
+UNKNOWN=$(forge kgp_ "ZZZZZZZZZZZZZZZZ")
+
+$KG serve --bind 127.0.0.1:$PORT --rate-limit-per-minute 100000000 >"$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+
+PEAK_RSS=0
+sample_rss() { local kb; kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status 2>/dev/null || echo 0); ((kb > PEAK_RSS)) && PEAK_RSS=$kb || true; }
+
+TOTAL_SENT=0
+# run NAME URL TOKEN -> sets RPS, P50, P99 (ms); adds to TOTAL_SENT for /api/ URLs
+run() {
+  local name=$1 url=$2 token=$3 out
+  out=$(BENCH_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/count.lua "$url")
+  RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  read -r _ P50 P99 < <(grep '^LAT' <<<"$out")
+  P50=$(awk -v us="$P50" 'BEGIN {printf "%.2f", us/1000}')
+  P99=$(awk -v us="$P99" 'BEGIN {printf "%.2f", us/1000}')
+  local sent; sent=$(awk '/^SENT/ {print $2}' <<<"$out")
+  [[ $url == */api/* ]] && TOTAL_SENT=$((TOTAL_SENT + sent))
+  sample_rss
+  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   (%s sent)\n' "$name" "$RPS" "$P50" "$P99" "$sent" >&2
+}
+
+echo "keygate bench: $BACKEND, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores" >&2
+B="http://127.0.0.1:$PORT"
+run "warm-up (token)" "$B/api/v1/token" "$PERSONAL"
+run "GET /healthz" "$B/healthz" ""; H_RPS=$RPS H_P50=$P50 H_P99=$P99
+run "GET /api/v1/token" "$B/api/v1/token" "$PERSONAL"; T_RPS=$RPS T_P50=$P50 T_P99=$P99
+run "GET /api/v1/orders?limit=20" "$B/api/v1/orders?limit=20" "$SERVICE"; O_RPS=$RPS O_P99=$P99
+
+# Flood: valid-token traffic while two other clients send wrong secrets for a
+# real id and unknown ids, at full speed.
+BENCH_TOKEN=$WRONG wrk -t1 -c16 -d"$DURATION" -s bench/count.lua "$B/api/v1/token" >"$WORK/flood1" &
+F1=$!
+BENCH_TOKEN=$UNKNOWN wrk -t1 -c16 -d"$DURATION" -s bench/count.lua "$B/api/v1/token" >"$WORK/flood2" &
+F2=$!
+run "GET /api/v1/token under flood" "$B/api/v1/token" "$PERSONAL"; FL_RPS=$RPS
+wait $F1 $F2
+for f in flood1 flood2; do TOTAL_SENT=$((TOTAL_SENT + $(awk '/^SENT/ {print $2}' "$WORK/$f"))); done
+sample_rss
+
+# The audit ratio: a mix of valid, missing and wrong tokens from a client that
+# counts exactly what it sent, then SIGTERM; every request must have its row.
+AUDIT_OUT=$(target/release/examples/loadgen "$B/api/v1/token" 5 "$CONNECTIONS" "$PERSONAL" "" "$WRONG" "$UNKNOWN" 2>/dev/null)
+AUDIT_SENT=$(awk '/^SENT/ {print $2}' <<<"$AUDIT_OUT")
+printf '  %-34s %10s requests sent, valid + missing + wrong tokens\n' "audit phase (loadgen)" "$AUDIT_SENT" >&2
+sample_rss
+kill -TERM $SERVER; wait $SERVER || true
+SERVER=
+if [[ $BACKEND == postgres ]]; then
+  ROWS=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM audit_events WHERE user_agent = 'keygate-bench-loadgen'")
+  ALL_ROWS=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM audit_events WHERE kind = 'api'")
+else
+  count_rows() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DATABASE_URL" "$1"; }
+  ROWS=$(count_rows "select count(*) from audit_events where user_agent = 'keygate-bench-loadgen'")
+  ALL_ROWS=$(count_rows "select count(*) from audit_events where kind = 'api'")
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
+GATE=$(ratio "$T_RPS" "$H_RPS")
+AUDIT=$(awk -v a="$ROWS" -v b="$AUDIT_SENT" 'BEGIN {printf "%.6f", (b > 0 ? a / b : 0)}')
+FLOOD=$(ratio "$FL_RPS" "$T_RPS")
+RSS_MB=$(awk -v kb="$PEAK_RSS" 'BEGIN {printf "%.1f", kb/1024}')
+pass() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == ">=" ? v >= t : (op == "<=" ? v <= t : v == t)); print (ok ? "yes" : "NO") }'; }
+
+cat <<TABLE
+
+| measure ($BACKEND) | value | target | met |
+|---|---|---|---|
+| gate ratio: /api/v1/token req/s ÷ /healthz req/s | $GATE ($T_RPS ÷ $H_RPS) | ≥ 0.5 | $(pass "$GATE" ">=" 0.5) |
+| /healthz latency p50 / p99 | $H_P50 / $H_P99 ms | — | — |
+| /api/v1/token latency p50 / p99 | $T_P50 / $T_P99 ms | p99 ≤ 10 ms | $(pass "$T_P99" "<=" 10) |
+| /api/v1/orders?limit=20 req/s, p99 | $O_RPS, $O_P99 ms | p99 ≤ 10 ms | $(pass "$O_P99" "<=" 10) |
+| audit ratio: rows ÷ requests sent (loadgen phase, after SIGTERM) | $AUDIT ($ROWS ÷ $AUDIT_SENT) | exactly 1 | $(pass "$AUDIT" "==" 1) |
+| all API rows ÷ requests wrk wrote (wrk drops its in-flight requests at the end) | $(ratio "$ALL_ROWS" "$((TOTAL_SENT + AUDIT_SENT))") ($ALL_ROWS ÷ $((TOTAL_SENT + AUDIT_SENT))) | — | — |
+| flood retention | $FLOOD ($FL_RPS ÷ $T_RPS) | ≥ 0.8 | $(pass "$FLOOD" ">=" 0.8) |
+| peak RSS of the server | $RSS_MB MiB | ≤ 256 MiB | $(pass "$RSS_MB" "<=" 256) |
+TABLE
