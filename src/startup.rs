@@ -48,6 +48,25 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// For one short indexed read on the request path. On SQLite (WAL:
+    /// readers never wait for the writer) it runs right here, which spares
+    /// the request two thread switches; on PostgreSQL, whose answer takes a
+    /// network round trip, it goes to the blocking pool like `db`.
+    pub async fn read_small<T, E, F>(&self, f: F) -> Result<T, PortalError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<PortalError> + Send + 'static,
+    {
+        if self.config.database_url.backend() == db::Backend::Sqlite {
+            let mut conn = self.pool.get()?;
+            return f(&mut conn).map_err(Into::into);
+        }
+        self.db(f).await
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,

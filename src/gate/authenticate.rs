@@ -86,7 +86,7 @@ pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Ver
     };
     let id = plain.id().to_string();
     let lookup = id.clone();
-    let token = match state.db(move |conn| store::find(conn, &lookup)).await {
+    let token = match state.read_small(move |conn| store::find(conn, &lookup)).await {
         Ok(Some(token)) => token,
         Ok(None) => return Verdict::refuse(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
