@@ -271,3 +271,22 @@ async fn every_request_leaves_exactly_one_row_even_across_shutdown() {
     assert_eq!(count("invalid_token"), 40);
     assert_eq!(statuses.iter().filter(|s| s.is_success()).count(), 40);
 }
+
+#[tokio::test]
+async fn a_token_without_the_scope_is_refused_with_the_scope_named() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    let (status, headers, body) = json(app.api_get("/api/v1/products", Some(&token)).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["required_scope"], "products:read");
+    assert_eq!(challenge(&headers), "Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"products:read\"");
+    assert_eq!(body["request_id"], headers["x-request-id"].to_str().unwrap());
+    // The caller is known, so the answer still carries the token's headers.
+    assert!(headers.contains_key("x-ratelimit-limit") && headers.contains_key("keygate-token-expiration"));
+    let row = &app.api_rows(1).await[0];
+    assert_eq!(
+        (row.outcome.as_str(), row.status, row.required_scope.as_deref()),
+        ("insufficient_scope", Some(403), Some("products:read"))
+    );
+    assert_eq!(row.token_id.as_deref(), Some(id.as_str()));
+}
