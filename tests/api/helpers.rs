@@ -104,10 +104,7 @@ impl Drop for TestDatabase {
 /// The app on a PostgreSQL database of its own, or `None` when skipped.
 pub async fn spawn_app_on_postgres() -> Option<TestApp> {
     let database = TestDatabase::create()?;
-    let url = DatabaseUrl::parse(&database.url).unwrap();
-    let mut app = spawn_app_with(|c| c.database_url = url).await;
-    app._postgres = Some(database);
-    Some(app)
+    Some(with_admin(spawn_empty_on(Some(database), |_| {}).await).await)
 }
 
 /// A browser-like client with its own cookie jar that does not follow redirects.
@@ -137,9 +134,12 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the app on a fresh SQLite file with an admin already set up.
+/// Starts the app on a fresh database with an admin already set up.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
-    let app = spawn_empty_app_with(customise).await;
+    with_admin(spawn_empty_app_with(customise).await).await
+}
+
+async fn with_admin(app: EmptyApp) -> TestApp {
     {
         let mut conn = app.pool.get().unwrap();
         keygate::cli::create_user(&mut conn, ADMIN_EMAIL, "admin", PASSWORD.into(), false).unwrap();
@@ -155,6 +155,7 @@ pub struct EmptyApp {
     pub pool: DbPool,
     dir: tempfile::TempDir,
     server: Server,
+    postgres: Option<TestDatabase>,
 }
 
 /// The running server: stop it as SIGTERM would and wait for it to finish.
@@ -175,18 +176,33 @@ pub async fn spawn_empty_app() -> EmptyApp {
     spawn_empty_app_with(|_| {}).await
 }
 
+/// The backend the suite runs on: SQLite, or PostgreSQL with
+/// `KEYGATE_TEST_BACKEND=postgres` (`.ci/run` runs the suite both ways).
+pub fn suite_on_postgres() -> bool {
+    std::env::var("KEYGATE_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
 pub async fn spawn_empty_app_with(customise: impl FnOnce(&mut Config)) -> EmptyApp {
+    let postgres = suite_on_postgres()
+        .then(|| TestDatabase::create().expect("KEYGATE_TEST_BACKEND=postgres needs a PostgreSQL server"));
+    spawn_empty_on(postgres, customise).await
+}
+
+async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&mut Config)) -> EmptyApp {
     log_buffer();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("keygate.db");
     let mut config = test_config(&db_path);
+    if let Some(database) = &postgres {
+        config.database_url = DatabaseUrl::parse(&database.url).unwrap();
+    }
     customise(&mut config);
     let pool = build_pool_and_migrate(&config).unwrap();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let task = tokio::spawn(app.run_until_stopped());
-    EmptyApp { address, db_path, pool, dir, server: Server { handle, task } }
+    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres }
 }
 
 impl EmptyApp {
@@ -202,7 +218,7 @@ impl EmptyApp {
             admin,
             server: Some(self.server),
             _dir: self.dir,
-            _postgres: None,
+            _postgres: self.postgres,
         }
     }
 
@@ -292,8 +308,29 @@ impl TestApp {
             .unwrap();
     }
 
-    /// Every byte SQLite holds for this app: the database file and its WAL.
+    /// Everything the database holds for this app: on SQLite the bytes of the
+    /// file and its WAL, on PostgreSQL every row of every table as text.
     pub fn database_bytes(&self) -> Vec<u8> {
+        if self._postgres.is_some() {
+            #[derive(diesel::QueryableByName)]
+            struct Dump {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                text: String,
+            }
+            let mut conn = self.pool.get().unwrap();
+            let mut bytes = Vec::new();
+            for table in
+                ["accounts", "sessions", "api_tokens", "audit_events", "products", "inventory", "orders", "order_items"]
+            {
+                let rows: Vec<Dump> = diesel::sql_query(format!("SELECT row_to_json(t)::text AS text FROM {table} t"))
+                    .load(&mut conn)
+                    .unwrap();
+                for row in rows {
+                    bytes.extend(row.text.into_bytes());
+                }
+            }
+            return bytes;
+        }
         let mut bytes = Vec::new();
         for suffix in ["", "-wal", "-shm"] {
             let path = PathBuf::from(format!("{}{suffix}", self.db_path.display()));
