@@ -141,6 +141,11 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", env = "KEYGATE_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxies: Vec<TrustedProxy>,
 
+    /// Share per-token rate limits across instances through this Redis
+    /// (`redis://host:6379`). Without it each instance limits alone.
+    #[arg(long, env = "KEYGATE_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Audit rows that may wait for the writer before requests wait too.
     #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub audit_queue: u32,
@@ -161,6 +166,7 @@ pub struct Config {
     /// Certificate and key paths when keygate serves TLS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -178,6 +184,7 @@ impl Config {
             secure_cookies: args.secure_cookies || args.tls_cert.is_some(),
             tls: args.tls_cert.zip(args.tls_key),
             trusted_proxies: args.trusted_proxies.into_iter().map(|p| p.0).collect(),
+            redis_url: args.redis_url,
         }
     }
 }

@@ -93,7 +93,10 @@ impl Application {
             hasher: hasher.clone(),
             config: config.clone(),
             verifier: Verifier::new(hasher),
-            limits: RateLimits::default(),
+            limits: match &config.redis_url {
+                Some(url) => RateLimits::shared(crate::gate::redis_limit::RedisLimiter::start(url)?),
+                None => RateLimits::default(),
+            },
             last_used: LastUsed::default(),
             audit: audit_sender,
         });

@@ -130,10 +130,15 @@ pub async fn api_gate(
             }
             Ok(auth) => {
                 let now = crate::db::now();
-                let limit = state.limits.check(
-                    &auth.token.public_id,
-                    auth.token.rate_limit_per_minute.map_or(state.config.rate_limit_per_minute, |n| n.max(1) as u32),
-                );
+                let limit = state
+                    .limits
+                    .check(
+                        &auth.token.public_id,
+                        auth.token
+                            .rate_limit_per_minute
+                            .map_or(state.config.rate_limit_per_minute, |n| n.max(1) as u32),
+                    )
+                    .await;
                 let refusal = match (route, required) {
                     (_, Some(scope)) if !auth.scopes.grants(scope) => {
                         Some(GateError::InsufficientScope { required: scope })

@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod error;
 pub mod middleware;
 pub mod ratelimit;
+pub mod redis_limit;
 pub mod verify;
 
 pub use authenticate::Authenticated;

@@ -54,6 +54,8 @@ pub struct TestApp {
     /// The first-run admin, signed in.
     pub admin: User,
     pub server: Option<Server>,
+    /// The settings the app runs with, to start more instances alike.
+    pub config: Config,
     _dir: tempfile::TempDir,
     _postgres: Option<TestDatabase>,
 }
@@ -103,8 +105,33 @@ impl Drop for TestDatabase {
 
 /// The app on a PostgreSQL database of its own, or `None` when skipped.
 pub async fn spawn_app_on_postgres() -> Option<TestApp> {
+    spawn_app_on_postgres_with(|_| {}).await
+}
+
+pub async fn spawn_app_on_postgres_with(customise: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let database = TestDatabase::create()?;
-    Some(with_admin(spawn_empty_on(Some(database), |_| {}).await).await)
+    Some(with_admin(spawn_empty_on(Some(database), customise).await).await)
+}
+
+/// The local Redis for shared limits, or `None` (skip) when it does not
+/// answer, unless `KEYGATE_REQUIRE_REDIS=1`.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let reachable = std::net::TcpStream::connect_timeout(
+        &url.trim_start_matches("redis://").split('/').next().unwrap().parse().unwrap(),
+        std::time::Duration::from_secs(1),
+    )
+    .is_ok();
+    match reachable {
+        true => Some(url),
+        false if std::env::var("KEYGATE_REQUIRE_REDIS").is_ok_and(|v| v == "1") => {
+            panic!("KEYGATE_REQUIRE_REDIS=1 but Redis at {url} is unreachable")
+        }
+        false => {
+            eprintln!("skipping: Redis at {url} is unreachable");
+            None
+        }
+    }
 }
 
 /// A browser-like client with its own cookie jar that does not follow redirects.
@@ -127,6 +154,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         sample_data: true,
         tls: None,
         trusted_proxies: Vec::new(),
+        redis_url: None,
     }
 }
 
@@ -149,6 +177,15 @@ async fn with_admin(app: EmptyApp) -> TestApp {
     app.with_admin(admin)
 }
 
+/// Another instance of the app on the same database (and settings).
+pub async fn spawn_instance(config: Config) -> (String, Server) {
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    (address, Server { handle, task })
+}
+
 pub struct EmptyApp {
     pub address: String,
     pub db_path: PathBuf,
@@ -156,6 +193,7 @@ pub struct EmptyApp {
     dir: tempfile::TempDir,
     server: Server,
     postgres: Option<TestDatabase>,
+    config: Config,
 }
 
 /// The running server: stop it as SIGTERM would and wait for it to finish.
@@ -197,12 +235,13 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
         config.database_url = DatabaseUrl::parse(&database.url).unwrap();
     }
     customise(&mut config);
+    let config_for_more = config.clone();
     let pool = build_pool_and_migrate(&config).unwrap();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let task = tokio::spawn(app.run_until_stopped());
-    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres }
+    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres, config: config_for_more }
 }
 
 impl EmptyApp {
@@ -217,6 +256,7 @@ impl EmptyApp {
             pool: self.pool,
             admin,
             server: Some(self.server),
+            config: self.config,
             _dir: self.dir,
             _postgres: self.postgres,
         }

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod gate;
 mod helpers;
+mod instances;
 mod isolation;
 mod logs;
 mod openapi;
