@@ -100,3 +100,94 @@ async fn without_redis_the_api_keeps_serving_with_local_limits() {
     let logs = crate::helpers::captured_logs();
     assert!(logs.contains("falling back to this instance's own limits"), "the fallback is logged loudly");
 }
+
+/// A Redis of the test's own, so stopping it disturbs no other test.
+struct PrivateRedis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> Option<Self> {
+        let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(binary) = binary else {
+            if std::env::var("KEYGATE_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
+                panic!("KEYGATE_REQUIRE_REDIS=1 but there is no redis-server binary");
+            }
+            eprintln!("skipping: no redis-server binary");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self { child, port, _dir: dir });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_redis_mid_run_leaves_the_api_serving_with_local_limits() {
+    let Some(mut redis) = PrivateRedis::start() else { return };
+    let url = redis.url();
+    let app = spawn_app_with(|c| {
+        c.redis_url = Some(url);
+        c.rate_limit_per_minute = 5;
+    })
+    .await;
+    let seller = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    // Wait until the shared limiter is connected: the count lands in Redis.
+    let mut shared = false;
+    for _ in 0..100 {
+        assert_eq!(get(&app.address, &token).await, StatusCode::OK);
+        let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let key: Option<String> =
+            redis::cmd("GET").arg(format!("keygate:ratelimit:{id}")).query_async(&mut conn).await.unwrap();
+        if key.is_some() {
+            shared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shared, "the limit was kept in Redis while it ran");
+
+    redis.stop();
+    // The API keeps answering, now limited by the instance alone: 5 a minute.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(get(&app.address, &token).await.as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert!(statuses.contains(&429), "still limited: {statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 200).count() <= 5, "{statuses:?}");
+    assert!(crate::helpers::captured_logs().contains("falling back to this instance's own limits"));
+}
