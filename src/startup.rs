@@ -186,10 +186,18 @@ pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers within 2 s, 503 otherwise.
 async fn readyz(state: web::Data<AppState>) -> actix_web::HttpResponse {
     use diesel::RunQueryDsl;
-    let ready = state.db(|conn| diesel::sql_query("SELECT 1").execute(conn)).await;
+    let pool = state.pool.clone();
+    let ready = web::block(move || -> anyhow::Result<()> {
+        let mut conn = pool.get_timeout(Duration::from_secs(2))?;
+        diesel::sql_query("SELECT 1").execute(&mut *conn)?;
+        Ok(())
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|inner| inner);
     match ready {
         Ok(_) => actix_web::HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready"),
         Err(e) => {

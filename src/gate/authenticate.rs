@@ -91,7 +91,7 @@ pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Ver
         Ok(None) => return Verdict::refuse(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
             tracing::error!(error = %e, "token lookup failed");
-            return Verdict::refuse(GateError::InvalidToken("the token could not be checked; retry shortly"));
+            return Verdict::refuse(GateError::Unavailable);
         }
     };
     let seller_id = Some(token.seller_id);
@@ -107,7 +107,7 @@ pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Ver
         Ok(_) => return verdict(Err(GateError::InvalidToken(UNKNOWN_OR_WRONG))),
         Err(e) => {
             tracing::error!(error = %e, "secret verification failed");
-            return verdict(Err(GateError::InvalidToken("the token could not be checked; retry shortly")));
+            return verdict(Err(GateError::Unavailable));
         }
     }
     if token.revoked_at.is_some() {

@@ -31,6 +31,8 @@ pub enum GateError {
         retry_after_secs: u64,
     },
     HttpsRequired,
+    /// The token could not be checked (the database is away); retry soon.
+    Unavailable,
 }
 
 impl GateError {
@@ -43,6 +45,15 @@ impl GateError {
             GateError::InsufficientScope { .. } => "insufficient_scope",
             GateError::RateLimited { .. } => "rate_limited",
             GateError::HttpsRequired => "https_required",
+            GateError::Unavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The audit outcome: the code, except that an outage is an `error`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GateError::Unavailable => "error",
+            other => other.code(),
         }
     }
 
@@ -54,6 +65,7 @@ impl GateError {
             | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
             GateError::InsufficientScope { .. } | GateError::HttpsRequired => StatusCode::FORBIDDEN,
             GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GateError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -77,6 +89,7 @@ impl GateError {
             GateError::HttpsRequired => {
                 "API tokens must be sent over HTTPS. This request was refused and its token was not checked.".into()
             }
+            GateError::Unavailable => "The token could not be checked right now. Retry in a moment.".into(),
         }
     }
 
@@ -92,7 +105,7 @@ impl GateError {
             GateError::InsufficientScope { required } => {
                 Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
             }
-            GateError::RateLimited { .. } | GateError::HttpsRequired => None,
+            GateError::RateLimited { .. } | GateError::HttpsRequired | GateError::Unavailable => None,
         }
     }
 
@@ -121,8 +134,14 @@ impl GateError {
         if let Some(challenge) = self.challenge() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if let GateError::RateLimited { retry_after_secs } = self {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        match self {
+            GateError::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            GateError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
         }
         response.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
     }

@@ -117,7 +117,7 @@ pub async fn api_gate(
     } else if !client.may_send_secrets() {
         // Plain HTTP from another machine: refused before the token is read.
         let error = GateError::HttpsRequired;
-        audit.outcome = error.code();
+        audit.outcome = error.outcome();
         req.into_response(error.response(&request_id))
     } else {
         let verdict = authenticate(&state, req.headers().get(header::AUTHORIZATION)).await;
@@ -125,7 +125,7 @@ pub async fn api_gate(
         audit.token_id = verdict.token_id;
         match verdict.result {
             Err(error) => {
-                audit.outcome = error.code();
+                audit.outcome = error.outcome();
                 req.into_response(error.response(&request_id))
             }
             Ok(auth) => {
@@ -148,7 +148,7 @@ pub async fn api_gate(
                 note_last_use(&state, &auth, audit.ip.clone());
                 let response = match refusal {
                     Some(error) => {
-                        audit.outcome = error.code();
+                        audit.outcome = error.outcome();
                         req.into_response(error.response(&request_id))
                     }
                     None => {

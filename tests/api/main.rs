@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod browser;
 mod cli;
+mod faults;
 mod gate;
 mod helpers;
 mod instances;
