@@ -14,7 +14,10 @@ use crate::tokens::{PlainToken, TokenId};
 /// A small pool for one command, with migrations applied.
 pub fn open(url: &DatabaseUrl) -> anyhow::Result<DbPool> {
     let pool = db::build_pool(url, 2).with_context(|| format!("cannot open the database {}", url.as_str()))?;
-    db::run_migrations(&mut *pool.get()?)?;
+    let mut conn = pool.get()?;
+    db::run_migrations(&mut conn)?;
+    crate::audit::partitions::ensure(&mut conn, db::now())?;
+    drop(conn);
     Ok(pool)
 }
 

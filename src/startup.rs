@@ -182,7 +182,10 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<r
 
 pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
     let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
-    db::run_migrations(&mut *pool.get()?)?;
+    let mut conn = pool.get()?;
+    db::run_migrations(&mut conn)?;
+    crate::audit::partitions::ensure(&mut conn, db::now())?;
+    drop(conn);
     Ok(pool)
 }
 
@@ -223,7 +226,8 @@ async fn request_id(
     Ok(res)
 }
 
-/// Applies the audit-log retention once an hour.
+/// Once an hour: creates the coming audit partitions (PostgreSQL) and applies
+/// the audit-log retention.
 fn spawn_retention_task(pool: DbPool, retention_days: u32) {
     let retention = chrono::Duration::days(retention_days.into());
     tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! The audit trail behind Settings → API Logs: API requests and portal
 //! security events in one table.
 
+pub mod partitions;
 pub mod query;
 pub mod writer;
 
@@ -228,9 +229,13 @@ pub fn failed_logins_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDate
 }
 
 /// Deletes events older than the retention period; returns how many went.
+/// On PostgreSQL whole monthly partitions past the cutoff are dropped first,
+/// and only the rest is deleted row by row.
 pub fn prune(conn: &mut DbConnection, retention: Duration) -> QueryResult<usize> {
     let cutoff = crate::db::now() - retention;
-    crate::db::write_tx(conn, |conn| {
+    let dropped = partitions::drop_before(conn, cutoff)?;
+    let deleted = crate::db::write_tx(conn, |conn| {
         diesel::delete(audit_events::table.filter(audit_events::occurred_at.lt(cutoff))).execute(conn)
-    })
+    })?;
+    Ok(dropped + deleted)
 }

@@ -61,3 +61,63 @@ async fn sign_in_throttling_counts_on_postgres() {
     }
     assert_eq!(attacker.login(crate::helpers::PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_months() {
+    use diesel::prelude::*;
+    use keygate::audit::{writer::insert_rows, EventContext, NewAuditEvent, SecurityEvent};
+    let Some(app) = spawn_app_on_postgres().await else { return };
+    let mut conn = app.pool.get().unwrap();
+
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let partitions = |conn: &mut keygate::db::DbConnection| -> Vec<String> {
+        diesel::sql_query(
+            "SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'audit_events'::regclass ORDER BY 1",
+        )
+        .load::<Name>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect()
+    };
+    let now = keygate::db::now();
+    let this_month = format!("audit_events_y{}", now.format("%Ym%m"));
+    assert!(partitions(&mut conn).contains(&this_month), "created at start-up: {:?}", partitions(&mut conn));
+
+    // Rows from half a year ago: first in the default partition, then moved
+    // into their own month when it is created.
+    let old = now - chrono::Duration::days(200);
+    let event = |at| NewAuditEvent {
+        occurred_at: at,
+        ..NewAuditEvent::security(SecurityEvent::Logout, EventContext::default())
+    };
+    insert_rows(&mut conn, &[event(old), event(old), event(now)]).unwrap();
+    assert!(keygate::audit::partitions::ensure_month(&mut conn, old.date()).unwrap());
+    let old_month = format!("audit_events_y{}", old.format("%Ym%m"));
+    assert!(partitions(&mut conn).contains(&old_month));
+    let in_default: i64 = diesel::sql_query(
+        "SELECT count(*) AS count FROM audit_events_default WHERE occurred_at < now() - interval '150 days'",
+    )
+    .get_result::<Count>(&mut conn)
+    .unwrap()
+    .count;
+    assert_eq!(in_default, 0, "old rows moved out of the default partition");
+
+    let before: i64 = keygate::db::schema::audit_events::table.count().get_result(&mut conn).unwrap();
+    let pruned = keygate::audit::prune(&mut conn, chrono::Duration::days(90)).unwrap();
+    assert_eq!(pruned, 2);
+    assert!(!partitions(&mut conn).contains(&old_month), "the whole month was dropped");
+    let after: i64 = keygate::db::schema::audit_events::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(after, before - 2, "recent rows stay");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}

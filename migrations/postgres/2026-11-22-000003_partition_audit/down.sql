@@ -1,0 +1,10 @@
+ALTER TABLE audit_events RENAME TO audit_events_partitioned;
+CREATE TABLE audit_events (LIKE audit_events_partitioned INCLUDING DEFAULTS);
+INSERT INTO audit_events SELECT * FROM audit_events_partitioned;
+ALTER SEQUENCE audit_events_id_seq OWNED BY audit_events.id;
+DROP TABLE audit_events_partitioned;
+ALTER TABLE audit_events ADD PRIMARY KEY (id);
+CREATE INDEX audit_events_seller_idx ON audit_events (seller_id, id);
+CREATE INDEX audit_events_time_idx ON audit_events (occurred_at);
+CREATE INDEX audit_events_throttle_idx ON audit_events (event, subject, occurred_at);
+CREATE INDEX audit_events_ip_idx ON audit_events (event, ip, occurred_at);
