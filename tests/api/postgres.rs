@@ -109,8 +109,18 @@ async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_month
     assert_eq!(in_default, 0, "old rows moved out of the default partition");
 
     let before: i64 = keygate::db::schema::audit_events::table.count().get_result(&mut conn).unwrap();
-    let pruned = keygate::audit::prune(&mut conn, chrono::Duration::days(90)).unwrap();
-    assert_eq!(pruned, 2);
+    // `keygate logs prune`, as an operator runs it against PostgreSQL.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["logs", "prune", "--retention-days", "90"])
+        .env("DATABASE_URL", app.config.database_url.as_str())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pruned 2 audit rows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!partitions(&mut conn).contains(&old_month), "the whole month was dropped");
     let after: i64 = keygate::db::schema::audit_events::table.count().get_result(&mut conn).unwrap();
     assert_eq!(after, before - 2, "recent rows stay");
