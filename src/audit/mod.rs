@@ -205,6 +205,7 @@ pub fn recent(conn: &mut DbConnection, seller_id: Option<i64>, limit: i64) -> Qu
 /// account's last successful sign-in.
 pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: NaiveDateTime) -> QueryResult<i64> {
     let last_success: Option<NaiveDateTime> = audit_events::table
+        .filter(audit_events::kind.eq("security"))
         .filter(audit_events::event.eq(SecurityEvent::LoginSucceeded.as_str()))
         .filter(audit_events::subject.eq(subject))
         .filter(audit_events::occurred_at.ge(since))
@@ -212,6 +213,7 @@ pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: 
         .first(conn)?;
     let since = last_success.map_or(since, |t| t.max(since));
     audit_events::table
+        .filter(audit_events::kind.eq("security"))
         .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
         .filter(audit_events::subject.eq(subject))
         .filter(audit_events::occurred_at.gt(since))
@@ -221,6 +223,7 @@ pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: 
 
 pub fn failed_logins_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
     audit_events::table
+        .filter(audit_events::kind.eq("security"))
         .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
         .filter(audit_events::ip.eq(ip))
         .filter(audit_events::occurred_at.ge(since))

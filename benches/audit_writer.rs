@@ -1,0 +1,59 @@
+//! Rows per second of the batching audit writer's insert path: one
+//! transaction of multi-row INSERTs, as the writer does under load.
+//! `cargo bench --bench audit_writer` (SQLite); with
+//! `BENCH_POSTGRES_URL=postgres://…/db` also on PostgreSQL.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use keygate::audit::writer::insert_rows;
+use keygate::audit::{ApiRequest, NewAuditEvent};
+use keygate::db::{build_pool, run_migrations, DatabaseUrl};
+
+fn rows(n: usize) -> Vec<NewAuditEvent> {
+    (0..n)
+        .map(|i| {
+            NewAuditEvent::api(ApiRequest {
+                seller_id: Some(1),
+                token_id: Some("AbCdEfGhIjKlMnOp".into()),
+                method: "GET".into(),
+                path: "/api/v1/orders".into(),
+                status: 200,
+                outcome: "ok",
+                required_scope: Some("orders:read"),
+                ip: Some("203.0.113.7".into()),
+                user_agent: Some("erp-sync/2.1".into()),
+                latency_us: 850,
+                request_id: format!("{i:032x}"),
+            })
+        })
+        .collect()
+}
+
+fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
+    let pool = build_pool(&DatabaseUrl::parse(url).unwrap(), 2).unwrap();
+    run_migrations(&mut pool.get().unwrap()).unwrap();
+    let mut group = c.benchmark_group(format!("audit_writer/{name}"));
+    for batch in [100, 1_000, 2_000] {
+        let batch_rows = rows(batch);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch_rows, |b, batch_rows| {
+            let mut conn = pool.get().unwrap();
+            b.iter(|| insert_rows(&mut conn, batch_rows).unwrap());
+        });
+    }
+    group.finish();
+}
+
+fn audit_writer(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    bench_backend(c, "sqlite", dir.path().join("bench.db").to_str().unwrap());
+    if let Ok(url) = std::env::var("BENCH_POSTGRES_URL") {
+        bench_backend(c, "postgres", &url);
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(5));
+    targets = audit_writer
+}
+criterion_main!(benches);
