@@ -143,8 +143,9 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Account>> {
     accounts::table.find(id).select(Account::as_select()).first(conn).optional()
 }
 
-pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Account>> {
-    accounts::table.order(accounts::id.asc()).select(Account::as_select()).load(conn)
+/// The emails of these accounts, by id.
+pub fn emails_by_id(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+    accounts::table.filter(accounts::id.eq_any(ids)).select((accounts::id, accounts::email)).load(conn)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -58,6 +58,20 @@ impl Hasher {
         self.run(move || verify_blocking(&secret, &phc)).await
     }
 
+    /// Verifies a password against an account's hash, or, for an email with no
+    /// account, against a dummy hash, so both take the same time. The dummy
+    /// is made on the blocking pool too, the first time it is needed.
+    pub async fn verify_password(&self, password: String, phc: Option<String>) -> Result<bool, HashError> {
+        self.run(move || match phc {
+            Some(phc) => verify_blocking(&password, &phc),
+            None => {
+                verify_blocking(&password, dummy_hash());
+                false
+            }
+        })
+        .await
+    }
+
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
         let _permit = self.permits.acquire().await.map_err(|_| HashError::Cancelled)?;
         tokio::task::spawn_blocking(job).await.map_err(|_| HashError::Cancelled)

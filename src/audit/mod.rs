@@ -191,16 +191,6 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
-/// The newest events first, for a seller or (with `None`) for everyone.
-pub fn recent(conn: &mut DbConnection, seller_id: Option<i64>, limit: i64) -> QueryResult<Vec<AuditRow>> {
-    let mut query =
-        audit_events::table.select(AuditRow::as_select()).order(audit_events::id.desc()).limit(limit).into_boxed();
-    if let Some(seller_id) = seller_id {
-        query = query.filter(audit_events::seller_id.eq(seller_id));
-    }
-    query.load(conn)
-}
-
 /// Failed sign-ins for an email since `since`, not counting those before the
 /// account's last successful sign-in.
 pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: NaiveDateTime) -> QueryResult<i64> {

@@ -316,8 +316,7 @@ pub async fn login_submit(
     } else {
         // Verify against a dummy hash for unknown emails, so timing does not
         // reveal which emails have accounts.
-        let phc = account.as_ref().map_or_else(|| crate::hashing::dummy_hash().to_owned(), |a| a.password_hash.clone());
-        let valid = state.hasher.verify(password, phc).await?;
+        let valid = state.hasher.verify_password(password, account.as_ref().map(|a| a.password_hash.clone())).await?;
         match account {
             Some(account) if valid => LoginCheck::Succeeded(account),
             other => LoginCheck::Failed(other.map(|a| a.id)),

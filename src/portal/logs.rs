@@ -202,17 +202,14 @@ fn chart_svg(chart: &query::Chart) -> String {
 }
 
 async fn seller_emails(state: &AppState, rows: &[AuditRow]) -> Result<HashMap<i64, String>, PortalError> {
-    let ids: Vec<i64> = rows.iter().filter_map(|r| r.seller_id).collect();
+    let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.seller_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    state
-        .db(move |conn| {
-            Ok::<_, diesel::result::Error>(
-                accounts::list(conn)?.into_iter().filter(|a| ids.contains(&a.id)).map(|a| (a.id, a.email)).collect(),
-            )
-        })
-        .await
+    let emails = state.db(move |conn| accounts::emails_by_id(conn, &ids)).await?;
+    Ok(emails.into_iter().collect())
 }
 
 /// The seller an admin filters by, or an error message.
