@@ -20,6 +20,7 @@ use crate::gate::middleware::LastUsed;
 use crate::gate::ratelimit::RateLimits;
 use crate::gate::Verifier;
 use crate::hashing::Hasher;
+use crate::tokens::cache::{self, TokenCache};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub limits: RateLimits,
     pub last_used: LastUsed,
     pub audit: AuditSender,
+    /// Token rows the gate has read; see `tokens::cache`.
+    pub tokens: std::sync::Arc<TokenCache>,
 }
 
 impl AppState {
@@ -49,6 +52,20 @@ impl AppState {
 }
 
 impl AppState {
+    /// Like `db`, for a change to API tokens: afterwards, committed or not,
+    /// the gate forgets the rows it remembers, so the change applies to this
+    /// process's very next request.
+    pub async fn change_tokens<T, E, F>(&self, f: F) -> Result<T, PortalError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<PortalError> + Send + 'static,
+    {
+        let outcome = self.db(f).await;
+        self.tokens.invalidate();
+        outcome
+    }
+
     /// For one short indexed read on the request path. On SQLite (WAL:
     /// readers never wait for the writer) it runs right here, which spares
     /// the request two thread switches; on PostgreSQL, whose answer takes a
@@ -71,6 +88,7 @@ pub struct Application {
     port: u16,
     server: Server,
     audit: AuditWriter,
+    tokens: std::sync::Arc<TokenCache>,
 }
 
 /// The id of the request, set by the request-id middleware for handlers and
@@ -88,6 +106,9 @@ impl Application {
         let port = listener.local_addr()?.port();
         let hasher = Hasher::per_core();
         let (audit_sender, audit) = AuditWriter::start(pool.clone(), config.audit_queue as usize);
+        let tokens = std::sync::Arc::new(TokenCache::new());
+        tokens.poll(&mut *pool.get()?)?;
+        spawn_token_refresh(pool.clone(), tokens.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             hasher: hasher.clone(),
@@ -99,6 +120,7 @@ impl Application {
             },
             last_used: LastUsed::default(),
             audit: audit_sender,
+            tokens: tokens.clone(),
         });
         spawn_retention_task(pool, config.log_retention_days);
 
@@ -134,11 +156,16 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        Ok(Self { port, server, audit })
+        Ok(Self { port, server, audit, tokens })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The gate's token rows, for tests that change tokens behind its back.
+    pub fn token_cache(&self) -> std::sync::Arc<TokenCache> {
+        self.tokens.clone()
     }
 
     /// Stops the server as SIGTERM would: `stop(true)` lets requests finish.
@@ -224,6 +251,36 @@ async fn request_id(
         res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
+}
+
+/// Every `cache::REFRESH_EVERY`: notices token changes made by other
+/// processes (the CLI, other instances) and drops the cached rows.
+fn spawn_token_refresh(pool: DbPool, tokens: std::sync::Arc<TokenCache>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(cache::REFRESH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let (pool, cache) = (pool.clone(), tokens.clone());
+            let polled = web::block(move || -> anyhow::Result<bool> { Ok(cache.poll(&mut *pool.get()?)?) })
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|inner| inner);
+            match polled {
+                Ok(_) => failing = false,
+                Err(e) => {
+                    // A change made elsewhere may be unread: serve no row from
+                    // memory until the database answers again.
+                    tokens.invalidate();
+                    if !failing {
+                        tracing::error!(error = %e, "cannot read token_revision; token rows are read per request");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Once an hour: creates the coming audit partitions (PostgreSQL) and applies

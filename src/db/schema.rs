@@ -72,6 +72,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Bumped by trigger on every token change that matters to the gate.
+    token_revision (id) {
+        id -> Integer,
+        value -> BigInt,
+    }
+}
+
 diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(api_tokens -> accounts (seller_id));
 

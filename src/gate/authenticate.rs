@@ -3,6 +3,7 @@
 //! secret whether a token id exists, is revoked or has expired.
 
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::HeaderValue;
@@ -11,6 +12,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use super::error::GateError;
 use crate::db;
 use crate::startup::AppState;
+use crate::tokens::cache::Lookup;
 use crate::tokens::store::{self, ApiToken};
 use crate::tokens::{PlainToken, ScopeSet, TokenFormatError, TokenKind};
 
@@ -20,7 +22,7 @@ const UNKNOWN_OR_WRONG: &str = "unknown token or wrong secret";
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub seller_id: i64,
-    pub token: ApiToken,
+    pub token: Arc<ApiToken>,
     /// What the token may do now: its own scopes, or for a personal token
     /// every scope of its account.
     pub scopes: ScopeSet,
@@ -85,8 +87,7 @@ pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Ver
         Err(error) => return Verdict::refuse(error),
     };
     let id = plain.id().to_string();
-    let lookup = id.clone();
-    let token = match state.read_small(move |conn| store::find(conn, &lookup)).await {
+    let token = match lookup(state, &id).await {
         Ok(Some(token)) => token,
         Ok(None) => return Verdict::refuse(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
@@ -123,6 +124,19 @@ pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Ver
         TokenKind::Service => token.scope_set().unwrap_or_default(),
     };
     verdict(Ok(Authenticated { seller_id: token.seller_id, token, scopes }))
+}
+
+/// The token row from memory, or from the database on a miss (see
+/// `tokens::cache` for why a remembered row is never stale).
+async fn lookup(state: &AppState, public_id: &str) -> Result<Lookup, crate::error::PortalError> {
+    if let Some(hit) = state.tokens.get(public_id) {
+        return Ok(hit);
+    }
+    let generation = state.tokens.generation();
+    let id = public_id.to_owned();
+    let found = state.read_small(move |conn| store::find(conn, &id)).await?.map(Arc::new);
+    state.tokens.put(public_id, generation, found.clone());
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ pub async fn set_rate_limit(
         ..client_context(&req)
     };
     let public_id = token.public_id.clone();
-    state.db(move |conn| store::set_rate_limit(conn, &token, per_minute, ctx)).await?;
+    state.change_tokens(move |conn| store::set_rate_limit(conn, &token, per_minute, ctx)).await?;
     Ok(redirect(&format!("{BASE}/{public_id}?saved=1")))
 }
 

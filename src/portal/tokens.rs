@@ -152,7 +152,7 @@ pub async fn create(
     let ctx = actor_context(&req, &user);
     let (seller_id, id) = (user.account.id, plain.id().clone());
     let created = state
-        .db(move |conn| {
+        .change_tokens(move |conn| {
             let new = store::NewToken {
                 id: &id,
                 seller_id,
@@ -244,7 +244,7 @@ pub async fn revoke_and_redirect(
     let ctx = actor_context(req, user);
     let public_id = token.public_id.clone();
     state
-        .db(move |conn| match store::revoke(conn, &token, ctx) {
+        .change_tokens(move |conn| match store::revoke(conn, &token, ctx) {
             Err(TokenStoreError::Db(e)) => Err(e),
             _ => Ok(()),
         })
@@ -329,7 +329,7 @@ pub async fn rotate(
     let ctx = actor_context(&req, &user);
     let current = token.clone();
     let rotated = state
-        .db(move |conn| {
+        .change_tokens(move |conn| {
             Ok::<_, diesel::result::Error>(store::rotate(
                 conn,
                 &current,

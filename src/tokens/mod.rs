@@ -1,5 +1,6 @@
 //! API tokens: the string format, the scope catalogue and the stored rows.
 
+pub mod cache;
 pub mod format;
 pub mod input;
 pub mod scopes;

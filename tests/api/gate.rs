@@ -128,10 +128,11 @@ async fn malformed_mistyped_unknown_and_wrong_tokens_are_invalid() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_on_the_next_request() {
-    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
     assert_eq!(app.api_get("/api/v1/token", Some(&token)).await.status(), StatusCode::OK, "the cache is warm");
-    let mut conn = app.pool.get().unwrap();
-    keygate::cli::revoke_token(&mut conn, &id).unwrap();
+    seller.post_form(&format!("/settings/tokens/{id}/revoke"), &[]).await;
     let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&token)).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "token_revoked");
@@ -140,6 +141,55 @@ async fn a_revoked_token_is_refused_on_the_next_request() {
         "Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token has been revoked\""
     );
     assert_eq!(app.api_rows(2).await.last().unwrap().outcome, "token_revoked");
+}
+
+/// The CLI is another process: the running gate learns of its change from
+/// `token_revision` (bumped by trigger) on its next poll.
+#[tokio::test]
+async fn a_token_revoked_by_another_process_is_refused_within_the_refresh_interval() {
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    // The creation itself moved the revision; once the poll has seen that,
+    // a request leaves the row in memory.
+    tokio::time::sleep(keygate::tokens::cache::REFRESH_EVERY * 3).await;
+    assert_eq!(app.api_get("/api/v1/token", Some(&token)).await.status(), StatusCode::OK);
+    assert!(!app.tokens.is_empty(), "the cache is warm");
+    keygate::cli::revoke_token(&mut app.pool.get().unwrap(), &id).unwrap();
+    let revoked_at = std::time::Instant::now();
+    let mut answers = Vec::new();
+    let status = loop {
+        let response = app.api_get("/api/v1/token", Some(&token)).await;
+        answers.push(response.status());
+        if response.status() != StatusCode::OK || revoked_at.elapsed() > std::time::Duration::from_secs(5) {
+            break json(response).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(status.0, StatusCode::UNAUTHORIZED, "still accepted 5 s after revocation: {answers:?}");
+    assert_eq!(status.2["error"], "token_revoked");
+    println!("revoked by the CLI, refused after {:?} ({} requests)", revoked_at.elapsed(), answers.len());
+    assert_eq!(app.api_rows(1 + answers.len()).await.last().unwrap().outcome, "token_revoked");
+}
+
+#[tokio::test]
+async fn recording_last_use_does_not_empty_the_token_cache() {
+    use diesel::prelude::*;
+    use keygate::db::schema::token_revision;
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    let revision = |app: &TestApp| -> i64 {
+        token_revision::table.select(token_revision::value).first(&mut app.pool.get().unwrap()).unwrap()
+    };
+    let before = revision(&app);
+    app.api_get("/api/v1/token", Some(&token)).await;
+    for _ in 0..100 {
+        if app.token(&id).last_used_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(app.token(&id).last_used_at.is_some());
+    assert_eq!(revision(&app), before, "last use is not a change the gate must reread");
+    app.set_token_expiry(&id, 3);
+    assert_eq!(revision(&app), before + 1, "an expiry change is");
 }
 
 #[tokio::test]

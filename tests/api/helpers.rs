@@ -9,6 +9,7 @@ use keygate::config::Config;
 use keygate::db::schema::{api_tokens, audit_events};
 use keygate::db::{DatabaseUrl, DbPool};
 use keygate::startup::{build_pool_and_migrate, Application};
+use keygate::tokens::cache::TokenCache;
 use keygate::tokens::store::ApiToken;
 use reqwest::StatusCode;
 
@@ -56,6 +57,9 @@ pub struct TestApp {
     pub server: Option<Server>,
     /// The settings the app runs with, to start more instances alike.
     pub config: Config,
+    /// The gate's token rows: helpers that write tokens with SQL forget them,
+    /// as the app does after its own changes.
+    pub tokens: Arc<TokenCache>,
     _dir: tempfile::TempDir,
     _postgres: Option<TestDatabase>,
 }
@@ -194,6 +198,7 @@ pub struct EmptyApp {
     server: Server,
     postgres: Option<TestDatabase>,
     config: Config,
+    tokens: Arc<TokenCache>,
 }
 
 /// The running server: stop it as SIGTERM would and wait for it to finish.
@@ -240,8 +245,9 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let tokens = app.token_cache();
     let task = tokio::spawn(app.run_until_stopped());
-    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres, config: config_for_more }
+    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres, config: config_for_more, tokens }
 }
 
 impl EmptyApp {
@@ -257,6 +263,7 @@ impl EmptyApp {
             admin,
             server: Some(self.server),
             config: self.config,
+            tokens: self.tokens,
             _dir: self.dir,
             _postgres: self.postgres,
         }
@@ -338,6 +345,7 @@ impl TestApp {
             .set(api_tokens::secret_issued_at.eq(issued))
             .execute(&mut self.pool.get().unwrap())
             .unwrap();
+        self.tokens.invalidate();
     }
 
     pub fn set_token_expiry(&self, public_id: &str, in_days: i64) {
@@ -346,6 +354,7 @@ impl TestApp {
             .set(api_tokens::expires_at.eq(Some(at)))
             .execute(&mut self.pool.get().unwrap())
             .unwrap();
+        self.tokens.invalidate();
     }
 
     /// Everything the database holds for this app: on SQLite the bytes of the
