@@ -17,12 +17,14 @@ command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk
 cargo build --release -q --bin keygate --example loadgen
 KG=target/release/keygate
 WORK=$(mktemp -d)
-trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Never `kill 0` (the whole process group) once the server is gone.
+stop_server() { if [[ -n ${SERVER:-} ]]; then kill "$SERVER" 2>/dev/null || true; fi; }
+trap 'stop_server; rm -rf "$WORK"' EXIT
 
 if [[ $BACKEND == postgres ]]; then
   DB=keygate_bench_$$
   psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
-  trap 'kill "${SERVER:-0}" 2>/dev/null || true; psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
+  trap 'stop_server; psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
   export DATABASE_URL="${PG_ADMIN%/*}/$DB"
 else
   export DATABASE_URL="$WORK/bench.db"

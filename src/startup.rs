@@ -31,6 +31,8 @@ pub struct AppState {
     pub limits: RateLimits,
     pub last_used: LastUsed,
     pub audit: AuditSender,
+    /// Client addresses that keep sending invalid tokens; see `gate::tarpit`.
+    pub tarpit: crate::gate::tarpit::Tarpit,
     /// Token rows the gate has read; see `tokens::cache`.
     pub tokens: std::sync::Arc<TokenCache>,
 }
@@ -119,6 +121,7 @@ impl Application {
                 None => RateLimits::default(),
             },
             last_used: LastUsed::default(),
+            tarpit: Default::default(),
             audit: audit_sender,
             tokens: tokens.clone(),
         });

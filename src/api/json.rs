@@ -182,8 +182,14 @@ pub fn decode_cursor(raw: &str) -> Option<i64> {
 
 /// `{"data": [...], "next_cursor": "…" | null}`.
 pub fn list_response<T: Serialize>(rows: &[T], more: bool, last_id: Option<i64>) -> HttpResponse {
+    /// Serialised straight from the rows, without an intermediate `Value`.
+    #[derive(Serialize)]
+    struct ListBody<'a, T> {
+        data: &'a [T],
+        next_cursor: Option<String>,
+    }
     let next_cursor = if more { last_id.map(encode_cursor) } else { None };
-    HttpResponse::Ok().json(json!({ "data": rows, "next_cursor": next_cursor }))
+    HttpResponse::Ok().json(ListBody { data: rows, next_cursor })
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     }
     let seller = auth.seller_id;
     let page = state
-        .db(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit))
+        .read_small(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit))
         .await
         .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|o| o.id)))
@@ -67,7 +67,7 @@ pub async fn show(
     let errors = Errors::from_request(&req);
     let id: i64 = path.parse().map_err(|_| errors.not_found("order"))?;
     let seller = auth.seller_id;
-    let order = state.db(move |conn| shop::find_order(conn, seller, id)).await.map_err(|e| errors.db(e))?;
+    let order = state.read_small(move |conn| shop::find_order(conn, seller, id)).await.map_err(|e| errors.db(e))?;
     order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| errors.not_found("order"))
 }
 

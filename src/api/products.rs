@@ -76,8 +76,10 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     let query = errors.query(&req, &["limit", "cursor"])?;
     let (limit, before) = errors.pagination(&query)?;
     let seller = auth.seller_id;
-    let page =
-        state.db(move |conn| shop::list_products(conn, seller, before, limit)).await.map_err(|e| errors.db(e))?;
+    let page = state
+        .read_small(move |conn| shop::list_products(conn, seller, before, limit))
+        .await
+        .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|p| p.id)))
 }
 
@@ -90,7 +92,7 @@ pub async fn show(
     let errors = Errors::from_request(&req);
     let id = parse_id(&errors, &path)?;
     let seller = auth.seller_id;
-    let product = state.db(move |conn| shop::find_product(conn, seller, id)).await.map_err(|e| errors.db(e))?;
+    let product = state.read_small(move |conn| shop::find_product(conn, seller, id)).await.map_err(|e| errors.db(e))?;
     product.map(|p| HttpResponse::Ok().json(p)).ok_or_else(|| errors.not_found("product"))
 }
 

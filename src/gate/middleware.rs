@@ -126,6 +126,11 @@ pub async fn api_gate(
         match verdict.result {
             Err(error) => {
                 audit.outcome = error.outcome();
+                if matches!(error, GateError::InvalidToken(_)) {
+                    if let Some(delay) = state.tarpit.failed(ip) {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
                 req.into_response(error.response(&request_id))
             }
             Ok(auth) => {

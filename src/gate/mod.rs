@@ -7,6 +7,7 @@ pub mod error;
 pub mod middleware;
 pub mod ratelimit;
 pub mod redis_limit;
+pub mod tarpit;
 pub mod verify;
 
 pub use authenticate::Authenticated;

@@ -116,11 +116,14 @@ pub fn list_products(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Product>> {
-    let mut query = products::table.filter(products::seller_id.eq(seller_id)).into_boxed();
-    if let Some(before) = before {
-        query = query.filter(products::id.lt(before));
-    }
-    let rows = query.order(products::id.desc()).limit(limit + 1).select(Product::as_select()).load(conn)?;
+    // One query shape whatever the cursor, so the prepared statement is reused.
+    let rows = products::table
+        .filter(products::seller_id.eq(seller_id))
+        .filter(products::id.lt(before.unwrap_or(i64::MAX)))
+        .order(products::id.desc())
+        .limit(limit + 1)
+        .select(Product::as_select())
+        .load(conn)?;
     Ok(page(rows, limit))
 }
 
@@ -222,11 +225,13 @@ pub fn list_inventory(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<StockLevel>> {
-    let mut query = inventory::table.filter(inventory::seller_id.eq(seller_id)).into_boxed();
-    if let Some(before) = before {
-        query = query.filter(inventory::id.lt(before));
-    }
-    let rows = query.order(inventory::id.desc()).limit(limit + 1).select(StockLevel::as_select()).load(conn)?;
+    let rows = inventory::table
+        .filter(inventory::seller_id.eq(seller_id))
+        .filter(inventory::id.lt(before.unwrap_or(i64::MAX)))
+        .order(inventory::id.desc())
+        .limit(limit + 1)
+        .select(StockLevel::as_select())
+        .load(conn)?;
     Ok(page(rows, limit))
 }
 
@@ -272,18 +277,29 @@ pub fn set_stock(
 
 // ---- orders ---------------------------------------------------------------
 
-fn with_items(conn: &mut DbConnection, rows: Vec<OrderRow>) -> QueryResult<Vec<Order>> {
-    let ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
+/// The items of `rows`, all orders of `seller_id`, in one query whose shape
+/// never changes (so its prepared statement is reused): the items of the
+/// seller's orders in the page's id range, then matched to the page in memory.
+fn with_items(conn: &mut DbConnection, seller_id: i64, rows: Vec<OrderRow>) -> QueryResult<Vec<Order>> {
+    let (Some(low), Some(high)) = (rows.iter().map(|o| o.id).min(), rows.iter().map(|o| o.id).max()) else {
+        return Ok(Vec::new());
+    };
     let items: Vec<OrderItem> = order_items::table
-        .filter(order_items::order_id.eq_any(&ids))
+        .inner_join(orders::table)
+        .filter(orders::seller_id.eq(seller_id))
+        .filter(order_items::order_id.between(low, high))
         .order(order_items::id.asc())
         .select(OrderItem::as_select())
         .load(conn)?;
+    let mut by_order: std::collections::HashMap<i64, Vec<OrderItem>> = std::collections::HashMap::new();
+    for item in items {
+        by_order.entry(item.order_id).or_default().push(item);
+    }
     Ok(rows
         .into_iter()
         .map(|o| Order {
             id: o.id,
-            items: items.iter().filter(|i| i.order_id == o.id).cloned().collect(),
+            items: by_order.remove(&o.id).unwrap_or_default(),
             customer_email: o.customer_email,
             status: o.status,
             currency: o.currency,
@@ -300,16 +316,23 @@ pub fn list_orders(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Order>> {
-    let mut query = orders::table.filter(orders::seller_id.eq(seller_id)).into_boxed();
-    if let Some(before) = before {
-        query = query.filter(orders::id.lt(before));
-    }
-    if let Some(status) = status {
-        query = query.filter(orders::status.eq(status.to_owned()));
-    }
-    let rows = query.order(orders::id.desc()).limit(limit + 1).select(OrderRow::as_select()).load(conn)?;
+    // Two fixed query shapes (with and without the status filter), so the
+    // prepared statements are reused.
+    let mine = orders::seller_id.eq(seller_id).and(orders::id.lt(before.unwrap_or(i64::MAX)));
+    let newest_first = orders::id.desc();
+    let rows = match status {
+        Some(status) => orders::table
+            .filter(mine.and(orders::status.eq(status)))
+            .order(newest_first)
+            .limit(limit + 1)
+            .select(OrderRow::as_select())
+            .load(conn)?,
+        None => {
+            orders::table.filter(mine).order(newest_first).limit(limit + 1).select(OrderRow::as_select()).load(conn)?
+        }
+    };
     let Page { rows, more } = page(rows, limit);
-    Ok(Page { rows: with_items(conn, rows)?, more })
+    Ok(Page { rows: with_items(conn, seller_id, rows)?, more })
 }
 
 pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
@@ -319,7 +342,7 @@ pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResu
         .select(OrderRow::as_select())
         .first(conn)
         .optional()?;
-    Ok(with_items(conn, row.into_iter().collect())?.pop())
+    Ok(with_items(conn, seller_id, row.into_iter().collect())?.pop())
 }
 
 pub struct NewOrderLine {
