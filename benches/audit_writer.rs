@@ -1,10 +1,11 @@
-//! Rows per second of the batching audit writer's insert path: one
-//! transaction of multi-row INSERTs, as the writer does under load.
+//! Rows per second of the batching audit writer's insert path (`Sink`, as
+//! the writer uses it under load): on SQLite one transaction of prepared
+//! single-row INSERTs, on PostgreSQL one transaction of multi-row INSERTs.
 //! `cargo bench --bench audit_writer` (SQLite); with
 //! `BENCH_POSTGRES_URL=postgres://…/db` also on PostgreSQL.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use keygate::audit::writer::insert_rows;
+use keygate::audit::writer::Sink;
 use keygate::audit::{ApiRequest, NewAuditEvent};
 use keygate::db::{build_pool, run_migrations, DatabaseUrl};
 
@@ -29,15 +30,16 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
 }
 
 fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
-    let pool = build_pool(&DatabaseUrl::parse(url).unwrap(), 2).unwrap();
+    let url = DatabaseUrl::parse(url).unwrap();
+    let pool = build_pool(&url, 2).unwrap();
     run_migrations(&mut pool.get().unwrap()).unwrap();
+    let mut sink = Sink::open(&pool, &url).unwrap();
     let mut group = c.benchmark_group(format!("audit_writer/{name}"));
     for batch in [100, 1_000, 2_000] {
         let batch_rows = rows(batch);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch_rows, |b, batch_rows| {
-            let mut conn = pool.get().unwrap();
-            b.iter(|| insert_rows(&mut conn, batch_rows).unwrap());
+            b.iter(|| sink.write(batch_rows).unwrap());
         });
     }
     group.finish();

@@ -107,7 +107,10 @@ impl Application {
         let listener = TcpListener::bind(config.bind)?;
         let port = listener.local_addr()?.port();
         let hasher = Hasher::per_core();
-        let (audit_sender, audit) = AuditWriter::start(pool.clone(), config.audit_queue as usize);
+        let (audit_sender, audit) = AuditWriter::start(
+            crate::audit::writer::Sink::open(&pool, &config.database_url)?,
+            config.audit_queue as usize,
+        );
         let tokens = std::sync::Arc::new(TokenCache::new());
         tokens.poll(&mut *pool.get()?)?;
         spawn_token_refresh(pool.clone(), tokens.clone());

@@ -340,3 +340,39 @@ async fn a_token_without_the_scope_is_refused_with_the_scope_named() {
     );
     assert_eq!(row.token_id.as_deref(), Some(id.as_str()));
 }
+
+/// Past `FREE_FAILURES` invalid tokens from one address, each further
+/// invalid-token answer waits `DELAY`; the answer itself is unchanged, the
+/// row is still written, and a valid token from that address is not slowed.
+#[tokio::test]
+async fn an_address_that_keeps_sending_invalid_tokens_is_answered_slowly() {
+    use keygate::gate::tarpit::{DELAY, FREE_FAILURES};
+    let (app, token, id) = app_with_token(&["orders:read"]).await;
+    let wrong = keygate::tokens::PlainToken::with_id(
+        keygate::tokens::TokenKind::Service,
+        keygate::tokens::TokenId::parse(&id).unwrap(),
+    )
+    .expose();
+    // The valid secret is verified first: a secret this process has not seen
+    // yet is refused while its id is under attack (see `verify`).
+    assert_eq!(app.api_get("/api/v1/token", Some(&token)).await.status(), StatusCode::OK);
+    for _ in 0..FREE_FAILURES {
+        assert_eq!(app.api_get("/api/v1/token", Some(&wrong)).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, body) = json(app.api_get("/api/v1/token", Some(&wrong)).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(challenge(&headers).contains("unknown token or wrong secret"));
+    assert_eq!(app.api_get("/api/v1/token", Some(&token)).await.status(), StatusCode::OK);
+    let rows = app.api_rows(FREE_FAILURES as usize + 3).await;
+    assert_eq!(rows.len(), FREE_FAILURES as usize + 3, "every answer has its row");
+    let rows = &rows[1..];
+    let latency = |row: &keygate::audit::AuditRow| row.latency_us.unwrap();
+    let slowed = &rows[FREE_FAILURES as usize];
+    assert_eq!(slowed.outcome, "invalid_token");
+    assert!(latency(slowed) >= DELAY.as_micros() as i64, "answered after the delay: {slowed:?}");
+    assert!(rows[..FREE_FAILURES as usize].iter().all(|r| latency(r) < DELAY.as_micros() as i64));
+    let valid = rows.last().unwrap();
+    assert_eq!(valid.outcome, "ok");
+    assert!(latency(valid) < DELAY.as_micros() as i64, "a valid token is never delayed");
+}
