@@ -196,7 +196,7 @@ impl SqliteSink {
         let conn = rusqlite::Connection::open(path)?;
         // A larger page cache keeps the hot right edge of the table and its
         // indexes in memory instead of re-reading it for every batch.
-        conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
+        conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;")?;
         Ok(Self { conn })
     }
 

@@ -109,6 +109,10 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<DbPool> {
     let manager = ConnectionManager::<DbConnection>::new(url.as_str());
     Pool::builder()
         .max_size(max_size)
+        // r2d2 runs `SELECT 1` on every checkout by default. A SQLite file
+        // connection cannot drop, so that is pure cost on every request; a
+        // PostgreSQL connection can (a restart), so there it stays.
+        .test_on_check_out(url.backend() == Backend::Postgres)
         .connection_timeout(Duration::from_secs(5))
         .connection_customizer(Box::new(SqlitePragmas))
         .build(manager)

@@ -31,14 +31,14 @@ async fn two_instances_agree_on_revocation_rotation_limits_and_the_log() {
     assert_eq!(get(&a.address, &other).await, StatusCode::OK);
     assert_eq!(get(&b, &other).await, StatusCode::OK);
 
-    // Revoked on A (through the portal), refused on B.
+    // Revoked on A (through the portal), refused on B within 1 s (SPEC §7).
     let revoked_at = Instant::now();
     seller.post_form(&format!("/settings/tokens/{id}/revoke"), &[]).await;
-    let status = get(&b, &token).await;
+    let (status, accepted) = until_refused(&b, &token).await;
     let propagation = revoked_at.elapsed();
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "still accepted after {propagation:?}");
     assert!(propagation < Duration::from_secs(1), "{propagation:?}");
-    eprintln!("revocation on A refused on B after {propagation:?}");
+    eprintln!("revocation on A refused on B after {propagation:?} ({accepted} requests accepted meanwhile)");
 
     // Rotated (through B's database, the same as A's), the old secret fails on A.
     let b_user = crate::helpers::User::new("ana@shop.test", &b);
@@ -55,13 +55,15 @@ async fn two_instances_agree_on_revocation_rotation_limits_and_the_log() {
         )
         .await;
     let new = crate::helpers::extract_token(&rotated.text().await.unwrap()).unwrap();
-    assert_eq!(get(&a.address, &other).await, StatusCode::UNAUTHORIZED, "the old secret fails on A");
+    let (status, old_accepted) = until_refused(&a.address, &other).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret fails on A");
     assert_eq!(get(&a.address, &new).await, StatusCode::OK);
 
     // A shared limit: 40 a minute spread over both instances. The token id
     // has used 3 (the two warm-ups, and `new` on A; refusals before the
-    // secret check do not count).
-    let mut allowed = 3;
+    // secret check do not count), plus the old secret's answers on A before
+    // A saw the rotation.
+    let mut allowed = 3 + old_accepted;
     for i in 0..80 {
         let address = if i % 2 == 0 { &a.address } else { &b };
         if get(address, &new).await == StatusCode::OK {
@@ -192,4 +194,19 @@ async fn stopping_redis_mid_run_leaves_the_api_serving_with_local_limits() {
     assert!(statuses.contains(&429), "still limited: {statuses:?}");
     assert!(statuses.iter().filter(|s| **s == 200).count() <= 5, "{statuses:?}");
     assert!(crate::helpers::captured_logs().contains("falling back to this instance's own limits"));
+}
+
+/// Asks `address` with `token` until it is refused (or 2 s pass): the status
+/// of the last answer and how many were accepted before it.
+async fn until_refused(address: &str, token: &str) -> (StatusCode, usize) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut accepted = 0;
+    loop {
+        let status = get(address, token).await;
+        if status != StatusCode::OK || Instant::now() > deadline {
+            return (status, accepted);
+        }
+        accepted += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
