@@ -301,12 +301,15 @@ async fn logs_page(
     };
     let seller_scope = filter.seller_id;
     let for_query = filter.clone();
-    let (rows, more, chart, partial, highlights) = state
+    let pool = state.pool.clone();
+    // The cache of charts and highlights is per database (tests run many).
+    let database = state.config.database_url.as_str().to_owned();
+    let (rows, more, chart, highlights) = state
         .db(move |conn| {
             let (rows, more) = query::page(conn, &for_query, before, PAGE_SIZE)?;
-            let (chart, partial) = query::chart(conn, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
-            let highlights = query::highlights(conn, seller_scope, now)?;
-            Ok::<_, diesel::result::Error>((rows, more, chart, partial, highlights))
+            let chart = query::cached_chart(conn, &database, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
+            let highlights = query::cached_highlights(conn, &pool, &database, seller_scope, now)?;
+            Ok::<_, diesel::result::Error>((rows, more, chart, highlights))
         })
         .await?;
     let emails = if admin { seller_emails(&state, &rows).await? } else { HashMap::new() };
@@ -320,7 +323,8 @@ async fn logs_page(
         filter: form,
         errors: Vec::new(),
         chart: chart_svg(&chart),
-        chart_partial: partial,
+        // The chart reads every row of its window now; it is never partial.
+        chart_partial: false,
         highlights: highlights.into_iter().map(|h| (display_time(h.at), h.message)).collect(),
         next,
         newest: before.is_some().then(|| format!("{base}?{filter_query}")),

@@ -176,3 +176,109 @@ async fn highlights_flag_a_new_address_and_a_burst_of_refusals() {
     assert!(!html.contains("new address, 198.51.100.1"), "the first address is not new");
     assert!(html.contains(&format!("A burst of 12 answers with status 403 for token {id}")));
 }
+
+/// An API row for `seller` at `at`, from `ip` with `token`.
+fn api_row(
+    seller: i64,
+    at: chrono::NaiveDateTime,
+    outcome: &'static str,
+    token: &str,
+    ip: &str,
+) -> keygate::audit::NewAuditEvent {
+    let status = match outcome {
+        "ok" => 200,
+        "rate_limited" => 429,
+        "error" => 500,
+        _ => 403,
+    };
+    let mut row = keygate::audit::NewAuditEvent::api(keygate::audit::ApiRequest {
+        seller_id: Some(seller),
+        token_id: Some(token.into()),
+        method: "GET".into(),
+        path: "/api/v1/orders".into(),
+        status,
+        outcome,
+        required_scope: None,
+        ip: Some(ip.into()),
+        user_agent: None,
+        latency_us: 1,
+        request_id: "r".into(),
+    });
+    row.occurred_at = at;
+    row
+}
+
+#[tokio::test]
+async fn the_chart_counts_each_bucket_by_outcome_class_in_sql() {
+    use keygate::audit::query::{chart, LogFilter};
+    let app = spawn_app().await;
+    let mut conn = app.pool.get().unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let at = |minutes: i64| start + chrono::Duration::minutes(minutes);
+    keygate::audit::partitions::ensure_month(&mut conn, start.date()).unwrap();
+    let rows = vec![
+        api_row(7, at(-1), "ok", "T", "10.0.0.1"), // before the window
+        api_row(7, at(0), "ok", "T", "10.0.0.1"),
+        api_row(7, at(59), "ok", "T", "10.0.0.1"),
+        api_row(7, at(59), "insufficient_scope", "T", "10.0.0.1"),
+        api_row(7, at(60), "rate_limited", "T", "10.0.0.1"),
+        api_row(7, at(23 * 60 + 30), "error", "T", "10.0.0.1"),
+        api_row(7, at(23 * 60 + 59), "invalid_token", "T", "10.0.0.1"),
+        api_row(7, at(24 * 60), "ok", "T", "10.0.0.1"), // the end is excluded
+        api_row(8, at(30), "ok", "U", "10.0.0.2"),      // another seller
+    ];
+    keygate::audit::writer::insert_rows(&mut conn, &rows).unwrap();
+    let end = at(24 * 60);
+    let seller = LogFilter { seller_id: Some(7), ..LogFilter::default() };
+    let seen = chart(&mut conn, &seller, start, end, 24).unwrap();
+    assert_eq!(seen.buckets.len(), 24);
+    assert_eq!(seen.buckets[0], [2, 1, 0, 0], "ok, refused, limited, errors in the first hour");
+    assert_eq!(seen.buckets[1], [0, 0, 1, 0]);
+    assert_eq!(seen.buckets[23], [0, 1, 0, 1]);
+    assert_eq!(seen.buckets.iter().flatten().sum::<u32>(), 6);
+    let everyone = chart(&mut conn, &LogFilter::default(), start, end, 24).unwrap();
+    assert_eq!(everyone.buckets[0], [3, 1, 0, 0], "admins count every seller");
+    let refused = LogFilter { outcome: Some("insufficient_scope".into()), ..seller.clone() };
+    assert_eq!(chart(&mut conn, &refused, start, end, 24).unwrap().buckets.iter().flatten().sum::<u32>(), 1);
+    let later = LogFilter { from: Some(at(60)), ..seller };
+    assert_eq!(chart(&mut conn, &later, start, end, 24).unwrap().buckets.iter().flatten().sum::<u32>(), 3);
+}
+
+#[tokio::test]
+async fn the_address_book_learns_new_addresses_from_rows_added_after_it_was_built() {
+    use keygate::audit::query::AddressBook;
+    let app = spawn_app().await;
+    let mut conn = app.pool.get().unwrap();
+    let now = keygate::db::now();
+    let insert = |conn: &mut keygate::db::DbConnection, rows: Vec<keygate::audit::NewAuditEvent>| {
+        keygate::audit::writer::insert_rows(conn, &rows).unwrap();
+    };
+    insert(
+        &mut conn,
+        vec![
+            api_row(7, now - chrono::Duration::days(3), "ok", "TokenA", "10.0.0.1"),
+            api_row(7, now - chrono::Duration::hours(2), "ok", "TokenA", "10.0.0.1"),
+            api_row(8, now - chrono::Duration::days(3), "ok", "TokenB", "10.0.0.1"),
+        ],
+    );
+    let mut book = AddressBook::build(&mut conn, Some(7), now).unwrap();
+    assert!(book.new_addresses(now).is_empty());
+    insert(
+        &mut conn,
+        vec![
+            api_row(7, now - chrono::Duration::minutes(5), "ok", "TokenA", "10.0.0.9"),
+            api_row(7, now - chrono::Duration::minutes(4), "insufficient_scope", "TokenA", "10.0.0.8"),
+            api_row(8, now - chrono::Duration::minutes(3), "ok", "TokenB", "10.0.0.7"),
+        ],
+    );
+    book.refresh(&mut conn, Some(7), now).unwrap();
+    let found: Vec<String> = book.new_addresses(now).into_iter().map(|h| h.message).collect();
+    assert_eq!(
+        found,
+        vec!["Token TokenA was used from a new address, 10.0.0.9.".to_owned()],
+        "refused calls and other sellers' tokens do not count"
+    );
+    // Reading the same rows again changes nothing.
+    book.refresh(&mut conn, Some(7), now).unwrap();
+    assert_eq!(book.new_addresses(now).len(), 1);
+}
