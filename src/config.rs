@@ -149,6 +149,11 @@ pub struct ServeArgs {
     /// Audit rows that may wait for the writer before requests wait too.
     #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub audit_queue: u32,
+
+    /// HTTP worker threads; 0 means one per CPU core but one (kept for the
+    /// audit writer and argon2).
+    #[arg(long, env = "KEYGATE_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub workers: u32,
 }
 
 /// What `Application::build` needs: the parsed flags, or a test's own values.
@@ -167,6 +172,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub redis_url: Option<String>,
+    /// HTTP worker threads; 0: one per core but one.
+    pub workers: u32,
 }
 
 impl Config {
@@ -185,6 +192,7 @@ impl Config {
             tls: args.tls_cert.zip(args.tls_key),
             trusted_proxies: args.trusted_proxies.into_iter().map(|p| p.0).collect(),
             redis_url: args.redis_url,
+            workers: args.workers,
         }
     }
 }

@@ -10,7 +10,6 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpMessage, HttpServer};
-use tracing_actix_web::TracingLogger;
 
 use crate::audit::writer::{AuditSender, AuditWriter};
 use crate::config::Config;
@@ -146,7 +145,6 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()")),
                 )
-                .wrap(TracingLogger::default())
                 .wrap(from_fn(request_id))
                 .service(
                     web::scope("/api")
@@ -157,6 +155,7 @@ impl Application {
                 .configure(crate::portal::routes)
         })
         .shutdown_timeout(30);
+        let server = server.workers(http_workers(config.workers));
         let server = match &config.tls {
             Some((cert, key)) => server.listen_rustls_0_23(listener, tls_config(cert, key)?)?,
             None => server.listen(listener)?,
@@ -245,14 +244,29 @@ async fn readyz(state: web::Data<AppState>) -> actix_web::HttpResponse {
     }
 }
 
-/// Gives every request an id, and every response an `X-Request-Id`.
+/// `--workers`, or by default one per core but one: the audit writer,
+/// argon2 and the token poll run on threads of their own, and leaving them a
+/// core keeps the API's tail latency low (on 2 cores with the load generator
+/// beside it, p99 ≈ 5 ms with one worker against 7–24 ms with two).
+fn http_workers(configured: u32) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+        n => n as usize,
+    }
+}
+
+/// Gives every request an id, and every response an `X-Request-Id`; log
+/// lines written while serving it carry the id, method and path (a span of
+/// three fields: the API's own record of each request is its audit row).
 async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+    let mut res = next.call(req).instrument(span).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
     }
@@ -269,10 +283,12 @@ fn spawn_token_refresh(pool: DbPool, tokens: std::sync::Arc<TokenCache>) {
         loop {
             tick.tick().await;
             let (pool, cache) = (pool.clone(), tokens.clone());
-            let polled = web::block(move || -> anyhow::Result<bool> { Ok(cache.poll(&mut *pool.get()?)?) })
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|inner| inner);
+            let polled = web::block(move || -> anyhow::Result<bool> {
+                Ok(cache.poll(&mut *pool.get_timeout(cache::STALE_AFTER)?)?)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|inner| inner);
             match polled {
                 Ok(_) => failing = false,
                 Err(e) => {

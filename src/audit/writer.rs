@@ -27,7 +27,7 @@ pub const INSERT_CHUNK: usize = 500;
 pub const MAX_BATCH: usize = 2_000;
 /// After a write, the writer lets rows gather this long before the next one:
 /// fewer, larger transactions and far fewer cross-thread wake-ups under load.
-pub const GATHER: Duration = Duration::from_millis(5);
+pub const GATHER: Duration = Duration::from_millis(20);
 
 /// Sends rows to the writer. Cheap to clone.
 #[derive(Clone)]

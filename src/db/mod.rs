@@ -15,6 +15,21 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Every query in keygate runs on this: diesel picks the SQL dialect per variant.
+/// Runs `$body` with `$c` bound to the concrete connection (SQLite or
+/// PostgreSQL), for queries on the request path. There diesel finds the
+/// prepared statement by the query's type; through `MultiConnection` it
+/// first serialises the whole SQL to look it up, a fifth of a list
+/// endpoint's time. The body is compiled once per backend.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Sqlite(SqliteConnection),

@@ -49,30 +49,33 @@ fn json_error(status: StatusCode, code: &str, message: &str, request_id: &str) -
     HttpResponse::build(status).json(json!({ "error": code, "message": message, "request_id": request_id }))
 }
 
-fn set(response: &mut HttpResponse, name: &'static str, value: String) {
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(HeaderName::from_static(name), value);
-    }
-}
-
 fn limit_headers(response: &mut HttpResponse, limit: LimitState) {
-    set(response, "ratelimit-policy", format!("{};w=60", limit.limit));
-    set(
-        response,
+    let headers = response.headers_mut();
+    // Numbers go in as `HeaderValue::from`, which formats without checking.
+    let number = |n: u64| HeaderValue::from(n);
+    set_header(headers, "ratelimit-policy", format!("{};w=60", limit.limit));
+    set_header(
+        headers,
         "ratelimit",
         format!("limit={}, remaining={}, reset={}", limit.limit, limit.remaining, limit.reset_secs),
     );
-    set(response, "x-ratelimit-limit", limit.limit.to_string());
-    set(response, "x-ratelimit-remaining", limit.remaining.to_string());
-    let reset_at = chrono::Utc::now().timestamp() + limit.reset_secs as i64;
-    set(response, "x-ratelimit-reset", reset_at.to_string());
+    headers.insert(HeaderName::from_static("x-ratelimit-limit"), number(limit.limit.into()));
+    headers.insert(HeaderName::from_static("x-ratelimit-remaining"), number(limit.remaining.into()));
+    let reset_at = chrono::Utc::now().timestamp().max(0) as u64 + limit.reset_secs;
+    headers.insert(HeaderName::from_static("x-ratelimit-reset"), number(reset_at));
+}
+
+fn set_header(headers: &mut actix_web::http::header::HeaderMap, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
 }
 
 fn token_headers(response: &mut HttpResponse, auth: &Authenticated, now: chrono::NaiveDateTime) {
     let expiration = auth.token.expires_at.map_or_else(|| "never".to_owned(), rfc3339);
-    set(response, "keygate-token-expiration", expiration);
+    set_header(response.headers_mut(), "keygate-token-expiration", expiration);
     if now >= auth.token.rotation_due_at() {
-        set(response, "keygate-token-rotate-by", rfc3339(auth.token.rotation_due_at()));
+        set_header(response.headers_mut(), "keygate-token-rotate-by", rfc3339(auth.token.rotation_due_at()));
     }
 }
 

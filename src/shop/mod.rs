@@ -117,13 +117,13 @@ pub fn list_products(
     limit: i64,
 ) -> QueryResult<Page<Product>> {
     // One query shape whatever the cursor, so the prepared statement is reused.
-    let rows = products::table
+    let rows = crate::on_backend!(conn, |c| products::table
         .filter(products::seller_id.eq(seller_id))
         .filter(products::id.lt(before.unwrap_or(i64::MAX)))
         .order(products::id.desc())
         .limit(limit + 1)
         .select(Product::as_select())
-        .load(conn)?;
+        .load(c)?);
     Ok(page(rows, limit))
 }
 
@@ -225,13 +225,13 @@ pub fn list_inventory(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<StockLevel>> {
-    let rows = inventory::table
+    let rows = crate::on_backend!(conn, |c| inventory::table
         .filter(inventory::seller_id.eq(seller_id))
         .filter(inventory::id.lt(before.unwrap_or(i64::MAX)))
         .order(inventory::id.desc())
         .limit(limit + 1)
         .select(StockLevel::as_select())
-        .load(conn)?;
+        .load(c)?);
     Ok(page(rows, limit))
 }
 
@@ -284,13 +284,13 @@ fn with_items(conn: &mut DbConnection, seller_id: i64, rows: Vec<OrderRow>) -> Q
     let (Some(low), Some(high)) = (rows.iter().map(|o| o.id).min(), rows.iter().map(|o| o.id).max()) else {
         return Ok(Vec::new());
     };
-    let items: Vec<OrderItem> = order_items::table
+    let items: Vec<OrderItem> = crate::on_backend!(conn, |c| order_items::table
         .inner_join(orders::table)
         .filter(orders::seller_id.eq(seller_id))
         .filter(order_items::order_id.between(low, high))
         .order(order_items::id.asc())
         .select(OrderItem::as_select())
-        .load(conn)?;
+        .load(c)?);
     let mut by_order: std::collections::HashMap<i64, Vec<OrderItem>> = std::collections::HashMap::new();
     for item in items {
         by_order.entry(item.order_id).or_default().push(item);

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 
@@ -26,6 +26,10 @@ use crate::db::DbConnection;
 
 /// How often each instance reads `token_revision`.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(20);
+/// Without a successful poll for this long (the database is away, or the
+/// poll is stuck behind it), nothing is served from memory: every request
+/// reads its row, and a database outage answers 503 as it should.
+pub const STALE_AFTER: Duration = Duration::from_millis(250);
 /// Entries kept at most; past this the cache starts again from empty, so a
 /// flood of made-up token ids cannot grow it without bound.
 pub const MAX_ENTRIES: usize = 50_000;
@@ -38,17 +42,42 @@ struct Entry {
     lookup: Lookup,
 }
 
-#[derive(Default)]
 pub struct TokenCache {
     generation: AtomicU64,
     /// The last `token_revision` value seen; `u64::MAX` before the first poll.
     revision: AtomicU64,
+    /// When the last poll succeeded, in milliseconds since `epoch`; 0: never.
+    polled_at_ms: AtomicU64,
+    epoch: Instant,
     entries: RwLock<HashMap<String, Entry>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TokenCache {
     pub fn new() -> Self {
-        Self { revision: AtomicU64::new(u64::MAX), ..Self::default() }
+        Self {
+            generation: AtomicU64::new(0),
+            revision: AtomicU64::new(u64::MAX),
+            polled_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            entries: RwLock::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1 so that a poll in the first millisecond is not "never".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether a poll succeeded within `STALE_AFTER`.
+    pub fn is_fresh(&self) -> bool {
+        let polled = self.polled_at_ms.load(Ordering::Acquire);
+        polled != 0 && self.now_ms().saturating_sub(polled) < STALE_AFTER.as_millis() as u64
     }
 
     /// Read this before reading a row, and pass it to [`TokenCache::put`].
@@ -58,6 +87,9 @@ impl TokenCache {
 
     /// The remembered lookup for `public_id`, if it is still current.
     pub fn get(&self, public_id: &str) -> Option<Lookup> {
+        if !self.is_fresh() {
+            return None;
+        }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(public_id)?;
         (entry.generation == self.generation()).then(|| entry.lookup.clone())
@@ -92,6 +124,7 @@ impl TokenCache {
         if moved {
             self.invalidate();
         }
+        self.polled_at_ms.store(self.now_ms(), Ordering::Release);
         Ok(moved)
     }
 
@@ -134,9 +167,28 @@ mod tests {
         }))
     }
 
+    /// A cache as after a successful poll.
+    fn fresh() -> TokenCache {
+        let cache = TokenCache::new();
+        cache.polled_at_ms.store(cache.now_ms(), Ordering::Release);
+        cache
+    }
+
+    #[test]
+    fn nothing_is_served_without_a_recent_poll() {
+        let cache = TokenCache::new();
+        cache.put("a", cache.generation(), token("a"));
+        assert!(cache.get("a").is_none(), "never polled");
+        let cache = fresh();
+        cache.put("a", cache.generation(), token("a"));
+        assert!(cache.get("a").is_some());
+        std::thread::sleep(STALE_AFTER);
+        assert!(cache.get("a").is_none(), "the last poll is too old");
+    }
+
     #[test]
     fn a_row_read_before_an_invalidation_is_never_served_after_it() {
-        let cache = TokenCache::new();
+        let cache = fresh();
         let generation = cache.generation();
         // A request reads the row; meanwhile the token is revoked here.
         cache.invalidate();
@@ -150,7 +202,7 @@ mod tests {
 
     #[test]
     fn unknown_ids_are_remembered_too_and_the_cache_is_bounded() {
-        let cache = TokenCache::new();
+        let cache = fresh();
         let generation = cache.generation();
         cache.put("missing", generation, None);
         assert!(matches!(cache.get("missing"), Some(None)));

@@ -159,6 +159,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         tls: None,
         trusted_proxies: Vec::new(),
         redis_url: None,
+        workers: 0,
     }
 }
 
