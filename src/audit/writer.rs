@@ -7,8 +7,8 @@
 //! prepared single-row INSERT per row inside the batch's transaction: diesel
 //! builds, prepares and binds a new multi-row statement for every batch,
 //! which cost several times more per row than SQLite's own work. On
-//! PostgreSQL, where a round trip per row would dominate, it sends diesel
-//! multi-row INSERTs.
+//! PostgreSQL, where a round trip per row would dominate, it streams the
+//! batch with `COPY` in binary format.
 
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ async fn write_until_done(sink: &mut Option<Sink>, batch: &mut Vec<NewAuditEvent
 
 /// Where the writer's rows go; see the module comment.
 pub enum Sink {
-    /// diesel multi-row INSERTs through the pool (PostgreSQL).
+    /// diesel `COPY … FROM STDIN (FORMAT binary)` through the pool (PostgreSQL).
     Pool(DbPool),
     Sqlite(SqliteSink),
 }
@@ -232,14 +232,20 @@ impl SqliteSink {
     }
 }
 
-/// One transaction, multi-row INSERTs in chunks.
+/// One transaction: on PostgreSQL one binary `COPY` (no SQL to build or
+/// parse, rows streamed); on SQLite (tests, tools) multi-row INSERTs in
+/// chunks under the bind-parameter limit.
 pub fn insert_rows(conn: &mut DbConnection, rows: &[NewAuditEvent]) -> QueryResult<()> {
     db::write_tx(conn, |conn| {
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            match conn {
-                DbConnection::Sqlite(c) => diesel::insert_into(audit_events::table).values(chunk).execute(c)?,
-                DbConnection::Postgres(c) => diesel::insert_into(audit_events::table).values(chunk).execute(c)?,
-            };
+        match conn {
+            DbConnection::Postgres(c) => {
+                diesel::copy_from(audit_events::table).from_insertable(rows).execute(c)?;
+            }
+            DbConnection::Sqlite(c) => {
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    diesel::insert_into(audit_events::table).values(chunk).execute(c)?;
+                }
+            }
         }
         Ok(())
     })

@@ -316,23 +316,46 @@ pub fn list_orders(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Order>> {
-    // Two fixed query shapes (with and without the status filter), so the
-    // prepared statements are reused.
-    let mine = orders::seller_id.eq(seller_id).and(orders::id.lt(before.unwrap_or(i64::MAX)));
-    let newest_first = orders::id.desc();
-    let rows = match status {
-        Some(status) => orders::table
-            .filter(mine.and(orders::status.eq(status)))
-            .order(newest_first)
-            .limit(limit + 1)
-            .select(OrderRow::as_select())
-            .load(conn)?,
-        None => {
-            orders::table.filter(mine).order(newest_first).limit(limit + 1).select(OrderRow::as_select()).load(conn)?
+    // One round trip: the page's orders with their items (LEFT JOIN), the
+    // page chosen by a keyset subquery. Two fixed query shapes (with and
+    // without the status filter), so the prepared statements are reused.
+    let page_orders = diesel::alias!(orders as page_orders);
+    let (id, seller, order_status) =
+        (page_orders.field(orders::id), page_orders.field(orders::seller_id), page_orders.field(orders::status));
+    let mine = seller.eq(seller_id).and(id.lt(before.unwrap_or(i64::MAX)));
+    macro_rules! page_with_items {
+        ($c:ident, $page_ids:expr) => {
+            orders::table
+                .left_join(order_items::table)
+                .filter(orders::id.eq_any($page_ids))
+                .order((orders::id.desc(), order_items::id.asc()))
+                .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
+                .load::<(OrderRow, Option<OrderItem>)>($c)?
+        };
+    }
+    let page_ids = page_orders.order(id.desc()).limit(limit + 1).select(id);
+    let joined = crate::on_backend!(conn, |c| match status {
+        Some(status) => page_with_items!(c, page_ids.filter(mine.and(order_status.eq(status)))),
+        None => page_with_items!(c, page_ids.filter(mine)),
+    });
+    let mut orders: Vec<Order> = Vec::new();
+    for (row, item) in joined {
+        if orders.last().is_none_or(|o| o.id != row.id) {
+            orders.push(Order {
+                id: row.id,
+                customer_email: row.customer_email,
+                status: row.status,
+                currency: row.currency,
+                total_cents: row.total_cents,
+                created_at: row.created_at,
+                items: Vec::new(),
+            });
         }
-    };
-    let Page { rows, more } = page(rows, limit);
-    Ok(Page { rows: with_items(conn, seller_id, rows)?, more })
+        if let (Some(item), Some(order)) = (item, orders.last_mut()) {
+            order.items.push(item);
+        }
+    }
+    Ok(page(orders, limit))
 }
 
 pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {

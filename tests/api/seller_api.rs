@@ -81,6 +81,27 @@ async fn a_new_seller_gets_sample_data_and_pages_through_it() {
     }
     assert_eq!(seen.len(), 5);
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats: {seen:?}");
+    // Every order comes with exactly its own items, whatever the page size.
+    let (_, all) = call(&app, &token, Method::GET, "/api/v1/orders", None).await;
+    for order in all["data"].as_array().unwrap() {
+        let (_, one) = call(&app, &token, Method::GET, &format!("/api/v1/orders/{}", order["id"]), None).await;
+        assert_eq!(order, &one, "the list and the order itself agree");
+        let units: i64 = order["items"].as_array().unwrap().iter().map(|i| i["quantity"].as_i64().unwrap()).sum();
+        let total: i64 = order["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["quantity"].as_i64().unwrap() * i["unit_price_cents"].as_i64().unwrap())
+            .sum();
+        assert!(units > 0);
+        assert_eq!(order["total_cents"], total);
+    }
+    // The status filter keeps the keyset and the items.
+    let (_, cancelled) = call(&app, &token, Method::GET, "/api/v1/orders?status=cancelled&limit=1", None).await;
+    let cancelled = cancelled["data"].as_array().unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0]["status"], "cancelled");
+    assert!(!cancelled[0]["items"].as_array().unwrap().is_empty());
 
     let (_, report) = call(&app, &token, Method::GET, "/api/v1/reports/sales", None).await;
     assert_eq!(report["orders"], 4);
