@@ -25,7 +25,9 @@ if [[ $BACKEND == postgres ]]; then
   DB=keygate_bench_$$
   psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
   trap 'stop_server; psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
-  export DATABASE_URL="${PG_ADMIN%/*}/$DB"
+  # Loopback: no TLS between keygate and PostgreSQL (libpq would otherwise
+  # negotiate it, sslmode=prefer). Across a network, keep TLS on.
+  export DATABASE_URL="${PG_ADMIN%/*}/$DB?sslmode=disable"
 else
   export DATABASE_URL="$WORK/bench.db"
 fi
@@ -40,7 +42,8 @@ forge() { python3 bench/forge.py "$1" "$2"; }
 WRONG=$(forge kgp_ "$ID")
 UNKNOWN=$(forge kgp_ "ZZZZZZZZZZZZZZZZ")
 
-$KG serve --bind 127.0.0.1:$PORT --rate-limit-per-minute 100000000 >"$WORK/server.log" 2>&1 &
+# shellcheck disable=SC2086  # BENCH_SERVE_ARGS is a list of flags
+$KG serve --bind 127.0.0.1:$PORT --rate-limit-per-minute 100000000 ${BENCH_SERVE_ARGS:-} >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 

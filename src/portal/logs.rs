@@ -323,8 +323,6 @@ async fn logs_page(
         filter: form,
         errors: Vec::new(),
         chart: chart_svg(&chart),
-        // The chart reads every row of its window now; it is never partial.
-        chart_partial: false,
         highlights: highlights.into_iter().map(|h| (display_time(h.at), h.message)).collect(),
         next,
         newest: before.is_some().then(|| format!("{base}?{filter_query}")),

@@ -322,7 +322,6 @@ pub struct LogsPage {
     pub errors: Vec<String>,
     /// Inline SVG made by `portal::logs::chart_svg` from numbers only.
     pub chart: String,
-    pub chart_partial: bool,
     /// (time, message)
     pub highlights: Vec<(String, String)>,
     pub next: Option<String>,
@@ -341,7 +340,6 @@ impl LogsPage {
             filter,
             errors,
             chart: String::new(),
-            chart_partial: false,
             highlights: Vec::new(),
             next: None,
             newest: None,
