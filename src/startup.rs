@@ -50,8 +50,8 @@ impl AppState {
         // No more blocking jobs than connections: the rest wait here, as
         // tasks, instead of as threads contending for the pool's lock.
         let _turn = self.db_turns.acquire().await.ok(); // never closed
-        // Only `Send` errors cross the thread boundary; the conversion to
-        // `PortalError` happens back on the async side.
+                                                        // Only `Send` errors cross the thread boundary; the conversion to
+                                                        // `PortalError` happens back on the async side.
         let outcome = web::block(move || pool.get().map(|mut conn| f(&mut conn))).await??;
         outcome.map_err(Into::into)
     }
