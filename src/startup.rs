@@ -48,10 +48,11 @@ impl AppState {
     {
         let pool = self.pool.clone();
         // No more blocking jobs than connections: the rest wait here, as
-        // tasks, instead of as threads contending for the pool's lock.
-        let _turn = self.db_turns.acquire().await.ok(); // never closed
-                                                        // Only `Send` errors cross the thread boundary; the conversion to
-                                                        // `PortalError` happens back on the async side.
+        // tasks, instead of as threads contending for the pool's lock. (The
+        // semaphore is never closed.)
+        let _turn = self.db_turns.acquire().await.ok();
+        // Only `Send` errors cross the thread boundary; the conversion to
+        // `PortalError` happens back on the async side.
         let outcome = web::block(move || pool.get().map(|mut conn| f(&mut conn))).await??;
         outcome.map_err(Into::into)
     }
