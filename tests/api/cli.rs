@@ -132,6 +132,8 @@ fn bad_flags_get_specific_errors_and_change_nothing() {
     cli.fails(&["serve", "--tls-cert", "cert.pem"], "--tls-key");
     cli.fails(&["serve", "--trusted-proxy", "the-lb"], "is not an IP address or CIDR");
     cli.fails(&["serve", "--rate-limit-per-minute", "0"], "--rate-limit-per-minute");
+    cli.fails(&["serve", "--workers", "5000"], "--workers");
+    cli.fails(&["serve", "--workers", "two"], "invalid value 'two'");
     cli.fails(&["serve", "--allow-signup", "maybe"], "invalid value 'maybe'");
     cli.fails(
         &["serve", "--bind", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
