@@ -161,29 +161,7 @@ mod tests {
     use chrono::Duration as ChronoDuration;
 
     fn token_with(secret: &str) -> ApiToken {
-        let now = crate::db::now();
-        ApiToken {
-            id: 1,
-            public_id: "abcdefghijklmnop".into(),
-            seller_id: 1,
-            name: "t".into(),
-            description: String::new(),
-            kind: "service".into(),
-            scopes: "orders:read".into(),
-            secret_hash: hash_blocking(secret).unwrap(),
-            secret_issued_at: now,
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            expires_at: None,
-            lifetime_days: None,
-            created_at: now,
-            created_by: 1,
-            revoked_at: None,
-            revoked_by: None,
-            last_used_at: None,
-            last_used_ip: None,
-            rate_limit_per_minute: None,
-        }
+        ApiToken::for_tests("abcdefghijklmnop", hash_blocking(secret).unwrap(), crate::db::now())
     }
 
     #[tokio::test]

@@ -142,29 +142,7 @@ mod tests {
     use super::*;
 
     fn token(id: &str) -> Lookup {
-        let now = crate::db::now();
-        Some(Arc::new(ApiToken {
-            id: 1,
-            public_id: id.into(),
-            seller_id: 1,
-            name: "t".into(),
-            description: String::new(),
-            kind: "service".into(),
-            scopes: "orders:read".into(),
-            secret_hash: String::new(),
-            secret_issued_at: now,
-            previous_secret_hash: None,
-            previous_secret_expires_at: None,
-            expires_at: None,
-            lifetime_days: None,
-            created_at: now,
-            created_by: 1,
-            revoked_at: None,
-            revoked_by: None,
-            last_used_at: None,
-            last_used_ip: None,
-            rate_limit_per_minute: None,
-        }))
+        Some(Arc::new(ApiToken::for_tests(id, String::new(), crate::db::now())))
     }
 
     /// A cache as after a successful poll.

@@ -388,31 +388,44 @@ pub fn rotate(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn token_issued(now: NaiveDateTime, days_ago: i64, expires_in_days: Option<i64>) -> ApiToken {
+impl ApiToken {
+    /// A live service token row (`orders:read`) for unit tests, issued `now`.
+    pub fn for_tests(public_id: &str, secret_hash: String, now: NaiveDateTime) -> Self {
         ApiToken {
             id: 1,
-            public_id: "abcdefghijklmnop".into(),
+            public_id: public_id.into(),
             seller_id: 1,
             name: "erp".into(),
             description: String::new(),
             kind: "service".into(),
             scopes: "orders:read".into(),
-            secret_hash: String::new(),
-            secret_issued_at: now - Duration::days(days_ago),
+            secret_hash,
+            secret_issued_at: now,
             previous_secret_hash: None,
             previous_secret_expires_at: None,
-            expires_at: expires_in_days.map(|d| now + Duration::days(d)),
+            expires_at: None,
             lifetime_days: None,
-            created_at: now - Duration::days(days_ago),
+            created_at: now,
             created_by: 1,
             revoked_at: None,
             revoked_by: None,
             last_used_at: None,
             last_used_ip: None,
             rate_limit_per_minute: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_issued(now: NaiveDateTime, days_ago: i64, expires_in_days: Option<i64>) -> ApiToken {
+        ApiToken {
+            secret_issued_at: now - Duration::days(days_ago),
+            created_at: now - Duration::days(days_ago),
+            expires_at: expires_in_days.map(|d| now + Duration::days(d)),
+            ..ApiToken::for_tests("abcdefghijklmnop", String::new(), now)
         }
     }
 
