@@ -63,7 +63,8 @@ run() {
   local sent; sent=$(awk '/^SENT/ {print $2}' <<<"$out")
   [[ $url == */api/* ]] && TOTAL_SENT=$((TOTAL_SENT + sent))
   sample_rss
-  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   (%s sent)\n' "$name" "$RPS" "$P50" "$P99" "$sent" >&2
+  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   (%s sent; peak RSS so far %s MiB)\n' \
+    "$name" "$RPS" "$P50" "$P99" "$sent" "$((PEAK_RSS / 1024))" >&2
 }
 
 echo "keygate bench: $BACKEND, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(nproc) cores" >&2
