@@ -6,11 +6,10 @@ use serde::Deserialize;
 
 use super::forms::FormFields;
 use super::pages::{AdminTokensPage, Layout, RateLimitForm, TokenPage, TokenView};
-use super::session::{client_context, AdminUser};
+use super::session::{actor_context, AdminUser};
 use super::tokens::{revoke_and_redirect, revoke_page};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts;
-use crate::audit::EventContext;
 use crate::db;
 use crate::error::PortalError;
 use crate::startup::AppState;
@@ -165,11 +164,7 @@ pub async fn set_rate_limit(
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let ctx = EventContext {
-        actor_id: Some(user.account.id),
-        subject: Some(user.account.email.clone()),
-        ..client_context(&req)
-    };
+    let ctx = actor_context(&req, &user);
     let public_id = token.public_id.clone();
     state.change_tokens(move |conn| store::set_rate_limit(conn, &token, per_minute, ctx)).await?;
     Ok(redirect(&format!("{BASE}/{public_id}?saved=1")))

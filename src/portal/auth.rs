@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::forms::{safe_next, FormFields};
 use super::pages::{AccountFormPage, Layout, LoginPage};
-use super::session::{self, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
+use super::session::{self, actor_context, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
 use crate::audit::{self, EventContext, SecurityEvent};
@@ -352,12 +352,7 @@ pub async fn logout(
         let page = super::pages::ErrorPage { title: "Sign-out failed", message: CSRF_FAILED, status: 403 };
         return render(StatusCode::FORBIDDEN, &page);
     }
-    let ctx = EventContext {
-        seller_id: Some(user.account.id),
-        actor_id: Some(user.account.id),
-        subject: Some(user.account.email.clone()),
-        ..client_context(&req)
-    };
+    let ctx = EventContext { seller_id: Some(user.account.id), ..actor_context(&req, &user) };
     let session_id = user.session_id;
     state
         .db(move |conn| {

@@ -132,6 +132,11 @@ pub fn verify_pre_session_csrf(req: &HttpRequest, submitted: Option<&str>) -> bo
     req.cookie(PRE_SESSION_CSRF_COOKIE).is_some_and(|c| tokens_match(c.value(), submitted))
 }
 
+/// The client and the signed-in user acting, as the audit trail records them.
+pub fn actor_context(req: &HttpRequest, user: &CurrentUser) -> EventContext {
+    EventContext { actor_id: Some(user.account.id), subject: Some(user.account.email.clone()), ..client_context(req) }
+}
+
 /// The client as the audit trail records it.
 pub fn client_context(req: &HttpRequest) -> EventContext {
     EventContext {

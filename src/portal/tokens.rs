@@ -10,9 +10,8 @@ use super::pages::{
     scope_groups, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView, TokensPage,
     EXPIRY_OPTIONS, GRACE_OPTIONS,
 };
-use super::session::{client_context, CurrentUser};
+use super::session::{actor_context, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
-use crate::audit::EventContext;
 use crate::db;
 use crate::error::PortalError;
 use crate::startup::AppState;
@@ -29,10 +28,6 @@ async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<Api
     let id = TokenId::parse(id).ok_or(PortalError::NotFound)?;
     let seller_id = user.account.id;
     state.db(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
-}
-
-fn actor_context(req: &HttpRequest, user: &CurrentUser) -> EventContext {
-    EventContext { actor_id: Some(user.account.id), subject: Some(user.account.email.clone()), ..client_context(req) }
 }
 
 #[derive(Deserialize)]
