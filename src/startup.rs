@@ -34,8 +34,6 @@ pub struct AppState {
     pub tarpit: crate::gate::tarpit::Tarpit,
     /// Token rows the gate has read; see `tokens::cache`.
     pub tokens: std::sync::Arc<TokenCache>,
-    /// One permit per pooled connection, for `db`.
-    pub db_turns: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -47,10 +45,6 @@ impl AppState {
         E: Into<PortalError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        // No more blocking jobs than connections: the rest wait here, as
-        // tasks, instead of as threads contending for the pool's lock. (The
-        // semaphore is never closed.)
-        let _turn = self.db_turns.acquire().await.ok();
         // Only `Send` errors cross the thread boundary; the conversion to
         // `PortalError` happens back on the async side.
         let outcome = web::block(move || pool.get().map(|mut conn| f(&mut conn))).await??;
@@ -132,7 +126,6 @@ impl Application {
             tarpit: Default::default(),
             audit: audit_sender,
             tokens: tokens.clone(),
-            db_turns: tokio::sync::Semaphore::new(config.db_pool_size as usize),
         });
         spawn_retention_task(pool, config.log_retention_days);
 
