@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::json::{list_response, ApiError, Errors};
 use super::products::check_sku;
 use crate::accounts::Email;
+use crate::error::PortalError;
 use crate::gate::Authenticated;
 use crate::shop::{self, NewOrderLine, ShopError, ORDER_STATUSES};
 use crate::startup::AppState;
@@ -51,10 +52,14 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
         check_status(&errors, "status", status)?;
     }
     let seller = auth.seller_id;
-    let page = state
-        .read_small(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit))
-        .await
-        .map_err(|e| errors.db(e))?;
+    let page = match &state.pg_reads {
+        Some(pg) => pg
+            .read(|conn| shop::list_orders_pg(conn, seller, status.clone(), before, limit))
+            .await
+            .map_err(PortalError::from),
+        None => state.read_small(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit)).await,
+    }
+    .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|o| o.id)))
 }
 

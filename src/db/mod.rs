@@ -1,6 +1,7 @@
 //! The database: one connection type over SQLite and PostgreSQL, the r2d2
 //! pool, the embedded migrations, and the few places where SQL differs.
 
+pub mod pg_async;
 pub mod schema;
 
 use std::time::Duration;

@@ -309,6 +309,42 @@ fn with_items(conn: &mut DbConnection, seller_id: i64, rows: Vec<OrderRow>) -> Q
         .collect())
 }
 
+/// The query behind a page of orders, for either way of running it: the
+/// page's orders with their items (LEFT JOIN) in one round trip, the page
+/// chosen by a keyset subquery. Two fixed query shapes (with and without the
+/// status filter), so each backend prepares each statement once. `$load`
+/// runs the query, bound as `$q`, and yields the loaded rows.
+macro_rules! orders_page {
+    ($seller_id:expr, $status:expr, $before:expr, $limit:expr, |$q:ident| $load:expr) => {{
+        let page_orders = diesel::alias!(orders as page_orders);
+        let (id, seller, order_status) =
+            (page_orders.field(orders::id), page_orders.field(orders::seller_id), page_orders.field(orders::status));
+        let mine = seller.eq($seller_id).and(id.lt($before.unwrap_or(i64::MAX)));
+        let page_ids = page_orders.order(id.desc()).limit($limit + 1).select(id);
+        macro_rules! with_items {
+            ($page_ids:expr) => {
+                orders::table
+                    .left_join(order_items::table)
+                    .filter(orders::id.eq_any($page_ids))
+                    .order((orders::id.desc(), order_items::id.asc()))
+                    .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
+            };
+        }
+        match $status {
+            Some(status) => {
+                let $q = with_items!(page_ids.filter(mine.and(order_status.eq(status))));
+                $load
+            }
+            None => {
+                let $q = with_items!(page_ids.filter(mine));
+                $load
+            }
+        }
+    }};
+}
+
+type OrderWithItem = (OrderRow, Option<OrderItem>);
+
 pub fn list_orders(
     conn: &mut DbConnection,
     seller_id: i64,
@@ -316,28 +352,27 @@ pub fn list_orders(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Order>> {
-    // One round trip: the page's orders with their items (LEFT JOIN), the
-    // page chosen by a keyset subquery. Two fixed query shapes (with and
-    // without the status filter), so the prepared statements are reused.
-    let page_orders = diesel::alias!(orders as page_orders);
-    let (id, seller, order_status) =
-        (page_orders.field(orders::id), page_orders.field(orders::seller_id), page_orders.field(orders::status));
-    let mine = seller.eq(seller_id).and(id.lt(before.unwrap_or(i64::MAX)));
-    macro_rules! page_with_items {
-        ($c:ident, $page_ids:expr) => {
-            orders::table
-                .left_join(order_items::table)
-                .filter(orders::id.eq_any($page_ids))
-                .order((orders::id.desc(), order_items::id.asc()))
-                .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
-                .load::<(OrderRow, Option<OrderItem>)>($c)?
-        };
-    }
-    let page_ids = page_orders.order(id.desc()).limit(limit + 1).select(id);
-    let joined = crate::on_backend!(conn, |c| match status {
-        Some(status) => page_with_items!(c, page_ids.filter(mine.and(order_status.eq(status)))),
-        None => page_with_items!(c, page_ids.filter(mine)),
-    });
+    let joined =
+        crate::on_backend!(conn, |c| orders_page!(seller_id, status, before, limit, |q| q.load::<OrderWithItem>(c)))?;
+    Ok(page(group_items(joined), limit))
+}
+
+/// `list_orders` on a shared async PostgreSQL connection; see `db::pg_async`.
+pub async fn list_orders_pg(
+    conn: std::sync::Arc<diesel_async::AsyncPgConnection>,
+    seller_id: i64,
+    status: Option<String>,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<Order>> {
+    let joined = orders_page!(seller_id, status.as_deref(), before, limit, |q| {
+        diesel_async::RunQueryDsl::load::<OrderWithItem>(q, &mut &*conn).await
+    })?;
+    Ok(page(group_items(joined), limit))
+}
+
+/// Folds joined rows, ordered by order id, into orders with their items.
+fn group_items(joined: Vec<OrderWithItem>) -> Vec<Order> {
     let mut orders: Vec<Order> = Vec::new();
     for (row, item) in joined {
         if orders.last().is_none_or(|o| o.id != row.id) {
@@ -355,7 +390,7 @@ pub fn list_orders(
             order.items.push(item);
         }
     }
-    Ok(page(orders, limit))
+    orders
 }
 
 pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {

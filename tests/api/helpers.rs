@@ -93,7 +93,11 @@ impl TestDatabase {
         let name = format!("keygate_test_{}", uuid::Uuid::new_v4().simple());
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
         let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
+        // Loopback without TLS, as the bench and a same-host deployment run:
+        // request-path reads then take the shared async connections
+        // (db::pg_async); `the_pool_and_the_shared_connections_read_alike`
+        // covers the other path.
+        let url = format!("{base}/{name}?sslmode=disable");
         Some(Self { admin_url, name, url })
     }
 }

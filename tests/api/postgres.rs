@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{create_service_token, extract_token, location, spawn_app_on_postgres};
+use crate::helpers::{create_service_token, extract_token, location, spawn_app_on_postgres, spawn_instance};
 
 #[tokio::test]
 async fn the_token_lifecycle_works_on_postgres() {
@@ -130,4 +130,48 @@ async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_month
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     count: i64,
+}
+
+/// Orders are read on shared async connections when TLS is ruled out
+/// (`sslmode=disable`, as in these tests) and through the r2d2 pool
+/// otherwise; both must give the same pages, and only the seller's own.
+#[tokio::test]
+async fn the_pool_and_the_shared_connections_read_alike() {
+    let Some(app) = spawn_app_on_postgres().await else { return };
+    let ana = app.seller("ana@shop.test").await;
+    let mallory = app.seller("mallory@shop.test").await;
+    let (token, _) = create_service_token(&ana, "erp", &["orders:read"]).await;
+    let (other, _) = create_service_token(&mallory, "erp", &["orders:read"]).await;
+    let mut pooled = app.config.clone();
+    let url = app.config.database_url.as_str().replace("?sslmode=disable", "");
+    assert_ne!(url, app.config.database_url.as_str(), "the tests' URL rules TLS out");
+    pooled.database_url = keygate::db::DatabaseUrl::parse(&url).unwrap();
+    let (pooled_address, server) = spawn_instance(pooled).await;
+
+    let client = reqwest::Client::new();
+    let read = |address: String, token: String, query: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(format!("{address}/api/v1/orders?{query}")).bearer_auth(token).send().await;
+            let response = response.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let first = read(app.address.clone(), token.clone(), "limit=2".into()).await;
+    let cursor = first["next_cursor"].as_str().expect("more than two sample orders").to_owned();
+    for query in ["limit=2".to_owned(), "limit=100".into(), "status=paid".into(), format!("limit=2&cursor={cursor}")] {
+        let shared = read(app.address.clone(), token.clone(), query.clone()).await;
+        let pool = read(pooled_address.clone(), token.clone(), query.clone()).await;
+        assert_eq!(shared, pool, "{query}");
+        assert!(shared["data"].as_array().unwrap().iter().all(|o| !o["items"].as_array().unwrap().is_empty()));
+    }
+    let all = read(app.address.clone(), token.clone(), "limit=100".into()).await;
+    let theirs = read(app.address.clone(), other.clone(), "limit=100".into()).await;
+    let ids = |page: &serde_json::Value| {
+        page["data"].as_array().unwrap().iter().map(|o| o["id"].as_i64()).collect::<Vec<_>>()
+    };
+    assert!(ids(&all).iter().all(|id| !ids(&theirs).contains(id)), "sellers see only their own orders");
+    assert_eq!(theirs, read(pooled_address.clone(), other, "limit=100".into()).await);
+    server.shutdown().await;
 }
