@@ -1,6 +1,6 @@
 //! Rows per second of the batching audit writer's insert path (`Sink`, as
 //! the writer uses it under load): on SQLite one transaction of prepared
-//! single-row INSERTs, on PostgreSQL one transaction of multi-row INSERTs.
+//! single-row INSERTs, on PostgreSQL one binary `COPY`.
 //! `cargo bench --bench audit_writer` (SQLite); with
 //! `BENCH_POSTGRES_URL=postgres://…/db` also on PostgreSQL.
 

@@ -201,6 +201,7 @@ impl SqliteSink {
         // A larger page cache keeps the hot right edge of the table and its
         // indexes in memory instead of re-reading it for every batch.
         conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16384;")?;
+        conn.execute_batch(crate::db::SQLITE_WAL_SETTINGS)?;
         Ok(Self { conn })
     }
 
