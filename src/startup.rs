@@ -88,6 +88,24 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A read on the API's request path: `on_pg` on the shared pipelined
+    /// PostgreSQL connections when there are some (see `db::pg_async`), else
+    /// `pooled` as `read_small` runs it. Both must run the same query.
+    pub async fn api_read<T, P, A, Fut>(&self, pooled: P, on_pg: A) -> Result<T, PortalError>
+    where
+        P: FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
+        A: Fn(std::sync::Arc<diesel_async::AsyncPgConnection>) -> Fut,
+        Fut: std::future::Future<Output = diesel::QueryResult<T>>,
+        T: Send + 'static,
+    {
+        match &self.pg_reads {
+            Some(pg) => pg.read(on_pg).await.map_err(Into::into),
+            None => self.read_small(pooled).await,
+        }
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,

@@ -30,7 +30,10 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     let (limit, before) = errors.pagination(&query)?;
     let seller = auth.seller_id;
     let page = state
-        .read_small(move |conn| shop::list_inventory(conn, seller, before, limit))
+        .api_read(
+            move |conn| shop::list_inventory(conn, seller, before, limit),
+            |conn| shop::list_inventory_pg(conn, seller, before, limit),
+        )
         .await
         .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|s| s.id)))

@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use super::json::{list_response, ApiError, Errors};
 use super::products::check_sku;
 use crate::accounts::Email;
-use crate::error::PortalError;
 use crate::gate::Authenticated;
 use crate::shop::{self, NewOrderLine, ShopError, ORDER_STATUSES};
 use crate::startup::AppState;
@@ -52,14 +51,14 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
         check_status(&errors, "status", status)?;
     }
     let seller = auth.seller_id;
-    let page = match &state.pg_reads {
-        Some(pg) => pg
-            .read(|conn| shop::list_orders_pg(conn, seller, status.clone(), before, limit))
-            .await
-            .map_err(PortalError::from),
-        None => state.read_small(move |conn| shop::list_orders(conn, seller, status.as_deref(), before, limit)).await,
-    }
-    .map_err(|e| errors.db(e))?;
+    let pooled_status = status.clone();
+    let page = state
+        .api_read(
+            move |conn| shop::list_orders(conn, seller, pooled_status.as_deref(), before, limit),
+            |conn| shop::list_orders_pg(conn, seller, status.clone(), before, limit),
+        )
+        .await
+        .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|o| o.id)))
 }
 
@@ -72,7 +71,10 @@ pub async fn show(
     let errors = Errors::from_request(&req);
     let id: i64 = path.parse().map_err(|_| errors.not_found("order"))?;
     let seller = auth.seller_id;
-    let order = state.read_small(move |conn| shop::find_order(conn, seller, id)).await.map_err(|e| errors.db(e))?;
+    let order = state
+        .api_read(move |conn| shop::find_order(conn, seller, id), |conn| shop::find_order_pg(conn, seller, id))
+        .await
+        .map_err(|e| errors.db(e))?;
     order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| errors.not_found("order"))
 }
 

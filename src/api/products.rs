@@ -77,7 +77,10 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     let (limit, before) = errors.pagination(&query)?;
     let seller = auth.seller_id;
     let page = state
-        .read_small(move |conn| shop::list_products(conn, seller, before, limit))
+        .api_read(
+            move |conn| shop::list_products(conn, seller, before, limit),
+            |conn| shop::list_products_pg(conn, seller, before, limit),
+        )
         .await
         .map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|p| p.id)))
@@ -92,7 +95,10 @@ pub async fn show(
     let errors = Errors::from_request(&req);
     let id = parse_id(&errors, &path)?;
     let seller = auth.seller_id;
-    let product = state.read_small(move |conn| shop::find_product(conn, seller, id)).await.map_err(|e| errors.db(e))?;
+    let product = state
+        .api_read(move |conn| shop::find_product(conn, seller, id), |conn| shop::find_product_pg(conn, seller, id))
+        .await
+        .map_err(|e| errors.db(e))?;
     product.map(|p| HttpResponse::Ok().json(p)).ok_or_else(|| errors.not_found("product"))
 }
 

@@ -12,6 +12,12 @@ use utoipa::ToSchema;
 use crate::db::schema::{inventory, order_items, orders, products};
 use crate::db::{self, DbConnection};
 
+// Each read on the API's request path comes twice: `x(conn, …)` on a pooled
+// connection (SQLite, or PostgreSQL through libpq), and `x_pg(conn, …)` on a
+// shared pipelined PostgreSQL connection (see `db::pg_async`). Both run the
+// same query, written once in a macro.
+type SharedPg = std::sync::Arc<diesel_async::AsyncPgConnection>;
+
 pub const ORDER_STATUSES: &[&str] = &["pending", "paid", "shipped", "cancelled"];
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
@@ -110,30 +116,55 @@ fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
 
 // ---- products -----------------------------------------------------------
 
+/// A page of products, newest first: one query shape whatever the cursor,
+/// so the prepared statement is reused.
+macro_rules! products_page {
+    ($seller_id:expr, $before:expr, $limit:expr) => {
+        products::table
+            .filter(products::seller_id.eq($seller_id))
+            .filter(products::id.lt($before.unwrap_or(i64::MAX)))
+            .order(products::id.desc())
+            .limit($limit + 1)
+            .select(Product::as_select())
+    };
+}
+
+macro_rules! one_product {
+    ($seller_id:expr, $id:expr) => {
+        products::table
+            .filter(products::seller_id.eq($seller_id))
+            .filter(products::id.eq($id))
+            .select(Product::as_select())
+            .limit(1)
+    };
+}
+
 pub fn list_products(
     conn: &mut DbConnection,
     seller_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Product>> {
-    // One query shape whatever the cursor, so the prepared statement is reused.
-    let rows = crate::on_backend!(conn, |c| products::table
-        .filter(products::seller_id.eq(seller_id))
-        .filter(products::id.lt(before.unwrap_or(i64::MAX)))
-        .order(products::id.desc())
-        .limit(limit + 1)
-        .select(Product::as_select())
-        .load(c)?);
+    let rows = crate::on_backend!(conn, |c| products_page!(seller_id, before, limit).load(c)?);
+    Ok(page(rows, limit))
+}
+
+pub async fn list_products_pg(
+    conn: SharedPg,
+    seller_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<Product>> {
+    let rows = diesel_async::RunQueryDsl::load(products_page!(seller_id, before, limit), &mut &*conn).await?;
     Ok(page(rows, limit))
 }
 
 pub fn find_product(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Product>> {
-    products::table
-        .filter(products::seller_id.eq(seller_id))
-        .filter(products::id.eq(id))
-        .select(Product::as_select())
-        .first(conn)
-        .optional()
+    crate::on_backend!(conn, |c| one_product!(seller_id, id).get_result(c).optional())
+}
+
+pub async fn find_product_pg(conn: SharedPg, seller_id: i64, id: i64) -> QueryResult<Option<Product>> {
+    diesel_async::RunQueryDsl::get_result(one_product!(seller_id, id), &mut &*conn).await.optional()
 }
 
 pub fn find_product_by_sku(conn: &mut DbConnection, seller_id: i64, sku: &str) -> QueryResult<Option<Product>> {
@@ -219,19 +250,34 @@ pub fn update_product(
 
 // ---- inventory ----------------------------------------------------------
 
+macro_rules! inventory_page {
+    ($seller_id:expr, $before:expr, $limit:expr) => {
+        inventory::table
+            .filter(inventory::seller_id.eq($seller_id))
+            .filter(inventory::id.lt($before.unwrap_or(i64::MAX)))
+            .order(inventory::id.desc())
+            .limit($limit + 1)
+            .select(StockLevel::as_select())
+    };
+}
+
 pub fn list_inventory(
     conn: &mut DbConnection,
     seller_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<StockLevel>> {
-    let rows = crate::on_backend!(conn, |c| inventory::table
-        .filter(inventory::seller_id.eq(seller_id))
-        .filter(inventory::id.lt(before.unwrap_or(i64::MAX)))
-        .order(inventory::id.desc())
-        .limit(limit + 1)
-        .select(StockLevel::as_select())
-        .load(c)?);
+    let rows = crate::on_backend!(conn, |c| inventory_page!(seller_id, before, limit).load(c)?);
+    Ok(page(rows, limit))
+}
+
+pub async fn list_inventory_pg(
+    conn: SharedPg,
+    seller_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Page<StockLevel>> {
+    let rows = diesel_async::RunQueryDsl::load(inventory_page!(seller_id, before, limit), &mut &*conn).await?;
     Ok(page(rows, limit))
 }
 
@@ -276,38 +322,6 @@ pub fn set_stock(
 }
 
 // ---- orders ---------------------------------------------------------------
-
-/// The items of `rows`, all orders of `seller_id`, in one query whose shape
-/// never changes (so its prepared statement is reused): the items of the
-/// seller's orders in the page's id range, then matched to the page in memory.
-fn with_items(conn: &mut DbConnection, seller_id: i64, rows: Vec<OrderRow>) -> QueryResult<Vec<Order>> {
-    let (Some(low), Some(high)) = (rows.iter().map(|o| o.id).min(), rows.iter().map(|o| o.id).max()) else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<OrderItem> = crate::on_backend!(conn, |c| order_items::table
-        .inner_join(orders::table)
-        .filter(orders::seller_id.eq(seller_id))
-        .filter(order_items::order_id.between(low, high))
-        .order(order_items::id.asc())
-        .select(OrderItem::as_select())
-        .load(c)?);
-    let mut by_order: std::collections::HashMap<i64, Vec<OrderItem>> = std::collections::HashMap::new();
-    for item in items {
-        by_order.entry(item.order_id).or_default().push(item);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|o| Order {
-            id: o.id,
-            items: by_order.remove(&o.id).unwrap_or_default(),
-            customer_email: o.customer_email,
-            status: o.status,
-            currency: o.currency,
-            total_cents: o.total_cents,
-            created_at: o.created_at,
-        })
-        .collect())
-}
 
 /// The query behind a page of orders, for either way of running it: the
 /// page's orders with their items (LEFT JOIN) in one round trip, the page
@@ -357,9 +371,8 @@ pub fn list_orders(
     Ok(page(group_items(joined), limit))
 }
 
-/// `list_orders` on a shared async PostgreSQL connection; see `db::pg_async`.
 pub async fn list_orders_pg(
-    conn: std::sync::Arc<diesel_async::AsyncPgConnection>,
+    conn: SharedPg,
     seller_id: i64,
     status: Option<String>,
     before: Option<i64>,
@@ -393,14 +406,26 @@ fn group_items(joined: Vec<OrderWithItem>) -> Vec<Order> {
     orders
 }
 
+/// One order with its items (LEFT JOIN), in one round trip.
+macro_rules! one_order {
+    ($seller_id:expr, $id:expr) => {
+        orders::table
+            .left_join(order_items::table)
+            .filter(orders::seller_id.eq($seller_id))
+            .filter(orders::id.eq($id))
+            .order(order_items::id.asc())
+            .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
+    };
+}
+
 pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
-    let row = orders::table
-        .filter(orders::seller_id.eq(seller_id))
-        .filter(orders::id.eq(id))
-        .select(OrderRow::as_select())
-        .first(conn)
-        .optional()?;
-    Ok(with_items(conn, seller_id, row.into_iter().collect())?.pop())
+    let joined = crate::on_backend!(conn, |c| one_order!(seller_id, id).load::<OrderWithItem>(c))?;
+    Ok(group_items(joined).pop())
+}
+
+pub async fn find_order_pg(conn: SharedPg, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
+    let joined = diesel_async::RunQueryDsl::load::<OrderWithItem>(one_order!(seller_id, id), &mut &*conn).await?;
+    Ok(group_items(joined).pop())
 }
 
 pub struct NewOrderLine {
