@@ -7,11 +7,12 @@
 //! (diesel-async over tokio-postgres): concurrent requests' queries travel
 //! together on one socket, and the worker never blocks.
 //!
-//! A handful of connections are opened lazily and shared round robin. A
-//! connection that fails at the transport level (PostgreSQL restarted, the
-//! socket closed) is dropped, and the next request on its slot opens a new
-//! one; so an outage costs the requests that were in flight on it, and none
-//! after PostgreSQL is back.
+//! The connections (one per HTTP worker) are opened lazily and shared round
+//! robin. PostgreSQL runs one connection's queries one after another, so
+//! only short indexed reads belong here; writes and transactions stay on
+//! the pool. A connection that fails at the transport level (PostgreSQL
+//! restarted, the socket closed) is dropped, and the read that found it dead
+//! runs again on a new one: after PostgreSQL is back, no read fails.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +23,6 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::Mutex;
-
 use tokio_postgres::config::{Host, SslMode};
 
 use super::{Backend, DatabaseUrl};

@@ -116,16 +116,16 @@ fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
 
 // ---- products -----------------------------------------------------------
 
-/// A page of products, newest first: one query shape whatever the cursor,
-/// so the prepared statement is reused.
-macro_rules! products_page {
-    ($seller_id:expr, $before:expr, $limit:expr) => {
-        products::table
-            .filter(products::seller_id.eq($seller_id))
-            .filter(products::id.lt($before.unwrap_or(i64::MAX)))
-            .order(products::id.desc())
+/// A page of the seller's rows of `$table`, newest first: one query shape
+/// whatever the cursor, so the prepared statement is reused.
+macro_rules! keyset_page {
+    ($table:ident, $row:ty, $seller_id:expr, $before:expr, $limit:expr) => {
+        $table::table
+            .filter($table::seller_id.eq($seller_id))
+            .filter($table::id.lt($before.unwrap_or(i64::MAX)))
+            .order($table::id.desc())
             .limit($limit + 1)
-            .select(Product::as_select())
+            .select(<$row>::as_select())
     };
 }
 
@@ -145,7 +145,7 @@ pub fn list_products(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Product>> {
-    let rows = crate::on_backend!(conn, |c| products_page!(seller_id, before, limit).load(c)?);
+    let rows = crate::on_backend!(conn, |c| keyset_page!(products, Product, seller_id, before, limit).load(c)?);
     Ok(page(rows, limit))
 }
 
@@ -155,7 +155,8 @@ pub async fn list_products_pg(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<Product>> {
-    let rows = diesel_async::RunQueryDsl::load(products_page!(seller_id, before, limit), &mut &*conn).await?;
+    let rows =
+        diesel_async::RunQueryDsl::load(keyset_page!(products, Product, seller_id, before, limit), &mut &*conn).await?;
     Ok(page(rows, limit))
 }
 
@@ -250,24 +251,13 @@ pub fn update_product(
 
 // ---- inventory ----------------------------------------------------------
 
-macro_rules! inventory_page {
-    ($seller_id:expr, $before:expr, $limit:expr) => {
-        inventory::table
-            .filter(inventory::seller_id.eq($seller_id))
-            .filter(inventory::id.lt($before.unwrap_or(i64::MAX)))
-            .order(inventory::id.desc())
-            .limit($limit + 1)
-            .select(StockLevel::as_select())
-    };
-}
-
 pub fn list_inventory(
     conn: &mut DbConnection,
     seller_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<StockLevel>> {
-    let rows = crate::on_backend!(conn, |c| inventory_page!(seller_id, before, limit).load(c)?);
+    let rows = crate::on_backend!(conn, |c| keyset_page!(inventory, StockLevel, seller_id, before, limit).load(c)?);
     Ok(page(rows, limit))
 }
 
@@ -277,7 +267,9 @@ pub async fn list_inventory_pg(
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Page<StockLevel>> {
-    let rows = diesel_async::RunQueryDsl::load(inventory_page!(seller_id, before, limit), &mut &*conn).await?;
+    let rows =
+        diesel_async::RunQueryDsl::load(keyset_page!(inventory, StockLevel, seller_id, before, limit), &mut &*conn)
+            .await?;
     Ok(page(rows, limit))
 }
 
