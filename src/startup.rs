@@ -86,9 +86,7 @@ impl AppState {
         }
         self.db(f).await
     }
-}
 
-impl AppState {
     /// A read on the API's request path: `on_pg` on the shared pipelined
     /// PostgreSQL connections when there are some (see `db::pg_async`), else
     /// `pooled` as `read_small` runs it. Both must run the same query.
@@ -131,6 +129,7 @@ impl Application {
             crate::audit::writer::Sink::open(&pool, &config.database_url)?,
             config.audit_queue as usize,
         );
+        let workers = http_workers(config.workers);
         let tokens = std::sync::Arc::new(TokenCache::new());
         tokens.poll(&mut *pool.get()?)?;
         spawn_token_refresh(pool.clone(), tokens.clone());
@@ -149,7 +148,7 @@ impl Application {
             tokens: tokens.clone(),
             // One pipelined connection per HTTP worker: on this 2-core box one
             // connection gave 23.1k req/s on /orders, two 21.4k, four 18.9k.
-            pg_reads: db::pg_async::AsyncPg::new(&config.database_url, http_workers(config.workers)),
+            pg_reads: db::pg_async::AsyncPg::new(&config.database_url, workers),
         });
         spawn_retention_task(pool, config.log_retention_days);
 
@@ -179,7 +178,7 @@ impl Application {
                 .configure(crate::portal::routes)
         })
         .shutdown_timeout(30);
-        let server = server.workers(http_workers(config.workers));
+        let server = server.workers(workers);
         let server = match &config.tls {
             Some((cert, key)) => server.listen_rustls_0_23(listener, tls_config(cert, key)?)?,
             None => server.listen(listener)?,
