@@ -18,7 +18,7 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 method: "GET".into(),
                 path: "/api/v1/orders".into(),
                 status: 200,
-                outcome: "ok",
+                outcome: keygate::audit::Outcome::Ok,
                 required_scope: Some("orders:read"),
                 ip: Some("203.0.113.7".into()),
                 user_agent: Some("erp-sync/2.1".into()),

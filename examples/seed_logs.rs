@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             method: if i % 7 == 0 { "POST".into() } else { "GET".into() },
             path: ["/api/v1/orders", "/api/v1/products", "/api/v1/inventory"][i % 3].into(),
             status,
-            outcome,
+            outcome: outcome.parse().expect("a known outcome"),
             required_scope: Some("orders:read"),
             ip: Some(format!("198.51.100.{}", i % 50)),
             user_agent: Some("seed".into()),

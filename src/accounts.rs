@@ -5,8 +5,9 @@ use std::fmt;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::audit::{self, EventContext, SecurityEvent};
 use crate::db::schema::accounts;
-use crate::db::DbConnection;
+use crate::db::{DbConnection, DbError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -154,13 +155,23 @@ pub enum CreateAccountError {
     EmailTaken,
     #[error("The first account has already been created.")]
     NotFirst,
+    #[error("the sample data could not be created: {0}")]
+    SampleData(String),
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Hash(#[from] crate::hashing::HashError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for CreateAccountError {
+    fn from(e: diesel::result::Error) -> Self {
+        CreateAccountError::Db(e.into())
+    }
 }
 
 /// Inserts an account. With `only_if_first`, refuses when any account exists,
-/// checked in the same write transaction so two first-run submissions cannot
-/// both create an admin.
+/// checked in the caller's write transaction so two first-run submissions
+/// cannot both create an admin.
 pub fn create(
     conn: &mut DbConnection,
     email: &Email,
@@ -168,22 +179,49 @@ pub fn create(
     role: Role,
     only_if_first: bool,
 ) -> Result<Account, CreateAccountError> {
+    if only_if_first && count(conn)? > 0 {
+        return Err(CreateAccountError::NotFirst);
+    }
+    if find_by_email(conn, email)?.is_some() {
+        return Err(CreateAccountError::EmailTaken);
+    }
+    diesel::insert_into(accounts::table)
+        .values(NewAccount { email: email.as_str(), password_hash, role: role.as_str(), created_at: crate::db::now() })
+        .execute(conn)?;
+    find_by_email(conn, email)?.ok_or(CreateAccountError::Db(diesel::result::Error::NotFound.into()))
+}
+
+/// Everything a new account needs.
+pub struct Opening<'a> {
+    pub email: &'a Email,
+    pub password_hash: &'a str,
+    pub role: Role,
+    /// Refuse unless this is the very first account (first-run setup).
+    pub only_if_first: bool,
+    /// Give a new seller sample products, stock and orders.
+    pub sample_data: bool,
+}
+
+/// Opens an account: the row, its `account_created` event and, for a
+/// seller, the sample data, in one transaction: all of it or none.
+pub fn open(conn: &mut DbConnection, opening: Opening<'_>, ctx: EventContext) -> Result<Account, CreateAccountError> {
     crate::db::write_tx(conn, |conn| {
-        if only_if_first && count(conn)? > 0 {
-            return Err(CreateAccountError::NotFirst);
+        let account = create(conn, opening.email, opening.password_hash, opening.role, opening.only_if_first)?;
+        let about = EventContext {
+            seller_id: Some(account.id),
+            actor_id: ctx.actor_id.or(Some(account.id)),
+            subject: Some(account.email.clone()),
+            detail: ctx.detail.clone().or_else(|| Some(format!("role {}", account.role))),
+            ..ctx
+        };
+        audit::record(conn, SecurityEvent::AccountCreated, about)?;
+        if opening.sample_data && opening.role == Role::Seller {
+            crate::shop::sample::seed(conn, account.id).map_err(|e| match e {
+                crate::shop::ShopError::Db(e) => CreateAccountError::Db(e),
+                other => CreateAccountError::SampleData(other.to_string()),
+            })?;
         }
-        if find_by_email(conn, email)?.is_some() {
-            return Err(CreateAccountError::EmailTaken);
-        }
-        diesel::insert_into(accounts::table)
-            .values(NewAccount {
-                email: email.as_str(),
-                password_hash,
-                role: role.as_str(),
-                created_at: crate::db::now(),
-            })
-            .execute(conn)?;
-        find_by_email(conn, email)?.ok_or(CreateAccountError::Db(diesel::result::Error::NotFound))
+        Ok(account)
     })
 }
 

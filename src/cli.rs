@@ -1,15 +1,22 @@
 //! The commands behind `keygate user|token|logs|migrate`, for scripts and
-//! operators. Each takes a connection and returns what to print.
+//! operators. They run the same services as the portal (`tokens::Tokens`,
+//! `accounts::open`) on a small pool of their own, and return what to print.
 
 use anyhow::{anyhow, bail, Context};
 
 use crate::accounts::{self, Email, Password, Role};
-use crate::audit::{self, EventContext, SecurityEvent};
-use crate::db::{self, DatabaseUrl, DbConnection, DbPool};
-use crate::hashing;
+use crate::audit::{self, EventContext};
+use crate::db::{self, DatabaseUrl, Db, DbConnection, DbPool};
+use crate::hashing::{self, Hasher};
+use crate::tokens::cache::TokenCache;
 use crate::tokens::input::{parse_cli_expiry, parse_description, parse_kind, parse_scopes, TokenName};
+use crate::tokens::instances;
+use crate::tokens::service::IssueRequest;
 use crate::tokens::store::{self, TokenStoreError};
-use crate::tokens::{PlainToken, TokenId};
+use crate::tokens::{TokenId, TokenKind, Tokens};
+
+/// How long `token revoke` waits for the running instances to refuse the token.
+pub const REVOKE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A small pool for one command, with migrations applied.
 pub fn open(url: &DatabaseUrl) -> anyhow::Result<DbPool> {
@@ -36,16 +43,8 @@ pub fn create_user(
     let role = Role::parse(role).map_err(|e| anyhow!("--role: {e}"))?;
     let password = Password::parse(password).map_err(|e| anyhow!("password: {e}"))?;
     let hash = hashing::hash_blocking(password.expose())?;
-    let account = accounts::create(conn, &email, &hash, role, false).map_err(|e| anyhow!("{e}"))?;
-    audit::record(
-        conn,
-        SecurityEvent::AccountCreated,
-        EventContext { seller_id: Some(account.id), subject: Some(account.email.clone()), ..cli_context() },
-    )?;
-    if sample_data && role == Role::Seller {
-        crate::shop::sample::seed(conn, account.id).map_err(|e| anyhow!("sample data: {e}"))?;
-    }
-    Ok(account)
+    let opening = accounts::Opening { email: &email, password_hash: &hash, role, only_if_first: false, sample_data };
+    accounts::open(conn, opening, cli_context()).map_err(|e| anyhow!("{e}"))
 }
 
 pub struct TokenArgs<'a> {
@@ -57,51 +56,67 @@ pub struct TokenArgs<'a> {
     pub description: &'a str,
 }
 
-/// Creates a token and returns the token string, to print once.
-pub fn create_token(conn: &mut DbConnection, args: TokenArgs<'_>) -> anyhow::Result<String> {
-    let email = Email::parse(args.email).map_err(|e| anyhow!("--email: {e}"))?;
-    let name = TokenName::parse(args.name).map_err(|e| anyhow!("--name: {e}"))?;
-    let description = parse_description(args.description).map_err(|e| anyhow!("--description: {e}"))?;
-    let kind = parse_kind(args.kind).map_err(|e| anyhow!("--kind: {e}"))?;
-    let scopes = parse_scopes(kind, args.scopes.iter().map(String::as_str)).map_err(|e| anyhow!("--scope: {e}"))?;
-    if kind == crate::tokens::TokenKind::Personal && !args.scopes.is_empty() {
-        bail!("--scope: a personal token carries every scope of its account; drop --scope or use --kind service");
-    }
-    let expiry = parse_cli_expiry(args.expires_in, kind).map_err(|e| anyhow!("{e}"))?;
-    let seller = accounts::find_by_email(conn, &email)?
-        .ok_or_else(|| anyhow!("--email: no account has the email {}", email.as_str()))?;
-    let plain = PlainToken::generate(kind);
-    let secret_hash = hashing::hash_blocking(plain.secret())?;
-    let new = store::NewToken {
-        id: plain.id(),
-        seller_id: seller.id,
-        created_by: seller.id,
-        name: name.as_str(),
-        description: &description,
-        kind,
-        scopes: &scopes,
-        secret_hash: &secret_hash,
-        expiry,
-    };
-    store::create(conn, new, cli_context()).map_err(|e| match e {
-        TokenStoreError::DuplicateName(name) => {
-            anyhow!("--name: the seller already has an active token named `{name}`")
-        }
-        other => anyhow!("{other}"),
-    })?;
-    Ok(plain.expose())
+/// The services the token commands run on.
+pub struct Commands {
+    pub db: Db,
+    pub tokens: Tokens,
 }
 
-/// Revokes a token by its public id; returns a line for the operator.
-pub fn revoke_token(conn: &mut DbConnection, token_id: &str) -> anyhow::Result<String> {
-    let id = TokenId::parse(token_id.trim())
-        .ok_or_else(|| anyhow!("`{token_id}` is not a token id (16 letters and digits, as shown in the portal)"))?;
-    let token = store::find(conn, id.as_str())?.ok_or_else(|| anyhow!("no token has the id {id}"))?;
-    if token.revoked_at.is_some() {
-        return Ok(format!("token {id} (“{}”) was already revoked", token.name));
+impl Commands {
+    pub fn new(pool: DbPool, url: &DatabaseUrl) -> Self {
+        let db = Db::new(pool, url, 0);
+        let tokens = Tokens::new(db.clone(), Hasher::new(1), std::sync::Arc::new(TokenCache::new()));
+        Self { db, tokens }
     }
-    store::revoke(conn, &token, cli_context()).map_err(|e| anyhow!("{e}"))?;
-    Ok(format!("revoked token {id} (“{}”)", token.name))
+
+    /// Creates a token and returns the token string, to print once.
+    pub async fn create_token(&self, args: TokenArgs<'_>) -> anyhow::Result<String> {
+        let email = Email::parse(args.email).map_err(|e| anyhow!("--email: {e}"))?;
+        let name = TokenName::parse(args.name).map_err(|e| anyhow!("--name: {e}"))?;
+        let description = parse_description(args.description).map_err(|e| anyhow!("--description: {e}"))?;
+        let kind = parse_kind(args.kind).map_err(|e| anyhow!("--kind: {e}"))?;
+        let scopes = parse_scopes(kind, args.scopes.iter().map(String::as_str)).map_err(|e| anyhow!("--scope: {e}"))?;
+        if kind == TokenKind::Personal && !args.scopes.is_empty() {
+            bail!("--scope: a personal token carries every scope of its account; drop --scope or use --kind service");
+        }
+        let expiry = parse_cli_expiry(args.expires_in, kind).map_err(|e| anyhow!("{e}"))?;
+        let seller = self
+            .db
+            .run(move |conn| accounts::find_by_email(conn, &email))
+            .await?
+            .ok_or_else(|| anyhow!("--email: no account has the email {}", args.email.trim().to_lowercase()))?;
+        let request =
+            IssueRequest { seller_id: seller.id, created_by: seller.id, name, description, kind, scopes, expiry };
+        let issued = self.tokens.issue(request, cli_context()).await.map_err(|e| match e {
+            TokenStoreError::DuplicateName(name) => {
+                anyhow!("--name: the seller already has an active token named `{name}`")
+            }
+            other => anyhow!("{other}"),
+        })?;
+        Ok(issued.plain.expose())
+    }
+
+    /// Revokes a token by its public id, and returns once every running
+    /// instance refuses it; returns a line for the operator.
+    pub async fn revoke_token(&self, token_id: &str) -> anyhow::Result<String> {
+        let id = TokenId::parse(token_id.trim())
+            .ok_or_else(|| anyhow!("`{token_id}` is not a token id (16 letters and digits, as shown in the portal)"))?;
+        let lookup = id.clone();
+        let token = self
+            .db
+            .run(move |conn| store::find_api_token(conn, lookup.as_str()))
+            .await?
+            .ok_or_else(|| anyhow!("no token has the id {id}"))?;
+        if token.revoked_at.is_some() {
+            return Ok(format!("token {id} (“{}”) was already revoked", token.name));
+        }
+        self.tokens.revoke(&token, cli_context()).await.map_err(|e| anyhow!("{e}"))?;
+        let revision = self.db.run(instances::current_revision).await?;
+        instances::wait_until_applied(&self.db, revision, REVOKE_WAIT)
+            .await
+            .map_err(|e| anyhow!("revoked token {id}, but {e}"))?;
+        Ok(format!("revoked token {id} (“{}”); every running instance refuses it", token.name))
+    }
 }
 
 pub fn prune_logs(conn: &mut DbConnection, retention_days: u32) -> anyhow::Result<usize> {

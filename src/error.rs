@@ -1,67 +1,45 @@
-//! Errors of the portal layer and how each becomes a response. The API layer
-//! answers in JSON; the portal answers with a page.
+//! The one shape of every JSON refusal the API sends, whoever refuses: the
+//! gate (401/403/429/503), routing (404/405) and the handlers (400/409/413/
+//! 415/422/500). `{"error": CODE, "message": TEXT, "request_id": ID, …}`,
+//! never cached. The OpenAPI document's `Error` schema describes it.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::HttpResponse;
+use serde_json::{Map, Value};
 
-use crate::hashing::HashError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PortalError {
-    #[error("page not found")]
-    NotFound,
-    #[error("sign-in required")]
-    LoginRequired { next: String },
-    #[error("database error: {0}")]
-    Db(#[from] diesel::result::Error),
-    #[error("database pool error: {0}")]
-    Pool(#[from] diesel::r2d2::PoolError),
-    #[error("template error: {0}")]
-    Template(#[from] askama::Error),
-    #[error(transparent)]
-    Hash(#[from] HashError),
-    #[error("http error: {0}")]
-    Http(#[from] actix_web::error::HttpError),
-    #[error("background task failed: {0}")]
-    Blocking(#[from] actix_web::error::BlockingError),
+/// A JSON refusal: the status, the stable code, a sentence that says what to
+/// do, and any fields of that error (`field`, `required_scope`, …).
+pub fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    extra: impl IntoIterator<Item = (&'static str, Value)>,
+) -> HttpResponse {
+    let mut body = Map::with_capacity(4);
+    body.insert("error".into(), Value::from(code));
+    body.insert("message".into(), Value::from(message));
+    body.insert("request_id".into(), Value::from(request_id));
+    for (key, value) in extra {
+        body.insert(key.into(), value);
+    }
+    HttpResponse::build(status).insert_header((header::CACHE_CONTROL, "no-store")).json(Value::Object(body))
 }
 
-impl PortalError {
-    fn page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-        let page = crate::portal::pages::ErrorPage { title, message, status: status.as_u16() };
-        let body = askama::Template::render(&page).unwrap_or_else(|_| message.to_owned());
-        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ResponseError for PortalError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            PortalError::NotFound => StatusCode::NOT_FOUND,
-            PortalError::LoginRequired { .. } => StatusCode::SEE_OTHER,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            PortalError::NotFound => Self::page(
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing here, or it belongs to another account.",
-            ),
-            PortalError::LoginRequired { next } => {
-                let location = format!("/login?next={}", crate::portal::forms::percent_encode(next));
-                HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
-            }
-            other => {
-                tracing::error!(error = %other, "portal request failed");
-                Self::page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The server could not complete this request. Please try again in a moment.",
-                )
-            }
-        }
+    #[actix_web::test]
+    async fn every_refusal_has_the_same_shape() {
+        let response = json_error(StatusCode::CONFLICT, "conflict", "Taken.", "req-1", [("field", "sku".into())]);
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers().get(header::CACHE_CONTROL).unwrap(), "no-store");
+        let bytes = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "conflict", "message": "Taken.", "request_id": "req-1", "field": "sku"})
+        );
     }
 }

@@ -1,18 +1,30 @@
 //! keygate: API tokens, a bearer gate and an audit log for a seller portal.
+//!
+//! The ground floor (`time`, `cursor`, `bounded`, `remote`, `request_id`,
+//! `error`, `db`, `limits`, `hashing`) imports nothing above it; the rooms
+//! (`tokens`, `audit`, `accounts`, `sessions`, `shop`) sit on it; `gate`,
+//! `api` and `portal` serve them over HTTP through `state`; only `startup`
+//! (and `cli`, for the commands) wires everything together.
 
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod bounded;
 pub mod cli;
-pub mod client;
 pub mod config;
+pub mod cursor;
 pub mod db;
 pub mod error;
 pub mod gate;
 pub mod hashing;
+pub mod limits;
 pub mod portal;
+pub mod remote;
+pub mod request_id;
 pub mod sessions;
 pub mod shop;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
+pub mod time;
 pub mod tokens;

@@ -1,6 +1,6 @@
 use clap::Parser;
 
-use keygate::cli::{self, TokenArgs};
+use keygate::cli::{self, Commands, TokenArgs};
 use keygate::config::{Cli, Command, Config, LogsCommand, TokenCommand, UserCommand};
 use keygate::startup::Application;
 
@@ -40,22 +40,22 @@ fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description }) => {
-            let token = cli::create_token(
-                &mut *cli::open(&url)?.get()?,
-                TokenArgs {
-                    email: &email,
-                    name: &name,
-                    kind: &kind,
-                    scopes: &scopes,
-                    expires_in: expires_in.as_deref(),
-                    description: &description,
-                },
-            )?;
+            let commands = Commands::new(cli::open(&url)?, &url);
+            let args = TokenArgs {
+                email: &email,
+                name: &name,
+                kind: &kind,
+                scopes: &scopes,
+                expires_in: expires_in.as_deref(),
+                description: &description,
+            };
+            let token = runtime()?.block_on(commands.create_token(args))?;
             println!("{token}");
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { token_id }) => {
-            eprintln!("{}", cli::revoke_token(&mut *cli::open(&url)?.get()?, &token_id)?);
+            let commands = Commands::new(cli::open(&url)?, &url);
+            eprintln!("{}", runtime()?.block_on(commands.revoke_token(&token_id))?);
             Ok(())
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {
@@ -64,4 +64,9 @@ fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A runtime for the commands that run the async services.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

@@ -91,9 +91,5 @@ pub fn find_active(conn: &mut DbConnection, cookie_value: &str) -> QueryResult<O
 }
 
 pub fn delete(conn: &mut DbConnection, session_id: i64) -> QueryResult<usize> {
-    db::write_tx(conn, |conn| diesel::delete(sessions::table.find(session_id)).execute(conn))
-}
-
-pub fn delete_all_for(conn: &mut DbConnection, account_id: i64) -> QueryResult<usize> {
-    db::write_tx(conn, |conn| diesel::delete(sessions::table.filter(sessions::account_id.eq(account_id))).execute(conn))
+    diesel::delete(sessions::table.find(session_id)).execute(conn)
 }

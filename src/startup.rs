@@ -1,120 +1,39 @@
 //! Builds the application: the pool, migrations, background tasks, routes and
 //! middleware. `main` parses flags and calls `Application::build`; tests call
-//! it with port 0 and read the port back.
+//! it with port 0 and read the port back. This is the only module that
+//! imports every room of the house.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{from_fn, DefaultHeaders, Next};
-use actix_web::{web, App, HttpMessage, HttpServer};
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App, HttpServer};
+use tracing_actix_web::TracingLogger;
 
-use crate::audit::writer::{AuditSender, AuditWriter};
+use crate::audit::summary::LogSummaries;
+use crate::audit::writer::{AuditWriter, Sink};
 use crate::config::Config;
-use crate::db::{self, DbConnection, DbPool};
-use crate::error::PortalError;
-use crate::gate::middleware::LastUsed;
-use crate::gate::ratelimit::RateLimits;
-use crate::gate::Verifier;
+use crate::db::{self, Db, DbPool};
+use crate::gate::{Gate, Verifier};
 use crate::hashing::Hasher;
+use crate::limits::{self, RateLimits};
+use crate::request_id::KeygateRootSpan;
+use crate::state::AppState;
 use crate::tokens::cache::{self, TokenCache};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub pool: DbPool,
-    pub hasher: Hasher,
-    pub config: Config,
-    pub verifier: Verifier,
-    pub limits: RateLimits,
-    pub last_used: LastUsed,
-    pub audit: AuditSender,
-    /// Client addresses that keep sending invalid tokens; see `gate::tarpit`.
-    pub tarpit: crate::gate::tarpit::Tarpit,
-    /// Token rows the gate has read; see `tokens::cache`.
-    pub tokens: std::sync::Arc<TokenCache>,
-    /// PostgreSQL reads on the request path without the blocking pool;
-    /// `None` on SQLite. See `db::pg_async`.
-    pub pg_reads: Option<db::pg_async::AsyncPg>,
-}
-
-impl AppState {
-    /// Runs `f` with a pooled connection on the blocking pool.
-    pub async fn db<T, E, F>(&self, f: F) -> Result<T, PortalError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Into<PortalError> + Send + 'static,
-    {
-        let pool = self.pool.clone();
-        // Only `Send` errors cross the thread boundary; the conversion to
-        // `PortalError` happens back on the async side.
-        let outcome = web::block(move || pool.get().map(|mut conn| f(&mut conn))).await??;
-        outcome.map_err(Into::into)
-    }
-}
-
-impl AppState {
-    /// Like `db`, for a change to API tokens: afterwards, committed or not,
-    /// the gate forgets the rows it remembers, so the change applies to this
-    /// process's very next request.
-    pub async fn change_tokens<T, E, F>(&self, f: F) -> Result<T, PortalError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Into<PortalError> + Send + 'static,
-    {
-        let outcome = self.db(f).await;
-        self.tokens.invalidate();
-        outcome
-    }
-
-    /// For one short indexed read on the request path. On SQLite (WAL:
-    /// readers never wait for the writer) it runs right here, which spares
-    /// the request two thread switches; on PostgreSQL, whose answer takes a
-    /// network round trip, it goes to the blocking pool like `db`.
-    pub async fn read_small<T, E, F>(&self, f: F) -> Result<T, PortalError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Into<PortalError> + Send + 'static,
-    {
-        if self.config.database_url.backend() == db::Backend::Sqlite {
-            let mut conn = self.pool.get()?;
-            return f(&mut conn).map_err(Into::into);
-        }
-        self.db(f).await
-    }
-
-    /// A read on the API's request path: `on_pg` on the shared pipelined
-    /// PostgreSQL connections when there are some (see `db::pg_async`), else
-    /// `pooled` as `read_small` runs it. Both must run the same query.
-    pub async fn api_read<T, P, A, Fut>(&self, pooled: P, on_pg: A) -> Result<T, PortalError>
-    where
-        P: FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
-        A: Fn(std::sync::Arc<diesel_async::AsyncPgConnection>) -> Fut,
-        Fut: std::future::Future<Output = diesel::QueryResult<T>>,
-        T: Send + 'static,
-    {
-        match &self.pg_reads {
-            Some(pg) => pg.read(on_pg).await.map_err(Into::into),
-            None => self.read_small(pooled).await,
-        }
-    }
-}
+use crate::tokens::instances;
+use crate::tokens::usage::LastUsed;
+use crate::tokens::Tokens;
 
 pub struct Application {
     port: u16,
-    server: Server,
+    server: actix_web::dev::Server,
     audit: AuditWriter,
-    tokens: std::sync::Arc<TokenCache>,
+    tokens: Arc<TokenCache>,
+    db: Db,
+    instance_id: String,
+    refresh: tokio::task::JoinHandle<()>,
 }
-
-/// The id of the request, set by the request-id middleware for handlers and
-/// the audit trail, and echoed as `X-Request-Id`.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
@@ -124,33 +43,43 @@ impl Application {
         let pool = build_pool_and_migrate(&config)?;
         let listener = TcpListener::bind(config.bind)?;
         let port = listener.local_addr()?.port();
-        let hasher = Hasher::per_core();
-        let (audit_sender, audit) = AuditWriter::start(
-            crate::audit::writer::Sink::open(&pool, &config.database_url)?,
-            config.audit_queue as usize,
-        );
         let workers = http_workers(config.workers);
-        let tokens = std::sync::Arc::new(TokenCache::new());
+        // One pipelined PostgreSQL read connection per HTTP worker: on this
+        // 2-core box one connection gave 23.1k req/s on /orders, two 21.4k,
+        // four 18.9k.
+        let db = Db::new(pool.clone(), &config.database_url, workers);
+        let hasher = Hasher::per_core();
+        let (audit_sender, audit) =
+            AuditWriter::start(Sink::open(&pool, &config.database_url)?, config.audit_queue as usize);
+        let tokens = Arc::new(TokenCache::new());
         tokens.poll(&mut *pool.get()?)?;
-        spawn_token_refresh(pool.clone(), tokens.clone());
+        let instance_id = uuid::Uuid::new_v4().simple().to_string();
+        let refresh = cache::spawn_refresh(db.clone(), tokens.clone(), instance_id.clone());
+        let gate = Arc::new(Gate {
+            db: db.clone(),
+            tokens: tokens.clone(),
+            verifier: Verifier::new(hasher.clone()),
+            limits: match &config.redis_url {
+                Some(url) => RateLimits::shared(limits::redis::RedisLimiter::start(url)?, "", limits::MAX_KEYS),
+                None => RateLimits::local(limits::MAX_KEYS),
+            },
+            tarpit: Default::default(),
+            usage: LastUsed::new(db.clone()),
+            audit: audit_sender.clone(),
+            routes: crate::api::route_table(),
+            default_rate_limit: config.rate_limit_per_minute,
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
         let state = web::Data::new(AppState {
-            pool: pool.clone(),
+            db: db.clone(),
             hasher: hasher.clone(),
             config: config.clone(),
-            verifier: Verifier::new(hasher),
-            limits: match &config.redis_url {
-                Some(url) => RateLimits::shared(crate::gate::redis_limit::RedisLimiter::start(url)?),
-                None => RateLimits::default(),
-            },
-            last_used: LastUsed::default(),
-            tarpit: Default::default(),
+            tokens: Tokens::new(db.clone(), hasher, tokens.clone()),
             audit: audit_sender,
-            tokens: tokens.clone(),
-            // One pipelined connection per HTTP worker: on this 2-core box one
-            // connection gave 23.1k req/s on /orders, two 21.4k, four 18.9k.
-            pg_reads: db::pg_async::AsyncPg::new(&config.database_url, workers),
+            summaries: LogSummaries::default(),
+            gate: gate.clone(),
         });
-        spawn_retention_task(pool, config.log_retention_days);
+        spawn_hourly_task(db.clone(), config.log_retention_days);
 
         let hsts = if config.tls.is_some() { "max-age=31536000" } else { "" };
         let server = HttpServer::new(move || {
@@ -160,6 +89,7 @@ impl Application {
             }
             App::new()
                 .app_data(state.clone())
+                .app_data(web::Data::from(gate.clone()))
                 .wrap(
                     headers
                         .add(("Content-Security-Policy", CSP))
@@ -168,7 +98,8 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()")),
                 )
-                .wrap(from_fn(request_id))
+                .wrap(from_fn(crate::request_id::echo_header))
+                .wrap(TracingLogger::<KeygateRootSpan>::new())
                 .service(
                     web::scope("/api")
                         .wrap(from_fn(crate::gate::middleware::api_gate))
@@ -184,7 +115,7 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        Ok(Self { port, server, audit, tokens })
+        Ok(Self { port, server, audit, tokens, db, instance_id, refresh })
     }
 
     pub fn port(&self) -> u16 {
@@ -192,7 +123,7 @@ impl Application {
     }
 
     /// The gate's token rows, for tests that change tokens behind its back.
-    pub fn token_cache(&self) -> std::sync::Arc<TokenCache> {
+    pub fn token_cache(&self) -> Arc<TokenCache> {
         self.tokens.clone()
     }
 
@@ -206,6 +137,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.audit.shutdown().await;
+        self.refresh.abort();
+        let id = self.instance_id;
+        if let Err(e) = self.db.run(move |conn| instances::leave(conn, &id)).await {
+            tracing::warn!(error = %e, "could not remove this instance from gate_instances");
+        }
         tracing::info!("audit log flushed; stopped");
         served
     }
@@ -236,7 +172,7 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<r
 }
 
 pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
-    let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
+    let pool: DbPool = db::build_pool(&config.database_url, config.db_pool_size)?;
     let mut conn = pool.get()?;
     db::run_migrations(&mut conn)?;
     crate::audit::partitions::ensure(&mut conn, db::now())?;
@@ -247,7 +183,7 @@ pub fn build_pool_and_migrate(config: &Config) -> anyhow::Result<DbPool> {
 /// 200 when the database answers within 2 s, 503 otherwise.
 async fn readyz(state: web::Data<AppState>) -> actix_web::HttpResponse {
     use diesel::RunQueryDsl;
-    let pool = state.pool.clone();
+    let pool = state.db.pool().clone();
     let ready = web::block(move || -> anyhow::Result<()> {
         let mut conn = pool.get_timeout(Duration::from_secs(2))?;
         diesel::sql_query("SELECT 1").execute(&mut *conn)?;
@@ -278,74 +214,33 @@ fn http_workers(configured: u32) -> usize {
     }
 }
 
-/// Gives every request an id, and every response an `X-Request-Id`; log
-/// lines written while serving it carry the id, method and path (a span of
-/// three fields: the API's own record of each request is its audit row).
-async fn request_id(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use tracing::Instrument;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.path());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).instrument(span).await?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
-    }
-    Ok(res)
-}
-
-/// Every `cache::REFRESH_EVERY`: notices token changes made by other
-/// processes (the CLI, other instances) and drops the cached rows.
-fn spawn_token_refresh(pool: DbPool, tokens: std::sync::Arc<TokenCache>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(cache::REFRESH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tick.tick().await;
-            let (pool, cache) = (pool.clone(), tokens.clone());
-            let polled = web::block(move || -> anyhow::Result<bool> {
-                Ok(cache.poll(&mut *pool.get_timeout(cache::STALE_AFTER)?)?)
-            })
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|inner| inner);
-            match polled {
-                Ok(_) => failing = false,
-                Err(e) => {
-                    // A change made elsewhere may be unread: serve no row from
-                    // memory until the database answers again.
-                    tokens.invalidate();
-                    if !failing {
-                        tracing::error!(error = %e, "cannot read token_revision; token rows are read per request");
-                        failing = true;
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// Once an hour: creates the coming audit partitions (PostgreSQL) and applies
-/// the audit-log retention.
-fn spawn_retention_task(pool: DbPool, retention_days: u32) {
+/// Once an hour: creates the coming audit partitions (PostgreSQL), applies
+/// the audit-log retention, and forgets instances silent for a day.
+fn spawn_hourly_task(db: Db, retention_days: u32) {
     let retention = chrono::Duration::days(retention_days.into());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let pool = pool.clone();
-            let pruned =
-                web::block(move || -> anyhow::Result<usize> { Ok(crate::audit::prune(&mut *pool.get()?, retention)?) })
-                    .await;
-            match pruned {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(rows = n, "pruned audit rows past retention"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "audit retention failed"),
-                Err(e) => tracing::warn!(error = %e, "audit retention task failed"),
+            if let Err(e) = hourly(&db, retention, db::now()).await {
+                tracing::warn!(error = %e, "the hourly maintenance failed");
             }
         }
     });
+}
+
+/// One round of the hourly maintenance, as of `now`.
+pub async fn hourly(db: &Db, retention: chrono::Duration, now: chrono::NaiveDateTime) -> Result<usize, db::DbError> {
+    db.run(move |conn| {
+        for created in crate::audit::partitions::ensure(conn, now)? {
+            tracing::info!(partition = %created, "created an audit partition");
+        }
+        instances::forget_silent(conn, now)?;
+        let pruned = crate::audit::prune(conn, retention)?;
+        if pruned > 0 {
+            tracing::info!(rows = pruned, "pruned audit rows past retention");
+        }
+        Ok(pruned)
+    })
+    .await
 }

@@ -8,7 +8,7 @@ use super::json::{list_response, ApiError, Errors};
 use super::products::check_sku;
 use crate::gate::Authenticated;
 use crate::shop::{self, ShopError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const MAX_QUANTITY: i64 = 10_000_000;
 
@@ -28,14 +28,8 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     let errors = Errors::from_request(&req);
     let query = errors.query(&req, &["limit", "cursor"])?;
     let (limit, before) = errors.pagination(&query)?;
-    let seller = auth.seller_id;
-    let page = state
-        .api_read(
-            move |conn| shop::list_inventory(conn, seller, before, limit),
-            |conn| shop::list_inventory_pg(conn, seller, before, limit),
-        )
-        .await
-        .map_err(|e| errors.db(e))?;
+    let page = shop::PageOf { seller_id: auth.seller_id(), before, limit };
+    let page = state.db.read(shop::InventoryPage(page)).await.map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|s| s.id)))
 }
 
@@ -57,14 +51,12 @@ pub async fn set(
     if location.is_empty() || location.chars().count() > 64 {
         return Err(errors.unprocessable("location", "location is 1–64 characters"));
     }
-    let seller = auth.seller_id;
-    let set = state
-        .db(move |conn| Ok::<_, diesel::result::Error>(shop::set_stock(conn, seller, &sku, input.quantity, &location)))
-        .await
-        .map_err(|e| errors.db(e))?;
+    let seller = auth.seller_id();
+    let set = state.db.call(move |conn| shop::set_stock(conn, seller, &sku, input.quantity, &location)).await;
     match set {
         Ok(level) => Ok(HttpResponse::Ok().json(level)),
         Err(ShopError::UnknownSku(_)) => Err(errors.not_found("product")),
+        Err(ShopError::Db(e)) => Err(errors.db(e)),
         Err(e) => Err(errors.internal(e)),
     }
 }

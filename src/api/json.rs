@@ -1,17 +1,17 @@
-//! The API's own answers: JSON errors that name the field, strict JSON
-//! bodies and query strings, and cursor pagination.
+//! The API's own answers: JSON errors that name the field (in the one shape
+//! of `crate::error::json_error`), strict JSON bodies and query strings, and
+//! cursor pagination.
 
 use std::collections::HashMap;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
 
-use crate::error::PortalError;
+use crate::cursor;
+use crate::db::DbError;
+use crate::error::json_error;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -37,11 +37,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({ "error": self.code, "message": self.message, "request_id": self.request_id });
-        if let Some(field) = &self.field {
-            body["field"] = json!(field);
+        let field = self.field.as_ref().map(|field| ("field", field.as_str().into()));
+        let mut response = json_error(self.status, self.code, &self.message, &self.request_id, field);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
-        HttpResponse::build(self.status).json(body)
+        response
     }
 }
 
@@ -53,9 +54,7 @@ pub struct Errors {
 
 impl Errors {
     pub fn from_request(req: &HttpRequest) -> Self {
-        use actix_web::HttpMessage;
-        let request_id = req.extensions().get::<crate::startup::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        Self { request_id }
+        Self { request_id: crate::request_id::of(req) }
     }
 
     fn error(&self, status: StatusCode, code: &'static str, field: Option<&str>, message: String) -> ApiError {
@@ -90,7 +89,18 @@ impl Errors {
         )
     }
 
-    pub fn db(&self, error: PortalError) -> ApiError {
+    /// The database failed: 503 with `Retry-After` when it could not be
+    /// reached, 500 otherwise.
+    pub fn db(&self, error: DbError) -> ApiError {
+        if error.is_unavailable() {
+            tracing::error!(error = %error, request_id = %self.request_id, "database unavailable");
+            return self.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                None,
+                "The database cannot be reached right now. Retry in a moment.".into(),
+            );
+        }
         self.internal(error)
     }
 
@@ -158,7 +168,7 @@ impl Errors {
         let cursor = match query.get("cursor") {
             None => None,
             Some(raw) => Some(
-                decode_cursor(raw).ok_or_else(|| self.invalid("cursor", "the cursor is not one this API issued"))?,
+                cursor::decode(raw).ok_or_else(|| self.invalid("cursor", "the cursor is not one this API issued"))?,
             ),
         };
         Ok((limit, cursor))
@@ -171,15 +181,6 @@ fn backticked(message: &str) -> Option<String> {
     Some(message[start..end].to_owned())
 }
 
-pub fn encode_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{id}"))
-}
-
-pub fn decode_cursor(raw: &str) -> Option<i64> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
-    std::str::from_utf8(&bytes).ok()?.strip_prefix("v1:")?.parse().ok()
-}
-
 /// `{"data": [...], "next_cursor": "…" | null}`.
 pub fn list_response<T: Serialize>(rows: &[T], more: bool, last_id: Option<i64>) -> HttpResponse {
     /// Serialised straight from the rows, without an intermediate `Value`.
@@ -188,19 +189,6 @@ pub fn list_response<T: Serialize>(rows: &[T], more: bool, last_id: Option<i64>)
         data: &'a [T],
         next_cursor: Option<String>,
     }
-    let next_cursor = if more { last_id.map(encode_cursor) } else { None };
+    let next_cursor = if more { last_id.map(cursor::encode) } else { None };
     HttpResponse::Ok().json(ListBody { data: rows, next_cursor })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_forgeries() {
-        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
-        assert_eq!(decode_cursor("42"), None);
-        assert_eq!(decode_cursor("!!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("v2:42")), None);
-    }
 }

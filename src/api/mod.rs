@@ -1,6 +1,7 @@
 //! The seller API behind the gate. Each route is declared once, with the
-//! scope it needs; that one declaration registers the handler and feeds the
-//! gate's scope check (and, later, the OpenAPI document).
+//! scope it needs; that one declaration registers the handler, gives the
+//! gate its route table (startup hands it over) and the OpenAPI document
+//! its entry.
 
 pub mod inventory;
 pub mod json;
@@ -10,12 +11,10 @@ pub mod products;
 pub mod reports;
 pub mod token;
 
-use std::sync::OnceLock;
-
-use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
 use actix_web::web;
 
+use crate::gate::{RouteEntry, RouteTable};
 use crate::tokens::Scope;
 
 /// One API operation: the single declaration that registers the handler,
@@ -101,54 +100,40 @@ fn scoped(path: &'static str) -> &'static str {
     path.strip_prefix("/api").expect("API routes live under /api")
 }
 
-/// What the gate knows about a request before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteMatch {
-    /// A declared operation and the scope it needs.
-    Operation(Option<Scope>),
-    /// Open to anyone: the OpenAPI document.
-    Public,
-    /// The path exists with another method.
-    MethodNotAllowed,
-    NotFound,
-}
-
-pub fn match_route(method: &Method, path: &str) -> RouteMatch {
-    static DEFS: OnceLock<Vec<(ResourceDef, &'static ApiRoute)>> = OnceLock::new();
-    if path == openapi::PATH && method == Method::GET {
-        return RouteMatch::Public;
-    }
-    let defs = DEFS.get_or_init(|| ROUTES.iter().map(|r| (ResourceDef::new(r.path), r)).collect());
-    let mut path_known = false;
-    for (def, route) in defs {
-        if def.is_match(path) {
-            if route.method == method.as_str() {
-                return RouteMatch::Operation(route.scope);
-            }
-            path_known = true;
-        }
-    }
-    if path_known {
-        RouteMatch::MethodNotAllowed
-    } else {
-        RouteMatch::NotFound
-    }
+/// The gate's route table: every operation with its scope, and the public
+/// OpenAPI document.
+pub fn route_table() -> RouteTable {
+    let entries = ROUTES.iter().map(|route| RouteEntry {
+        method: Method::from_bytes(route.method.as_bytes()).unwrap_or(Method::GET),
+        path: route.path,
+        scope: route.scope,
+    });
+    RouteTable::new(entries, &[(Method::GET, openapi::PATH)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::gate::RouteMatch;
+
     #[test]
     fn routes_resolve_to_their_declared_scope() {
-        assert_eq!(match_route(&Method::GET, "/api/v1/token"), RouteMatch::Operation(None));
-        assert_eq!(match_route(&Method::DELETE, "/api/v1/token"), RouteMatch::MethodNotAllowed);
-        assert_eq!(match_route(&Method::GET, "/api/v1/nothing"), RouteMatch::NotFound);
-        assert_eq!(match_route(&Method::GET, "/api/v1/orders/12"), RouteMatch::Operation(Some(Scope::OrdersRead)));
-        assert_eq!(match_route(&Method::POST, "/api/v1/orders"), RouteMatch::Operation(Some(Scope::OrdersWrite)));
+        let table = route_table();
+        assert_eq!(table.matches(&Method::GET, "/api/v1/token"), RouteMatch::Operation(None));
         assert_eq!(
-            match_route(&Method::PUT, "/api/v1/inventory/MUG-1"),
+            table.matches(&Method::DELETE, "/api/v1/token"),
+            RouteMatch::MethodNotAllowed { allow: "GET".into() }
+        );
+        assert_eq!(table.matches(&Method::GET, "/api/v1/nothing"), RouteMatch::NotFound);
+        assert_eq!(table.matches(&Method::GET, "/api/v1/orders/12"), RouteMatch::Operation(Some(Scope::OrdersRead)));
+        assert_eq!(table.matches(&Method::POST, "/api/v1/orders"), RouteMatch::Operation(Some(Scope::OrdersWrite)));
+        assert_eq!(
+            table.matches(&Method::PUT, "/api/v1/inventory/MUG-1"),
             RouteMatch::Operation(Some(Scope::InventoryWrite))
         );
+        assert_eq!(table.matches(&Method::GET, "/api/openapi.json"), RouteMatch::Public);
+        // Every declared method parses.
+        assert!(ROUTES.iter().all(|r| Method::from_bytes(r.method.as_bytes()).is_ok()));
     }
 }

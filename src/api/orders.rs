@@ -10,7 +10,7 @@ use super::products::check_sku;
 use crate::accounts::Email;
 use crate::gate::Authenticated;
 use crate::shop::{self, NewOrderLine, ShopError, ORDER_STATUSES};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const MAX_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: i64 = 10_000;
@@ -50,15 +50,8 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     if let Some(status) = &status {
         check_status(&errors, "status", status)?;
     }
-    let seller = auth.seller_id;
-    let pooled_status = status.clone();
-    let page = state
-        .api_read(
-            move |conn| shop::list_orders(conn, seller, pooled_status.as_deref(), before, limit),
-            |conn| shop::list_orders_pg(conn, seller, status.clone(), before, limit),
-        )
-        .await
-        .map_err(|e| errors.db(e))?;
+    let page = shop::PageOf { seller_id: auth.seller_id(), before, limit };
+    let page = state.db.read(shop::OrdersPage { page, status }).await.map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|o| o.id)))
 }
 
@@ -70,11 +63,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let errors = Errors::from_request(&req);
     let id: i64 = path.parse().map_err(|_| errors.not_found("order"))?;
-    let seller = auth.seller_id;
-    let order = state
-        .api_read(move |conn| shop::find_order(conn, seller, id), |conn| shop::find_order_pg(conn, seller, id))
-        .await
-        .map_err(|e| errors.db(e))?;
+    let order = state.db.read(shop::OneOrder { seller_id: auth.seller_id(), id }).await.map_err(|e| errors.db(e))?;
     order.map(|o| HttpResponse::Ok().json(o)).ok_or_else(|| errors.not_found("order"))
 }
 
@@ -102,19 +91,16 @@ pub async fn create(
     }
     let lines: Vec<NewOrderLine> =
         input.items.into_iter().map(|l| NewOrderLine { sku: l.sku, quantity: l.quantity }).collect();
-    let seller = auth.seller_id;
+    let seller = auth.seller_id();
     let status = input.status;
-    let created = state
-        .db(move |conn| {
-            Ok::<_, diesel::result::Error>(shop::create_order(conn, seller, email.as_str(), &status, &lines, None))
-        })
-        .await
-        .map_err(|e| errors.db(e))?;
+    let created =
+        state.db.call(move |conn| shop::create_order(conn, seller, email.as_str(), &status, &lines, None)).await;
     match created {
         Ok(order) => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/api/v1/orders/{}", order.id)))
             .json(order)),
         Err(ShopError::UnknownSku(sku)) => Err(errors.unprocessable("items", format!("no product has SKU `{sku}`"))),
+        Err(ShopError::Db(e)) => Err(errors.db(e)),
         Err(e) => Err(errors.internal(e)),
     }
 }

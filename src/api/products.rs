@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::json::{list_response, ApiError, Errors};
 use crate::gate::Authenticated;
 use crate::shop::{self, NewProduct, ProductChanges, ShopError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,14 +75,8 @@ pub async fn list(req: HttpRequest, auth: Authenticated, state: web::Data<AppSta
     let errors = Errors::from_request(&req);
     let query = errors.query(&req, &["limit", "cursor"])?;
     let (limit, before) = errors.pagination(&query)?;
-    let seller = auth.seller_id;
-    let page = state
-        .api_read(
-            move |conn| shop::list_products(conn, seller, before, limit),
-            |conn| shop::list_products_pg(conn, seller, before, limit),
-        )
-        .await
-        .map_err(|e| errors.db(e))?;
+    let page = shop::PageOf { seller_id: auth.seller_id(), before, limit };
+    let page = state.db.read(shop::ProductsPage(page)).await.map_err(|e| errors.db(e))?;
     Ok(list_response(&page.rows, page.more, page.rows.last().map(|p| p.id)))
 }
 
@@ -94,11 +88,8 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     let errors = Errors::from_request(&req);
     let id = parse_id(&errors, &path)?;
-    let seller = auth.seller_id;
-    let product = state
-        .api_read(move |conn| shop::find_product(conn, seller, id), |conn| shop::find_product_pg(conn, seller, id))
-        .await
-        .map_err(|e| errors.db(e))?;
+    let product =
+        state.db.read(shop::OneProduct { seller_id: auth.seller_id(), id }).await.map_err(|e| errors.db(e))?;
     product.map(|p| HttpResponse::Ok().json(p)).ok_or_else(|| errors.not_found("product"))
 }
 
@@ -117,9 +108,10 @@ pub async fn create(
     if input.currency.len() != 3 || !input.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(errors.unprocessable("currency", "currency is an ISO 4217 code such as EUR"));
     }
-    let seller = auth.seller_id;
+    let seller = auth.seller_id();
     let created = state
-        .db(move |conn| {
+        .db
+        .call(move |conn| {
             let new = NewProduct {
                 sku: &input.sku,
                 name: input.name.trim(),
@@ -128,10 +120,9 @@ pub async fn create(
                 currency: &input.currency,
                 active: input.active,
             };
-            Ok::<_, diesel::result::Error>(shop::create_product(conn, seller, &new))
+            shop::create_product(conn, seller, &new)
         })
-        .await
-        .map_err(|e| errors.db(e))?;
+        .await;
     match created {
         Ok(product) => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/api/v1/products/{}", product.id)))
@@ -139,6 +130,7 @@ pub async fn create(
         Err(ShopError::DuplicateSku(sku)) => {
             Err(errors.conflict("sku", format!("a product with SKU `{sku}` already exists")))
         }
+        Err(ShopError::Db(e)) => Err(errors.db(e)),
         Err(e) => Err(errors.internal(e)),
     }
 }
@@ -165,7 +157,7 @@ pub async fn update(
     if let Some(price) = input.price_cents {
         check_price(&errors, price)?;
     }
-    let seller = auth.seller_id;
+    let seller = auth.seller_id();
     let changes = ProductChanges {
         name: input.name.map(|n| n.trim().to_owned()),
         description: input.description,
@@ -173,6 +165,6 @@ pub async fn update(
         active: input.active,
     };
     let updated =
-        state.db(move |conn| shop::update_product(conn, seller, id, changes)).await.map_err(|e| errors.db(e))?;
+        state.db.run(move |conn| shop::update_product(conn, seller, id, changes)).await.map_err(|e| errors.db(e))?;
     updated.map(|p| HttpResponse::Ok().json(p)).ok_or_else(|| errors.not_found("product"))
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::json::{ApiError, Errors};
 use crate::gate::Authenticated;
 use crate::shop;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Totals for a range of days.
 #[derive(Serialize, ToSchema)]
@@ -45,8 +45,9 @@ pub async fn sales(
     if (to - from).num_days() >= MAX_RANGE_DAYS {
         return Err(errors.unprocessable("to", format!("a report covers at most {MAX_RANGE_DAYS} days")));
     }
-    let seller = auth.seller_id;
+    let seller = auth.seller_id();
     let (start, end) = (from.and_time(NaiveTime::MIN), (to + Duration::days(1)).and_time(NaiveTime::MIN));
-    let totals = state.db(move |conn| shop::sales_totals(conn, seller, start, end)).await.map_err(|e| errors.db(e))?;
+    let totals =
+        state.db.run(move |conn| shop::sales_totals(conn, seller, start, end)).await.map_err(|e| errors.db(e))?;
     Ok(HttpResponse::Ok().json(SalesReport { from: from.to_string(), to: to.to_string(), totals }))
 }

@@ -1,34 +1,44 @@
-//! `GET /api/v1/token`: the calling token itself.
+//! `GET /api/v1/token`: the calling credential itself.
 
 use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::gate::error::rfc3339;
 use crate::gate::Authenticated;
+use crate::time::rfc3339;
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenInfo {
+    /// The public token id, as in the token string and API Logs.
     pub id: String,
     pub name: String,
+    /// `personal`, `service` or `oauth`.
     pub kind: String,
     pub seller: i64,
     pub scopes: Vec<&'static str>,
     pub created_at: String,
     pub expires_at: Option<String>,
-    pub rotation_due_at: String,
+    /// When the secret is due for rotation (API tokens; null for OAuth).
+    pub rotation_due_at: Option<String>,
+    /// The app an OAuth access token acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
 }
 
 pub async fn show(auth: Authenticated) -> HttpResponse {
-    let token = &auth.token;
+    let credential = &auth.credential;
     HttpResponse::Ok().json(TokenInfo {
-        id: token.public_id.clone(),
-        name: token.name.clone(),
-        kind: token.kind.clone(),
-        seller: auth.seller_id,
-        scopes: auth.scopes.iter().map(|s| s.as_str()).collect(),
-        created_at: rfc3339(token.created_at),
-        expires_at: token.expires_at.map(rfc3339),
-        rotation_due_at: rfc3339(token.rotation_due_at()),
+        id: credential.public_id.clone(),
+        name: credential.name.clone(),
+        kind: credential.kind.as_str().to_owned(),
+        seller: credential.seller_id,
+        scopes: credential.scopes.iter().map(|s| s.as_str()).collect(),
+        created_at: rfc3339(credential.created_at),
+        expires_at: credential.expires_at.map(rfc3339),
+        rotation_due_at: credential.rotation_due_at.map(rfc3339),
+        client_id: credential.oauth.as_ref().map(|o| o.client_id.clone()),
+        app_name: credential.oauth.as_ref().map(|o| o.app_name.clone()),
     })
 }

@@ -1,15 +1,45 @@
 //! The audit trail behind Settings → API Logs: API requests and portal
-//! security events in one table.
+//! security events in one table. The columns are declared once here
+//! ([`COLUMNS`]); the writer, the queries and the CSV export follow them.
 
+pub mod filter;
+pub mod highlights;
+pub mod outcome;
+pub mod page;
 pub mod partitions;
-pub mod query;
+pub mod summary;
 pub mod writer;
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
+pub use outcome::{EventKind, Outcome};
+
 use crate::db::schema::audit_events;
 use crate::db::DbConnection;
+
+/// Every column of an audit row but `id`, in the table's order. The SQLite
+/// writer's INSERT is built from this list; tests tie it to the schema, to
+/// [`NewAuditEvent`] and to the CSV export.
+pub const COLUMNS: [&str; 17] = [
+    "occurred_at",
+    "kind",
+    "event",
+    "outcome",
+    "seller_id",
+    "actor_id",
+    "subject",
+    "token_id",
+    "method",
+    "path",
+    "status",
+    "required_scope",
+    "ip",
+    "user_agent",
+    "latency_us",
+    "request_id",
+    "detail",
+];
 
 /// Portal events that join the trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +70,10 @@ impl SecurityEvent {
         }
     }
 
-    fn outcome(self) -> &'static str {
+    fn outcome(self) -> Outcome {
         match self {
-            SecurityEvent::LoginFailed | SecurityEvent::LoginThrottled => "failed",
-            _ => "ok",
+            SecurityEvent::LoginFailed | SecurityEvent::LoginThrottled => Outcome::Failed,
+            _ => Outcome::Ok,
         }
     }
 }
@@ -64,15 +94,16 @@ pub struct EventContext {
     pub detail: Option<String>,
 }
 
+/// A row to write, field for field [`COLUMNS`].
 /// `treat_none_as_default_value = false` binds `None` as NULL, which lets
 /// SQLite take many rows in one multi-row `INSERT` (it has no `DEFAULT` there).
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct NewAuditEvent {
     pub occurred_at: NaiveDateTime,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub event: &'static str,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub seller_id: Option<i64>,
     pub actor_id: Option<i64>,
     pub subject: Option<String>,
@@ -88,11 +119,14 @@ pub struct NewAuditEvent {
     pub detail: Option<String>,
 }
 
+/// The longest user agent and path kept.
+pub const MAX_TEXT: usize = 512;
+
 impl NewAuditEvent {
     pub fn security(event: SecurityEvent, ctx: EventContext) -> Self {
         Self {
             occurred_at: crate::db::now(),
-            kind: "security",
+            kind: EventKind::Security,
             event: event.as_str(),
             outcome: event.outcome(),
             seller_id: ctx.seller_id,
@@ -104,7 +138,7 @@ impl NewAuditEvent {
             status: None,
             required_scope: None,
             ip: ctx.ip,
-            user_agent: ctx.user_agent.map(|ua| truncate(ua, 512)),
+            user_agent: ctx.user_agent.map(|ua| truncate(ua, MAX_TEXT)),
             latency_us: None,
             request_id: ctx.request_id,
             detail: ctx.detail,
@@ -120,7 +154,7 @@ pub struct ApiRequest {
     pub method: String,
     pub path: String,
     pub status: u16,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub required_scope: Option<&'static str>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -132,7 +166,7 @@ impl NewAuditEvent {
     pub fn api(request: ApiRequest) -> Self {
         Self {
             occurred_at: crate::db::now(),
-            kind: "api",
+            kind: EventKind::Api,
             event: "api_request",
             outcome: request.outcome,
             seller_id: request.seller_id,
@@ -140,11 +174,11 @@ impl NewAuditEvent {
             subject: None,
             token_id: request.token_id,
             method: Some(request.method),
-            path: Some(truncate(request.path, 512)),
+            path: Some(truncate(request.path, MAX_TEXT)),
             status: Some(i32::from(request.status)),
             required_scope: request.required_scope.map(str::to_owned),
             ip: request.ip,
-            user_agent: request.user_agent.map(|ua| truncate(ua, 512)),
+            user_agent: request.user_agent.map(|ua| truncate(ua, MAX_TEXT)),
             latency_us: Some(request.latency_us),
             request_id: Some(request.request_id),
             detail: None,
@@ -168,14 +202,15 @@ pub fn record(conn: &mut DbConnection, event: SecurityEvent, ctx: EventContext) 
     diesel::insert_into(audit_events::table).values(NewAuditEvent::security(event, ctx)).execute(conn).map(drop)
 }
 
+/// A row as read back, field for field `id` and [`COLUMNS`].
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = audit_events)]
 pub struct AuditRow {
     pub id: i64,
     pub occurred_at: NaiveDateTime,
-    pub kind: String,
+    pub kind: EventKind,
     pub event: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub seller_id: Option<i64>,
     pub actor_id: Option<i64>,
     pub subject: Option<String>,
@@ -195,7 +230,7 @@ pub struct AuditRow {
 /// account's last successful sign-in.
 pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: NaiveDateTime) -> QueryResult<i64> {
     let last_success: Option<NaiveDateTime> = audit_events::table
-        .filter(audit_events::kind.eq("security"))
+        .filter(audit_events::kind.eq(EventKind::Security))
         .filter(audit_events::event.eq(SecurityEvent::LoginSucceeded.as_str()))
         .filter(audit_events::subject.eq(subject))
         .filter(audit_events::occurred_at.ge(since))
@@ -203,7 +238,7 @@ pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: 
         .first(conn)?;
     let since = last_success.map_or(since, |t| t.max(since));
     audit_events::table
-        .filter(audit_events::kind.eq("security"))
+        .filter(audit_events::kind.eq(EventKind::Security))
         .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
         .filter(audit_events::subject.eq(subject))
         .filter(audit_events::occurred_at.gt(since))
@@ -213,7 +248,7 @@ pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: 
 
 pub fn failed_logins_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
     audit_events::table
-        .filter(audit_events::kind.eq("security"))
+        .filter(audit_events::kind.eq(EventKind::Security))
         .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
         .filter(audit_events::ip.eq(ip))
         .filter(audit_events::occurred_at.ge(since))
@@ -231,4 +266,35 @@ pub fn prune(conn: &mut DbConnection, retention: Duration) -> QueryResult<usize>
         diesel::delete(audit_events::table.filter(audit_events::occurred_at.lt(cutoff))).execute(conn)
     })?;
     Ok(dropped + deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_list_is_the_schema_and_the_insert() {
+        // The schema's columns, in order, as diesel writes them.
+        let select =
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&audit_events::table.select(audit_events::all_columns))
+                .to_string();
+        let listed: Vec<String> = select
+            .trim_start_matches("SELECT ")
+            .split(" FROM ")
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|c| c.rsplit('.').next().unwrap().trim_matches('`').to_owned())
+            .collect();
+        assert_eq!(listed[0], "id");
+        assert_eq!(listed[1..], COLUMNS.map(str::to_owned));
+        // The diesel insert binds exactly these columns, in this order.
+        let event = NewAuditEvent::security(SecurityEvent::Logout, EventContext::default());
+        let insert =
+            diesel::debug_query::<diesel::sqlite::Sqlite, _>(&diesel::insert_into(audit_events::table).values(event))
+                .to_string();
+        let columns = insert.split('(').nth(1).unwrap().split(')').next().unwrap();
+        let inserted: Vec<&str> = columns.split(", ").map(|c| c.trim_matches('`')).collect();
+        assert_eq!(inserted, COLUMNS);
+    }
 }

@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::NewAuditEvent;
+use super::{NewAuditEvent, COLUMNS};
 use crate::db::schema::audit_events;
 use crate::db::{self, Backend, DatabaseUrl, DbConnection, DbPool};
 
@@ -182,9 +182,14 @@ impl Sink {
     }
 }
 
-const SQLITE_INSERT: &str = "INSERT INTO audit_events (occurred_at, kind, event, outcome, seller_id, actor_id, \
-     subject, token_id, method, path, status, required_scope, ip, user_agent, latency_us, request_id, detail) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+/// The SQLite writer's INSERT, built from the one list of columns.
+fn sqlite_insert() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+        format!("INSERT INTO audit_events ({}) VALUES ({})", COLUMNS.join(", "), placeholders.join(", "))
+    })
+}
 
 /// How diesel writes a `Timestamp` to SQLite; rows from both paths must
 /// compare and sort alike.
@@ -210,13 +215,13 @@ impl SqliteSink {
     pub fn insert(&mut self, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut insert = tx.prepare_cached(SQLITE_INSERT)?;
+            let mut insert = tx.prepare_cached(sqlite_insert())?;
             for row in rows {
                 insert.execute(rusqlite::params![
                     row.occurred_at.format(SQLITE_TIMESTAMP).to_string(),
-                    row.kind,
+                    row.kind.as_str(),
                     row.event,
-                    row.outcome,
+                    row.outcome.as_str(),
                     row.seller_id,
                     row.actor_id,
                     row.subject,
@@ -303,7 +308,7 @@ mod tests {
             method: "GET".into(),
             path: "/api/v1/orders".into(),
             status: 429,
-            outcome: "rate_limited",
+            outcome: crate::audit::Outcome::RateLimited,
             required_scope: Some("orders:read"),
             ip: Some("203.0.113.7".into()),
             user_agent: Some("erp \"sync\" é".into()),

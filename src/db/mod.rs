@@ -2,7 +2,11 @@
 //! pool, the embedded migrations, and the few places where SQL differs.
 
 pub mod pg_async;
+pub mod read;
 pub mod schema;
+mod text_enum;
+
+pub use read::Read;
 
 use std::time::Duration;
 
@@ -39,6 +43,100 @@ pub enum DbConnection {
 
 pub type DbPool = Pool<ConnectionManager<DbConnection>>;
 pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// What can go wrong reaching the database, whoever asked. Each layer turns
+/// it into its own answer: a page, an API error body, a gate refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("no database connection: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("the database task failed: {0}")]
+    Task(String),
+}
+
+impl DbError {
+    /// The database could not be reached at all (rather than refusing a query).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Task(_) => true,
+            DbError::Query(diesel::result::Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                diesel::result::DatabaseErrorKind::UnableToSendCommand
+                    | diesel::result::DatabaseErrorKind::ClosedConnection
+            ),
+            DbError::Query(_) => false,
+        }
+    }
+}
+
+/// The database as the rest of keygate uses it: blocking work on the
+/// blocking pool, off the async workers, and reads on the request path by
+/// the cheapest way the backend allows (see [`read`]).
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    backend: Backend,
+    pipelined: Option<std::sync::Arc<pg_async::AsyncPg>>,
+}
+
+impl Db {
+    /// `pipelined` shared PostgreSQL connections for reads, when the URL
+    /// allows them (see `pg_async`); none on SQLite.
+    pub fn new(pool: DbPool, url: &DatabaseUrl, pipelined: usize) -> Self {
+        let pipelined = pg_async::AsyncPg::new(url, pipelined).map(std::sync::Arc::new);
+        Self { pool, backend: url.backend(), pipelined }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A pooled connection, for code already off the async workers.
+    pub fn get(&self) -> Result<PooledConn, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool. `E` is the
+    /// caller's error type (a store's or a service's), which can hold a
+    /// [`DbError`] for a pool that gives no connection.
+    pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let job = tokio::task::spawn_blocking(move || match pool.get() {
+            Ok(mut conn) => f(&mut conn),
+            Err(e) => Err(E::from(DbError::Pool(e))),
+        });
+        job.await.map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// [`Db::call`] for plain queries.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConnection) -> diesel::QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.call(move |conn| f(conn).map_err(DbError::from)).await
+    }
+
+    /// A read on the request path; see [`read`] for where it runs.
+    pub async fn read<R: Read>(&self, read: R) -> Result<R::Output, DbError> {
+        match (&self.pipelined, self.backend) {
+            (Some(pg), _) => Ok(pg.read(&read).await?),
+            (None, Backend::Sqlite) => read.run(&mut *self.get()?).map_err(DbError::from),
+            (None, Backend::Postgres) => self.run(move |conn| read.run(conn)).await,
+        }
+    }
+}
 
 /// Which backend a `DATABASE_URL` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +259,9 @@ pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<()> {
 /// Runs `f` in a transaction that writes. On SQLite it starts with
 /// `BEGIN IMMEDIATE`, so the write lock is taken up front and a concurrent
 /// writer waits on the busy timeout instead of failing with "database is locked"
-/// when its read lock cannot be upgraded.
+/// when its read lock cannot be upgraded. Inside a transaction already (a
+/// service composing several stores), it becomes a savepoint on both
+/// backends, so the outer transaction decides.
 pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -169,15 +269,21 @@ where
 {
     match conn {
         DbConnection::Sqlite(sqlite) => {
-            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-            match f(conn) {
+            let outermost =
+                AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()?.is_none();
+            if outermost {
+                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            } else {
+                AnsiTransactionManager::begin_transaction(sqlite)?;
+            }
+            let outcome = f(conn);
+            let DbConnection::Sqlite(sqlite) = conn else { unreachable!("the connection stays SQLite") };
+            match outcome {
                 Ok(value) => {
-                    let DbConnection::Sqlite(sqlite) = conn else { unreachable!() };
                     AnsiTransactionManager::commit_transaction(sqlite)?;
                     Ok(value)
                 }
                 Err(e) => {
-                    let DbConnection::Sqlite(sqlite) = conn else { unreachable!() };
                     AnsiTransactionManager::rollback_transaction(sqlite)?;
                     Err(e)
                 }

@@ -14,7 +14,6 @@
 //! restarted, the socket closed) is dropped, and the read that found it dead
 //! runs again on a new one: after PostgreSQL is back, no read fails.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::Mutex;
 use tokio_postgres::config::{Host, SslMode};
 
-use super::{Backend, DatabaseUrl};
+use super::{Backend, DatabaseUrl, Read};
 
 /// How long opening a connection may take, as for the r2d2 pool.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,19 +63,15 @@ impl AsyncPg {
         Some(Self { url: url.as_str().to_owned(), slots, next: AtomicUsize::new(0) })
     }
 
-    /// Runs one read on a shared connection. `f` must only read: the
-    /// connection is shared, so a transaction on it would take in other
-    /// requests' queries. A read that fails at the transport level on a
-    /// connection opened earlier (PostgreSQL may have restarted since) runs
-    /// once more on a new connection, which a read can safely do.
-    pub async fn read<T, F, Fut>(&self, f: F) -> QueryResult<T>
-    where
-        F: Fn(Arc<AsyncPgConnection>) -> Fut,
-        Fut: Future<Output = QueryResult<T>>,
-    {
+    /// Runs one read on a shared connection. The connection is shared, so
+    /// a transaction on it would take in other requests' queries: reads
+    /// only. A read that fails at the transport level on a connection opened
+    /// earlier (PostgreSQL may have restarted since) runs once more on a new
+    /// connection, which a read can safely do.
+    pub async fn read<R: Read>(&self, read: &R) -> QueryResult<R::Output> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         let (conn, fresh) = self.connection(slot).await?;
-        match f(conn.clone()).await {
+        match read.run_pipelined(&conn).await {
             Err(e) if is_transport(&e) => {
                 forget(slot, &conn).await;
                 if fresh {
@@ -84,7 +79,7 @@ impl AsyncPg {
                 }
                 tracing::warn!(error = %e, "a PostgreSQL read connection failed; retrying on a new one");
                 let (conn, _) = self.connection(slot).await?;
-                let outcome = f(conn.clone()).await;
+                let outcome = read.run_pipelined(&conn).await;
                 if outcome.as_ref().is_err_and(is_transport) {
                     forget(slot, &conn).await;
                 }

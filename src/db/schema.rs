@@ -135,3 +135,13 @@ diesel::table! {
 
 diesel::joinable!(order_items -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(products, inventory, orders, order_items);
+
+diesel::table! {
+    /// Which token revision each running instance has applied, and when.
+    gate_instances (id) {
+        id -> Text,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        revision_seen -> BigInt,
+    }
+}

@@ -1,6 +1,6 @@
-//! From an `Authorization` header to an `Authenticated` caller, or the exact
-//! refusal. The order matters: a refusal never tells someone without the
-//! secret whether a token id exists, is revoked or has expired.
+//! From an `Authorization` header to an authenticated credential, or the
+//! exact refusal. The order matters: a refusal never tells someone without
+//! the secret whether a token id exists, is revoked or has expired.
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -10,22 +10,29 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use super::error::GateError;
-use crate::db;
-use crate::startup::AppState;
+use super::Gate;
+use crate::db::DbError;
 use crate::tokens::cache::Lookup;
-use crate::tokens::store::{self, ApiToken};
-use crate::tokens::{PlainToken, ScopeSet, TokenFormatError, TokenKind};
+use crate::tokens::store::CredentialLookup;
+use crate::tokens::{Credential, PlainToken, ScopeSet, TokenFormatError, TokenKind};
 
 const UNKNOWN_OR_WRONG: &str = "unknown token or wrong secret";
 
 /// A caller the gate let through. Handlers take it as an extractor.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub seller_id: i64,
-    pub token: Arc<ApiToken>,
-    /// What the token may do now: its own scopes, or for a personal token
-    /// every scope of its account.
-    pub scopes: ScopeSet,
+    pub credential: Arc<Credential>,
+}
+
+impl Authenticated {
+    pub fn seller_id(&self) -> i64 {
+        self.credential.seller_id
+    }
+
+    /// What the caller may do now.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.credential.scopes
+    }
 }
 
 impl FromRequest for Authenticated {
@@ -42,22 +49,19 @@ impl FromRequest for Authenticated {
     }
 }
 
-/// The gate's verdict, with whatever it learnt about the caller for the audit row.
-pub struct Verdict {
+/// What authentication learnt about the caller, for the audit row, even
+/// when it refused.
+#[derive(Debug, Default, Clone)]
+pub struct Caller {
     pub seller_id: Option<i64>,
     pub token_id: Option<String>,
-    pub result: Result<Authenticated, GateError>,
-}
-
-impl Verdict {
-    fn refuse(error: GateError) -> Self {
-        Self { seller_id: None, token_id: None, result: Err(error) }
-    }
 }
 
 fn describe(error: TokenFormatError) -> &'static str {
     match error {
-        TokenFormatError::UnknownPrefix => "it does not start with kgp_ or kgs_",
+        TokenFormatError::UnknownPrefix => {
+            "it does not start with kgp_ or kgs_ (API tokens) or kgo_ (OAuth access tokens)"
+        }
         TokenFormatError::WrongLength => "it has the wrong length (truncated or padded?)",
         TokenFormatError::BadCharacters => "it contains characters a keygate token never has",
         TokenFormatError::BadChecksum => "its checksum does not match (mistyped or truncated?)",
@@ -78,64 +82,61 @@ fn bearer_token(header: &HeaderValue) -> Result<&str, GateError> {
     Ok(token)
 }
 
-pub async fn authenticate(state: &AppState, header: Option<&HeaderValue>) -> Verdict {
-    let Some(header) = header else { return Verdict::refuse(GateError::Unauthorized) };
-    let plain = match bearer_token(header)
-        .and_then(|t| PlainToken::parse(t).map_err(|e| GateError::InvalidToken(describe(e))))
-    {
-        Ok(plain) => plain,
-        Err(error) => return Verdict::refuse(error),
-    };
+/// Checks the `Authorization` header; fills in `caller` as it learns who it is.
+pub async fn authenticate(
+    gate: &Gate,
+    header: Option<&HeaderValue>,
+    caller: &mut Caller,
+) -> Result<Authenticated, GateError> {
+    let header = header.ok_or(GateError::Unauthorized)?;
+    let plain = PlainToken::parse(bearer_token(header)?).map_err(|e| GateError::InvalidToken(describe(e)))?;
+    // Refresh tokens, client secrets and codes never open the API.
+    let claimed = TokenKind::of_prefix(plain.prefix()).ok_or(GateError::InvalidToken(
+        "it is not an access token: send an API token (kgp_, kgs_) or an OAuth access token (kgo_)",
+    ))?;
     let id = plain.id().to_string();
-    let token = match lookup(state, &id).await {
-        Ok(Some(token)) => token,
-        Ok(None) => return Verdict::refuse(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
+    let stored = match lookup(gate, &id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
             tracing::error!(error = %e, "token lookup failed");
-            return Verdict::refuse(GateError::Unavailable);
+            return Err(GateError::Unavailable);
         }
     };
-    let seller_id = Some(token.seller_id);
-    let token_id = Some(id);
-    let verdict = |result| Verdict { seller_id, token_id: token_id.clone(), result };
+    let credential = &stored.credential;
+    caller.seller_id = Some(credential.seller_id);
+    caller.token_id = Some(id);
     // A token string names its kind; a kgp_ string for a service row is forged.
-    if plain.kind() != token.kind() {
-        return verdict(Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)));
+    if claimed != credential.kind {
+        return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));
     }
-    let now = db::now();
-    match state.verifier.check(&token, plain.secret(), now).await {
+    let now = crate::db::now();
+    match gate.verifier.check(&stored, plain.secret(), now).await {
         Ok(check) if check.is_valid() => {}
-        Ok(_) => return verdict(Err(GateError::InvalidToken(UNKNOWN_OR_WRONG))),
+        Ok(_) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
             tracing::error!(error = %e, "secret verification failed");
-            return verdict(Err(GateError::Unavailable));
+            return Err(GateError::Unavailable);
         }
     }
-    if token.revoked_at.is_some() {
-        return verdict(Err(GateError::TokenRevoked));
+    if stored.revoked_at.is_some() {
+        return Err(GateError::TokenRevoked);
     }
-    if let Some(expired_at) = token.expires_at.filter(|at| *at <= now) {
-        return verdict(Err(GateError::TokenExpired { expired_at }));
+    if let Some(expired_at) = credential.expires_at.filter(|at| *at <= now) {
+        return Err(GateError::TokenExpired { expired_at });
     }
-    let scopes = match token.kind() {
-        // Every seller account holds every scope today; a personal token
-        // follows the account at request time.
-        TokenKind::Personal => ScopeSet::all(),
-        TokenKind::Service => token.scope_set().unwrap_or_default(),
-    };
-    verdict(Ok(Authenticated { seller_id: token.seller_id, token, scopes }))
+    Ok(Authenticated { credential: credential.clone() })
 }
 
-/// The token row from memory, or from the database on a miss (see
-/// `tokens::cache` for why a remembered row is never stale).
-async fn lookup(state: &AppState, public_id: &str) -> Result<Lookup, crate::error::PortalError> {
-    if let Some(hit) = state.tokens.get(public_id) {
+/// The credential from memory, or from the database on a miss (see
+/// `tokens::cache` for why a remembered one is never stale).
+async fn lookup(gate: &Gate, public_id: &str) -> Result<Lookup, DbError> {
+    if let Some(hit) = gate.tokens.get(public_id) {
         return Ok(hit);
     }
-    let generation = state.tokens.generation();
-    let id = public_id.to_owned();
-    let found = state.read_small(move |conn| store::find(conn, &id)).await?.map(Arc::new);
-    state.tokens.put(public_id, generation, found.clone());
+    let generation = gate.tokens.generation();
+    let found = gate.db.read(CredentialLookup(public_id.to_owned())).await?.map(Arc::new);
+    gate.tokens.put(public_id, generation, found.clone());
     Ok(found)
 }
 

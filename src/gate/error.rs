@@ -1,12 +1,16 @@
 //! The gate's answers: the troubleshooting table of SPEC §4, made exact.
-//! Every refusal is JSON `{"error", "message", "request_id", …}` with the
-//! RFC 6750 `WWW-Authenticate` header where the table asks for one.
+//! Every refusal is JSON `{"error", "message", "request_id", …}` (built by
+//! `crate::error::json_error`, as every API refusal is) with the RFC 6750
+//! `WWW-Authenticate` header where the table asks for one.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use chrono::NaiveDateTime;
-use serde_json::json;
+use serde_json::Value;
 
+use crate::audit::Outcome;
+use crate::error::json_error;
+use crate::time::rfc3339;
 use crate::tokens::Scope;
 
 pub const REALM: &str = "keygate";
@@ -33,6 +37,12 @@ pub enum GateError {
     HttpsRequired,
     /// The token could not be checked (the database is away); retry soon.
     Unavailable,
+    /// No API endpoint at this path.
+    NotFound,
+    /// The path takes other methods.
+    MethodNotAllowed {
+        allow: String,
+    },
 }
 
 impl GateError {
@@ -46,14 +56,22 @@ impl GateError {
             GateError::RateLimited { .. } => "rate_limited",
             GateError::HttpsRequired => "https_required",
             GateError::Unavailable => "temporarily_unavailable",
+            GateError::NotFound => "not_found",
+            GateError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
-    /// The audit outcome: the code, except that an outage is an `error`.
-    pub fn outcome(&self) -> &'static str {
+    /// The audit outcome.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            GateError::Unavailable => "error",
-            other => other.code(),
+            GateError::Unauthorized => Outcome::Unauthorized,
+            GateError::InvalidToken(_) => Outcome::InvalidToken,
+            GateError::TokenRevoked => Outcome::TokenRevoked,
+            GateError::TokenExpired { .. } => Outcome::TokenExpired,
+            GateError::InsufficientScope { .. } => Outcome::InsufficientScope,
+            GateError::RateLimited { .. } => Outcome::RateLimited,
+            GateError::HttpsRequired => Outcome::HttpsRequired,
+            GateError::Unavailable | GateError::NotFound | GateError::MethodNotAllowed { .. } => Outcome::Error,
         }
     }
 
@@ -66,6 +84,8 @@ impl GateError {
             GateError::InsufficientScope { .. } | GateError::HttpsRequired => StatusCode::FORBIDDEN,
             GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GateError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GateError::NotFound => StatusCode::NOT_FOUND,
+            GateError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -90,6 +110,10 @@ impl GateError {
                 "API tokens must be sent over HTTPS. This request was refused and its token was not checked.".into()
             }
             GateError::Unavailable => "The token could not be checked right now. Retry in a moment.".into(),
+            GateError::NotFound => "There is no API endpoint at this path.".into(),
+            GateError::MethodNotAllowed { allow } => {
+                format!("This path does not accept that method; it takes {allow}.")
+            }
         }
     }
 
@@ -105,7 +129,7 @@ impl GateError {
             GateError::InsufficientScope { required } => {
                 Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
             }
-            GateError::RateLimited { .. } | GateError::HttpsRequired | GateError::Unavailable => None,
+            _ => None,
         }
     }
 
@@ -119,36 +143,30 @@ impl GateError {
     }
 
     pub fn response(&self, request_id: &str) -> HttpResponse {
-        let mut body = json!({
-            "error": self.code(),
-            "message": self.message(),
-            "request_id": request_id,
-        });
-        match self {
-            GateError::TokenExpired { expired_at } => body["expired_at"] = json!(rfc3339(*expired_at)),
-            GateError::InsufficientScope { required } => body["required_scope"] = json!(required.as_str()),
-            GateError::RateLimited { retry_after_secs } => body["retry_after"] = json!(retry_after_secs),
-            _ => {}
-        }
-        let mut response = HttpResponse::build(self.status());
+        let extra: Option<(&'static str, Value)> = match self {
+            GateError::TokenExpired { expired_at } => Some(("expired_at", rfc3339(*expired_at).into())),
+            GateError::InsufficientScope { required } => Some(("required_scope", required.as_str().into())),
+            GateError::RateLimited { retry_after_secs } => Some(("retry_after", (*retry_after_secs).into())),
+            _ => None,
+        };
+        let mut response = json_error(self.status(), self.code(), &self.message(), request_id, extra);
+        let headers = response.headers_mut();
+        let mut set = |name: header::HeaderName, value: &str| {
+            if let Ok(value) = header::HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        };
         if let Some(challenge) = self.challenge() {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+            set(header::WWW_AUTHENTICATE, &challenge);
         }
         match self {
-            GateError::RateLimited { retry_after_secs } => {
-                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-            }
-            GateError::Unavailable => {
-                response.insert_header((header::RETRY_AFTER, "1"));
-            }
+            GateError::RateLimited { retry_after_secs } => set(header::RETRY_AFTER, &retry_after_secs.to_string()),
+            GateError::Unavailable => set(header::RETRY_AFTER, "1"),
+            GateError::MethodNotAllowed { allow } => set(header::ALLOW, allow),
             _ => {}
         }
-        response.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+        response
     }
-}
-
-pub fn rfc3339(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

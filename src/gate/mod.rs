@@ -1,15 +1,41 @@
 //! The bearer gate in front of `/api/`: its exact answers, how it recognises
-//! secrets, the per-token rate limits, and the middleware that ties them to
-//! every request and its audit row.
+//! secrets, the route table it checks scopes against, and the middleware
+//! that runs every request through its steps and writes its audit row.
 
 pub mod authenticate;
 pub mod error;
 pub mod middleware;
-pub mod ratelimit;
-pub mod redis_limit;
+pub mod routes;
 pub mod tarpit;
 pub mod verify;
 
+use std::sync::Arc;
+
 pub use authenticate::Authenticated;
 pub use error::GateError;
+pub use routes::{RouteEntry, RouteMatch, RouteTable};
 pub use verify::{SecretCheck, Verifier};
+
+use crate::audit::writer::AuditSender;
+use crate::db::Db;
+use crate::limits::RateLimits;
+use crate::tokens::cache::TokenCache;
+use crate::tokens::usage::LastUsed;
+
+/// Everything the gate needs, registered beside the application state.
+pub struct Gate {
+    pub db: Db,
+    /// Credentials the gate has read; see `tokens::cache`.
+    pub tokens: Arc<TokenCache>,
+    pub verifier: Verifier,
+    /// Per-credential limits, keyed by public id.
+    pub limits: RateLimits<String>,
+    /// Client addresses that keep sending invalid tokens.
+    pub tarpit: tarpit::Tarpit,
+    pub usage: LastUsed,
+    pub audit: AuditSender,
+    pub routes: RouteTable,
+    /// Requests per minute per credential without an override.
+    pub default_rate_limit: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}

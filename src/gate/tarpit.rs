@@ -9,36 +9,38 @@
 //! guesses a second per connection, and the valid traffic keeps the CPU.
 //! Valid tokens, even from the same address, are never delayed.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::bounded::BoundedMap;
 
 /// Invalid tokens per address per window that are answered at once.
 pub const FREE_FAILURES: u32 = 10;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// How long each further invalid-token answer waits.
 pub const DELAY: Duration = Duration::from_secs(1);
-/// Addresses tracked at most; past this the table starts again from empty.
-const MAX_ADDRESSES: usize = 100_000;
+/// Addresses tracked at most; past this the least recently seen go first.
+pub const MAX_ADDRESSES: usize = 100_000;
 
 struct Failures {
     count: u32,
     since: Instant,
 }
 
-#[derive(Default)]
-pub struct Tarpit(Mutex<HashMap<IpAddr, Failures>>);
+pub struct Tarpit(BoundedMap<IpAddr, Failures>);
+
+impl Default for Tarpit {
+    fn default() -> Self {
+        Self(BoundedMap::new(MAX_ADDRESSES))
+    }
+}
 
 impl Tarpit {
     /// Counts an invalid token from `ip`; returns how long its answer waits.
     pub fn failed(&self, ip: Option<IpAddr>) -> Option<Duration> {
         let ip = ip?;
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_ADDRESSES && !seen.contains_key(&ip) {
-            seen.clear();
-        }
-        let entry = seen.entry(ip).or_insert(Failures { count: 0, since: Instant::now() });
+        let mut seen = self.0.lock();
+        let entry = seen.get_or_insert_mut(ip, || Failures { count: 0, since: Instant::now() });
         if entry.since.elapsed() >= WINDOW {
             *entry = Failures { count: 0, since: Instant::now() };
         }
@@ -62,5 +64,23 @@ mod tests {
         assert_eq!(tarpit.failed(Some(guesser)), Some(DELAY));
         assert_eq!(tarpit.failed(Some(other)), None, "other addresses are not affected");
         assert_eq!(tarpit.failed(None), None, "an unknown address is never delayed");
+    }
+
+    #[test]
+    fn a_flood_of_addresses_keeps_the_bound_and_the_guesser_in_the_pit() {
+        let tarpit = Tarpit::default();
+        let guesser: IpAddr = "203.0.113.9".parse().unwrap();
+        for _ in 0..=FREE_FAILURES {
+            tarpit.failed(Some(guesser));
+        }
+        for i in 0..(MAX_ADDRESSES as u32 + 1_000) {
+            tarpit.failed(Some(IpAddr::from(i.to_be_bytes())));
+            if i % 10_000 == 0 {
+                // The guesser keeps guessing, so it stays among the recent.
+                assert_eq!(tarpit.failed(Some(guesser)), Some(DELAY));
+            }
+        }
+        assert_eq!(tarpit.0.len(), MAX_ADDRESSES);
+        assert_eq!(tarpit.failed(Some(guesser)), Some(DELAY), "not emptied by the flood");
     }
 }

@@ -7,16 +7,16 @@
 //! Wrong secrets for a real token id are counted; past a few in a minute they
 //! are refused without argon2, so a flood cannot buy hash time.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::bounded::BoundedMap;
 use crate::hashing::{HashError, Hasher};
-use crate::tokens::store::ApiToken;
+use crate::tokens::StoredCredential;
 
 /// Wrong secrets per token id per window that still get an argon2 check.
 pub const MAX_FAILED_CHECKS: u32 = 5;
@@ -50,14 +50,18 @@ struct Failures {
     since: Instant,
 }
 
+/// Token ids tracked at most per table (verified secrets, checks in
+/// flight, wrong-secret counts); the least recently used go first.
+pub const MAX_TRACKED: usize = 100_000;
+
 pub struct Verifier {
     hasher: Hasher,
     /// One argon2 check at a time per token id: concurrent first requests
     /// with the same secret wait for the first check instead of repeating it.
-    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    in_flight: BoundedMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Per public id, the secrets verified so far (at most current and previous).
-    known: Mutex<HashMap<String, Vec<KnownSecret>>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    known: BoundedMap<String, Vec<KnownSecret>>,
+    failures: BoundedMap<String, Failures>,
     runs: std::sync::atomic::AtomicUsize,
 }
 
@@ -65,53 +69,58 @@ impl Verifier {
     pub fn new(hasher: Hasher) -> Self {
         Self {
             hasher,
-            in_flight: Mutex::default(),
-            known: Mutex::default(),
-            failures: Mutex::default(),
+            in_flight: BoundedMap::new(MAX_TRACKED),
+            known: BoundedMap::new(MAX_TRACKED),
+            failures: BoundedMap::new(MAX_TRACKED),
             runs: Default::default(),
         }
     }
 
-    /// Checks `secret` against the token's current secret and, during a
+    /// Checks `secret` against the credential's current secret and, during a
     /// rotation grace period, its previous one.
-    pub async fn check(&self, token: &ApiToken, secret: &str, now: NaiveDateTime) -> Result<SecretCheck, HashError> {
+    pub async fn check(
+        &self,
+        stored: &StoredCredential,
+        secret: &str,
+        now: NaiveDateTime,
+    ) -> Result<SecretCheck, HashError> {
+        let id = stored.credential.public_id.as_str();
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let mut candidates = vec![(token.secret_hash.as_str(), SecretCheck::Current)];
-        if let (Some(previous), Some(until)) = (&token.previous_secret_hash, token.previous_secret_expires_at) {
-            if until > now {
+        let mut candidates = vec![(stored.secret.current.as_str(), SecretCheck::Current)];
+        if let Some((previous, until)) = &stored.secret.previous {
+            if *until > now {
                 candidates.push((previous.as_str(), SecretCheck::Previous));
             }
         }
-        if let Some(hit) = self.remembered(&token.public_id, &candidates, &digest) {
+        if let Some(hit) = self.remembered(id, &candidates, &digest) {
             return Ok(hit);
         }
-        let gate = self.in_flight_lock(&token.public_id);
+        let gate = self.in_flight_lock(id);
         let _turn = gate.lock().await;
         // Whoever held the lock may have just verified this very secret.
-        if let Some(hit) = self.remembered(&token.public_id, &candidates, &digest) {
+        if let Some(hit) = self.remembered(id, &candidates, &digest) {
             return Ok(hit);
         }
-        if self.is_throttled(&token.public_id) {
+        if self.is_throttled(id) {
             return Ok(SecretCheck::Throttled);
         }
         for (phc, which) in candidates {
             self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if self.hasher.verify(secret.to_owned(), phc.to_owned()).await? {
-                self.remember(&token.public_id, phc, digest);
+                self.remember(id, phc, digest);
                 return Ok(which);
             }
         }
-        self.record_failure(&token.public_id);
+        self.record_failure(id);
         Ok(SecretCheck::Wrong)
     }
 
     fn in_flight_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.entry(id.to_owned()).or_default().clone()
+        self.in_flight.lock().get_or_insert(id.to_owned(), Arc::default).clone()
     }
 
     fn remembered(&self, id: &str, candidates: &[(&str, SecretCheck)], digest: &[u8; 32]) -> Option<SecretCheck> {
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known.lock();
         let entries = known.get(id)?;
         candidates.iter().find_map(|(phc, which)| {
             entries.iter().any(|known| known.phc == *phc && bool::from(known.digest.ct_eq(digest))).then_some(*which)
@@ -119,8 +128,8 @@ impl Verifier {
     }
 
     fn remember(&self, id: &str, phc: &str, digest: [u8; 32]) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let entries = known.entry(id.to_owned()).or_default();
+        let mut known = self.known.lock();
+        let entries = known.get_or_insert_mut(id.to_owned(), Vec::new);
         entries.retain(|known| known.phc != phc);
         entries.push(KnownSecret { phc: phc.to_owned(), digest });
         // A token has at most two live secrets (current and previous).
@@ -130,13 +139,13 @@ impl Verifier {
     }
 
     fn is_throttled(&self, id: &str) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self.failures.lock();
         failures.get(id).is_some_and(|f| f.count >= MAX_FAILED_CHECKS && f.since.elapsed() < FAILURE_WINDOW)
     }
 
     fn record_failure(&self, id: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = failures.entry(id.to_owned()).or_insert(Failures { count: 0, since: Instant::now() });
+        let mut failures = self.failures.lock();
+        let entry = failures.get_or_insert_mut(id.to_owned(), || Failures { count: 0, since: Instant::now() });
         if entry.since.elapsed() >= FAILURE_WINDOW {
             *entry = Failures { count: 0, since: Instant::now() };
         }
@@ -150,7 +159,7 @@ impl Verifier {
 
     /// How many argon2 results are remembered (for tests and metrics).
     pub fn remembered_secrets(&self) -> usize {
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).values().map(Vec::len).sum()
+        self.known.lock().iter().map(|(_, secrets)| secrets.len()).sum()
     }
 }
 
@@ -160,8 +169,14 @@ mod tests {
     use crate::hashing::hash_blocking;
     use chrono::Duration as ChronoDuration;
 
-    fn token_with(secret: &str) -> ApiToken {
+    use crate::tokens::store::ApiToken;
+
+    fn row_with(secret: &str) -> ApiToken {
         ApiToken::for_tests("abcdefghijklmnop", hash_blocking(secret).unwrap(), crate::db::now())
+    }
+
+    fn token_with(secret: &str) -> StoredCredential {
+        StoredCredential::of_api_token(&row_with(secret))
     }
 
     #[tokio::test]
@@ -179,16 +194,18 @@ mod tests {
     #[tokio::test]
     async fn rotation_changes_the_phc_so_the_old_secret_stops_at_once() {
         let verifier = Verifier::new(Hasher::new(1));
-        let mut token = token_with("old");
+        let mut row = row_with("old");
         let now = crate::db::now();
-        assert!(verifier.check(&token, "old", now).await.unwrap().is_valid());
-        let old_hash = token.secret_hash.clone();
-        token.secret_hash = hash_blocking("new").unwrap();
+        assert!(verifier.check(&StoredCredential::of_api_token(&row), "old", now).await.unwrap().is_valid());
+        let old_hash = row.secret_hash.clone();
+        row.secret_hash = hash_blocking("new").unwrap();
+        let token = StoredCredential::of_api_token(&row);
         assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Wrong);
         assert_eq!(verifier.check(&token, "new", now).await.unwrap(), SecretCheck::Current);
         // With a grace period the old secret works until it ends.
-        token.previous_secret_hash = Some(old_hash);
-        token.previous_secret_expires_at = Some(now + ChronoDuration::hours(1));
+        row.previous_secret_hash = Some(old_hash);
+        row.previous_secret_expires_at = Some(now + ChronoDuration::hours(1));
+        let token = StoredCredential::of_api_token(&row);
         assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Previous);
         assert_eq!(verifier.check(&token, "old", now + ChronoDuration::hours(2)).await.unwrap(), SecretCheck::Wrong);
     }

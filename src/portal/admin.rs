@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::error::PortalError;
 use super::forms::FormFields;
 use super::pages::{AdminTokensPage, Layout, RateLimitForm, TokenPage, TokenView};
 use super::session::{actor_context, AdminUser};
@@ -11,8 +12,7 @@ use super::tokens::{revoke_and_redirect, revoke_page};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts;
 use crate::db;
-use crate::error::PortalError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tokens::store::{self, ApiToken};
 use crate::tokens::TokenId;
 
@@ -41,7 +41,7 @@ pub async fn tokens(
     let rows = if error.is_some() {
         Vec::new()
     } else {
-        state.db(move |conn| store::list_all(conn, filter.as_deref())).await?
+        state.db.run(move |conn| store::list_all(conn, filter.as_deref())).await?
     };
     let now = db::now();
     let notice = query.revoked.as_deref().and_then(|id| {
@@ -81,10 +81,11 @@ mod tests {
 async fn any_token(state: &AppState, id: &str) -> Result<(ApiToken, String), PortalError> {
     let id = TokenId::parse(id).ok_or(PortalError::NotFound)?;
     state
-        .db(move |conn| {
-            let Some(token) = store::find(conn, id.as_str())? else { return Ok(None) };
+        .db
+        .run(move |conn| {
+            let Some(token) = store::find_api_token(conn, id.as_str())? else { return Ok(None) };
             let email = accounts::find(conn, token.seller_id)?.map(|a| a.email).unwrap_or_default();
-            Ok::<_, diesel::result::Error>(Some((token, email)))
+            Ok(Some((token, email)))
         })
         .await?
         .ok_or(PortalError::NotFound)
@@ -164,10 +165,12 @@ pub async fn set_rate_limit(
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let ctx = actor_context(&req, &user);
-    let public_id = token.public_id.clone();
-    state.change_tokens(move |conn| store::set_rate_limit(conn, &token, per_minute, ctx)).await?;
-    Ok(redirect(&format!("{BASE}/{public_id}?saved=1")))
+    state
+        .tokens
+        .set_rate_limit(&token, per_minute, actor_context(&req, &user))
+        .await
+        .map_err(PortalError::from_store)?;
+    Ok(redirect(&format!("{BASE}/{}?saved=1", token.public_id)))
 }
 
 pub async fn revoke_form(

@@ -5,15 +5,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Duration;
 use serde::Deserialize;
 
+use super::error::PortalError;
 use super::forms::{safe_next, FormFields};
 use super::pages::{AccountFormPage, Layout, LoginPage};
 use super::session::{self, actor_context, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
 use crate::audit::{self, EventContext, SecurityEvent};
-use crate::error::PortalError;
 use crate::sessions;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Sign-in throttling: failures counted over this window…
 const THROTTLE_WINDOW_MINUTES: i64 = 15;
@@ -23,7 +23,7 @@ const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
 const MAX_FAILURES_PER_IP: i64 = 20;
 
 async fn account_count(state: &AppState) -> Result<i64, PortalError> {
-    state.db(accounts::count).await
+    Ok(state.db.run(accounts::count).await?)
 }
 
 pub async fn root(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
@@ -45,8 +45,10 @@ async fn start_session(
 ) -> Result<HttpResponse, PortalError> {
     let ctx = client_context(req);
     let account_id = account.id;
-    let cookie_value =
-        state.db(move |conn| sessions::create(conn, account_id, ctx.ip.as_deref(), ctx.user_agent.as_deref())).await?;
+    let cookie_value = state
+        .db
+        .run(move |conn| sessions::create(conn, account_id, ctx.ip.as_deref(), ctx.user_agent.as_deref()))
+        .await?;
     let mut response = redirect(next);
     response.add_cookie(&session::session_cookie(cookie_value, state.config.secure_cookies))?;
     Ok(response)
@@ -85,33 +87,15 @@ async fn create_account(
     password: Password,
     role: Role,
     only_if_first: bool,
-) -> Result<Result<Account, CreateAccountError>, PortalError> {
+) -> Result<Account, CreateAccountError> {
     let hash = state.hasher.hash(password.into_inner()).await?;
     let ctx = client_context(req);
-    let sample_data = state.config.sample_data && role == Role::Seller;
+    let sample_data = state.config.sample_data;
     state
-        .db(move |conn| {
-            let created = accounts::create(conn, &email, &hash, role, only_if_first);
-            if let Ok(account) = &created {
-                audit::record(
-                    conn,
-                    SecurityEvent::AccountCreated,
-                    EventContext {
-                        seller_id: Some(account.id),
-                        actor_id: Some(account.id),
-                        subject: Some(account.email.clone()),
-                        detail: Some(format!("role {}", account.role)),
-                        ..ctx
-                    },
-                )?;
-                if sample_data {
-                    crate::shop::sample::seed(conn, account.id).map_err(|e| match e {
-                        crate::shop::ShopError::Db(e) => e,
-                        _ => diesel::result::Error::RollbackTransaction,
-                    })?;
-                }
-            }
-            Ok::<_, diesel::result::Error>(created)
+        .db
+        .call(move |conn| {
+            let opening = accounts::Opening { email: &email, password_hash: &hash, role, only_if_first, sample_data };
+            accounts::open(conn, opening, ctx)
         })
         .await
 }
@@ -190,11 +174,13 @@ impl NewAccount {
             NewAccount::FirstAdmin => (Role::Admin, true),
             NewAccount::Seller => (Role::Seller, false),
         };
-        match create_account(&state, &req, email, password, role, only_if_first).await? {
+        match create_account(&state, &req, email, password, role, only_if_first).await {
             Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
             // Someone else finished the first run a moment ago.
             Err(CreateAccountError::NotFirst) => Ok(redirect("/login")),
             Err(CreateAccountError::Db(e)) => Err(e.into()),
+            Err(CreateAccountError::Hash(e)) => Err(e.into()),
+            Err(e @ CreateAccountError::SampleData(_)) => Err(crate::db::DbError::Task(e.to_string()).into()),
             Err(e) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         }
     }
@@ -298,7 +284,8 @@ pub async fn login_submit(
     let lookup_ctx = ctx.clone();
     let lookup_email = email.clone();
     let (throttled, account) = state
-        .db(move |conn| {
+        .db
+        .run(move |conn| {
             let since = crate::db::now() - Duration::minutes(THROTTLE_WINDOW_MINUTES);
             let by_account = audit::failed_logins_for_subject(conn, lookup_email.as_str(), since)?;
             let by_ip = match &lookup_ctx.ip {
@@ -306,7 +293,7 @@ pub async fn login_submit(
                 None => 0,
             };
             let throttled = by_account >= MAX_FAILURES_PER_ACCOUNT || by_ip >= MAX_FAILURES_PER_IP;
-            Ok::<_, diesel::result::Error>((throttled, accounts::find_by_email(conn, &lookup_email)?))
+            Ok((throttled, accounts::find_by_email(conn, &lookup_email)?))
         })
         .await?;
 
@@ -329,7 +316,7 @@ pub async fn login_submit(
         LoginCheck::Succeeded(account) => (SecurityEvent::LoginSucceeded, Some(account.id)),
     };
     let record_ctx = EventContext { seller_id, actor_id: seller_id, ..ctx };
-    state.db(move |conn| audit::record(conn, event, record_ctx)).await?;
+    state.db.run(move |conn| audit::record(conn, event, record_ctx)).await?;
 
     match check {
         LoginCheck::Throttled => page(
@@ -355,9 +342,12 @@ pub async fn logout(
     let ctx = EventContext { seller_id: Some(user.account.id), ..actor_context(&req, &user) };
     let session_id = user.session_id;
     state
-        .db(move |conn| {
-            sessions::delete(conn, session_id)?;
-            audit::record(conn, SecurityEvent::Logout, ctx)
+        .db
+        .run(move |conn| {
+            crate::db::write_tx(conn, |conn| {
+                sessions::delete(conn, session_id)?;
+                audit::record(conn, SecurityEvent::Logout, ctx)
+            })
         })
         .await?;
     let mut response = redirect("/login");

@@ -8,15 +8,16 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
+use super::error::PortalError;
 use super::pages::{display_time, machine_time, EventView, Layout, LogFilterView, LogsPage};
 use super::render;
 use super::session::{AdminUser, CurrentUser};
 use crate::accounts::{self, Email};
-use crate::api::json::{decode_cursor, encode_cursor};
-use crate::audit::query::{self, LogFilter};
-use crate::audit::AuditRow;
-use crate::error::PortalError;
-use crate::startup::AppState;
+use crate::audit::filter::LogFilter;
+use crate::audit::summary::Chart;
+use crate::audit::{page, AuditRow, Outcome, COLUMNS};
+use crate::cursor;
+use crate::state::AppState;
 use crate::tokens::TokenId;
 
 pub const PAGE_SIZE: i64 = 50;
@@ -82,10 +83,9 @@ fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
         }
     }
     if !form.outcome.is_empty() {
-        if OUTCOMES.contains(&form.outcome.as_str()) {
-            filter.outcome = Some(form.outcome.clone());
-        } else {
-            errors.push(format!("“{}” is not an outcome.", form.outcome));
+        match form.outcome.parse::<Outcome>() {
+            Ok(outcome) => filter.outcome = Some(outcome),
+            Err(_) => errors.push(format!("“{}” is not an outcome.", form.outcome)),
         }
     }
     if !form.status.is_empty() {
@@ -138,17 +138,19 @@ fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
 fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
     let seller =
         row.seller_id.map(|id| emails.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))).unwrap_or_default();
-    let what = match row.kind.as_str() {
-        "api" => format!("{} {}", row.method.clone().unwrap_or_default(), row.path.clone().unwrap_or_default()),
+    let what = match row.kind {
+        crate::audit::EventKind::Api => {
+            format!("{} {}", row.method.clone().unwrap_or_default(), row.path.clone().unwrap_or_default())
+        }
         _ => row.event.replace('_', " "),
     };
     EventView {
         id: row.id,
         time: display_time(row.occurred_at),
         time_iso: machine_time(row.occurred_at),
-        kind: row.kind,
+        kind: row.kind.as_str().to_owned(),
         what,
-        outcome: row.outcome,
+        outcome: row.outcome.as_str().to_owned(),
         status: row.status.map(|s| s.to_string()).unwrap_or_default(),
         token_id: row.token_id.unwrap_or_default(),
         subject: row.subject.unwrap_or_default(),
@@ -162,7 +164,7 @@ fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
 }
 
 /// A stacked bar chart of requests over time, as inline SVG.
-fn chart_svg(chart: &query::Chart) -> String {
+fn chart_svg(chart: &Chart) -> String {
     let (width, height, top, bottom) = (720.0, 180.0, 10.0, 24.0);
     let max = chart.buckets.iter().map(|b| b.iter().sum::<u32>()).max().unwrap_or(0).max(1);
     let slot = width / chart.buckets.len() as f64;
@@ -208,7 +210,7 @@ async fn seller_emails(state: &AppState, rows: &[AuditRow]) -> Result<HashMap<i6
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let emails = state.db(move |conn| accounts::emails_by_id(conn, &ids)).await?;
+    let emails = state.db.run(move |conn| accounts::emails_by_id(conn, &ids)).await?;
     Ok(emails.into_iter().collect())
 }
 
@@ -221,7 +223,7 @@ async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i6
         Ok(email) => email,
         Err(e) => return Ok(Err(e)),
     };
-    let account = state.db(move |conn| accounts::find_by_email(conn, &email)).await?;
+    let account = state.db.run(move |conn| accounts::find_by_email(conn, &email)).await?;
     Ok(account.map(|a| Some(a.id)).ok_or_else(|| format!("No account has the email “{raw}”.")))
 }
 
@@ -273,7 +275,7 @@ async fn logs_page(
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let before = match query.get("cursor").map(|c| decode_cursor(c)) {
+    let before = match query.get("cursor").map(|c| cursor::decode(c)) {
         None => None,
         Some(Some(id)) => Some(id),
         Some(None) => {
@@ -301,21 +303,20 @@ async fn logs_page(
     };
     let seller_scope = filter.seller_id;
     let for_query = filter.clone();
-    let pool = state.pool.clone();
-    // The cache of charts and highlights is per database (tests run many).
-    let database = state.config.database_url.as_str().to_owned();
+    let app = state.clone().into_inner();
     let (rows, more, chart, highlights) = state
-        .db(move |conn| {
-            let (rows, more) = query::page(conn, &for_query, before, PAGE_SIZE)?;
-            let chart = query::cached_chart(conn, &database, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
-            let highlights = query::cached_highlights(conn, &pool, &database, seller_scope, now)?;
-            Ok::<_, diesel::result::Error>((rows, more, chart, highlights))
+        .db
+        .run(move |conn| {
+            let (rows, more) = page::page(conn, &for_query, before, PAGE_SIZE)?;
+            let chart = app.summaries.chart(conn, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
+            let highlights = app.summaries.highlights(conn, app.db.pool(), seller_scope, now)?;
+            Ok((rows, more, chart, highlights))
         })
         .await?;
     let emails = if admin { seller_emails(&state, &rows).await? } else { HashMap::new() };
     let filter_query = filter_query_string(&form, admin);
     let next =
-        if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", encode_cursor(r.id))) } else { None };
+        if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", cursor::encode(r.id))) } else { None };
     let page = LogsPage {
         layout,
         events: rows.into_iter().map(|r| view(r, &emails)).collect(),
@@ -377,7 +378,9 @@ fn cell(value: &str) -> String {
     }
 }
 
-const CSV_HEADER: [&str; 17] = [
+/// The export's columns: the row's `id` and every column of
+/// `audit::COLUMNS` once (`occurred_at` named `time`), in reading order.
+const CSV_COLUMNS: [&str; COLUMNS.len() + 1] = [
     "id",
     "time",
     "kind",
@@ -386,6 +389,7 @@ const CSV_HEADER: [&str; 17] = [
     "status",
     "seller_id",
     "actor_id",
+    "subject",
     "token_id",
     "method",
     "path",
@@ -397,18 +401,24 @@ const CSV_HEADER: [&str; 17] = [
     "detail",
 ];
 
+fn csv_header() -> Vec<String> {
+    CSV_COLUMNS.map(str::to_owned).to_vec()
+}
+
+/// One row, field for field [`csv_header`].
 fn csv_record(row: &AuditRow) -> Vec<String> {
     let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
     let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     vec![
         row.id.to_string(),
         machine_time(row.occurred_at),
-        row.kind.clone(),
+        row.kind.as_str().to_owned(),
         row.event.clone(),
-        row.outcome.clone(),
+        row.outcome.as_str().to_owned(),
         num(row.status.map(i64::from)),
         num(row.seller_id),
         num(row.actor_id),
+        opt(&row.subject),
         opt(&row.token_id),
         opt(&row.method),
         opt(&row.path),
@@ -447,12 +457,9 @@ async fn csv_export(
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
-    let pool = state.pool.clone();
+    let pool = state.db.pool().clone();
     tokio::task::spawn_blocking(move || {
-        if tx
-            .blocking_send(Ok(web::Bytes::from(encode_csv(std::iter::once(CSV_HEADER.map(str::to_owned).to_vec())))))
-            .is_err()
-        {
+        if tx.blocking_send(Ok(web::Bytes::from(encode_csv(std::iter::once(csv_header()))))).is_err() {
             return;
         }
         let mut before = None;
@@ -460,7 +467,7 @@ async fn csv_export(
             let page = pool
                 .get()
                 .map_err(|e| e.to_string())
-                .and_then(|mut conn| query::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string()));
+                .and_then(|mut conn| page::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string()));
             let (rows, more) = match page {
                 Ok(page) => page,
                 Err(e) => {
@@ -512,6 +519,49 @@ pub async fn admin_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_csv_has_every_column_once_and_each_record_fits_the_header() {
+        let header = csv_header();
+        let mut named: Vec<&str> =
+            CSV_COLUMNS[1..].iter().map(|c| if *c == "time" { "occurred_at" } else { c }).collect();
+        let mut columns = COLUMNS.to_vec();
+        named.sort_unstable();
+        columns.sort_unstable();
+        assert_eq!(named, columns, "every audit column once");
+        let row = AuditRow {
+            id: 1,
+            occurred_at: crate::db::now(),
+            kind: crate::audit::EventKind::Api,
+            event: "api_request".into(),
+            outcome: Outcome::Ok,
+            seller_id: Some(2),
+            actor_id: None,
+            subject: None,
+            token_id: Some("T".into()),
+            method: Some("GET".into()),
+            path: Some("/api/v1/token".into()),
+            status: Some(200),
+            required_scope: None,
+            ip: Some("10.0.0.1".into()),
+            user_agent: None,
+            latency_us: Some(5),
+            request_id: Some("r".into()),
+            detail: None,
+        };
+        let record = csv_record(&row);
+        assert_eq!(record.len(), header.len());
+        let column = |name: &str| record[header.iter().position(|h| h == name).unwrap()].clone();
+        assert_eq!(column("status"), "200");
+        assert_eq!(column("path"), "/api/v1/token");
+        assert_eq!(column("seller_id"), "2");
+        assert_eq!(column("latency_us"), "5");
+    }
+
+    #[test]
+    fn the_outcome_filter_offers_every_outcome() {
+        assert_eq!(OUTCOMES, Outcome::ALL.map(Outcome::as_str));
+    }
 
     #[test]
     fn formula_cells_are_defused() {

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use super::session::CurrentUser;
 use crate::tokens::scopes::CATALOGUE;
 use crate::tokens::store::ApiToken;
-use crate::tokens::ScopeSet;
+use crate::tokens::{ScopeSet, TokenKind};
 
 /// What the base layout needs: the page title and the signed-in user, if any.
 pub struct Layout {
@@ -39,13 +39,7 @@ impl Layout {
     }
 }
 
-pub fn display_time(at: NaiveDateTime) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-pub fn machine_time(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use crate::time::{display as display_time, rfc3339 as machine_time};
 
 /// A token as the pages show it.
 pub struct TokenView {
@@ -72,7 +66,7 @@ pub struct TokenView {
 impl TokenView {
     pub fn new(token: &ApiToken, now: NaiveDateTime) -> Self {
         let status = token.status(now);
-        let scopes = if token.kind == "personal" {
+        let scopes = if token.kind == TokenKind::Personal {
             vec!["all scopes of the account".to_owned()]
         } else {
             token.scope_set().unwrap_or_default().iter().map(|s| s.as_str().to_owned()).collect()
@@ -91,7 +85,7 @@ impl TokenView {
             public_id: token.public_id.clone(),
             name: token.name.clone(),
             description: token.description.clone(),
-            kind: token.kind.clone(),
+            kind: token.kind.as_str().to_owned(),
             scopes,
             created: display_time(token.created_at),
             created_iso: machine_time(token.created_at),

@@ -7,14 +7,14 @@ use std::pin::Pin;
 
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest};
 use subtle::ConstantTimeEq;
 
+use super::error::PortalError;
 use crate::accounts::Account;
 use crate::audit::EventContext;
-use crate::error::PortalError;
 use crate::sessions::{self, SESSION_LIFETIME_HOURS};
-use crate::startup::{AppState, RequestId};
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "kg_session";
 pub const PRE_SESSION_CSRF_COOKIE: &str = "kg_csrf";
@@ -57,7 +57,7 @@ impl FromRequest for CurrentUser {
             let login_required = || PortalError::LoginRequired { next: next.clone() };
             let cookie = req.cookie(SESSION_COOKIE).ok_or_else(login_required)?;
             let value = cookie.value().to_owned();
-            let found = state(&req).db(move |conn| sessions::find_active(conn, &value)).await?;
+            let found = state(&req).db.run(move |conn| sessions::find_active(conn, &value)).await?;
             let (session, account) = found.ok_or_else(login_required)?;
             Ok(CurrentUser { account, session_id: session.id, csrf_token: session.csrf_token })
         })
@@ -140,13 +140,13 @@ pub fn actor_context(req: &HttpRequest, user: &CurrentUser) -> EventContext {
 /// The client as the audit trail records it.
 pub fn client_context(req: &HttpRequest) -> EventContext {
     EventContext {
-        ip: crate::client::of_request(req, &state(req).config.trusted_proxies).ip.map(|ip| ip.to_string()),
+        ip: crate::remote::of_request(req, &state(req).config.trusted_proxies).ip.map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        request_id: req.extensions().get::<RequestId>().map(|id| id.0.clone()),
+        request_id: Some(crate::request_id::of(req)).filter(|id| !id.is_empty()),
         ..EventContext::default()
     }
 }

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, NaiveDateTime};
 use serde::Deserialize;
 
+use super::error::PortalError;
 use super::forms::FormFields;
 use super::pages::{
     scope_groups, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView, TokensPage,
@@ -13,9 +14,9 @@ use super::pages::{
 use super::session::{actor_context, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::db;
-use crate::error::PortalError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tokens::input::{parse_description, parse_form_expiry, parse_kind, parse_scopes, TokenName};
+use crate::tokens::service::{IssueRequest, Issued};
 use crate::tokens::store::{self, ApiToken, TokenStoreError};
 use crate::tokens::{PlainToken, ScopeSet, TokenId, TokenKind};
 
@@ -27,7 +28,7 @@ pub const MAX_GRACE_MINUTES: i64 = 24 * 60;
 async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<ApiToken, PortalError> {
     let id = TokenId::parse(id).ok_or(PortalError::NotFound)?;
     let seller_id = user.account.id;
-    state.db(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
+    state.db.run(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
 }
 
 #[derive(Deserialize)]
@@ -41,7 +42,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let seller_id = user.account.id;
-    let tokens = state.db(move |conn| store::list_for_seller(conn, seller_id)).await?;
+    let tokens = state.db.run(move |conn| store::list_for_seller(conn, seller_id)).await?;
     let now = db::now();
     let notice = query.revoked.as_deref().and_then(|id| {
         tokens
@@ -142,30 +143,21 @@ pub async fn create(
         Ok(parsed) => parsed,
         Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), errors)),
     };
-    let plain = PlainToken::generate(kind);
-    let secret_hash = state.hasher.hash(plain.secret().to_owned()).await?;
-    let ctx = actor_context(&req, &user);
-    let (seller_id, id) = (user.account.id, plain.id().clone());
-    let created = state
-        .change_tokens(move |conn| {
-            let new = store::NewToken {
-                id: &id,
-                seller_id,
-                created_by: seller_id,
-                name: name.as_str(),
-                description: &description,
-                kind,
-                scopes: &scopes,
-                secret_hash: &secret_hash,
-                expiry,
-            };
-            Ok::<_, diesel::result::Error>(store::create(conn, new, ctx))
-        })
-        .await?;
-    match created {
-        Ok(token) => show_once(&user, &token, &plain, false),
-        Err(TokenStoreError::Db(e)) => Err(e.into()),
-        Err(e) => render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()])),
+    let request = IssueRequest {
+        seller_id: user.account.id,
+        created_by: user.account.id,
+        name,
+        description,
+        kind,
+        scopes,
+        expiry,
+    };
+    match state.tokens.issue(request, actor_context(&req, &user)).await {
+        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, false),
+        Err(e @ (TokenStoreError::DuplicateName(_) | TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
+            render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()]))
+        }
+        Err(e) => Err(PortalError::from_store(e)),
     }
 }
 
@@ -236,15 +228,8 @@ pub async fn revoke_and_redirect(
     if !user.verify_csrf(form.csrf()) {
         return render(StatusCode::FORBIDDEN, &revoke_page(user, &token, base, Some(CSRF_FAILED.into())));
     }
-    let ctx = actor_context(req, user);
-    let public_id = token.public_id.clone();
-    state
-        .change_tokens(move |conn| match store::revoke(conn, &token, ctx) {
-            Err(TokenStoreError::Db(e)) => Err(e),
-            _ => Ok(()),
-        })
-        .await?;
-    Ok(redirect(&format!("{base}?revoked={public_id}")))
+    let revoked = state.tokens.revoke(&token, actor_context(req, user)).await.map_err(PortalError::from_store)?;
+    Ok(redirect(&format!("{base}?revoked={}", revoked.public_id)))
 }
 
 pub async fn revoke(
@@ -319,26 +304,12 @@ pub async fn rotate(
         let error = "The form is missing the token's version; open the rotate page again.".to_owned();
         return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, grace_field, Some(error)));
     };
-    let plain = PlainToken::with_id(token.kind(), TokenId::parse(&token.public_id).ok_or(PortalError::NotFound)?);
-    let secret_hash = state.hasher.hash(plain.secret().to_owned()).await?;
-    let ctx = actor_context(&req, &user);
-    let current = token.clone();
-    let rotated = state
-        .change_tokens(move |conn| {
-            Ok::<_, diesel::result::Error>(store::rotate(
-                conn,
-                &current,
-                &secret_hash,
-                grace,
-                Some(seen_issued_at),
-                ctx,
-            ))
-        })
-        .await?;
-    match rotated {
-        Ok(token) => show_once(&user, &token, &plain, true),
-        Err(TokenStoreError::Db(e)) => Err(e.into()),
-        Err(e) => render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string()))),
+    match state.tokens.rotate(&token, grace, Some(seen_issued_at), actor_context(&req, &user)).await {
+        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, true),
+        Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed | TokenStoreError::StaleRotation)) => {
+            render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string())))
+        }
+        Err(e) => Err(PortalError::from_store(e)),
     }
 }
 

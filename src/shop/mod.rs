@@ -9,14 +9,17 @@ use diesel::prelude::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use diesel::query_source::{Alias, AliasedField};
+use diesel_async::AsyncPgConnection;
+
+use crate::db::read::{load, load_pipelined, Read};
 use crate::db::schema::{inventory, order_items, orders, products};
 use crate::db::{self, DbConnection};
 
-// Each read on the API's request path comes twice: `x(conn, …)` on a pooled
-// connection (SQLite, or PostgreSQL through libpq), and `x_pg(conn, …)` on a
-// shared pipelined PostgreSQL connection (see `db::pg_async`). Both run the
-// same query, written once in a macro.
-type SharedPg = std::sync::Arc<diesel_async::AsyncPgConnection>;
+// The reads on the API's request path are `Read` values (see `db::read`):
+// each query is built by one function below, and runs on a pooled
+// connection (SQLite, or PostgreSQL through libpq) or on a shared pipelined
+// PostgreSQL connection, whichever `Db::read` picks.
 
 pub const ORDER_STATUSES: &[&str] = &["pending", "paid", "shipped", "cancelled"];
 
@@ -95,7 +98,7 @@ pub struct Order {
 }
 
 fn as_rfc3339<S: serde::Serializer>(at: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::gate::error::rfc3339(*at))
+    s.serialize_str(&crate::time::rfc3339(*at))
 }
 
 fn as_bool<S: serde::Serializer>(flag: &i32, s: S) -> Result<S::Ok, S::Error> {
@@ -116,56 +119,77 @@ fn page<T>(mut rows: Vec<T>, limit: i64) -> Page<T> {
 
 // ---- products -----------------------------------------------------------
 
-/// A page of the seller's rows of `$table`, newest first: one query shape
-/// whatever the cursor, so the prepared statement is reused.
-macro_rules! keyset_page {
-    ($table:ident, $row:ty, $seller_id:expr, $before:expr, $limit:expr) => {
-        $table::table
-            .filter($table::seller_id.eq($seller_id))
-            .filter($table::id.lt($before.unwrap_or(i64::MAX)))
-            .order($table::id.desc())
-            .limit($limit + 1)
-            .select(<$row>::as_select())
-    };
+/// A page of the seller's products, newest first: one query shape whatever
+/// the cursor (`before` is `i64::MAX` on the first page), so the prepared
+/// statement is reused.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn products_page(seller_id: i64, before: i64, limit: i64) -> _ {
+    let columns: <products::table as Table>::AllColumns = products::all_columns;
+    products::table
+        .filter(products::seller_id.eq(seller_id))
+        .filter(products::id.lt(before))
+        .order(products::id.desc())
+        .limit(limit)
+        .select(columns)
 }
 
-macro_rules! one_product {
-    ($seller_id:expr, $id:expr) => {
-        products::table
-            .filter(products::seller_id.eq($seller_id))
-            .filter(products::id.eq($id))
-            .select(Product::as_select())
-            .limit(1)
-    };
+#[diesel::dsl::auto_type(no_type_alias)]
+fn one_product(seller_id: i64, id: i64) -> _ {
+    let columns: <products::table as Table>::AllColumns = products::all_columns;
+    products::table.filter(products::seller_id.eq(seller_id)).filter(products::id.eq(id)).limit(1_i64).select(columns)
 }
 
-pub fn list_products(
-    conn: &mut DbConnection,
-    seller_id: i64,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<Product>> {
-    let rows = crate::on_backend!(conn, |c| keyset_page!(products, Product, seller_id, before, limit).load(c)?);
-    Ok(page(rows, limit))
+/// A page of rows after the cursor `before`, `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct PageOf {
+    pub seller_id: i64,
+    pub before: Option<i64>,
+    pub limit: i64,
 }
 
-pub async fn list_products_pg(
-    conn: SharedPg,
-    seller_id: i64,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<Product>> {
-    let rows =
-        diesel_async::RunQueryDsl::load(keyset_page!(products, Product, seller_id, before, limit), &mut &*conn).await?;
-    Ok(page(rows, limit))
+impl PageOf {
+    fn before(&self) -> i64 {
+        self.before.unwrap_or(i64::MAX)
+    }
+}
+
+/// A page of the seller's products.
+pub struct ProductsPage(pub PageOf);
+
+impl Read for ProductsPage {
+    type Output = Page<Product>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Page<Product>> {
+        let p = self.0;
+        Ok(page(load(conn, products_page(p.seller_id, p.before(), p.limit + 1))?, p.limit))
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Page<Product>> {
+        let p = self.0;
+        Ok(page(load_pipelined(conn, products_page(p.seller_id, p.before(), p.limit + 1)).await?, p.limit))
+    }
+}
+
+/// One of the seller's products.
+pub struct OneProduct {
+    pub seller_id: i64,
+    pub id: i64,
+}
+
+impl Read for OneProduct {
+    type Output = Option<Product>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Option<Product>> {
+        Ok(load(conn, one_product(self.seller_id, self.id))?.pop())
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Option<Product>> {
+        Ok(load_pipelined(conn, one_product(self.seller_id, self.id)).await?.pop())
+    }
 }
 
 pub fn find_product(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Product>> {
-    crate::on_backend!(conn, |c| one_product!(seller_id, id).get_result(c).optional())
-}
-
-pub async fn find_product_pg(conn: SharedPg, seller_id: i64, id: i64) -> QueryResult<Option<Product>> {
-    diesel_async::RunQueryDsl::get_result(one_product!(seller_id, id), &mut &*conn).await.optional()
+    OneProduct { seller_id, id }.run(conn)
 }
 
 pub fn find_product_by_sku(conn: &mut DbConnection, seller_id: i64, sku: &str) -> QueryResult<Option<Product>> {
@@ -193,7 +217,13 @@ pub enum ShopError {
     #[error("no product has SKU `{0}`")]
     UnknownSku(String),
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Db(#[from] db::DbError),
+}
+
+impl From<diesel::result::Error> for ShopError {
+    fn from(e: diesel::result::Error) -> Self {
+        ShopError::Db(e.into())
+    }
 }
 
 pub fn create_product(conn: &mut DbConnection, seller_id: i64, new: &NewProduct<'_>) -> Result<Product, ShopError> {
@@ -251,26 +281,32 @@ pub fn update_product(
 
 // ---- inventory ----------------------------------------------------------
 
-pub fn list_inventory(
-    conn: &mut DbConnection,
-    seller_id: i64,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<StockLevel>> {
-    let rows = crate::on_backend!(conn, |c| keyset_page!(inventory, StockLevel, seller_id, before, limit).load(c)?);
-    Ok(page(rows, limit))
+#[diesel::dsl::auto_type(no_type_alias)]
+fn inventory_page(seller_id: i64, before: i64, limit: i64) -> _ {
+    let columns: <inventory::table as Table>::AllColumns = inventory::all_columns;
+    inventory::table
+        .filter(inventory::seller_id.eq(seller_id))
+        .filter(inventory::id.lt(before))
+        .order(inventory::id.desc())
+        .limit(limit)
+        .select(columns)
 }
 
-pub async fn list_inventory_pg(
-    conn: SharedPg,
-    seller_id: i64,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<StockLevel>> {
-    let rows =
-        diesel_async::RunQueryDsl::load(keyset_page!(inventory, StockLevel, seller_id, before, limit), &mut &*conn)
-            .await?;
-    Ok(page(rows, limit))
+/// A page of the seller's stock levels.
+pub struct InventoryPage(pub PageOf);
+
+impl Read for InventoryPage {
+    type Output = Page<StockLevel>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Page<StockLevel>> {
+        let p = self.0;
+        Ok(page(load(conn, inventory_page(p.seller_id, p.before(), p.limit + 1))?, p.limit))
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Page<StockLevel>> {
+        let p = self.0;
+        Ok(page(load_pipelined(conn, inventory_page(p.seller_id, p.before(), p.limit + 1)).await?, p.limit))
+    }
 }
 
 /// Sets the stock of a SKU the seller sells; creates the level if new.
@@ -315,65 +351,113 @@ pub fn set_stock(
 
 // ---- orders ---------------------------------------------------------------
 
-/// The query behind a page of orders, for either way of running it: the
-/// page's orders with their items (LEFT JOIN) in one round trip, the page
-/// chosen by a keyset subquery. Two fixed query shapes (with and without the
-/// status filter), so each backend prepares each statement once. `$load`
-/// runs the query, bound as `$q`, and yields the loaded rows.
-macro_rules! orders_page {
-    ($seller_id:expr, $status:expr, $before:expr, $limit:expr, |$q:ident| $load:expr) => {{
-        let page_orders = diesel::alias!(orders as page_orders);
-        let (id, seller, order_status) =
-            (page_orders.field(orders::id), page_orders.field(orders::seller_id), page_orders.field(orders::status));
-        let mine = seller.eq($seller_id).and(id.lt($before.unwrap_or(i64::MAX)));
-        let page_ids = page_orders.order(id.desc()).limit($limit + 1).select(id);
-        macro_rules! with_items {
-            ($page_ids:expr) => {
-                orders::table
-                    .left_join(order_items::table)
-                    .filter(orders::id.eq_any($page_ids))
-                    .order((orders::id.desc(), order_items::id.asc()))
-                    .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
-            };
-        }
-        match $status {
-            Some(status) => {
-                let $q = with_items!(page_ids.filter(mine.and(order_status.eq(status))));
-                $load
-            }
-            None => {
-                let $q = with_items!(page_ids.filter(mine));
-                $load
-            }
-        }
-    }};
+// A page of orders comes with its items (LEFT JOIN) in one round trip, the
+// page chosen by a keyset subquery over an alias of `orders`. Two query
+// shapes (with and without the status filter), each prepared once.
+diesel::alias!(orders as page_orders: PageOrders);
+
+type PageOrderId = AliasedField<PageOrders, orders::id>;
+type PageOrderSeller = AliasedField<PageOrders, orders::seller_id>;
+type PageOrderStatus = AliasedField<PageOrders, orders::status>;
+
+#[diesel::dsl::auto_type(no_type_alias)]
+fn orders_page(seller_id: i64, before: i64, limit: i64) -> _ {
+    let source: Alias<PageOrders> = page_orders;
+    let id: PageOrderId = page_orders.field(orders::id);
+    let seller: PageOrderSeller = page_orders.field(orders::seller_id);
+    let page_ids = source.filter(seller.eq(seller_id).and(id.lt(before))).order(id.desc()).limit(limit).select(id);
+    orders::table
+        .left_join(order_items::table)
+        .filter(orders::id.eq_any(page_ids))
+        .order((orders::id.desc(), order_items::id.asc()))
+        .select((
+            (
+                orders::id,
+                orders::seller_id,
+                orders::customer_email,
+                orders::status,
+                orders::currency,
+                orders::total_cents,
+                orders::created_at,
+            ),
+            (
+                order_items::id,
+                order_items::order_id,
+                order_items::sku,
+                order_items::quantity,
+                order_items::unit_price_cents,
+            )
+                .nullable(),
+        ))
+}
+
+#[diesel::dsl::auto_type(no_type_alias)]
+fn orders_page_in_status(seller_id: i64, status: String, before: i64, limit: i64) -> _ {
+    let source: Alias<PageOrders> = page_orders;
+    let id: PageOrderId = page_orders.field(orders::id);
+    let seller: PageOrderSeller = page_orders.field(orders::seller_id);
+    let in_status: PageOrderStatus = page_orders.field(orders::status);
+    let page_ids = source
+        .filter(seller.eq(seller_id).and(id.lt(before)).and(in_status.eq(status)))
+        .order(id.desc())
+        .limit(limit)
+        .select(id);
+    orders::table
+        .left_join(order_items::table)
+        .filter(orders::id.eq_any(page_ids))
+        .order((orders::id.desc(), order_items::id.asc()))
+        .select((
+            (
+                orders::id,
+                orders::seller_id,
+                orders::customer_email,
+                orders::status,
+                orders::currency,
+                orders::total_cents,
+                orders::created_at,
+            ),
+            (
+                order_items::id,
+                order_items::order_id,
+                order_items::sku,
+                order_items::quantity,
+                order_items::unit_price_cents,
+            )
+                .nullable(),
+        ))
 }
 
 type OrderWithItem = (OrderRow, Option<OrderItem>);
 
-pub fn list_orders(
-    conn: &mut DbConnection,
-    seller_id: i64,
-    status: Option<&str>,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<Order>> {
-    let joined =
-        crate::on_backend!(conn, |c| orders_page!(seller_id, status, before, limit, |q| q.load::<OrderWithItem>(c)))?;
-    Ok(page(group_items(joined), limit))
+/// A page of the seller's orders with their items, optionally in one status.
+pub struct OrdersPage {
+    pub page: PageOf,
+    pub status: Option<String>,
 }
 
-pub async fn list_orders_pg(
-    conn: SharedPg,
-    seller_id: i64,
-    status: Option<String>,
-    before: Option<i64>,
-    limit: i64,
-) -> QueryResult<Page<Order>> {
-    let joined = orders_page!(seller_id, status.as_deref(), before, limit, |q| {
-        diesel_async::RunQueryDsl::load::<OrderWithItem>(q, &mut &*conn).await
-    })?;
-    Ok(page(group_items(joined), limit))
+impl Read for OrdersPage {
+    type Output = Page<Order>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Page<Order>> {
+        let p = self.page;
+        let joined: Vec<OrderWithItem> = match &self.status {
+            Some(status) => load(conn, orders_page_in_status(p.seller_id, status.clone(), p.before(), p.limit + 1))?,
+            None => load(conn, orders_page(p.seller_id, p.before(), p.limit + 1))?,
+        };
+        Ok(page(group_items(joined), p.limit))
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Page<Order>> {
+        let p = self.page;
+        let joined: Vec<OrderWithItem> = match &self.status {
+            Some(status) => {
+                load_pipelined(conn, orders_page_in_status(p.seller_id, status.clone(), p.before(), p.limit + 1))
+                    .await?
+            }
+            None => load_pipelined(conn, orders_page(p.seller_id, p.before(), p.limit + 1)).await?,
+        };
+        Ok(page(group_items(joined), p.limit))
+    }
 }
 
 /// Folds joined rows, ordered by order id, into orders with their items.
@@ -399,25 +483,56 @@ fn group_items(joined: Vec<OrderWithItem>) -> Vec<Order> {
 }
 
 /// One order with its items (LEFT JOIN), in one round trip.
-macro_rules! one_order {
-    ($seller_id:expr, $id:expr) => {
-        orders::table
-            .left_join(order_items::table)
-            .filter(orders::seller_id.eq($seller_id))
-            .filter(orders::id.eq($id))
-            .order(order_items::id.asc())
-            .select((OrderRow::as_select(), Option::<OrderItem>::as_select()))
-    };
+#[diesel::dsl::auto_type(no_type_alias)]
+fn one_order(seller_id: i64, id: i64) -> _ {
+    orders::table
+        .left_join(order_items::table)
+        .filter(orders::seller_id.eq(seller_id))
+        .filter(orders::id.eq(id))
+        .order(order_items::id.asc())
+        .select((
+            (
+                orders::id,
+                orders::seller_id,
+                orders::customer_email,
+                orders::status,
+                orders::currency,
+                orders::total_cents,
+                orders::created_at,
+            ),
+            (
+                order_items::id,
+                order_items::order_id,
+                order_items::sku,
+                order_items::quantity,
+                order_items::unit_price_cents,
+            )
+                .nullable(),
+        ))
+}
+
+/// One of the seller's orders with its items.
+pub struct OneOrder {
+    pub seller_id: i64,
+    pub id: i64,
+}
+
+impl Read for OneOrder {
+    type Output = Option<Order>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Option<Order>> {
+        let joined: Vec<OrderWithItem> = load(conn, one_order(self.seller_id, self.id))?;
+        Ok(group_items(joined).pop())
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Option<Order>> {
+        let joined: Vec<OrderWithItem> = load_pipelined(conn, one_order(self.seller_id, self.id)).await?;
+        Ok(group_items(joined).pop())
+    }
 }
 
 pub fn find_order(conn: &mut DbConnection, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
-    let joined = crate::on_backend!(conn, |c| one_order!(seller_id, id).load::<OrderWithItem>(c))?;
-    Ok(group_items(joined).pop())
-}
-
-pub async fn find_order_pg(conn: SharedPg, seller_id: i64, id: i64) -> QueryResult<Option<Order>> {
-    let joined = diesel_async::RunQueryDsl::load::<OrderWithItem>(one_order!(seller_id, id), &mut &*conn).await?;
-    Ok(group_items(joined).pop())
+    OneOrder { seller_id, id }.run(conn)
 }
 
 pub struct NewOrderLine {
@@ -444,7 +559,9 @@ pub fn create_order(
             priced.push((line, product.price_cents));
         }
         let total: i64 = priced.iter().map(|(line, price)| line.quantity.saturating_mul(*price)).sum();
-        diesel::insert_into(orders::table)
+        // The new row's own id, from the insert itself: with concurrent
+        // orders of one seller, anything read afterwards may be another's.
+        let id: i64 = diesel::insert_into(orders::table)
             .values((
                 orders::seller_id.eq(seller_id),
                 orders::customer_email.eq(customer_email),
@@ -453,12 +570,8 @@ pub fn create_order(
                 orders::total_cents.eq(total),
                 orders::created_at.eq(created_at.unwrap_or_else(db::now)),
             ))
-            .execute(conn)?;
-        let id: i64 = orders::table
-            .filter(orders::seller_id.eq(seller_id))
-            .select(diesel::dsl::max(orders::id))
-            .first::<Option<i64>>(conn)?
-            .ok_or(diesel::result::Error::NotFound)?;
+            .returning(orders::id)
+            .get_result(conn)?;
         for (line, price) in &priced {
             diesel::insert_into(order_items::table)
                 .values((

@@ -13,14 +13,14 @@
 //! was *read*. An entry from an older generation is never served, so a row
 //! read just before an invalidation cannot outlive it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 
-use super::store::ApiToken;
+use super::credential::StoredCredential;
+use crate::bounded::BoundedMap;
 use crate::db::schema::token_revision;
 use crate::db::DbConnection;
 
@@ -30,12 +30,13 @@ pub const REFRESH_EVERY: Duration = Duration::from_millis(20);
 /// poll is stuck behind it), nothing is served from memory: every request
 /// reads its row, and a database outage answers 503 as it should.
 pub const STALE_AFTER: Duration = Duration::from_millis(250);
-/// Entries kept at most; past this the cache starts again from empty, so a
-/// flood of made-up token ids cannot grow it without bound.
+/// Entries kept at most; past this the least recently used go first, so a
+/// flood of made-up token ids cannot grow it without bound, nor push out
+/// the tokens in use.
 pub const MAX_ENTRIES: usize = 50_000;
 
-/// What the database said about a public id: the row, or that none exists.
-pub type Lookup = Option<Arc<ApiToken>>;
+/// What the database said about a public id: the credential, or that none exists.
+pub type Lookup = Option<Arc<StoredCredential>>;
 
 struct Entry {
     generation: u64,
@@ -49,7 +50,7 @@ pub struct TokenCache {
     /// When the last poll succeeded, in milliseconds since `epoch`; 0: never.
     polled_at_ms: AtomicU64,
     epoch: Instant,
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: BoundedMap<String, Entry>,
 }
 
 impl Default for TokenCache {
@@ -65,7 +66,7 @@ impl TokenCache {
             revision: AtomicU64::new(u64::MAX),
             polled_at_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            entries: RwLock::default(),
+            entries: BoundedMap::new(MAX_ENTRIES),
         }
     }
 
@@ -90,7 +91,7 @@ impl TokenCache {
         if !self.is_fresh() {
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         let entry = entries.get(public_id)?;
         (entry.generation == self.generation()).then(|| entry.lookup.clone())
     }
@@ -100,17 +101,13 @@ impl TokenCache {
         if generation != self.generation() {
             return;
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(public_id.to_owned(), Entry { generation, lookup });
+        self.entries.put(public_id.to_owned(), Entry { generation, lookup });
     }
 
     /// Forgets every row: call after committing a change to a token.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.entries.clear();
     }
 
     /// Reads `token_revision` and invalidates when it moved. Returns whether it did.
@@ -128,8 +125,14 @@ impl TokenCache {
         Ok(moved)
     }
 
+    /// The last `token_revision` value seen, once polled.
+    pub fn revision(&self) -> Option<i64> {
+        let value = self.revision.load(Ordering::Acquire);
+        (value != u64::MAX).then_some(value as i64)
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,12 +140,65 @@ impl TokenCache {
     }
 }
 
+/// Every [`REFRESH_EVERY`], on the application's runtime: notices token
+/// changes made by other processes (the CLI, other instances), drops the
+/// remembered rows, and reports to `gate_instances` which revision this
+/// instance `instance_id` has applied (at once when it moved, else every
+/// `HEARTBEAT_EVERY`).
+pub fn spawn_refresh(db: crate::db::Db, cache: Arc<TokenCache>, instance_id: String) -> tokio::task::JoinHandle<()> {
+    use super::instances;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFRESH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        let mut reported: Option<(Instant, i64)> = None;
+        loop {
+            tick.tick().await;
+            let (pool_cache, id) = (cache.clone(), instance_id.clone());
+            let heartbeat_due = reported.is_none_or(|(at, _)| at.elapsed() >= instances::HEARTBEAT_EVERY);
+            let last = reported.map(|(_, revision)| revision);
+            let db_for_poll = db.clone();
+            let polled = tokio::task::spawn_blocking(move || -> Result<Option<i64>, crate::db::DbError> {
+                let mut conn = db_for_poll.pool().get_timeout(STALE_AFTER)?;
+                pool_cache.poll(&mut conn)?;
+                let seen = pool_cache.revision().unwrap_or_default();
+                if heartbeat_due || last != Some(seen) {
+                    instances::report(&mut conn, &id, seen, crate::db::now())?;
+                    return Ok(Some(seen));
+                }
+                Ok(None)
+            })
+            .await
+            .map_err(|e| crate::db::DbError::Task(e.to_string()))
+            .and_then(|inner| inner);
+            match polled {
+                Ok(report) => {
+                    failing = false;
+                    if let Some(seen) = report {
+                        reported = Some((Instant::now(), seen));
+                    }
+                }
+                Err(e) => {
+                    // A change made elsewhere may be unread: serve no row from
+                    // memory until the database answers again.
+                    cache.invalidate();
+                    if !failing {
+                        tracing::error!(error = %e, "cannot read token_revision; token rows are read per request");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn token(id: &str) -> Lookup {
-        Some(Arc::new(ApiToken::for_tests(id, String::new(), crate::db::now())))
+        let row = crate::tokens::store::ApiToken::for_tests(id, String::new(), crate::db::now());
+        Some(Arc::new(StoredCredential::of_api_token(&row)))
     }
 
     /// A cache as after a successful poll.
@@ -175,7 +231,7 @@ mod tests {
         assert!(cache.is_empty());
         // A row read after the invalidation is served.
         cache.put("a", cache.generation(), token("a"));
-        assert_eq!(cache.get("a").unwrap().unwrap().public_id, "a");
+        assert_eq!(cache.get("a").unwrap().unwrap().credential.public_id, "a");
     }
 
     #[test]
@@ -184,10 +240,15 @@ mod tests {
         let generation = cache.generation();
         cache.put("missing", generation, None);
         assert!(matches!(cache.get("missing"), Some(None)));
+        cache.put("in-use", generation, token("in-use"));
         for i in 0..MAX_ENTRIES + 10 {
             cache.put(&format!("id{i}"), generation, None);
+            if i % 1000 == 0 {
+                assert!(cache.get("in-use").is_some(), "a token in use survives the flood");
+            }
         }
         assert!(cache.len() <= MAX_ENTRIES);
+        assert!(cache.get("in-use").is_some());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The token string: `kgs_<id>_<secret><checksum>`.
+//! The token string: `<prefix><id>_<secret><checksum>`, for every secret
+//! keygate issues.
 //!
-//! * `kgp_` (personal) or `kgs_` (service) names the product and the kind, so
-//!   secret scanners can find leaked tokens and people can tell them apart;
-//! * `<id>` is the public token id (16 base62 characters), found with one
-//!   indexed lookup;
+//! * the prefix names the product and what the string is, so secret scanners
+//!   can find leaked tokens and people can tell them apart: `kgp_` personal
+//!   and `kgs_` service API tokens, `kgo_` OAuth access tokens, `kgr_` OAuth
+//!   refresh tokens, `kgcs_` OAuth client secrets, `kgac_` authorization codes;
+//! * `<id>` is the public id (16 base62 characters), found with one indexed
+//!   lookup;
 //! * `<secret>` is 32 base62 characters from the operating system's RNG
 //!   (190 bits);
 //! * `<checksum>` is the CRC-32 of everything before it, as 6 base62
@@ -20,49 +23,52 @@ use rand::rngs::OsRng;
 pub const ID_LEN: usize = 16;
 pub const SECRET_LEN: usize = 32;
 pub const CHECKSUM_LEN: usize = 6;
-const PREFIX_LEN: usize = 4;
-/// `kgs_` + id + `_` + secret + checksum.
+/// The length of the API tokens' prefixes (`kgp_`, `kgs_`).
+pub const PREFIX_LEN: usize = 4;
+/// An API token: `kgs_` + id + `_` + secret + checksum.
 pub const TOKEN_LEN: usize = PREFIX_LEN + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
+/// What a token string is, as its prefix says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prefix {
     Personal,
     Service,
+    OAuthAccess,
+    OAuthRefresh,
+    ClientSecret,
+    AuthorizationCode,
 }
 
-impl TokenKind {
+impl Prefix {
+    pub const ALL: [Prefix; 6] = [
+        Prefix::Personal,
+        Prefix::Service,
+        Prefix::OAuthAccess,
+        Prefix::OAuthRefresh,
+        Prefix::ClientSecret,
+        Prefix::AuthorizationCode,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            TokenKind::Personal => "personal",
-            TokenKind::Service => "service",
+            Prefix::Personal => "kgp_",
+            Prefix::Service => "kgs_",
+            Prefix::OAuthAccess => "kgo_",
+            Prefix::OAuthRefresh => "kgr_",
+            Prefix::ClientSecret => "kgcs_",
+            Prefix::AuthorizationCode => "kgac_",
         }
     }
 
-    pub fn prefix(self) -> &'static str {
-        match self {
-            TokenKind::Personal => "kgp_",
-            TokenKind::Service => "kgs_",
-        }
+    /// The whole length of a string with this prefix.
+    pub fn token_len(self) -> usize {
+        self.as_str().len() + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "personal" => Some(TokenKind::Personal),
-            "service" => Some(TokenKind::Service),
-            _ => None,
-        }
-    }
-
-    fn from_prefix(prefix: &str) -> Option<Self> {
-        [TokenKind::Personal, TokenKind::Service].into_iter().find(|k| k.prefix() == prefix)
-    }
-}
-
-impl fmt::Display for TokenKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+    fn of(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| s.starts_with(p.as_str()))
     }
 }
 
@@ -95,14 +101,14 @@ impl fmt::Display for TokenId {
 /// by `Debug`, and only its hash reaches the database.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PlainToken {
-    kind: TokenKind,
+    prefix: Prefix,
     id: TokenId,
     secret: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenFormatError {
-    #[error("the token does not start with kgp_ or kgs_")]
+    #[error("the token does not start with a keygate prefix")]
     UnknownPrefix,
     #[error("the token has the wrong length")]
     WrongLength,
@@ -113,25 +119,24 @@ pub enum TokenFormatError {
 }
 
 impl PlainToken {
-    pub fn generate(kind: TokenKind) -> Self {
-        Self::with_id(kind, TokenId::generate())
+    pub fn generate(prefix: Prefix) -> Self {
+        Self::with_id(prefix, TokenId::generate())
     }
 
     /// A new secret for an existing token (rotation keeps the id).
-    pub fn with_id(kind: TokenKind, id: TokenId) -> Self {
-        Self { kind, id, secret: Alphanumeric.sample_string(&mut OsRng, SECRET_LEN) }
+    pub fn with_id(prefix: Prefix, id: TokenId) -> Self {
+        Self { prefix, id, secret: Alphanumeric.sample_string(&mut OsRng, SECRET_LEN) }
     }
 
     pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
-        let prefix = s.get(..PREFIX_LEN).ok_or(TokenFormatError::UnknownPrefix)?;
-        let kind = TokenKind::from_prefix(prefix).ok_or(TokenFormatError::UnknownPrefix)?;
-        if s.len() != TOKEN_LEN {
+        let prefix = Prefix::of(s).ok_or(TokenFormatError::UnknownPrefix)?;
+        if s.len() != prefix.token_len() {
             return Err(TokenFormatError::WrongLength);
         }
         if !s.is_ascii() {
             return Err(TokenFormatError::BadCharacters);
         }
-        let rest = &s[PREFIX_LEN..];
+        let rest = &s[prefix.as_str().len()..];
         let (id, rest) = rest.split_at(ID_LEN);
         let (separator, rest) = rest.split_at(1);
         let (secret, checksum) = rest.split_at(SECRET_LEN);
@@ -139,14 +144,14 @@ impl PlainToken {
         if separator != "_" || !alnum(id) || !alnum(secret) || !alnum(checksum) {
             return Err(TokenFormatError::BadCharacters);
         }
-        if checksum != encode_checksum(&s[..TOKEN_LEN - CHECKSUM_LEN]) {
+        if checksum != encode_checksum(&s[..s.len() - CHECKSUM_LEN]) {
             return Err(TokenFormatError::BadChecksum);
         }
-        Ok(Self { kind, id: TokenId(id.to_owned()), secret: secret.to_owned() })
+        Ok(Self { prefix, id: TokenId(id.to_owned()), secret: secret.to_owned() })
     }
 
-    pub fn kind(&self) -> TokenKind {
-        self.kind
+    pub fn prefix(&self) -> Prefix {
+        self.prefix
     }
 
     pub fn id(&self) -> &TokenId {
@@ -160,7 +165,7 @@ impl PlainToken {
 
     /// The full token string, to show the user once.
     pub fn expose(&self) -> String {
-        let body = format!("{}{}_{}", self.kind.prefix(), self.id, self.secret);
+        let body = format!("{}{}_{}", self.prefix.as_str(), self.id, self.secret);
         let checksum = encode_checksum(&body);
         body + &checksum
     }
@@ -169,7 +174,7 @@ impl PlainToken {
 impl fmt::Debug for PlainToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PlainToken")
-            .field("kind", &self.kind)
+            .field("prefix", &self.prefix)
             .field("id", &self.id)
             .field("secret", &"[redacted]")
             .finish()
@@ -192,11 +197,11 @@ mod tests {
 
     #[test]
     fn a_generated_token_round_trips() {
-        for kind in [TokenKind::Personal, TokenKind::Service] {
-            let token = PlainToken::generate(kind);
+        for prefix in Prefix::ALL {
+            let token = PlainToken::generate(prefix);
             let text = token.expose();
-            assert_eq!(text.len(), TOKEN_LEN);
-            assert!(text.starts_with(kind.prefix()));
+            assert_eq!(text.len(), prefix.token_len());
+            assert!(text.starts_with(prefix.as_str()));
             assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
             assert_eq!(PlainToken::parse(&text), Ok(token));
         }
@@ -204,8 +209,8 @@ mod tests {
 
     #[test]
     fn secrets_are_long_and_distinct() {
-        let a = PlainToken::generate(TokenKind::Service);
-        let b = PlainToken::generate(TokenKind::Service);
+        let a = PlainToken::generate(Prefix::Service);
+        let b = PlainToken::generate(Prefix::Service);
         assert_ne!(a.secret(), b.secret());
         assert_ne!(a.id(), b.id());
         // 32 characters of base62 carry 32 * log2(62) = 190 bits.
@@ -214,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_changed_character_fails_the_checksum() {
-        let text = PlainToken::generate(TokenKind::Service).expose();
+        let text = PlainToken::generate(Prefix::Service).expose();
         let mut bytes = text.clone().into_bytes();
         let i = PREFIX_LEN + ID_LEN + 5; // inside the secret
         bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
@@ -224,7 +229,7 @@ mod tests {
 
     #[test]
     fn truncated_and_padded_tokens_are_rejected() {
-        let text = PlainToken::generate(TokenKind::Personal).expose();
+        let text = PlainToken::generate(Prefix::Personal).expose();
         assert_eq!(PlainToken::parse(&text[..TOKEN_LEN - 1]), Err(TokenFormatError::WrongLength));
         assert_eq!(PlainToken::parse(&format!("{text}x")), Err(TokenFormatError::WrongLength));
         assert_eq!(PlainToken::parse(&format!("{text} ")), Err(TokenFormatError::WrongLength));
@@ -233,7 +238,7 @@ mod tests {
 
     #[test]
     fn wrong_prefixes_are_rejected() {
-        let text = PlainToken::generate(TokenKind::Service).expose();
+        let text = PlainToken::generate(Prefix::Service).expose();
         assert_eq!(PlainToken::parse(&text.replacen("kgs_", "ghp_", 1)), Err(TokenFormatError::UnknownPrefix));
         assert_eq!(PlainToken::parse(&text.replacen("kgs_", "KGS_", 1)), Err(TokenFormatError::UnknownPrefix));
         // Swapping the kind invalidates the checksum, so kinds cannot be forged.
@@ -242,7 +247,7 @@ mod tests {
 
     #[test]
     fn foreign_characters_are_rejected_not_panicked_on() {
-        let text = PlainToken::generate(TokenKind::Service).expose();
+        let text = PlainToken::generate(Prefix::Service).expose();
         let mut broken = text.clone();
         broken.replace_range(PREFIX_LEN + ID_LEN..PREFIX_LEN + ID_LEN + 1, "-");
         assert_eq!(PlainToken::parse(&broken), Err(TokenFormatError::BadCharacters));
@@ -252,7 +257,7 @@ mod tests {
 
     #[test]
     fn debug_never_prints_the_secret() {
-        let token = PlainToken::generate(TokenKind::Service);
+        let token = PlainToken::generate(Prefix::Service);
         let printed = format!("{token:?}");
         assert!(!printed.contains(token.secret()));
         assert!(printed.contains(token.id().as_str()));

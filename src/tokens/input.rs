@@ -44,7 +44,7 @@ pub fn parse_description(raw: &str) -> Result<String, String> {
 }
 
 pub fn parse_kind(raw: &str) -> Result<TokenKind, String> {
-    TokenKind::parse(raw).ok_or_else(|| {
+    TokenKind::parse_api(raw).ok_or_else(|| {
         if raw.is_empty() {
             "Choose a personal or a service token.".to_owned()
         } else {
@@ -63,8 +63,10 @@ pub fn parse_scopes<'a>(kind: TokenKind, raw: impl IntoIterator<Item = &'a str>)
         .collect::<Result<Vec<_>, _>>()?;
     match kind {
         TokenKind::Personal => Ok(ScopeSet::default()),
-        TokenKind::Service if scopes.is_empty() => Err("A service token needs at least one scope.".into()),
-        TokenKind::Service => Ok(ScopeSet::new(scopes)),
+        TokenKind::Service | TokenKind::OAuth if scopes.is_empty() => {
+            Err("A service token needs at least one scope.".into())
+        }
+        TokenKind::Service | TokenKind::OAuth => Ok(ScopeSet::new(scopes)),
     }
 }
 

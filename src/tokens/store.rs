@@ -1,14 +1,19 @@
-//! `api_tokens` rows: create, list, find, rotate and revoke. Only hashes of
-//! secrets come in here; the plaintext never reaches this module.
+//! `api_tokens` rows: insert, find, list, rotate, revoke. Only hashes of
+//! secrets come in here; the plaintext never reaches this module. These are
+//! plain queries on a connection that may already be in a transaction: the
+//! services (`tokens::service`, the OAuth token endpoint) open it.
 
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::format::{TokenId, TokenKind};
+use super::credential::StoredCredential;
+use super::format::TokenId;
+use super::kind::TokenKind;
 use super::scopes::{ScopeSet, UnknownScope};
-use crate::audit::{self, EventContext, SecurityEvent};
+use crate::db::read::{self, Read};
 use crate::db::schema::{accounts, api_tokens};
-use crate::db::{self, DbConnection};
+use crate::db::{DbConnection, DbError};
+use diesel_async::AsyncPgConnection;
 
 /// A token is due for rotation this long after its secret was issued…
 pub const ROTATION_DUE_DAYS: i64 = 90;
@@ -25,7 +30,7 @@ pub struct ApiToken {
     pub seller_id: i64,
     pub name: String,
     pub description: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub scopes: String,
     pub secret_hash: String,
     pub secret_issued_at: NaiveDateTime,
@@ -79,10 +84,6 @@ impl TokenStatus {
 }
 
 impl ApiToken {
-    pub fn kind(&self) -> TokenKind {
-        TokenKind::parse(&self.kind).unwrap_or(TokenKind::Service)
-    }
-
     pub fn scope_set(&self) -> Result<ScopeSet, UnknownScope> {
         ScopeSet::parse(&self.scopes)
     }
@@ -139,7 +140,7 @@ impl Expiry {
         }
     }
 
-    fn lifetime_days(self) -> Option<i32> {
+    pub fn lifetime_days(self) -> Option<i32> {
         match self {
             Expiry::Days(days) => Some(days),
             _ => None,
@@ -166,7 +167,7 @@ struct TokenInsert<'a> {
     seller_id: i64,
     name: &'a str,
     description: &'a str,
-    kind: &'a str,
+    kind: TokenKind,
     scopes: String,
     secret_hash: &'a str,
     secret_issued_at: NaiveDateTime,
@@ -189,12 +190,22 @@ pub enum TokenStoreError {
     #[error("No such token.")]
     NotFound,
     #[error(transparent)]
-    Db(#[from] diesel::result::Error),
+    Hash(#[from] crate::hashing::HashError),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
-fn active_name_taken(conn: &mut DbConnection, seller_id: i64, name: &str, now: NaiveDateTime) -> QueryResult<bool> {
+impl From<diesel::result::Error> for TokenStoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        TokenStoreError::Db(e.into())
+    }
+}
+
+/// Whether the seller has a usable API token of that name.
+pub fn active_name_taken(conn: &mut DbConnection, seller_id: i64, name: &str, now: NaiveDateTime) -> QueryResult<bool> {
     let count: i64 = api_tokens::table
         .filter(api_tokens::seller_id.eq(seller_id))
+        .filter(api_tokens::kind.eq_any(TokenKind::API))
         .filter(api_tokens::name.eq(name))
         .filter(api_tokens::revoked_at.is_null())
         .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
@@ -203,71 +214,93 @@ fn active_name_taken(conn: &mut DbConnection, seller_id: i64, name: &str, now: N
     Ok(count > 0)
 }
 
-/// Inserts the token and its `token_created` event in one transaction.
-pub fn create(conn: &mut DbConnection, new: NewToken<'_>, ctx: EventContext) -> Result<ApiToken, TokenStoreError> {
-    db::write_tx(conn, |conn| {
-        let now = db::now();
-        if active_name_taken(conn, new.seller_id, new.name, now)? {
-            return Err(TokenStoreError::DuplicateName(new.name.to_owned()));
-        }
-        diesel::insert_into(api_tokens::table)
-            .values(TokenInsert {
-                public_id: new.id.as_str(),
-                seller_id: new.seller_id,
-                name: new.name,
-                description: new.description,
-                kind: new.kind.as_str(),
-                scopes: new.scopes.to_stored(),
-                secret_hash: new.secret_hash,
-                secret_issued_at: now,
-                expires_at: new.expiry.expires_at(now),
-                lifetime_days: new.expiry.lifetime_days(),
-                created_at: now,
-                created_by: new.created_by,
-            })
-            .execute(conn)?;
-        audit::record(
-            conn,
-            SecurityEvent::TokenCreated,
-            EventContext {
-                seller_id: Some(new.seller_id),
-                token_id: Some(new.id.to_string()),
-                detail: Some(new.name.to_owned()),
-                ..ctx
-            },
-        )?;
-        find(conn, new.id.as_str())?.ok_or(TokenStoreError::NotFound)
-    })
+/// Inserts a token row issued `now`.
+pub fn insert(conn: &mut DbConnection, new: NewToken<'_>, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::insert_into(api_tokens::table)
+        .values(TokenInsert {
+            public_id: new.id.as_str(),
+            seller_id: new.seller_id,
+            name: new.name,
+            description: new.description,
+            kind: new.kind,
+            scopes: new.scopes.to_stored(),
+            secret_hash: new.secret_hash,
+            secret_issued_at: now,
+            expires_at: new.expiry.expires_at(now),
+            lifetime_days: new.expiry.lifetime_days(),
+            created_at: now,
+            created_by: new.created_by,
+        })
+        .execute(conn)
+        .map(drop)
 }
 
 pub fn find(conn: &mut DbConnection, public_id: &str) -> QueryResult<Option<ApiToken>> {
     api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(ApiToken::as_select()).first(conn).optional()
 }
 
-/// A seller's token by its public id; `None` for another seller's token, so
-/// that ids cannot be probed.
+/// The row behind a public id, as the gate reads it.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn by_public_id(public_id: String) -> _ {
+    let columns: <api_tokens::table as Table>::AllColumns = api_tokens::all_columns;
+    api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(columns).limit(1_i64)
+}
+
+/// The gate's read of a credential by its public id: `None` when no token
+/// has that id.
+pub struct CredentialLookup(pub String);
+
+impl Read for CredentialLookup {
+    type Output = Option<StoredCredential>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Self::Output> {
+        let rows: Vec<ApiToken> = read::load(conn, by_public_id(self.0.clone()))?;
+        Ok(rows.first().map(StoredCredential::of_api_token))
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Self::Output> {
+        let rows: Vec<ApiToken> = read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
+        Ok(rows.first().map(StoredCredential::of_api_token))
+    }
+}
+
+/// One of the seller's API tokens by its public id; `None` for another
+/// seller's token (so that ids cannot be probed) and for OAuth tokens.
 pub fn find_for_seller(conn: &mut DbConnection, seller_id: i64, public_id: &str) -> QueryResult<Option<ApiToken>> {
     api_tokens::table
         .filter(api_tokens::public_id.eq(public_id))
         .filter(api_tokens::seller_id.eq(seller_id))
+        .filter(api_tokens::kind.eq_any(TokenKind::API))
         .select(ApiToken::as_select())
         .first(conn)
         .optional()
 }
 
-/// A seller's tokens: usable ones first, newest first within each group.
+/// Any seller's API token, for admins.
+pub fn find_api_token(conn: &mut DbConnection, public_id: &str) -> QueryResult<Option<ApiToken>> {
+    api_tokens::table
+        .filter(api_tokens::public_id.eq(public_id))
+        .filter(api_tokens::kind.eq_any(TokenKind::API))
+        .select(ApiToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A seller's API tokens: usable ones first, newest first within each group.
 pub fn list_for_seller(conn: &mut DbConnection, seller_id: i64) -> QueryResult<Vec<ApiToken>> {
     api_tokens::table
         .filter(api_tokens::seller_id.eq(seller_id))
+        .filter(api_tokens::kind.eq_any(TokenKind::API))
         .order((api_tokens::revoked_at.is_null().desc(), api_tokens::created_at.desc(), api_tokens::id.desc()))
         .select(ApiToken::as_select())
         .load(conn)
 }
 
-/// Every token with its seller's email, for admins, optionally for one seller.
+/// Every API token with its seller's email, for admins, optionally for one seller.
 pub fn list_all(conn: &mut DbConnection, seller_email: Option<&str>) -> QueryResult<Vec<(ApiToken, String)>> {
     let mut query = api_tokens::table
         .inner_join(accounts::table)
+        .filter(api_tokens::kind.eq_any(TokenKind::API))
         .order((api_tokens::revoked_at.is_null().desc(), api_tokens::created_at.desc(), api_tokens::id.desc()))
         .select((ApiToken::as_select(), accounts::email))
         .into_boxed();
@@ -277,114 +310,68 @@ pub fn list_all(conn: &mut DbConnection, seller_email: Option<&str>) -> QueryRes
     query.load(conn)
 }
 
-/// Revokes a token now. Revoking a revoked token changes nothing and succeeds.
-pub fn revoke(conn: &mut DbConnection, token: &ApiToken, ctx: EventContext) -> Result<ApiToken, TokenStoreError> {
-    db::write_tx(conn, |conn| {
-        let updated = diesel::update(api_tokens::table.find(token.id).filter(api_tokens::revoked_at.is_null()))
-            .set((api_tokens::revoked_at.eq(db::now()), api_tokens::revoked_by.eq(ctx.actor_id)))
-            .execute(conn)?;
-        if updated == 1 {
-            audit::record(
-                conn,
-                SecurityEvent::TokenRevoked,
-                EventContext {
-                    seller_id: Some(token.seller_id),
-                    token_id: Some(token.public_id.clone()),
-                    detail: Some(token.name.clone()),
-                    ..ctx
-                },
-            )?;
-        }
-        find(conn, &token.public_id)?.ok_or(TokenStoreError::NotFound)
-    })
+/// Revokes a token now; `false` when it was revoked already.
+pub fn revoke(conn: &mut DbConnection, row_id: i64, by: Option<i64>, now: NaiveDateTime) -> QueryResult<bool> {
+    let updated = diesel::update(api_tokens::table.find(row_id).filter(api_tokens::revoked_at.is_null()))
+        .set((api_tokens::revoked_at.eq(now), api_tokens::revoked_by.eq(by)))
+        .execute(conn)?;
+    Ok(updated == 1)
 }
 
 /// Sets or clears (`None`) a token's own per-minute limit.
-pub fn set_rate_limit(
-    conn: &mut DbConnection,
-    token: &ApiToken,
-    per_minute: Option<i32>,
-    ctx: EventContext,
-) -> QueryResult<()> {
-    db::write_tx(conn, |conn| {
-        diesel::update(api_tokens::table.find(token.id))
-            .set(api_tokens::rate_limit_per_minute.eq(per_minute))
-            .execute(conn)?;
-        let detail = match per_minute {
-            Some(n) => format!("{}: {n} requests per minute", token.name),
-            None => format!("{}: back to the default limit", token.name),
-        };
-        audit::record(
-            conn,
-            SecurityEvent::RateLimitChanged,
-            EventContext {
-                seller_id: Some(token.seller_id),
-                token_id: Some(token.public_id.clone()),
-                detail: Some(detail),
-                ..ctx
-            },
-        )
-    })
+pub fn set_rate_limit(conn: &mut DbConnection, row_id: i64, per_minute: Option<i32>) -> QueryResult<()> {
+    diesel::update(api_tokens::table.find(row_id))
+        .set(api_tokens::rate_limit_per_minute.eq(per_minute))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Records when and from where a token was last used.
+pub fn note_use(conn: &mut DbConnection, row_id: i64, at: NaiveDateTime, ip: Option<&str>) -> QueryResult<()> {
+    diesel::update(api_tokens::table.find(row_id))
+        .set((api_tokens::last_used_at.eq(at), api_tokens::last_used_ip.eq(ip)))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Replaces a token's secret. The old secret keeps working until
 /// `now + grace` (not at all with a zero grace). `seen_issued_at` is the
-/// secret's issue time the seller saw, so a re-submitted form cannot rotate twice.
+/// secret's issue time the seller saw, so a re-submitted form cannot rotate
+/// twice. Returns the row as it was before.
 pub fn rotate(
     conn: &mut DbConnection,
-    token: &ApiToken,
+    public_id: &str,
     new_secret_hash: &str,
     grace: Duration,
     seen_issued_at: Option<NaiveDateTime>,
-    ctx: EventContext,
+    now: NaiveDateTime,
 ) -> Result<ApiToken, TokenStoreError> {
-    db::write_tx(conn, |conn| {
-        let current = find(conn, &token.public_id)?.ok_or(TokenStoreError::NotFound)?;
-        let now = db::now();
-        if current.revoked_at.is_some() {
-            return Err(TokenStoreError::Revoked);
-        }
-        if current.is_expired(now) && current.lifetime_days.is_none() {
-            return Err(TokenStoreError::ExpiredFixed);
-        }
-        if seen_issued_at.is_some_and(|seen| seen != current.secret_issued_at) {
-            return Err(TokenStoreError::StaleRotation);
-        }
-        let (previous_hash, previous_until) = if grace > Duration::zero() {
-            (Some(current.secret_hash.as_str()), Some(now + grace))
-        } else {
-            (None, None)
-        };
-        let expires_at = match current.lifetime_days {
-            Some(days) => Some(now + Duration::days(days.into())),
-            None => current.expires_at,
-        };
-        diesel::update(api_tokens::table.find(current.id))
-            .set((
-                api_tokens::secret_hash.eq(new_secret_hash),
-                api_tokens::secret_issued_at.eq(now),
-                api_tokens::previous_secret_hash.eq(previous_hash),
-                api_tokens::previous_secret_expires_at.eq(previous_until),
-                api_tokens::expires_at.eq(expires_at),
-            ))
-            .execute(conn)?;
-        let grace_note = if grace > Duration::zero() {
-            format!("{}; old secret valid for {} min", current.name, grace.num_minutes())
-        } else {
-            format!("{}; old secret revoked immediately", current.name)
-        };
-        audit::record(
-            conn,
-            SecurityEvent::TokenRotated,
-            EventContext {
-                seller_id: Some(current.seller_id),
-                token_id: Some(current.public_id.clone()),
-                detail: Some(grace_note),
-                ..ctx
-            },
-        )?;
-        find(conn, &current.public_id)?.ok_or(TokenStoreError::NotFound)
-    })
+    let current = find(conn, public_id)?.ok_or(TokenStoreError::NotFound)?;
+    if current.revoked_at.is_some() {
+        return Err(TokenStoreError::Revoked);
+    }
+    if current.is_expired(now) && current.lifetime_days.is_none() {
+        return Err(TokenStoreError::ExpiredFixed);
+    }
+    if seen_issued_at.is_some_and(|seen| seen != current.secret_issued_at) {
+        return Err(TokenStoreError::StaleRotation);
+    }
+    let (previous_hash, previous_until) =
+        if grace > Duration::zero() { (Some(current.secret_hash.as_str()), Some(now + grace)) } else { (None, None) };
+    let expires_at = match current.lifetime_days {
+        Some(days) => Some(now + Duration::days(days.into())),
+        None => current.expires_at,
+    };
+    diesel::update(api_tokens::table.find(current.id))
+        .set((
+            api_tokens::secret_hash.eq(new_secret_hash),
+            api_tokens::secret_issued_at.eq(now),
+            api_tokens::previous_secret_hash.eq(previous_hash),
+            api_tokens::previous_secret_expires_at.eq(previous_until),
+            api_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(current)
 }
 
 #[cfg(test)]
@@ -397,7 +384,7 @@ impl ApiToken {
             seller_id: 1,
             name: "erp".into(),
             description: String::new(),
-            kind: "service".into(),
+            kind: TokenKind::Service,
             scopes: "orders:read".into(),
             secret_hash,
             secret_issued_at: now,
@@ -431,7 +418,7 @@ mod tests {
 
     #[test]
     fn status_follows_age_expiry_and_revocation() {
-        let now = db::now();
+        let now = crate::db::now();
         assert_eq!(token_issued(now, 1, None).status(now), TokenStatus::Active);
         assert_eq!(token_issued(now, 1, Some(3)).status(now), TokenStatus::ExpiringSoon);
         assert_eq!(token_issued(now, 1, Some(-1)).status(now), TokenStatus::Expired);
@@ -443,7 +430,7 @@ mod tests {
 
     #[test]
     fn rotation_warnings_start_at_day_80() {
-        let now = db::now();
+        let now = crate::db::now();
         assert_eq!(token_issued(now, 79, None).rotation_warning_days(now), None);
         assert_eq!(token_issued(now, 80, None).rotation_warning_days(now), Some(10));
         assert_eq!(token_issued(now, 85, None).rotation_warning_days(now), Some(5));

@@ -202,7 +202,7 @@ pub struct EmptyApp {
     dir: tempfile::TempDir,
     server: Server,
     postgres: Option<TestDatabase>,
-    config: Config,
+    pub config: Config,
     tokens: Arc<TokenCache>,
 }
 

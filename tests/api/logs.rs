@@ -197,7 +197,7 @@ fn api_row(
         method: "GET".into(),
         path: "/api/v1/orders".into(),
         status,
-        outcome,
+        outcome: outcome.parse().unwrap(),
         required_scope: None,
         ip: Some(ip.into()),
         user_agent: None,
@@ -210,7 +210,7 @@ fn api_row(
 
 #[tokio::test]
 async fn the_chart_counts_each_bucket_by_outcome_class_in_sql() {
-    use keygate::audit::query::{chart, LogFilter};
+    use keygate::audit::{filter::LogFilter, summary::chart};
     let app = spawn_app().await;
     let mut conn = app.pool.get().unwrap();
     let start = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
@@ -238,7 +238,7 @@ async fn the_chart_counts_each_bucket_by_outcome_class_in_sql() {
     assert_eq!(seen.buckets.iter().flatten().sum::<u32>(), 6);
     let everyone = chart(&mut conn, &LogFilter::default(), start, end, 24).unwrap();
     assert_eq!(everyone.buckets[0], [3, 1, 0, 0], "admins count every seller");
-    let refused = LogFilter { outcome: Some("insufficient_scope".into()), ..seller.clone() };
+    let refused = LogFilter { outcome: Some("insufficient_scope".parse().unwrap()), ..seller.clone() };
     assert_eq!(chart(&mut conn, &refused, start, end, 24).unwrap().buckets.iter().flatten().sum::<u32>(), 1);
     let later = LogFilter { from: Some(at(60)), ..seller };
     assert_eq!(chart(&mut conn, &later, start, end, 24).unwrap().buckets.iter().flatten().sum::<u32>(), 3);
@@ -246,7 +246,7 @@ async fn the_chart_counts_each_bucket_by_outcome_class_in_sql() {
 
 #[tokio::test]
 async fn the_address_book_learns_new_addresses_from_rows_added_after_it_was_built() {
-    use keygate::audit::query::AddressBook;
+    use keygate::audit::highlights::AddressBook;
     let app = spawn_app().await;
     let mut conn = app.pool.get().unwrap();
     let now = keygate::db::now();

@@ -5,9 +5,8 @@ use reqwest::StatusCode;
 
 use crate::helpers::{spawn_app_with, spawn_empty_app_with, PASSWORD};
 
-fn token_for(pool: &keygate::db::DbPool, email: &str) -> String {
-    let mut conn = pool.get().unwrap();
-    keygate::cli::create_user(&mut conn, email, "seller", PASSWORD.into(), false).unwrap();
+async fn token_for(pool: &keygate::db::DbPool, url: &keygate::db::DatabaseUrl, email: &str) -> String {
+    keygate::cli::create_user(&mut pool.get().unwrap(), email, "seller", PASSWORD.into(), false).unwrap();
     let args = keygate::cli::TokenArgs {
         email,
         name: "erp",
@@ -16,7 +15,7 @@ fn token_for(pool: &keygate::db::DbPool, email: &str) -> String {
         expires_in: None,
         description: "",
     };
-    keygate::cli::create_token(&mut conn, args).unwrap()
+    keygate::cli::Commands::new(pool.clone(), url).create_token(args).await.unwrap()
 }
 
 #[tokio::test]
@@ -31,7 +30,7 @@ async fn keygate_serves_tls_itself() {
         c.secure_cookies = true;
     })
     .await;
-    let token = token_for(&app.pool, "ana@shop.test");
+    let token = token_for(&app.pool, &app.config.database_url, "ana@shop.test").await;
     let port = app.address.rsplit(':').next().unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())

@@ -1,4 +1,4 @@
-//! The per-token GCRA kept in Redis, shared by every instance. One script
+//! The GCRA kept in Redis, shared by every instance. One script
 //! does the whole check atomically in one round trip, on Redis's clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::RwLock;
 
-use super::ratelimit::LimitState;
+use super::{LimitState, Quota};
 
 /// GCRA: the key holds the theoretical arrival time (TAT) in milliseconds.
 /// Returns {allowed, remaining, retry_after_ms, reset_ms}.
@@ -76,22 +76,25 @@ impl RedisLimiter {
         Ok(limiter)
     }
 
-    /// The shared verdict, or `None` when Redis cannot give one in time.
-    pub async fn check(&self, token_id: &str, per_minute: u32) -> Option<LimitState> {
+    /// The shared verdict for `key` under `quota`, or `None` when Redis
+    /// cannot give one in time.
+    pub async fn check(&self, key: &str, quota: Quota) -> Option<LimitState> {
         let Some(mut connection) = self.connection.read().await.clone() else {
             self.complain("not connected to Redis");
             return None;
         };
-        let interval_ms = 60_000.0 / f64::from(per_minute);
-        let mut invocation = self.script.key(format!("keygate:ratelimit:{token_id}"));
-        invocation.arg(interval_ms).arg(per_minute);
+        let burst = quota.burst.get();
+        let interval_ms = quota.period.as_secs_f64() * 1000.0 / f64::from(burst);
+        let mut invocation = self.script.key(format!("keygate:ratelimit:{key}"));
+        invocation.arg(interval_ms).arg(burst);
         let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
         match tokio::time::timeout(CHECK_TIMEOUT, call).await {
             Ok(Ok(reply)) if reply.len() == 4 => {
                 let secs = |ms: i64| (ms.max(0) as u64).div_ceil(1000);
                 Some(LimitState {
-                    limit: per_minute,
-                    remaining: reply[1].clamp(0, i64::from(per_minute)) as u32,
+                    limit: burst,
+                    window_secs: quota.period.as_secs(),
+                    remaining: reply[1].clamp(0, i64::from(burst)) as u32,
                     reset_secs: secs(reply[3]),
                     retry_after_secs: (reply[0] == 0).then(|| secs(reply[2]).max(1)),
                 })

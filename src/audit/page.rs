@@ -1,0 +1,25 @@
+//! One page of the trail, newest first, keyset on `id` (no OFFSET).
+
+use diesel::prelude::*;
+
+use super::filter::{filtered, LogFilter};
+use super::AuditRow;
+use crate::db::schema::audit_events;
+use crate::db::DbConnection;
+
+/// One page, newest first, of rows older than `before` (an id).
+pub fn page(
+    conn: &mut DbConnection,
+    filter: &LogFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<(Vec<AuditRow>, bool)> {
+    let mut query = filtered(filter);
+    if let Some(before) = before {
+        query = query.filter(audit_events::id.lt(before));
+    }
+    let mut rows = query.order(audit_events::id.desc()).limit(limit + 1).select(AuditRow::as_select()).load(conn)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}

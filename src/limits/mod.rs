@@ -1,0 +1,203 @@
+//! Rate limits: any key (a token id, a client address, an OAuth client), any
+//! quota (so many requests per period), GCRA. Alone, each instance keeps its
+//! own counts with the `governor` crate, one limiter per key so that a
+//! per-key quota (a token's override) gets its own budget; the limiters live
+//! in a bounded table that forgets the least recently used keys. With
+//! `--redis-url` a limit can be shared by all instances: one GCRA script, one
+//! atomic round trip per check. If Redis is unreachable the local limiter
+//! takes over and an error is logged (at most every 10 s): the caller keeps
+//! being served and is never unlimited.
+
+pub mod redis;
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::RateLimiter;
+
+use crate::bounded::BoundedMap;
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// `burst` requests per `period`, refilled evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub burst: NonZeroU32,
+    pub period: Duration,
+}
+
+impl Quota {
+    pub fn per_minute(n: u32) -> Self {
+        Self::new(n, Duration::from_secs(60))
+    }
+
+    pub fn new(burst: u32, period: Duration) -> Self {
+        Self { burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN), period: period.max(Duration::from_millis(1)) }
+    }
+
+    fn governor(self) -> governor::Quota {
+        let interval = (self.period / self.burst.get()).max(Duration::from_nanos(1));
+        governor::Quota::with_period(interval)
+            .unwrap_or(governor::Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(self.burst)
+    }
+}
+
+/// What the limit headers report after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    pub limit: u32,
+    /// The quota's period (`RateLimit-Policy: 600;w=60`).
+    pub window_secs: u64,
+    pub remaining: u32,
+    /// Seconds until the full quota is back (`RateLimit` reset).
+    pub reset_secs: u64,
+    /// `Some` when refused: seconds until one more request is allowed.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// Keys tracked at most by one table of limits.
+pub const MAX_KEYS: usize = 100_000;
+
+pub struct RateLimits<K: Hash + Eq> {
+    limiters: BoundedMap<K, (Quota, Arc<Limiter>)>,
+    clock: DefaultClock,
+    shared: Option<(redis::RedisLimiter, &'static str)>,
+}
+
+impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
+    /// Limits kept by this instance alone.
+    pub fn local(max_keys: usize) -> Self {
+        Self { limiters: BoundedMap::new(max_keys), clock: DefaultClock::default(), shared: None }
+    }
+
+    /// Limits shared through Redis under `namespace` (keys
+    /// `keygate:ratelimit:<namespace>:<key>`, or `keygate:ratelimit:<key>`
+    /// with an empty namespace), falling back to this instance's own.
+    pub fn shared(redis: redis::RedisLimiter, namespace: &'static str, max_keys: usize) -> Self {
+        Self { shared: Some((redis, namespace)), ..Self::local(max_keys) }
+    }
+
+    /// Takes one request from `key`'s budget under `quota`.
+    pub async fn check(&self, key: &K, quota: Quota) -> LimitState {
+        if let Some((shared, namespace)) = &self.shared {
+            let key = if namespace.is_empty() { key.to_string() } else { format!("{namespace}:{key}") };
+            if let Some(state) = shared.check(&key, quota).await {
+                return state;
+            }
+        }
+        self.check_local(key, quota)
+    }
+
+    /// Takes one request from this instance's own count.
+    pub fn check_local(&self, key: &K, quota: Quota) -> LimitState {
+        let limiter = {
+            let mut limiters = self.limiters.lock();
+            match limiters.get(key) {
+                // A changed quota (a new override) starts afresh.
+                Some((known, limiter)) if *known == quota => limiter.clone(),
+                _ => {
+                    let limiter = Arc::new(RateLimiter::direct(quota.governor()).with_middleware());
+                    limiters.put(key.clone(), (quota, limiter.clone()));
+                    limiter
+                }
+            }
+        };
+        let limit = quota.burst.get();
+        let interval = quota.period / limit;
+        let window_secs = quota.period.as_secs();
+        match limiter.check() {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = limit - remaining.min(limit);
+                LimitState {
+                    limit,
+                    window_secs,
+                    remaining,
+                    reset_secs: ceil_secs(interval * used),
+                    retry_after_secs: None,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                LimitState {
+                    limit,
+                    window_secs,
+                    remaining: 0,
+                    reset_secs: ceil_secs(interval * limit),
+                    retry_after_secs: Some(ceil_secs(wait).max(1)),
+                }
+            }
+        }
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.limiters.len()
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> RateLimits<String> {
+        RateLimits::local(MAX_KEYS)
+    }
+
+    #[test]
+    fn the_request_after_the_limit_is_refused_and_others_are_unaffected() {
+        let limits = limits();
+        let a = "a".to_owned();
+        for i in 0..5 {
+            let state = limits.check_local(&a, Quota::per_minute(5));
+            assert_eq!(state.retry_after_secs, None, "request {i}");
+            assert_eq!(state.remaining, 4 - i);
+        }
+        let refused = limits.check_local(&a, Quota::per_minute(5));
+        assert_eq!(refused.remaining, 0);
+        let retry = refused.retry_after_secs.expect("the sixth request is refused");
+        assert!((1..=12).contains(&retry), "one slot frees every 12 s: {retry}");
+        assert_eq!(limits.check_local(&"b".to_owned(), Quota::per_minute(5)).retry_after_secs, None);
+    }
+
+    #[test]
+    fn a_changed_quota_takes_effect() {
+        let limits = limits();
+        let a = "a".to_owned();
+        assert!(limits.check_local(&a, Quota::per_minute(1)).retry_after_secs.is_none());
+        assert!(limits.check_local(&a, Quota::per_minute(1)).retry_after_secs.is_some());
+        assert!(limits.check_local(&a, Quota::per_minute(100)).retry_after_secs.is_none());
+        assert_eq!(limits.check_local(&a, Quota::per_minute(100)).limit, 100);
+    }
+
+    #[test]
+    fn any_key_and_any_period() {
+        let limits: RateLimits<std::net::IpAddr> = RateLimits::local(10);
+        let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let five_per_ten_seconds = Quota::new(5, Duration::from_secs(10));
+        for _ in 0..5 {
+            assert!(limits.check_local(&ip, five_per_ten_seconds).retry_after_secs.is_none());
+        }
+        let refused = limits.check_local(&ip, five_per_ten_seconds);
+        assert_eq!(refused.window_secs, 10);
+        assert!((1..=2).contains(&refused.retry_after_secs.unwrap()), "{refused:?}");
+    }
+
+    #[test]
+    fn a_flood_of_keys_stays_bounded() {
+        let limits: RateLimits<u32> = RateLimits::local(1_000);
+        for key in 0..50_000 {
+            limits.check_local(&key, Quota::per_minute(10));
+        }
+        assert_eq!(limits.tracked(), 1_000);
+    }
+}

@@ -1,0 +1,83 @@
+//! Errors of the portal layer and how each becomes a page. (The API answers
+//! in JSON, the gate with its own table; neither sees this type.)
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::db::DbError;
+use crate::hashing::HashError;
+use crate::tokens::store::TokenStoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("page not found")]
+    NotFound,
+    #[error("sign-in required")]
+    LoginRequired { next: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("template error: {0}")]
+    Template(#[from] askama::Error),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("http error: {0}")]
+    Http(#[from] actix_web::error::HttpError),
+}
+
+impl From<diesel::result::Error> for PortalError {
+    fn from(e: diesel::result::Error) -> Self {
+        PortalError::Db(e.into())
+    }
+}
+
+impl PortalError {
+    /// A token store's failure that is not the seller's to fix.
+    pub fn from_store(error: TokenStoreError) -> Self {
+        match error {
+            TokenStoreError::Db(e) => PortalError::Db(e),
+            TokenStoreError::Hash(e) => PortalError::Hash(e),
+            TokenStoreError::NotFound => PortalError::NotFound,
+            other => PortalError::Db(DbError::Task(other.to_string())),
+        }
+    }
+}
+
+impl PortalError {
+    fn page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+        let page = crate::portal::pages::ErrorPage { title, message, status: status.as_u16() };
+        let body = askama::Template::render(&page).unwrap_or_else(|_| message.to_owned());
+        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+    }
+}
+
+impl ResponseError for PortalError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PortalError::NotFound => StatusCode::NOT_FOUND,
+            PortalError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            PortalError::NotFound => Self::page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here, or it belongs to another account.",
+            ),
+            PortalError::LoginRequired { next } => {
+                let location = format!("/login?next={}", crate::portal::forms::percent_encode(next));
+                HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+            }
+            other => {
+                tracing::error!(error = %other, "portal request failed");
+                Self::page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The server could not complete this request. Please try again in a moment.",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The credential value the gate works with, whatever issued it: a personal
+//! or service API token, or an OAuth access token. The gate yields it to
+//! handlers inside `Authenticated`; the token cache keeps it with what the
+//! gate needs to check a secret ([`StoredCredential`]).
+
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+
+use super::kind::TokenKind;
+use super::scopes::ScopeSet;
+use super::store::ApiToken;
+
+/// Who is calling and what they may do. Built once when the row is read,
+/// so a request does no parsing or date formatting of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The `api_tokens` row.
+    pub row_id: i64,
+    /// The public id, as in the token string and the audit trail.
+    pub public_id: String,
+    pub kind: TokenKind,
+    pub name: String,
+    pub seller_id: i64,
+    /// What it may do now: a service token's own scopes, every scope of the
+    /// account for a personal token, the grant's scopes for an OAuth token.
+    pub scopes: ScopeSet,
+    pub created_at: NaiveDateTime,
+    pub expires_at: Option<NaiveDateTime>,
+    /// When its secret is due for rotation (API tokens only).
+    pub rotation_due_at: Option<NaiveDateTime>,
+    /// Its own per-minute limit, if an admin set one.
+    pub rate_limit_per_minute: Option<u32>,
+    /// The app and grant behind an OAuth access token.
+    pub oauth: Option<OAuthClient>,
+    /// `Keygate-Token-Expiration`: RFC 3339, or `never`.
+    pub expiration_header: String,
+    /// `Keygate-Token-Rotate-By`, once rotation is due.
+    pub rotate_by_header: Option<(NaiveDateTime, String)>,
+}
+
+/// The third-party app an OAuth access token acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub app_name: String,
+    pub grant_id: i64,
+}
+
+/// What the gate needs to check a presented secret against a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// An argon2id PHC string (API tokens) or `sha256:<hex>` (OAuth tokens).
+    pub current: String,
+    /// The secret before the last rotation, while its grace lasts.
+    pub previous: Option<(String, NaiveDateTime)>,
+}
+
+/// A credential as the database holds it: the value, its secret, and
+/// whether it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub credential: Arc<Credential>,
+    pub secret: StoredSecret,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+impl StoredCredential {
+    pub fn of_api_token(token: &ApiToken) -> Self {
+        let scopes = match token.kind {
+            // Every seller account holds every scope today; a personal token
+            // follows the account at request time.
+            TokenKind::Personal => ScopeSet::all(),
+            // An unknown word in the stored scopes grants nothing.
+            TokenKind::Service | TokenKind::OAuth => token.scope_set().unwrap_or_default(),
+        };
+        let rotation_due_at = (token.kind != TokenKind::OAuth).then(|| token.rotation_due_at());
+        let credential = Credential {
+            row_id: token.id,
+            public_id: token.public_id.clone(),
+            kind: token.kind,
+            name: token.name.clone(),
+            seller_id: token.seller_id,
+            scopes,
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            rotation_due_at,
+            rate_limit_per_minute: token.rate_limit_per_minute.map(|n| n.max(1) as u32),
+            oauth: None,
+            expiration_header: token.expires_at.map_or_else(|| "never".to_owned(), crate::time::rfc3339),
+            rotate_by_header: rotation_due_at.map(|at| (at, crate::time::rfc3339(at))),
+        };
+        Self {
+            credential: Arc::new(credential),
+            secret: StoredSecret {
+                current: token.secret_hash.clone(),
+                previous: token.previous_secret_hash.clone().zip(token.previous_secret_expires_at),
+            },
+            revoked_at: token.revoked_at,
+        }
+    }
+}
