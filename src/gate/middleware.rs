@@ -210,3 +210,51 @@ async fn finish(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::tokens::store::ApiToken;
+    use crate::tokens::{ScopeSet, StoredCredential, TokenKind};
+
+    fn caller(kind: TokenKind, scopes: &str) -> Authenticated {
+        let mut row = ApiToken::for_tests("abcdefghijklmnop", String::new(), crate::db::now());
+        row.kind = kind;
+        row.scopes = scopes.into();
+        Authenticated { credential: StoredCredential::of_api_token(&row).credential }
+    }
+
+    /// The gate's truth table: transport, then scope against what the
+    /// credential carries now.
+    #[test]
+    fn transport_and_scope_decide_in_order() {
+        let loopback = ClientView { ip: Some("127.0.0.1".parse().unwrap()), https: false };
+        let remote_plain = ClientView { ip: Some("203.0.113.9".parse().unwrap()), https: false };
+        let remote_tls = ClientView { ip: Some("203.0.113.9".parse().unwrap()), https: true };
+        assert_eq!(transport(loopback), Ok(()));
+        assert_eq!(transport(remote_tls), Ok(()));
+        assert_eq!(transport(remote_plain), Err(GateError::HttpsRequired));
+
+        let orders_read = RouteMatch::Operation(Some(Scope::OrdersRead));
+        let orders_write = RouteMatch::Operation(Some(Scope::OrdersWrite));
+        let service = caller(TokenKind::Service, "orders:write");
+        assert_eq!(authorize(&service, &orders_read), Ok(()), "write implies read");
+        assert_eq!(authorize(&service, &orders_write), Ok(()));
+        let reader = caller(TokenKind::Service, "orders:read");
+        assert_eq!(
+            authorize(&reader, &orders_write),
+            Err(GateError::InsufficientScope { required: Scope::OrdersWrite })
+        );
+        assert_eq!(authorize(&reader, &RouteMatch::Operation(None)), Ok(()), "no scope needed");
+        let personal = caller(TokenKind::Personal, "");
+        assert_eq!(personal.scopes(), &ScopeSet::all(), "a personal token carries every scope of its account");
+        assert_eq!(authorize(&personal, &RouteMatch::Operation(Some(Scope::ReportsRead))), Ok(()));
+        let unknown_scope = caller(TokenKind::Service, "orders:read bogus");
+        assert!(unknown_scope.scopes().is_empty(), "an unknown stored scope grants nothing");
+        let oauth = caller(TokenKind::OAuth, "products:read");
+        assert_eq!(authorize(&oauth, &RouteMatch::Operation(Some(Scope::ProductsRead))), Ok(()));
+        assert!(Arc::strong_count(&oauth.credential) >= 1);
+    }
+}

@@ -224,6 +224,25 @@ mod tests {
         assert_eq!(verifier.argon2_runs(), 1);
     }
 
+    #[test]
+    fn a_flood_of_token_ids_keeps_every_table_bounded() {
+        let verifier = Verifier::new(Hasher::new(1));
+        let digest = [7u8; 32];
+        for i in 0..MAX_TRACKED + 5_000 {
+            let id = format!("{i:016}");
+            verifier.record_failure(&id);
+            verifier.remember(&id, "phc", digest);
+            verifier.in_flight_lock(&id);
+        }
+        assert_eq!(verifier.failures.len(), MAX_TRACKED);
+        assert_eq!(verifier.remembered_secrets(), MAX_TRACKED);
+        assert_eq!(verifier.in_flight.len(), MAX_TRACKED);
+        // The newest entries are the ones kept.
+        let newest = format!("{:016}", MAX_TRACKED + 4_999);
+        assert!(verifier.remembered(&newest, &[("phc", SecretCheck::Current)], &digest).is_some());
+        assert!(verifier.remembered(&format!("{:016}", 0), &[("phc", SecretCheck::Current)], &digest).is_none());
+    }
+
     #[tokio::test]
     async fn repeated_wrong_secrets_stop_costing_argon2() {
         let verifier = Verifier::new(Hasher::new(1));

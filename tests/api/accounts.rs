@@ -286,3 +286,43 @@ async fn sign_out_ends_the_session_on_the_server() {
     assert_eq!(seller.get("/settings/tokens").await.status(), StatusCode::OK, "the other session lives on");
     assert_eq!(app.events("logout").len(), 1);
 }
+
+/// Opening an account is one transaction: when its sample data cannot be
+/// written, neither the account nor its audit row stays behind.
+#[tokio::test]
+async fn a_failed_sign_up_leaves_no_account_behind() {
+    use diesel::prelude::*;
+    let app = spawn_app().await;
+    let mut conn = app.pool.get().unwrap();
+    if crate::helpers::suite_on_postgres() {
+        diesel::sql_query(
+            "CREATE FUNCTION refuse_products() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'no products today'; END $$",
+        )
+        .execute(&mut conn)
+        .unwrap();
+        diesel::sql_query(
+            "CREATE TRIGGER refuse_products BEFORE INSERT ON products FOR EACH ROW EXECUTE FUNCTION refuse_products()",
+        )
+        .execute(&mut conn)
+        .unwrap();
+    } else {
+        diesel::sql_query(
+            "CREATE TRIGGER refuse_products BEFORE INSERT ON products BEGIN SELECT RAISE(ABORT, 'no products today'); END",
+        )
+        .execute(&mut conn)
+        .unwrap();
+    }
+    let accounts_before = keygate::accounts::count(&mut conn).unwrap();
+    let created_before = app.events("account_created").len();
+    let response = app.user("ana@shop.test").signup(PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(keygate::accounts::count(&mut conn).unwrap(), accounts_before, "no account");
+    assert_eq!(app.events("account_created").len(), created_before, "no audit row for it");
+    // The same email can sign up once the cause is gone.
+    diesel::sql_query("DROP TRIGGER refuse_products ON products")
+        .execute(&mut conn)
+        .or_else(|_| diesel::sql_query("DROP TRIGGER refuse_products").execute(&mut conn))
+        .unwrap();
+    assert_eq!(app.user("ana@shop.test").signup(PASSWORD).await.status(), StatusCode::SEE_OTHER);
+}

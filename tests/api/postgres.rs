@@ -200,3 +200,37 @@ async fn the_pool_and_the_shared_connections_read_alike() {
     assert!(ids(&ours).iter().all(|id| !ids(&theirs).contains(id)), "sellers see only their own orders");
     server.shutdown().await;
 }
+
+/// A server that stays up past the end of the month must not write into
+/// the default partition: the hourly task creates the coming months too
+/// (before, only start-up and the CLI did).
+#[tokio::test]
+async fn the_hourly_task_creates_the_coming_partitions() {
+    use chrono::Datelike;
+    let Some(app) = spawn_app_on_postgres().await else { return };
+    let db = keygate::db::Db::new(app.pool.clone(), &app.config.database_url, 0);
+    let now = keygate::db::now();
+    // Two months on, as if the server had stayed up that long.
+    let later = now + chrono::Duration::days(62);
+    let first = |at: chrono::NaiveDateTime| chrono::NaiveDate::from_ymd_opt(at.year(), at.month(), 1).unwrap();
+    let month_after = first((first(later) + chrono::Duration::days(32)).and_hms_opt(0, 0, 0).unwrap());
+    let name = |day: chrono::NaiveDate| format!("audit_events_y{}", day.format("%Ym%m"));
+    let exists = |partition: String| {
+        #[derive(diesel::QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[allow(dead_code)]
+            name: String,
+        }
+        use diesel::prelude::*;
+        let found: Vec<Name> = diesel::sql_query("SELECT relname::text AS name FROM pg_class WHERE relname = $1")
+            .bind::<diesel::sql_types::Text, _>(partition)
+            .load(&mut app.pool.get().unwrap())
+            .unwrap();
+        !found.is_empty()
+    };
+    assert!(!exists(name(first(later))), "not created at start-up");
+    keygate::startup::hourly(&db, chrono::Duration::days(90), later).await.unwrap();
+    assert!(exists(name(first(later))), "that month");
+    assert!(exists(name(month_after)), "and the one after");
+}

@@ -351,3 +351,41 @@ async fn writes_create_and_update_rows() {
     assert_eq!(order["customer_email"], "buyer@example.com");
     assert_eq!(order["status"], "pending");
 }
+
+/// Concurrent orders of one seller each keep their own items (on
+/// PostgreSQL an order once found its id with `max(id)` and took another's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_keep_their_own_items() {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let token = personal_token(&seller).await;
+    let skus = ["MUG-001", "TEE-BLK-M", "TEE-BLK-L", "BAG-TOTE"];
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(24));
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let (address, token, barrier) = (app.address.clone(), token.clone(), barrier.clone());
+        let sku = skus[i % skus.len()];
+        let quantity = i as i64 + 1;
+        orders.spawn(async move {
+            barrier.wait().await;
+            let response = reqwest::Client::new()
+                .post(format!("{address}/api/v1/orders"))
+                .bearer_auth(&token)
+                .json(&json!({"customer_email": format!("c{i}@example.com"), "items": [{"sku": sku, "quantity": quantity}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+            (sku, quantity, response.json::<Value>().await.unwrap())
+        });
+    }
+    for (sku, quantity, created) in orders.join_all().await {
+        let expected =
+            json!([{"sku": sku, "quantity": quantity, "unit_price_cents": created["items"][0]["unit_price_cents"]}]);
+        assert_eq!(created["items"], expected, "{created}");
+        let (status, stored) =
+            call(&app, &token, Method::GET, &format!("/api/v1/orders/{}", created["id"]), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(stored["items"], expected, "the stored order has exactly its own item");
+    }
+}
