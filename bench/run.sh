@@ -16,7 +16,9 @@ PG_ADMIN=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q --bin keygate --example loadgen
-KG=target/release/keygate
+# BENCH_KEYGATE runs another build of keygate (an older commit, say) with the
+# same bench, so two builds can be compared on one machine in one sitting.
+KG=${BENCH_KEYGATE:-target/release/keygate}
 WORK=$(mktemp -d)
 # Never `kill 0` (the whole process group) once the server is gone.
 stop_server() { if [[ -n ${SERVER:-} ]]; then kill "$SERVER" 2>/dev/null || true; fi; }
@@ -52,10 +54,18 @@ PEAK_RSS=0
 sample_rss() { local kb; kb=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status 2>/dev/null || echo 0); ((kb > PEAK_RSS)) && PEAK_RSS=$kb || true; }
 
 TOTAL_SENT=0
-# run NAME URL TOKEN -> sets RPS, P50, P99 (ms); adds to TOTAL_SENT for /api/ URLs
+TICK=$(getconf CLK_TCK)
+# The server's user + system CPU time so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# run NAME URL TOKEN -> sets RPS, P50, P99 (ms) and CPU (server µs per
+# request answered); adds to TOTAL_SENT for /api/ URLs
 run() {
-  local name=$1 url=$2 token=$3 out
+  local name=$1 url=$2 token=$3 out before after answered
+  before=$(cpu_ticks)
   out=$(BENCH_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/count.lua "$url")
+  after=$(cpu_ticks)
+  answered=$(awk '/requests in/ {print $1}' <<<"$out")
+  CPU=$(awk -v t="$((after - before))" -v hz="$TICK" -v n="$answered" 'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')
   RPS=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   read -r _ P50 P99 < <(grep '^LAT' <<<"$out")
   P50=$(awk -v us="$P50" 'BEGIN {printf "%.2f", us/1000}')
@@ -63,8 +73,8 @@ run() {
   local sent; sent=$(awk '/^SENT/ {print $2}' <<<"$out")
   [[ $url == */api/* ]] && TOTAL_SENT=$((TOTAL_SENT + sent))
   sample_rss
-  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   (%s sent; peak RSS so far %s MiB)\n' \
-    "$name" "$RPS" "$P50" "$P99" "$sent" "$((PEAK_RSS / 1024))" >&2
+  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s sent; peak RSS so far %s MiB)\n' \
+    "$name" "$RPS" "$P50" "$P99" "$CPU" "$sent" "$((PEAK_RSS / 1024))" >&2
 }
 
 echo "keygate bench: $BACKEND, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(nproc) cores" >&2
@@ -73,11 +83,11 @@ run "warm-up (token)" "$B/api/v1/token" "$PERSONAL"
 
 # Each round measures every figure once, back to back, so a noisy stretch of
 # the machine hits a round, not one figure; the table gives medians of rounds.
-H_R=() H_50=() H_99=() T_R=() T_50=() T_99=() O_R=() O_99=() FL_R=() FLOOD_SENT=0
+H_R=() H_50=() H_99=() H_CPU=() T_R=() T_50=() T_99=() T_CPU=() O_R=() O_99=() O_CPU=() FL_R=() FLOOD_SENT=0
 for round in $(seq "$ROUNDS"); do
-  run "GET /healthz [$round]" "$B/healthz" ""; H_R+=("$RPS") H_50+=("$P50") H_99+=("$P99")
-  run "GET /api/v1/token [$round]" "$B/api/v1/token" "$PERSONAL"; T_R+=("$RPS") T_50+=("$P50") T_99+=("$P99")
-  run "GET /api/v1/orders?limit=20 [$round]" "$B/api/v1/orders?limit=20" "$SERVICE"; O_R+=("$RPS") O_99+=("$P99")
+  run "GET /healthz [$round]" "$B/healthz" ""; H_R+=("$RPS") H_50+=("$P50") H_99+=("$P99") H_CPU+=("$CPU")
+  run "GET /api/v1/token [$round]" "$B/api/v1/token" "$PERSONAL"; T_R+=("$RPS") T_50+=("$P50") T_99+=("$P99") T_CPU+=("$CPU")
+  run "GET /api/v1/orders?limit=20 [$round]" "$B/api/v1/orders?limit=20" "$SERVICE"; O_R+=("$RPS") O_99+=("$P99") O_CPU+=("$CPU")
   # Flood: valid-token traffic while two other clients send wrong secrets
   # for a real id and unknown ids, as fast as they are answered.
   BENCH_TOKEN=$WRONG wrk -t1 -c16 -d"$DURATION" -s bench/count.lua "$B/api/v1/token" >"$WORK/flood1" &
@@ -94,6 +104,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR
 H_RPS=$(median "${H_R[@]}") H_P50=$(median "${H_50[@]}") H_P99=$(median "${H_99[@]}")
 T_RPS=$(median "${T_R[@]}") T_P50=$(median "${T_50[@]}") T_P99=$(median "${T_99[@]}")
 O_RPS=$(median "${O_R[@]}") O_P99=$(median "${O_99[@]}") FL_RPS=$(median "${FL_R[@]}")
+H_CPU_US=$(median "${H_CPU[@]}") T_CPU_US=$(median "${T_CPU[@]}") O_CPU_US=$(median "${O_CPU[@]}")
 sample_rss
 
 # The audit ratio: a mix of valid, missing and wrong tokens from a client that
@@ -126,6 +137,9 @@ cat <<TABLE
 |---|---|---|---|
 | gate ratio: /api/v1/token req/s ÷ /healthz req/s | $GATE ($T_RPS ÷ $H_RPS) | ≥ 0.5 | $(pass "$GATE" ">=" 0.5) |
 | /healthz latency p50 / p99 | $H_P50 / $H_P99 ms | — | — |
+| server CPU per request: /healthz | $H_CPU_US µs | — | — |
+| server CPU per request: /api/v1/token, ÷ /healthz | $T_CPU_US µs, $(ratio "$T_CPU_US" "$H_CPU_US")× | ≤ 2.0× | $(pass "$(ratio "$T_CPU_US" "$H_CPU_US")" "<=" 2.0) |
+| server CPU per request: /api/v1/orders?limit=20, ÷ /healthz | $O_CPU_US µs, $(ratio "$O_CPU_US" "$H_CPU_US")× | — | — |
 | /api/v1/token latency p50 / p99 | $T_P50 / $T_P99 ms | p99 ≤ 10 ms | $(pass "$T_P99" "<=" 10) |
 | /api/v1/orders?limit=20 req/s, p99 | $O_RPS, $O_P99 ms | p99 ≤ 10 ms | $(pass "$O_P99" "<=" 10) |
 | audit ratio: rows ÷ requests sent (loadgen phase, after SIGTERM) | $AUDIT ($ROWS ÷ $AUDIT_SENT) | exactly 1 | $(pass "$AUDIT" "==" 1) |
