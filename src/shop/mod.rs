@@ -360,6 +360,15 @@ type PageOrderId = AliasedField<PageOrders, orders::id>;
 type PageOrderSeller = AliasedField<PageOrders, orders::seller_id>;
 type PageOrderStatus = AliasedField<PageOrders, orders::status>;
 
+/// An order's columns with its items' (none for an order without items),
+/// as `OrderWithItem` reads them.
+#[diesel::dsl::auto_type]
+fn order_with_items() -> _ {
+    let order: <orders::table as Table>::AllColumns = orders::all_columns;
+    let item: <order_items::table as Table>::AllColumns = order_items::all_columns;
+    (order, item.nullable())
+}
+
 #[diesel::dsl::auto_type(no_type_alias)]
 fn orders_page(seller_id: i64, before: i64, limit: i64) -> _ {
     let source: Alias<PageOrders> = page_orders;
@@ -370,25 +379,7 @@ fn orders_page(seller_id: i64, before: i64, limit: i64) -> _ {
         .left_join(order_items::table)
         .filter(orders::id.eq_any(page_ids))
         .order((orders::id.desc(), order_items::id.asc()))
-        .select((
-            (
-                orders::id,
-                orders::seller_id,
-                orders::customer_email,
-                orders::status,
-                orders::currency,
-                orders::total_cents,
-                orders::created_at,
-            ),
-            (
-                order_items::id,
-                order_items::order_id,
-                order_items::sku,
-                order_items::quantity,
-                order_items::unit_price_cents,
-            )
-                .nullable(),
-        ))
+        .select(order_with_items())
 }
 
 #[diesel::dsl::auto_type(no_type_alias)]
@@ -406,25 +397,7 @@ fn orders_page_in_status(seller_id: i64, status: String, before: i64, limit: i64
         .left_join(order_items::table)
         .filter(orders::id.eq_any(page_ids))
         .order((orders::id.desc(), order_items::id.asc()))
-        .select((
-            (
-                orders::id,
-                orders::seller_id,
-                orders::customer_email,
-                orders::status,
-                orders::currency,
-                orders::total_cents,
-                orders::created_at,
-            ),
-            (
-                order_items::id,
-                order_items::order_id,
-                order_items::sku,
-                order_items::quantity,
-                order_items::unit_price_cents,
-            )
-                .nullable(),
-        ))
+        .select(order_with_items())
 }
 
 type OrderWithItem = (OrderRow, Option<OrderItem>);
@@ -490,25 +463,7 @@ fn one_order(seller_id: i64, id: i64) -> _ {
         .filter(orders::seller_id.eq(seller_id))
         .filter(orders::id.eq(id))
         .order(order_items::id.asc())
-        .select((
-            (
-                orders::id,
-                orders::seller_id,
-                orders::customer_email,
-                orders::status,
-                orders::currency,
-                orders::total_cents,
-                orders::created_at,
-            ),
-            (
-                order_items::id,
-                order_items::order_id,
-                order_items::sku,
-                order_items::quantity,
-                order_items::unit_price_cents,
-            )
-                .nullable(),
-        ))
+        .select(order_with_items())
 }
 
 /// One of the seller's orders with its items.
