@@ -13,7 +13,7 @@ use super::error::GateError;
 use super::Gate;
 use crate::db::DbError;
 use crate::tokens::cache::Lookup;
-use crate::tokens::store::CredentialLookup;
+use crate::tokens::credential::CredentialLookup;
 use crate::tokens::{Credential, PlainToken, ScopeSet, TokenFormatError, TokenKind};
 
 const UNKNOWN_OR_WRONG: &str = "unknown token or wrong secret";

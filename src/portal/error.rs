@@ -8,6 +8,15 @@ use crate::db::DbError;
 use crate::hashing::HashError;
 use crate::tokens::store::TokenStoreError;
 
+/// The page of every portal error (404, 500, a form that cannot be shown).
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub status: u16,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PortalError {
     #[error("page not found")]
@@ -44,7 +53,7 @@ impl PortalError {
 
 impl PortalError {
     fn page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-        let page = crate::portal::pages::ErrorPage { title, message, status: status.as_u16() };
+        let page = ErrorPage { title, message, status: status.as_u16() };
         let body = askama::Template::render(&page).unwrap_or_else(|_| message.to_owned());
         HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
     }

@@ -103,13 +103,7 @@ impl TokenView {
     }
 }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-pub struct ErrorPage<'a> {
-    pub title: &'a str,
-    pub message: &'a str,
-    pub status: u16,
-}
+pub use super::error::ErrorPage;
 
 /// First-run setup (the admin) and sign-up (a seller) share one form.
 #[derive(Template)]

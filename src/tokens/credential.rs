@@ -6,10 +6,15 @@
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::AsyncPgConnection;
 
 use super::kind::TokenKind;
 use super::scopes::ScopeSet;
 use super::store::ApiToken;
+use crate::db::read::{self, Read};
+use crate::db::schema::api_tokens;
+use crate::db::DbConnection;
 
 /// Who is calling and what they may do. Built once when the row is read,
 /// so a request does no parsing or date formatting of its own.
@@ -98,5 +103,30 @@ impl StoredCredential {
             },
             revoked_at: token.revoked_at,
         }
+    }
+}
+
+/// The row behind a public id, as the gate reads it.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn by_public_id(public_id: String) -> _ {
+    let columns: <api_tokens::table as Table>::AllColumns = api_tokens::all_columns;
+    api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(columns).limit(1_i64)
+}
+
+/// The gate's read of a credential by its public id: `None` when no token
+/// has that id.
+pub struct CredentialLookup(pub String);
+
+impl Read for CredentialLookup {
+    type Output = Option<StoredCredential>;
+
+    fn run(&self, conn: &mut DbConnection) -> QueryResult<Self::Output> {
+        let rows: Vec<ApiToken> = read::load(conn, by_public_id(self.0.clone()))?;
+        Ok(rows.first().map(StoredCredential::of_api_token))
+    }
+
+    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Self::Output> {
+        let rows: Vec<ApiToken> = read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
+        Ok(rows.first().map(StoredCredential::of_api_token))
     }
 }

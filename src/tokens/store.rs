@@ -6,14 +6,11 @@
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::credential::StoredCredential;
 use super::format::TokenId;
 use super::kind::TokenKind;
 use super::scopes::{ScopeSet, UnknownScope};
-use crate::db::read::{self, Read};
 use crate::db::schema::{accounts, api_tokens};
 use crate::db::{DbConnection, DbError};
-use diesel_async::AsyncPgConnection;
 
 /// A token is due for rotation this long after its secret was issued…
 pub const ROTATION_DUE_DAYS: i64 = 90;
@@ -237,31 +234,6 @@ pub fn insert(conn: &mut DbConnection, new: NewToken<'_>, now: NaiveDateTime) ->
 
 pub fn find(conn: &mut DbConnection, public_id: &str) -> QueryResult<Option<ApiToken>> {
     api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(ApiToken::as_select()).first(conn).optional()
-}
-
-/// The row behind a public id, as the gate reads it.
-#[diesel::dsl::auto_type(no_type_alias)]
-fn by_public_id(public_id: String) -> _ {
-    let columns: <api_tokens::table as Table>::AllColumns = api_tokens::all_columns;
-    api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(columns).limit(1_i64)
-}
-
-/// The gate's read of a credential by its public id: `None` when no token
-/// has that id.
-pub struct CredentialLookup(pub String);
-
-impl Read for CredentialLookup {
-    type Output = Option<StoredCredential>;
-
-    fn run(&self, conn: &mut DbConnection) -> QueryResult<Self::Output> {
-        let rows: Vec<ApiToken> = read::load(conn, by_public_id(self.0.clone()))?;
-        Ok(rows.first().map(StoredCredential::of_api_token))
-    }
-
-    async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Self::Output> {
-        let rows: Vec<ApiToken> = read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
-        Ok(rows.first().map(StoredCredential::of_api_token))
-    }
 }
 
 /// One of the seller's API tokens by its public id; `None` for another
