@@ -78,6 +78,7 @@ impl Application {
             audit: audit_sender,
             summaries: LogSummaries::default(),
             gate: gate.clone(),
+            signups: RateLimits::local(limits::MAX_KEYS),
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
 
@@ -98,6 +99,7 @@ impl Application {
                         .add(("Referrer-Policy", "same-origin"))
                         .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()")),
                 )
+                .wrap(from_fn(crate::panics::guard))
                 .wrap(from_fn(crate::request_id::echo_header))
                 .wrap(TracingLogger::<KeygateRootSpan>::new())
                 .service(
@@ -236,6 +238,7 @@ pub async fn hourly(db: &Db, retention: chrono::Duration, now: chrono::NaiveDate
             tracing::info!(partition = %created, "created an audit partition");
         }
         instances::forget_silent(conn, now)?;
+        crate::sign_in::forget_old(conn, now)?;
         let pruned = crate::audit::prune(conn, retention)?;
         if pruned > 0 {
             tracing::info!(rows = pruned, "pruned audit rows past retention");

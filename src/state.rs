@@ -3,6 +3,7 @@
 //! `startup`; handlers take it as `web::Data<AppState>` and never import the
 //! wiring itself.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::audit::summary::LogSummaries;
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::gate::Gate;
 use crate::hashing::Hasher;
+use crate::limits::RateLimits;
 use crate::tokens::Tokens;
 
 pub struct AppState {
@@ -25,4 +27,6 @@ pub struct AppState {
     pub summaries: LogSummaries,
     /// The gate's own state, for the pages that report on it.
     pub gate: Arc<Gate>,
+    /// Sign-ups per client address (see `portal::auth`).
+    pub signups: RateLimits<IpAddr>,
 }

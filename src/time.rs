@@ -4,7 +4,34 @@
 //! (`Keygate-Token-Expiration`), where chrono's `strftime` machinery showed
 //! up in profiles.
 
-use chrono::{Datelike, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+
+/// The range of dates keygate takes as input anywhere: wide enough for any
+/// real query, narrow enough that no date arithmetic can overflow and every
+/// stored time sorts as text (SQLite) and fits a `TIMESTAMP` (PostgreSQL).
+pub const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(day) => day,
+    None => panic!("1970-01-01 exists"),
+};
+pub const LAST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 30) {
+    Some(day) => day,
+    None => panic!("9999-12-30 exists"),
+};
+
+/// `YYYY-MM-DD` within [`FIRST_DAY`]–[`LAST_DAY`]; the error says what is wrong.
+pub fn parse_day(raw: &str) -> Result<NaiveDate, String> {
+    let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| format!("`{raw}` is not a date as YYYY-MM-DD"))?;
+    check_day(day)
+}
+
+/// `day`, if it lies in the range keygate takes.
+pub fn check_day(day: NaiveDate) -> Result<NaiveDate, String> {
+    if (FIRST_DAY..=LAST_DAY).contains(&day) {
+        Ok(day)
+    } else {
+        Err(format!("{day} is out of range: dates run from {FIRST_DAY} to {LAST_DAY}"))
+    }
+}
 
 /// `2026-12-01T10:05:00Z`. Years outside 0–9999 (which no stored time has)
 /// fall back to chrono's own formatting.
@@ -45,7 +72,17 @@ pub fn display(at: NaiveDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+
+    #[test]
+    fn extreme_dates_are_refused_with_the_range() {
+        assert_eq!(parse_day("2026-12-01"), Ok(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()));
+        for extreme in ["+262142-01-01", "-262143-01-01", "10000-01-01", "1969-12-31", "9999-12-31"] {
+            let error = parse_day(extreme).unwrap_err();
+            assert!(error.contains("out of range") || error.contains("not a date"), "{extreme}: {error}");
+        }
+        assert!(parse_day("+262142-01-01").unwrap_err().contains("1970-01-01 to 9999-12-30"));
+        assert!(parse_day("2026-02-30").unwrap_err().contains("not a date"));
+    }
 
     #[test]
     fn rfc3339_matches_chrono_to_the_second() {

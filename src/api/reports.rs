@@ -24,8 +24,10 @@ pub struct SalesReport {
 pub const MAX_RANGE_DAYS: i64 = 366;
 
 fn date(errors: &Errors, field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| errors.invalid(field, format!("{field} is a date as YYYY-MM-DD, not `{raw}`")))
+    if NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_err() {
+        return Err(errors.invalid(field, format!("{field} is a date as YYYY-MM-DD, not `{raw}`")));
+    }
+    crate::time::parse_day(raw).map_err(|why| errors.unprocessable(field, format!("{field}: {why}")))
 }
 
 /// Totals for the days `from` to `to`, both included (default: the last 30 days).

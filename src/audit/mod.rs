@@ -226,36 +226,6 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
-/// Failed sign-ins for an email since `since`, not counting those before the
-/// account's last successful sign-in.
-pub fn failed_logins_for_subject(conn: &mut DbConnection, subject: &str, since: NaiveDateTime) -> QueryResult<i64> {
-    let last_success: Option<NaiveDateTime> = audit_events::table
-        .filter(audit_events::kind.eq(EventKind::Security))
-        .filter(audit_events::event.eq(SecurityEvent::LoginSucceeded.as_str()))
-        .filter(audit_events::subject.eq(subject))
-        .filter(audit_events::occurred_at.ge(since))
-        .select(diesel::dsl::max(audit_events::occurred_at))
-        .first(conn)?;
-    let since = last_success.map_or(since, |t| t.max(since));
-    audit_events::table
-        .filter(audit_events::kind.eq(EventKind::Security))
-        .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
-        .filter(audit_events::subject.eq(subject))
-        .filter(audit_events::occurred_at.gt(since))
-        .count()
-        .get_result(conn)
-}
-
-pub fn failed_logins_from_ip(conn: &mut DbConnection, ip: &str, since: NaiveDateTime) -> QueryResult<i64> {
-    audit_events::table
-        .filter(audit_events::kind.eq(EventKind::Security))
-        .filter(audit_events::event.eq(SecurityEvent::LoginFailed.as_str()))
-        .filter(audit_events::ip.eq(ip))
-        .filter(audit_events::occurred_at.ge(since))
-        .count()
-        .get_result(conn)
-}
-
 /// Deletes events older than the retention period; returns how many went.
 /// On PostgreSQL whole monthly partitions past the cutoff are dropped first,
 /// and only the rest is deleted row by row.

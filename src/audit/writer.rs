@@ -1,15 +1,29 @@
-//! The batching audit writer. Requests hand rows to a bounded channel; one
-//! task drains it and inserts many rows per transaction. When the writer
-//! falls behind, the channel fills and senders wait (back-pressure): a row is
-//! never dropped. `shutdown` drains the channel before the process exits.
+//! The audit writer, with group commit. Requests hand rows to a bounded
+//! channel and wait; one task drains it, writes everything queued in one
+//! transaction, commits, and only then lets the requests whose rows it wrote
+//! answer. So an answer leaves only once its row is committed: a crash
+//! (`kill -9`) at any instant loses no answered request's row. The batches
+//! form by themselves: while one is being written, the next gathers. When the
+//! writer falls behind, the channel fills and senders wait (back-pressure): a
+//! row is never dropped. `shutdown` drains the channel before the process
+//! exits.
+//!
+//! During a database outage the writer keeps retrying with backoff and the
+//! rows wait in the queue; requests then answer without waiting for their
+//! commit (which cannot happen until the database is back), so the API can
+//! say 503 at once. A crash during an outage loses those queued rows: the
+//! one case the README names.
 //!
 //! On SQLite the writer has a connection of its own (rusqlite) and runs one
 //! prepared single-row INSERT per row inside the batch's transaction: diesel
 //! builds, prepares and binds a new multi-row statement for every batch,
-//! which cost several times more per row than SQLite's own work. On
+//! which cost several times more per row than SQLite's own work. In WAL mode
+//! with `synchronous = NORMAL` a commit survives a crash of the process. On
 //! PostgreSQL, where a round trip per row would dominate, it streams the
 //! batch with `COPY` in binary format.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -25,18 +39,23 @@ use crate::db::{self, Backend, DatabaseUrl, DbConnection, DbPool};
 pub const INSERT_CHUNK: usize = 500;
 /// Rows per transaction at most.
 pub const MAX_BATCH: usize = 2_000;
-/// After a write, the writer lets rows gather this long before the next one:
-/// fewer, larger transactions and far fewer cross-thread wake-ups under load.
-/// Not longer: on PostgreSQL each batch is a burst of server CPU beside the
-/// HTTP worker. On 2 cores, /api/v1/token p99 measured 6.3–15.0 ms at 20 ms,
-/// 6.4–7.1 ms at 10 ms and 4.7–5.1 ms at 5 ms, but 5 ms cost 10% of the
-/// throughput (wrk -c64, three 5 s runs each); on SQLite all three matched.
-pub const GATHER: Duration = Duration::from_millis(10);
+/// How long a request waits for its row's commit at most, the database
+/// being up. Past this (a writer far behind) it answers with its row still
+/// queued, and says so in the log.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(2);
+
+struct Queued {
+    event: NewAuditEvent,
+    /// Told once the row is committed; `None` for rows nobody waits for.
+    committed: Option<oneshot::Sender<()>>,
+}
 
 /// Sends rows to the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditSender {
-    tx: mpsc::Sender<NewAuditEvent>,
+    tx: mpsc::Sender<Queued>,
+    /// Whether the last write succeeded: while it did not, nothing commits.
+    healthy: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +63,28 @@ pub struct AuditSender {
 pub struct WriterClosed;
 
 impl AuditSender {
-    /// Queues a row, waiting while the queue is full.
+    /// Queues a row and returns once it is committed (group commit). During
+    /// a database outage it returns once the row is queued.
+    pub async fn record(&self, event: NewAuditEvent) -> Result<(), WriterClosed> {
+        let (done, committed) = oneshot::channel();
+        self.tx.send(Queued { event, committed: Some(done) }).await.map_err(|_| WriterClosed)?;
+        if !self.healthy.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if tokio::time::timeout(COMMIT_WAIT, committed).await.is_err() {
+            tracing::warn!("an audit row is not committed after {COMMIT_WAIT:?}; answering with it still queued");
+        }
+        Ok(())
+    }
+
+    /// Queues a row nobody waits for, waiting only while the queue is full.
     pub async fn send(&self, event: NewAuditEvent) -> Result<(), WriterClosed> {
-        self.tx.send(event).await.map_err(|_| WriterClosed)
+        self.tx.send(Queued { event, committed: None }).await.map_err(|_| WriterClosed)
+    }
+
+    /// Rows waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 
@@ -60,8 +98,9 @@ impl AuditWriter {
     pub fn start(sink: Sink, capacity: usize) -> (AuditSender, AuditWriter) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(sink, rx, stop_rx));
-        (AuditSender { tx }, AuditWriter { stop: Some(stop_tx), task })
+        let healthy = Arc::new(AtomicBool::new(true));
+        let task = tokio::spawn(run(sink, rx, stop_rx, healthy.clone()));
+        (AuditSender { tx, healthy }, AuditWriter { stop: Some(stop_tx), task })
     }
 
     /// Stops accepting rows, writes every queued row, then returns.
@@ -75,8 +114,26 @@ impl AuditWriter {
     }
 }
 
-async fn run(sink: Sink, mut rx: mpsc::Receiver<NewAuditEvent>, mut stop: oneshot::Receiver<()>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// The rows of one transaction and who waits for them.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<NewAuditEvent>,
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn push(&mut self, queued: Queued) {
+        self.rows.push(queued.event);
+        self.waiting.extend(queued.committed);
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+async fn run(sink: Sink, mut rx: mpsc::Receiver<Queued>, mut stop: oneshot::Receiver<()>, healthy: Arc<AtomicBool>) {
+    let mut batch = Batch::default();
     let mut sink = Some(sink);
     loop {
         tokio::select! {
@@ -90,43 +147,38 @@ async fn run(sink: Sink, mut rx: mpsc::Receiver<NewAuditEvent>, mut stop: onesho
                 break;
             }
         }
+        // Everything that queued while the last batch was written.
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(event) => batch.push(event),
+                Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
-        write_until_done(&mut sink, &mut batch).await;
-        // Rows keep queueing meanwhile (the queue is bounded: senders wait,
-        // nothing is dropped); shutdown skips the pause.
-        tokio::select! {
-            _ = tokio::time::sleep(GATHER) => {}
-            _ = &mut stop => {
-                rx.close();
-                break;
-            }
-        }
+        write_until_done(&mut sink, &mut batch, &healthy).await;
     }
-    while let Some(event) = rx.recv().await {
-        batch.push(event);
+    while let Some(queued) = rx.recv().await {
+        batch.push(queued);
         if batch.len() >= MAX_BATCH {
-            write_until_done(&mut sink, &mut batch).await;
+            write_until_done(&mut sink, &mut batch, &healthy).await;
         }
     }
-    write_until_done(&mut sink, &mut batch).await;
+    write_until_done(&mut sink, &mut batch, &healthy).await;
 }
 
 /// Writes the batch, retrying while the database is away; rows are kept,
-/// never dropped, and the channel fills up behind us meanwhile.
-async fn write_until_done(sink: &mut Option<Sink>, batch: &mut Vec<NewAuditEvent>) {
-    if batch.is_empty() {
+/// never dropped, and the channel fills up behind us meanwhile. Once it is
+/// committed, everyone waiting for its rows is told.
+async fn write_until_done(sink: &mut Option<Sink>, batch: &mut Batch, healthy: &AtomicBool) {
+    if batch.rows.is_empty() {
+        batch.waiting.clear();
         return;
     }
     let mut delay = Duration::from_millis(50);
     loop {
-        let rows = std::mem::take(batch);
+        let rows = std::mem::take(&mut batch.rows);
         let Some(mut owned) = sink.take() else {
             tracing::error!(rows = rows.len(), "the audit writer lost its database handle; rows are lost");
+            batch.waiting.clear();
             return;
         };
         let outcome = tokio::task::spawn_blocking(move || {
@@ -137,15 +189,23 @@ async fn write_until_done(sink: &mut Option<Sink>, batch: &mut Vec<NewAuditEvent
         match outcome {
             Ok((owned, _, Ok(()))) => {
                 *sink = Some(owned);
+                healthy.store(true, Ordering::Release);
+                for waiting in batch.waiting.drain(..) {
+                    let _ = waiting.send(());
+                }
                 return;
             }
             Ok((owned, rows, Err(e))) => {
                 *sink = Some(owned);
+                healthy.store(false, Ordering::Release);
+                // Nobody can be told of a commit now: let them answer.
+                batch.waiting.clear();
                 tracing::error!(error = %e, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "audit rows not written yet; retrying");
-                *batch = rows;
+                batch.rows = rows;
             }
             Err(e) => {
                 tracing::error!(error = %e, "the audit insert task panicked; its rows are lost");
+                batch.waiting.clear();
                 return;
             }
         }

@@ -145,3 +145,14 @@ diesel::table! {
         revision_seen -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Sign-in attempts, claimed before the password is checked.
+    login_attempts (id) {
+        id -> BigInt,
+        subject -> Text,
+        ip -> Nullable<Text>,
+        started_at -> Timestamp,
+        outcome -> Nullable<Text>,
+    }
+}

@@ -86,6 +86,7 @@ fn bearer_token(header: &HeaderValue) -> Result<&str, GateError> {
 pub async fn authenticate(
     gate: &Gate,
     header: Option<&HeaderValue>,
+    from: Option<std::net::IpAddr>,
     caller: &mut Caller,
 ) -> Result<Authenticated, GateError> {
     let header = header.ok_or(GateError::Unauthorized)?;
@@ -111,7 +112,7 @@ pub async fn authenticate(
         return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));
     }
     let now = crate::db::now();
-    match gate.verifier.check(&stored, plain.secret(), now).await {
+    match gate.verifier.check(&stored, plain.secret(), now, from).await {
         Ok(check) if check.is_valid() => {}
         Ok(_) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {

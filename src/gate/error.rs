@@ -35,7 +35,10 @@ pub enum GateError {
         retry_after_secs: u64,
     },
     HttpsRequired,
-    /// The token could not be checked (the database is away); retry soon.
+    /// The request itself is malformed (two `Authorization` headers).
+    InvalidRequest(&'static str),
+    /// The token could not be checked (the database is away, or the
+    /// argon2 workers are busy); retry soon.
     Unavailable,
     /// No API endpoint at this path.
     NotFound,
@@ -55,6 +58,7 @@ impl GateError {
             GateError::InsufficientScope { .. } => "insufficient_scope",
             GateError::RateLimited { .. } => "rate_limited",
             GateError::HttpsRequired => "https_required",
+            GateError::InvalidRequest(_) => "invalid_request",
             GateError::Unavailable => "temporarily_unavailable",
             GateError::NotFound => "not_found",
             GateError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -71,7 +75,10 @@ impl GateError {
             GateError::InsufficientScope { .. } => Outcome::InsufficientScope,
             GateError::RateLimited { .. } => Outcome::RateLimited,
             GateError::HttpsRequired => Outcome::HttpsRequired,
-            GateError::Unavailable | GateError::NotFound | GateError::MethodNotAllowed { .. } => Outcome::Error,
+            GateError::InvalidRequest(_)
+            | GateError::Unavailable
+            | GateError::NotFound
+            | GateError::MethodNotAllowed { .. } => Outcome::Error,
         }
     }
 
@@ -83,6 +90,7 @@ impl GateError {
             | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
             GateError::InsufficientScope { .. } | GateError::HttpsRequired => StatusCode::FORBIDDEN,
             GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GateError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GateError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             GateError::NotFound => StatusCode::NOT_FOUND,
             GateError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -109,6 +117,7 @@ impl GateError {
             GateError::HttpsRequired => {
                 "API tokens must be sent over HTTPS. This request was refused and its token was not checked.".into()
             }
+            GateError::InvalidRequest(why) => format!("The request is malformed: {why}."),
             GateError::Unavailable => "The token could not be checked right now. Retry in a moment.".into(),
             GateError::NotFound => "There is no API endpoint at this path.".into(),
             GateError::MethodNotAllowed { allow } => {
@@ -122,6 +131,7 @@ impl GateError {
         let description = |d: &str| d.replace('"', "'");
         match self {
             GateError::Unauthorized => Some(format!("Bearer realm=\"{REALM}\"")),
+            GateError::InvalidRequest(_) => Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_request\"")),
             GateError::InvalidToken(_) | GateError::TokenRevoked | GateError::TokenExpired { .. } => Some(format!(
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 description(&self.short_description())

@@ -69,17 +69,24 @@ pub async fn api_gate(
             if let Some(auth) = auth {
                 req.extensions_mut().insert(auth);
             }
-            match next.call(req).await {
-                Ok(response) => {
+            match crate::panics::catch(next.call(req)).await {
+                Ok(Ok(response)) => {
                     let outcome = if response.status().is_success() { Outcome::Ok } else { Outcome::Error };
                     (response.map_into_boxed_body(), outcome)
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     // An error no handler turned into an answer: recorded,
                     // then left to actix to answer.
                     let status = e.as_response_error().status_code().as_u16();
                     finish(&gate, &seen, &trail, Outcome::Error, status, started).await?;
                     return Err(e);
+                }
+                Err(why) => {
+                    // A panic: the request went with it, so the answer is
+                    // an error actix renders (500 JSON), after its row.
+                    tracing::error!(panic = %why, request_id = %seen.request_id, "an API request panicked");
+                    finish(&gate, &seen, &trail, Outcome::Error, 500, started).await?;
+                    return Err(crate::panics::Panicked { api: true, request_id: seen.request_id.clone() }.into());
                 }
             }
         }
@@ -113,7 +120,7 @@ async fn check(
         return Ok(None);
     }
     transport(client)?;
-    let auth = authenticate(gate, req.headers().get(header::AUTHORIZATION), &mut trail.caller).await?;
+    let auth = authenticate(gate, authorization(req)?, client.ip, &mut trail.caller).await?;
     trail.auth = Some(auth.clone());
     gate.usage.note(&auth.credential, client.ip.map(|ip| ip.to_string()));
     // Every authenticated request counts, refused ones included.
@@ -128,6 +135,17 @@ async fn check(
         RouteMatch::MethodNotAllowed { allow } => Err(GateError::MethodNotAllowed { allow: allow.clone() }),
         RouteMatch::Operation(_) | RouteMatch::Public => Ok(Some(auth)),
     }
+}
+
+/// The one `Authorization` header; two are refused (RFC 6750 §2: one
+/// method of sending a token per request).
+fn authorization(req: &ServiceRequest) -> Result<Option<&header::HeaderValue>, GateError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(GateError::InvalidRequest("send one Authorization header, not several"));
+    }
+    Ok(first)
 }
 
 /// Plain HTTP from another machine: refused before the token is read.
@@ -181,8 +199,8 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
     }
 }
 
-/// The one place that writes the request's audit row. It waits only when
-/// the writer is behind: back-pressure, never a lost row.
+/// The one place that writes the request's audit row. The answer leaves
+/// only once the row is committed (group commit, see `audit::writer`).
 async fn finish(
     gate: &Gate,
     seen: &Seen,
@@ -204,7 +222,7 @@ async fn finish(
         latency_us: started.elapsed().as_micros() as i64,
         request_id: seen.request_id.clone(),
     };
-    if gate.audit.send(NewAuditEvent::api(row)).await.is_err() {
+    if gate.audit.record(NewAuditEvent::api(row)).await.is_err() {
         tracing::error!("the audit writer is closed; refusing to answer without an audit row");
         return Err(actix_web::error::ErrorServiceUnavailable("shutting down"));
     }
@@ -256,5 +274,61 @@ mod tests {
         let oauth = caller(TokenKind::OAuth, "products:read");
         assert_eq!(authorize(&oauth, &RouteMatch::Operation(Some(Scope::ProductsRead))), Ok(()));
         assert!(Arc::strong_count(&oauth.credential) >= 1);
+    }
+
+    /// A handler that panics still gets its answer (500 JSON) and its row.
+    #[actix_web::test]
+    async fn a_panicking_handler_is_answered_and_audited() {
+        use crate::audit::writer::{AuditWriter, Sink};
+        use crate::db::schema::audit_events;
+        use actix_web::http::Method;
+        use actix_web::{middleware::from_fn, App, HttpResponse, HttpServer};
+        use diesel::prelude::*;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::db::DatabaseUrl::parse(dir.path().join("g.db").to_str().unwrap()).unwrap();
+        let pool = crate::db::build_pool(&url, 2).unwrap();
+        crate::db::run_migrations(&mut pool.get().unwrap()).unwrap();
+        let db = crate::db::Db::new(pool.clone(), &url, 0);
+        let (audit, writer) = AuditWriter::start(Sink::open(&pool, &url).unwrap(), 16);
+        let gate = Arc::new(Gate {
+            db: db.clone(),
+            tokens: Arc::new(crate::tokens::cache::TokenCache::new()),
+            verifier: super::super::Verifier::new(crate::hashing::Hasher::new(1)),
+            limits: crate::limits::RateLimits::local(10),
+            tarpit: Default::default(),
+            usage: crate::tokens::usage::LastUsed::new(db),
+            audit,
+            routes: super::super::RouteTable::new([], &[(Method::GET, "/api/boom")]),
+            default_rate_limit: 600,
+            trusted_proxies: Vec::new(),
+        });
+        async fn boom() -> HttpResponse {
+            panic!("boom")
+        }
+        let data = web::Data::from(gate);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .service(web::scope("/api").wrap(from_fn(api_gate)).route("/boom", web::get().to(boom)))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let answer = reqwest::get(format!("http://127.0.0.1:{port}/api/boom")).await.unwrap();
+        assert_eq!(answer.status(), 500);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "internal_error");
+        handle.stop(true).await;
+        writer.shutdown().await;
+        let rows: Vec<(Option<String>, Option<i32>, Outcome)> = audit_events::table
+            .select((audit_events::path, audit_events::status, audit_events::outcome))
+            .load(&mut pool.get().unwrap())
+            .unwrap();
+        assert_eq!(rows, vec![(Some("/api/boom".to_owned()), Some(500), Outcome::Error)]);
     }
 }

@@ -4,9 +4,14 @@
 //! constant time. The row is still read on every request, so a revocation or a
 //! rotation (which changes the PHC string) applies to the very next request.
 //!
-//! Wrong secrets for a real token id are counted; past a few in a minute they
-//! are refused without argon2, so a flood cannot buy hash time.
+//! Wrong secrets for a real token id are counted per client address; past a
+//! few in a minute from one address, that address's guesses are refused
+//! without argon2. Guesses from one address never stop the holder's first
+//! check from another: the holder is never locked out by someone who knows
+//! the public id. Guesses spread over many addresses each cost a check,
+//! bounded by the argon2 workers' queue (past it: 503, `Retry-After`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,8 @@ use crate::bounded::BoundedMap;
 use crate::hashing::{HashError, Hasher};
 use crate::tokens::StoredCredential;
 
-/// Wrong secrets per token id per window that still get an argon2 check.
+/// Wrong secrets per token id and client address per window that still get
+/// an argon2 check.
 pub const MAX_FAILED_CHECKS: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
@@ -56,12 +62,14 @@ pub const MAX_TRACKED: usize = 100_000;
 
 pub struct Verifier {
     hasher: Hasher,
-    /// One argon2 check at a time per token id: concurrent first requests
-    /// with the same secret wait for the first check instead of repeating it.
-    in_flight: BoundedMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// One argon2 check at a time per token id and presented secret:
+    /// concurrent first requests with the same secret wait for the first
+    /// check instead of repeating it; other secrets do not wait behind it.
+    in_flight: BoundedMap<(String, [u8; 32]), Arc<tokio::sync::Mutex<()>>>,
     /// Per public id, the secrets verified so far (at most current and previous).
     known: BoundedMap<String, Vec<KnownSecret>>,
-    failures: BoundedMap<String, Failures>,
+    /// Wrong secrets per (public id, client address).
+    failures: BoundedMap<(String, Option<IpAddr>), Failures>,
     runs: std::sync::atomic::AtomicUsize,
 }
 
@@ -83,6 +91,7 @@ impl Verifier {
         stored: &StoredCredential,
         secret: &str,
         now: NaiveDateTime,
+        from: Option<IpAddr>,
     ) -> Result<SecretCheck, HashError> {
         let id = stored.credential.public_id.as_str();
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
@@ -95,13 +104,13 @@ impl Verifier {
         if let Some(hit) = self.remembered(id, &candidates, &digest) {
             return Ok(hit);
         }
-        let gate = self.in_flight_lock(id);
+        let gate = self.in_flight_lock(id, digest);
         let _turn = gate.lock().await;
         // Whoever held the lock may have just verified this very secret.
         if let Some(hit) = self.remembered(id, &candidates, &digest) {
             return Ok(hit);
         }
-        if self.is_throttled(id) {
+        if self.is_throttled(id, from) {
             return Ok(SecretCheck::Throttled);
         }
         for (phc, which) in candidates {
@@ -111,12 +120,12 @@ impl Verifier {
                 return Ok(which);
             }
         }
-        self.record_failure(id);
+        self.record_failure(id, from);
         Ok(SecretCheck::Wrong)
     }
 
-    fn in_flight_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.in_flight.lock().get_or_insert(id.to_owned(), Arc::default).clone()
+    fn in_flight_lock(&self, id: &str, digest: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
+        self.in_flight.lock().get_or_insert((id.to_owned(), digest), Arc::default).clone()
     }
 
     fn remembered(&self, id: &str, candidates: &[(&str, SecretCheck)], digest: &[u8; 32]) -> Option<SecretCheck> {
@@ -138,14 +147,16 @@ impl Verifier {
         }
     }
 
-    fn is_throttled(&self, id: &str) -> bool {
+    fn is_throttled(&self, id: &str, from: Option<IpAddr>) -> bool {
         let mut failures = self.failures.lock();
-        failures.get(id).is_some_and(|f| f.count >= MAX_FAILED_CHECKS && f.since.elapsed() < FAILURE_WINDOW)
+        failures
+            .get(&(id.to_owned(), from))
+            .is_some_and(|f| f.count >= MAX_FAILED_CHECKS && f.since.elapsed() < FAILURE_WINDOW)
     }
 
-    fn record_failure(&self, id: &str) {
+    fn record_failure(&self, id: &str, from: Option<IpAddr>) {
         let mut failures = self.failures.lock();
-        let entry = failures.get_or_insert_mut(id.to_owned(), || Failures { count: 0, since: Instant::now() });
+        let entry = failures.get_or_insert_mut((id.to_owned(), from), || Failures { count: 0, since: Instant::now() });
         if entry.since.elapsed() >= FAILURE_WINDOW {
             *entry = Failures { count: 0, since: Instant::now() };
         }
@@ -184,11 +195,11 @@ mod tests {
         let verifier = Verifier::new(Hasher::new(1));
         let token = token_with("s3cret");
         let now = crate::db::now();
-        assert_eq!(verifier.check(&token, "s3cret", now).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verifier.check(&token, "s3cret", now, None).await.unwrap(), SecretCheck::Current);
         assert_eq!(verifier.remembered_secrets(), 1);
         // A corrupted stored hash would fail argon2; a remembered secret never reaches it.
-        assert_eq!(verifier.check(&token, "s3cret", now).await.unwrap(), SecretCheck::Current);
-        assert_eq!(verifier.check(&token, "other", now).await.unwrap(), SecretCheck::Wrong);
+        assert_eq!(verifier.check(&token, "s3cret", now, None).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verifier.check(&token, "other", now, None).await.unwrap(), SecretCheck::Wrong);
     }
 
     #[tokio::test]
@@ -196,18 +207,21 @@ mod tests {
         let verifier = Verifier::new(Hasher::new(1));
         let mut row = row_with("old");
         let now = crate::db::now();
-        assert!(verifier.check(&StoredCredential::of_api_token(&row), "old", now).await.unwrap().is_valid());
+        assert!(verifier.check(&StoredCredential::of_api_token(&row), "old", now, None).await.unwrap().is_valid());
         let old_hash = row.secret_hash.clone();
         row.secret_hash = hash_blocking("new").unwrap();
         let token = StoredCredential::of_api_token(&row);
-        assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Wrong);
-        assert_eq!(verifier.check(&token, "new", now).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verifier.check(&token, "old", now, None).await.unwrap(), SecretCheck::Wrong);
+        assert_eq!(verifier.check(&token, "new", now, None).await.unwrap(), SecretCheck::Current);
         // With a grace period the old secret works until it ends.
         row.previous_secret_hash = Some(old_hash);
         row.previous_secret_expires_at = Some(now + ChronoDuration::hours(1));
         let token = StoredCredential::of_api_token(&row);
-        assert_eq!(verifier.check(&token, "old", now).await.unwrap(), SecretCheck::Previous);
-        assert_eq!(verifier.check(&token, "old", now + ChronoDuration::hours(2)).await.unwrap(), SecretCheck::Wrong);
+        assert_eq!(verifier.check(&token, "old", now, None).await.unwrap(), SecretCheck::Previous);
+        assert_eq!(
+            verifier.check(&token, "old", now + ChronoDuration::hours(2), None).await.unwrap(),
+            SecretCheck::Wrong
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +232,7 @@ mod tests {
         let mut checks = tokio::task::JoinSet::new();
         for _ in 0..16 {
             let (verifier, token) = (verifier.clone(), token.clone());
-            checks.spawn(async move { verifier.check(&token, "s3cret", now).await.unwrap() });
+            checks.spawn(async move { verifier.check(&token, "s3cret", now, None).await.unwrap() });
         }
         assert!(checks.join_all().await.iter().all(|c| *c == SecretCheck::Current));
         assert_eq!(verifier.argon2_runs(), 1);
@@ -230,9 +244,9 @@ mod tests {
         let digest = [7u8; 32];
         for i in 0..MAX_TRACKED + 5_000 {
             let id = format!("{i:016}");
-            verifier.record_failure(&id);
+            verifier.record_failure(&id, None);
             verifier.remember(&id, "phc", digest);
-            verifier.in_flight_lock(&id);
+            verifier.in_flight_lock(&id, digest);
         }
         assert_eq!(verifier.failures.len(), MAX_TRACKED);
         assert_eq!(verifier.remembered_secrets(), MAX_TRACKED);
@@ -249,15 +263,18 @@ mod tests {
         let token = token_with("right");
         let now = crate::db::now();
         for _ in 0..MAX_FAILED_CHECKS {
-            assert_eq!(verifier.check(&token, "wrong", now).await.unwrap(), SecretCheck::Wrong);
+            assert_eq!(verifier.check(&token, "wrong", now, None).await.unwrap(), SecretCheck::Wrong);
         }
-        assert_eq!(verifier.check(&token, "wrong", now).await.unwrap(), SecretCheck::Throttled);
+        assert_eq!(verifier.check(&token, "wrong", now, None).await.unwrap(), SecretCheck::Throttled);
+        // …from that address only: the holder's first check from elsewhere runs.
+        let holder: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
+        assert_eq!(verifier.check(&token, "right", now, holder).await.unwrap(), SecretCheck::Current);
         // A secret already verified is still recognised from memory during the flood…
         let verified = Verifier::new(Hasher::new(1));
-        assert!(verified.check(&token, "right", now).await.unwrap().is_valid());
+        assert!(verified.check(&token, "right", now, None).await.unwrap().is_valid());
         for _ in 0..MAX_FAILED_CHECKS + 3 {
-            verified.check(&token, "wrong", now).await.unwrap();
+            verified.check(&token, "wrong", now, None).await.unwrap();
         }
-        assert_eq!(verified.check(&token, "right", now).await.unwrap(), SecretCheck::Current);
+        assert_eq!(verified.check(&token, "right", now, None).await.unwrap(), SecretCheck::Current);
     }
 }

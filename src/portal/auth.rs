@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Duration;
 use serde::Deserialize;
 
 use super::error::PortalError;
@@ -12,15 +11,8 @@ use super::session::{self, actor_context, client_context, pre_session_csrf, veri
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
 use crate::audit::{self, EventContext, SecurityEvent};
-use crate::sessions;
 use crate::state::AppState;
-
-/// Sign-in throttling: failures counted over this window…
-const THROTTLE_WINDOW_MINUTES: i64 = 15;
-/// …per account (reset by a successful sign-in)…
-const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-/// …and per client address.
-const MAX_FAILURES_PER_IP: i64 = 20;
+use crate::{sessions, sign_in};
 
 async fn account_count(state: &AppState) -> Result<i64, PortalError> {
     Ok(state.db.run(accounts::count).await?)
@@ -102,6 +94,13 @@ async fn create_account(
 
 // ---- first run and sign-up --------------------------------------------------
 
+/// Sign-ups per client address: 10 an hour.
+pub const SIGNUPS_PER_HOUR: u32 = 10;
+
+fn signup_quota() -> crate::limits::Quota {
+    crate::limits::Quota::new(SIGNUPS_PER_HOUR, std::time::Duration::from_secs(3600))
+}
+
 /// The first admin (once, on a fresh install) or a seller (with `--allow-signup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NewAccount {
@@ -174,6 +173,27 @@ impl NewAccount {
             NewAccount::FirstAdmin => (Role::Admin, true),
             NewAccount::Seller => (Role::Seller, false),
         };
+        if self == NewAccount::Seller {
+            // Each sign-up costs an argon2 hash: a budget per address.
+            let ip = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
+            let limit =
+                state.signups.check_local(&ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()), signup_quota());
+            if let Some(wait) = limit.retry_after_secs {
+                let message =
+                    format!("Too many sign-ups from your address. Try again in {} minutes.", wait.div_ceil(60));
+                let mut refused = refuse(StatusCode::TOO_MANY_REQUESTS, message)?;
+                refused
+                    .headers_mut()
+                    .insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from(wait));
+                return Ok(refused);
+            }
+            // A taken email is refused before any hashing (the message says
+            // so anyway; see the README on this trade-off).
+            let lookup = email.clone();
+            if state.db.run(move |conn| accounts::find_by_email(conn, &lookup)).await?.is_some() {
+                return refuse(StatusCode::UNPROCESSABLE_ENTITY, CreateAccountError::EmailTaken.to_string());
+            }
+        }
         match create_account(&state, &req, email, password, role, only_if_first).await {
             Ok(account) => start_session(&state, &req, &account, "/settings/tokens").await,
             // Someone else finished the first run a moment ago.
@@ -281,32 +301,38 @@ pub async fn login_submit(
     }
 
     let ctx = EventContext { subject: Some(email.as_str().to_owned()), ..client_context(&req) };
-    let lookup_ctx = ctx.clone();
-    let lookup_email = email.clone();
-    let (throttled, account) = state
+    let (claim_ip, lookup_email) = (ctx.ip.clone(), email.clone());
+    // The attempt is claimed before the password is checked, so parallel
+    // attempts count each other (see `sign_in`).
+    let (claim, account) = state
         .db
         .run(move |conn| {
-            let since = crate::db::now() - Duration::minutes(THROTTLE_WINDOW_MINUTES);
-            let by_account = audit::failed_logins_for_subject(conn, lookup_email.as_str(), since)?;
-            let by_ip = match &lookup_ctx.ip {
-                Some(ip) => audit::failed_logins_from_ip(conn, ip, since)?,
-                None => 0,
-            };
-            let throttled = by_account >= MAX_FAILURES_PER_ACCOUNT || by_ip >= MAX_FAILURES_PER_IP;
-            Ok((throttled, accounts::find_by_email(conn, &lookup_email)?))
+            let claim = sign_in::claim(conn, lookup_email.as_str(), claim_ip.as_deref(), crate::db::now())?;
+            Ok((claim, accounts::find_by_email(conn, &lookup_email)?))
         })
         .await?;
 
     let known_id = account.as_ref().map(|a| a.id);
-    let check = if throttled {
-        LoginCheck::Throttled
-    } else {
-        // Verify against a dummy hash for unknown emails, so timing does not
-        // reveal which emails have accounts.
-        let valid = state.hasher.verify_password(password, account.as_ref().map(|a| a.password_hash.clone())).await?;
-        match account {
-            Some(account) if valid => LoginCheck::Succeeded(account),
-            other => LoginCheck::Failed(other.map(|a| a.id)),
+    let check = match claim {
+        Err(_) => LoginCheck::Throttled,
+        Ok(claim) => {
+            // Verify against a dummy hash for unknown emails, so timing does
+            // not reveal which emails have accounts.
+            let checked =
+                state.hasher.verify_password(password, account.as_ref().map(|a| a.password_hash.clone())).await;
+            let valid = match checked {
+                Ok(valid) => valid,
+                Err(e) => {
+                    // Not checked (the workers are busy): the claim is given back.
+                    state.db.run(move |conn| sign_in::release(conn, claim)).await?;
+                    return Err(e.into());
+                }
+            };
+            state.db.run(move |conn| sign_in::settle(conn, claim, valid)).await?;
+            match account {
+                Some(account) if valid => LoginCheck::Succeeded(account),
+                other => LoginCheck::Failed(other.map(|a| a.id)),
+            }
         }
     };
 
@@ -321,7 +347,7 @@ pub async fn login_submit(
     match check {
         LoginCheck::Throttled => page(
             StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-in attempts. Wait {THROTTLE_WINDOW_MINUTES} minutes, then try again."),
+            &format!("Too many failed sign-in attempts. Wait {} minutes, then try again.", sign_in::WINDOW_MINUTES),
         ),
         LoginCheck::Failed(_) => page(StatusCode::UNPROCESSABLE_ENTITY, "Incorrect email or password."),
         LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,

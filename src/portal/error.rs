@@ -40,6 +40,15 @@ impl From<diesel::result::Error> for PortalError {
 }
 
 impl PortalError {
+    /// The argon2 queue is full, or the database cannot be reached: retry soon.
+    fn is_overloaded(&self) -> bool {
+        match self {
+            PortalError::Hash(HashError::Busy) => true,
+            PortalError::Db(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// A token store's failure that is not the seller's to fix.
     pub fn from_store(error: TokenStoreError) -> Self {
         match error {
@@ -64,6 +73,7 @@ impl ResponseError for PortalError {
         match self {
             PortalError::NotFound => StatusCode::NOT_FOUND,
             PortalError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            other if other.is_overloaded() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +88,16 @@ impl ResponseError for PortalError {
             PortalError::LoginRequired { next } => {
                 let location = format!("/login?next={}", crate::portal::forms::percent_encode(next));
                 HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+            }
+            other if other.is_overloaded() => {
+                tracing::warn!(error = %other, "portal request refused: busy");
+                let mut page = Self::page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "The server is too busy to answer right now. Nothing was changed; please try again in a few seconds.",
+                );
+                page.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+                page
             }
             other => {
                 tracing::error!(error = %other, "portal request failed");

@@ -55,21 +55,22 @@ fn form_values(query: &HashMap<String, String>) -> LogFilterView {
 }
 
 /// `YYYY-MM-DD` or the `datetime-local` form `YYYY-MM-DDTHH:MM`, in UTC.
+/// Within the range of `time::parse_day`, so no chart or page arithmetic
+/// can overflow.
 fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<Option<NaiveDateTime>, String> {
     if raw.is_empty() {
         return Ok(None);
     }
-    if let Ok(at) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M") {
-        return Ok(Some(at));
-    }
-    if let Ok(at) = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S") {
-        return Ok(Some(at));
-    }
-    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        Ok(day) if end_of_day => Ok(Some((day + Duration::days(1)).and_time(NaiveTime::MIN))),
-        Ok(day) => Ok(Some(day.and_time(NaiveTime::MIN))),
-        Err(_) => Err(format!("“{raw}” is not a time for “{field}”: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")),
-    }
+    let at = NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+        .or_else(|| {
+            let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?;
+            Some(if end_of_day { day.succ_opt()? } else { day }.and_time(NaiveTime::MIN))
+        })
+        .ok_or_else(|| format!("“{raw}” is not a time for “{field}”: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)."))?;
+    crate::time::check_day(at.date()).map_err(|why| format!("“{field}”: {why}."))?;
+    Ok(Some(at))
 }
 
 /// The filter, or every problem with the form at once.
