@@ -22,6 +22,7 @@ pub mod panics;
 pub mod portal;
 pub mod remote;
 pub mod request_id;
+pub mod secrets;
 pub mod sessions;
 pub mod shop;
 pub mod sign_in;

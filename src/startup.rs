@@ -79,6 +79,7 @@ impl Application {
             summaries: LogSummaries::default(),
             gate: gate.clone(),
             signups: RateLimits::local(limits::MAX_KEYS),
+            csrf_key: crate::secrets::key(&mut *pool.get()?, "pre_session_csrf")?,
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
 

@@ -29,4 +29,6 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Sign-ups per client address (see `portal::auth`).
     pub signups: RateLimits<IpAddr>,
+    /// Signs the pre-session CSRF tokens; shared by every instance.
+    pub csrf_key: [u8; 32],
 }

@@ -119,7 +119,7 @@ impl Errors {
             return Err(self.invalid("body", "the body must be a JSON object"));
         }
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = inner.to_string();
@@ -133,7 +133,12 @@ impl Errors {
                 (None, _) => path,
             };
             self.invalid(&field, message)
-        })
+        })?;
+        // Nothing but whitespace may follow the object.
+        deserializer
+            .end()
+            .map_err(|e| self.invalid("body", format!("the body has more after the JSON object ({e})")))?;
+        Ok(parsed)
     }
 
     /// The query string as a map, refusing parameters the endpoint does not take.

@@ -156,3 +156,11 @@ diesel::table! {
         outcome -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    /// Keys shared by every instance, made once.
+    server_secrets (name) {
+        name -> Text,
+        value -> Text,
+    }
+}

@@ -181,6 +181,8 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
             headers.insert(HeaderName::from_static(name), value);
         }
     };
+    // Every answer to a credential is that caller's data: never cached.
+    set("cache-control", "no-store");
     set("keygate-token-expiration", &credential.expiration_header);
     if let Some((due, text)) = &credential.rotate_by_header {
         if crate::db::now() >= *due {

@@ -110,15 +110,42 @@ pub fn expired_session_cookie(secure: bool) -> Cookie<'static> {
     cookie
 }
 
+/// How long a pre-session CSRF token stays good.
+const PRE_SESSION_CSRF_HOURS: i64 = 24;
+
+/// `nonce.issued` signed with the server's CSRF key (HMAC-SHA256).
+fn pre_session_mac(key: &[u8; 32], body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"keygate pre-session csrf|");
+    mac.update(body.as_bytes());
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, mac.finalize().into_bytes())
+}
+
+/// A pre-session token the server issued: `nonce.issued.mac`, signed under
+/// the key, no older than a day. Anything a client made up fails.
+fn pre_session_token_is_ours(key: &[u8; 32], token: &str, now: i64) -> bool {
+    let Some((body, mac)) = token.rsplit_once('.') else { return false };
+    let Some((nonce, issued)) = body.split_once('.') else { return false };
+    let Ok(issued) = issued.parse::<i64>() else { return false };
+    let fresh = (0..PRE_SESSION_CSRF_HOURS * 3600).contains(&(now - issued));
+    fresh && nonce.len() >= 22 && tokens_match(&pre_session_mac(key, body), Some(mac))
+}
+
 /// The CSRF token for forms shown before sign-in, and the cookie to set when
-/// the browser does not hold one yet.
+/// the browser does not hold a good one yet. The token is server-issued and
+/// signed (`pre_session_token_is_ours`), so a value a client planted in the
+/// cookie is never accepted.
 pub fn pre_session_csrf(req: &HttpRequest, secure: bool) -> (String, Option<Cookie<'static>>) {
+    let key = state(req).csrf_key;
+    let now = chrono::Utc::now().timestamp();
     if let Some(cookie) = req.cookie(PRE_SESSION_CSRF_COOKIE) {
-        if cookie.value().len() == 43 {
+        if pre_session_token_is_ours(&key, cookie.value(), now) {
             return (cookie.value().to_owned(), None);
         }
     }
-    let token = sessions::random_token();
+    let body = format!("{}.{now}", sessions::random_token());
+    let token = format!("{body}.{}", pre_session_mac(&key, &body));
     let cookie = Cookie::build(PRE_SESSION_CSRF_COOKIE, token.clone())
         .path("/")
         .http_only(true)
@@ -129,7 +156,10 @@ pub fn pre_session_csrf(req: &HttpRequest, secure: bool) -> (String, Option<Cook
 }
 
 pub fn verify_pre_session_csrf(req: &HttpRequest, submitted: Option<&str>) -> bool {
-    req.cookie(PRE_SESSION_CSRF_COOKIE).is_some_and(|c| tokens_match(c.value(), submitted))
+    let key = state(req).csrf_key;
+    req.cookie(PRE_SESSION_CSRF_COOKIE).is_some_and(|c| {
+        pre_session_token_is_ours(&key, c.value(), chrono::Utc::now().timestamp()) && tokens_match(c.value(), submitted)
+    })
 }
 
 /// The client and the signed-in user acting, as the audit trail records them.
@@ -148,5 +178,26 @@ pub fn client_context(req: &HttpRequest) -> EventContext {
             .map(str::to_owned),
         request_id: Some(crate::request_id::of(req)).filter(|id| !id.is_empty()),
         ..EventContext::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tokens_the_server_signed_and_still_fresh_are_ours() {
+        let key = [7u8; 32];
+        let now = 1_800_000_000;
+        let body = format!("{}.{now}", sessions::random_token());
+        let token = format!("{body}.{}", pre_session_mac(&key, &body));
+        assert!(pre_session_token_is_ours(&key, &token, now));
+        assert!(pre_session_token_is_ours(&key, &token, now + 3600));
+        assert!(!pre_session_token_is_ours(&key, &token, now + PRE_SESSION_CSRF_HOURS * 3600), "too old");
+        assert!(!pre_session_token_is_ours(&[8u8; 32], &token, now), "another key");
+        assert!(!pre_session_token_is_ours(&key, &sessions::random_token(), now), "a bare random value");
+        let forged = format!("{body}.{}", pre_session_mac(&key, "something else"));
+        assert!(!pre_session_token_is_ours(&key, &forged, now));
+        assert!(!pre_session_token_is_ours(&key, "a.b.c", now));
     }
 }

@@ -226,8 +226,17 @@ impl From<diesel::result::Error> for ShopError {
     }
 }
 
+impl ShopError {
+    /// Another request wrote the same unique key first (on PostgreSQL two
+    /// transactions can both see it free).
+    fn is_unique_violation(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(self, ShopError::Db(db::DbError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))))
+    }
+}
+
 pub fn create_product(conn: &mut DbConnection, seller_id: i64, new: &NewProduct<'_>) -> Result<Product, ShopError> {
-    db::write_tx(conn, |conn| {
+    let created = db::write_tx(conn, |conn| {
         if find_product_by_sku(conn, seller_id, new.sku)?.is_some() {
             return Err(ShopError::DuplicateSku(new.sku.to_owned()));
         }
@@ -246,7 +255,11 @@ pub fn create_product(conn: &mut DbConnection, seller_id: i64, new: &NewProduct<
             ))
             .execute(conn)?;
         Ok(find_product_by_sku(conn, seller_id, new.sku)?.ok_or(diesel::result::Error::NotFound)?)
-    })
+    });
+    match created {
+        Err(e) if e.is_unique_violation() => Err(ShopError::DuplicateSku(new.sku.to_owned())),
+        other => other,
+    }
 }
 
 /// Fields a PATCH may change; `None` leaves the field as it is.
@@ -317,36 +330,41 @@ pub fn set_stock(
     quantity: i64,
     location: &str,
 ) -> Result<StockLevel, ShopError> {
-    db::write_tx(conn, |conn| {
-        if find_product_by_sku(conn, seller_id, sku)?.is_none() {
-            return Err(ShopError::UnknownSku(sku.to_owned()));
-        }
-        let now = db::now();
-        let updated =
-            diesel::update(inventory::table.filter(inventory::seller_id.eq(seller_id)).filter(inventory::sku.eq(sku)))
-                .set((
-                    inventory::quantity.eq(quantity),
-                    inventory::location.eq(location),
-                    inventory::updated_at.eq(now),
-                ))
-                .execute(conn)?;
-        if updated == 0 {
-            diesel::insert_into(inventory::table)
-                .values((
-                    inventory::seller_id.eq(seller_id),
-                    inventory::sku.eq(sku),
-                    inventory::quantity.eq(quantity),
-                    inventory::location.eq(location),
-                    inventory::updated_at.eq(now),
-                ))
-                .execute(conn)?;
-        }
-        Ok(inventory::table
-            .filter(inventory::seller_id.eq(seller_id))
-            .filter(inventory::sku.eq(sku))
-            .select(StockLevel::as_select())
-            .first(conn)?)
-    })
+    let attempt = |conn: &mut DbConnection| {
+        db::write_tx(conn, |conn| {
+            if find_product_by_sku(conn, seller_id, sku)?.is_none() {
+                return Err(ShopError::UnknownSku(sku.to_owned()));
+            }
+            let now = db::now();
+            let updated = diesel::update(
+                inventory::table.filter(inventory::seller_id.eq(seller_id)).filter(inventory::sku.eq(sku)),
+            )
+            .set((inventory::quantity.eq(quantity), inventory::location.eq(location), inventory::updated_at.eq(now)))
+            .execute(conn)?;
+            if updated == 0 {
+                diesel::insert_into(inventory::table)
+                    .values((
+                        inventory::seller_id.eq(seller_id),
+                        inventory::sku.eq(sku),
+                        inventory::quantity.eq(quantity),
+                        inventory::location.eq(location),
+                        inventory::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok(inventory::table
+                .filter(inventory::seller_id.eq(seller_id))
+                .filter(inventory::sku.eq(sku))
+                .select(StockLevel::as_select())
+                .first(conn)?)
+        })
+    };
+    match attempt(conn) {
+        // A concurrent first update inserted the level a moment ago: this
+        // one updates it.
+        Err(e) if e.is_unique_violation() => attempt(conn),
+        other => other,
+    }
 }
 
 // ---- orders ---------------------------------------------------------------
