@@ -116,12 +116,14 @@ sample_rss
 kill -TERM $SERVER; wait $SERVER || true
 SERVER=
 if [[ $BACKEND == postgres ]]; then
-  ROWS=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM audit_events WHERE user_agent = 'keygate-bench-loadgen'")
-  ALL_ROWS=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM audit_events WHERE kind = 'api'")
+  ROWS=$(psql "$DATABASE_URL" -Atc "SELECT coalesce(sum(coalesce(request_count, 1)), 0) FROM audit_events WHERE user_agent = 'keygate-bench-loadgen'")
+  ALL_ROWS=$(psql "$DATABASE_URL" -Atc "SELECT coalesce(sum(coalesce(request_count, 1)), 0) FROM audit_events WHERE kind = 'api'")
 else
   count_rows() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$DATABASE_URL" "$1"; }
-  ROWS=$(count_rows "select count(*) from audit_events where user_agent = 'keygate-bench-loadgen'")
-  ALL_ROWS=$(count_rows "select count(*) from audit_events where kind = 'api'")
+  # A summary row stands for request_count refused requests (see the
+  # README: refusals without a valid token past 60 a minute per address).
+  ROWS=$(count_rows "select coalesce(sum(coalesce(request_count, 1)), 0) from audit_events where user_agent = 'keygate-bench-loadgen'")
+  ALL_ROWS=$(count_rows "select coalesce(sum(coalesce(request_count, 1)), 0) from audit_events where kind = 'api'")
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }

@@ -33,6 +33,7 @@ pub struct Application {
     db: Db,
     instance_id: String,
     refresh: tokio::task::JoinHandle<()>,
+    gate: Arc<Gate>,
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -64,12 +65,14 @@ impl Application {
                 None => RateLimits::local(limits::MAX_KEYS),
             },
             tarpit: Default::default(),
+            anonymous: Default::default(),
             usage: LastUsed::new(db.clone()),
             audit: audit_sender.clone(),
             routes: crate::api::route_table(),
             default_rate_limit: config.rate_limit_per_minute,
             trusted_proxies: config.trusted_proxies.clone(),
         });
+        let gate_for_shutdown = gate.clone();
         let state = web::Data::new(AppState {
             db: db.clone(),
             hasher: hasher.clone(),
@@ -82,6 +85,7 @@ impl Application {
             csrf_key: crate::secrets::key(&mut *pool.get()?, "pre_session_csrf")?,
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
+        spawn_summary_task(gate.clone());
 
         let hsts = if config.tls.is_some() { "max-age=31536000" } else { "" };
         let server = HttpServer::new(move || {
@@ -118,7 +122,7 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        Ok(Self { port, server, audit, tokens, db, instance_id, refresh })
+        Ok(Self { port, server, audit, tokens, db, instance_id, refresh, gate: gate_for_shutdown })
     }
 
     pub fn port(&self) -> u16 {
@@ -139,6 +143,12 @@ impl Application {
     /// finish, then every queued audit row is written before this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        // The summaries of refused requests still being counted.
+        for summary in self.gate.anonymous.finished(None) {
+            if self.gate.audit.send(summary).await.is_err() {
+                tracing::error!("the audit writer closed before the request summaries were written");
+            }
+        }
         self.audit.shutdown().await;
         self.refresh.abort();
         let id = self.instance_id;
@@ -227,6 +237,22 @@ fn spawn_hourly_task(db: Db, retention_days: u32) {
             tick.tick().await;
             if let Err(e) = hourly(&db, retention, db::now()).await {
                 tracing::warn!(error = %e, "the hourly maintenance failed");
+            }
+        }
+    });
+}
+
+/// Every few seconds: writes the summary rows of refused requests whose
+/// minute is over (see `gate::anonymous`).
+fn spawn_summary_task(gate: Arc<Gate>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            for summary in gate.anonymous.finished(Some(db::now())) {
+                if gate.audit.send(summary).await.is_err() {
+                    return;
+                }
             }
         }
     });

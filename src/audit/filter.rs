@@ -71,6 +71,10 @@ pub fn filtered(filter: &LogFilter) -> Boxed<'_> {
 
 // ---- the aggregates' SQL ----------------------------------------------------
 
+/// How many requests a group of rows stands for (a summary row stands for
+/// `request_count` of them).
+pub(super) const REQUESTS: &str = "CAST(sum(coalesce(request_count, 1)) AS BIGINT)";
+
 /// A bound value of a hand-written aggregate query.
 pub(super) enum Value {
     Text(String),

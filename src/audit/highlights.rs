@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 
-use super::filter::{LogFilter, Sql, Value};
+use super::filter::{LogFilter, Sql, Value, REQUESTS};
 use crate::db::{DbConnection, DbPool};
 
 /// Something a seller should look at.
@@ -46,12 +46,16 @@ pub fn bursts(conn: &mut DbConnection, seller_id: Option<i64>, now: NaiveDateTim
     let day_ago = now - Duration::days(1);
     let window = BURST_WINDOW_MINUTES * 60;
     let mut sql = Sql::new(conn);
-    sql.push("SELECT token_id, CASE WHEN token_id IS NULL THEN ip END AS ip, status, min(occurred_at) AS at, count(*) AS n, ");
+    sql.push("SELECT token_id, CASE WHEN token_id IS NULL THEN ip END AS ip, status, min(occurred_at) AS at, ")
+        .push(REQUESTS)
+        .push(" AS n, ");
     let epoch = chrono::DateTime::UNIX_EPOCH.naive_utc();
     sql.offset_ms(epoch).push(" / ").bind(Value::BigInt(window * 1000));
     sql.push(" AS slot FROM audit_events WHERE kind = 'api' AND status IN (401, 403, 429)")
         .window(&LogFilter { seller_id, from: Some(day_ago), ..LogFilter::default() })
-        .push(" GROUP BY 1, 2, 3, 6 HAVING count(*) >= ")
+        .push(" GROUP BY 1, 2, 3, 6 HAVING ")
+        .push(REQUESTS)
+        .push(" >= ")
         .bind(Value::BigInt(BURST_THRESHOLD as i64));
     Ok(sql
         .load::<Burst>(conn)?

@@ -21,7 +21,7 @@ use crate::db::DbConnection;
 /// Every column of an audit row but `id`, in the table's order. The SQLite
 /// writer's INSERT is built from this list; tests tie it to the schema, to
 /// [`NewAuditEvent`] and to the CSV export.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 18] = [
     "occurred_at",
     "kind",
     "event",
@@ -39,6 +39,7 @@ pub const COLUMNS: [&str; 17] = [
     "latency_us",
     "request_id",
     "detail",
+    "request_count",
 ];
 
 /// Portal events that join the trail.
@@ -92,6 +93,8 @@ pub struct EventContext {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// How many requests the row stands for; `None`: one.
+    pub request_count: Option<i64>,
 }
 
 /// A row to write, field for field [`COLUMNS`].
@@ -117,6 +120,8 @@ pub struct NewAuditEvent {
     pub latency_us: Option<i64>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// How many requests the row stands for; `None`: one.
+    pub request_count: Option<i64>,
 }
 
 /// The longest user agent and path kept.
@@ -142,6 +147,7 @@ impl NewAuditEvent {
             latency_us: None,
             request_id: ctx.request_id,
             detail: ctx.detail,
+            request_count: None,
         }
     }
 }
@@ -182,6 +188,7 @@ impl NewAuditEvent {
             latency_us: Some(request.latency_us),
             request_id: Some(request.request_id),
             detail: None,
+            request_count: None,
         }
     }
 }
@@ -224,6 +231,8 @@ pub struct AuditRow {
     pub latency_us: Option<i64>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+    /// How many requests the row stands for; `None`: one.
+    pub request_count: Option<i64>,
 }
 
 /// Deletes events older than the retention period; returns how many went.

@@ -11,7 +11,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use super::filter::{LogFilter, Sql, Value};
+use super::filter::{LogFilter, Sql, Value, REQUESTS};
 use super::highlights::{bursts, combine, small_scope, AddressBook, Highlight};
 use super::Outcome;
 use crate::bounded::BoundedMap;
@@ -56,7 +56,8 @@ pub fn chart(
     // by a floating-point error.
     sql.push("SELECT ").offset_ms(start).push(" * ").bind(Value::BigInt(buckets as i64));
     sql.push(" / ").bind(Value::BigInt(span_ms)).push(" AS bucket");
-    sql.push(", outcome, count(*) AS n FROM audit_events WHERE kind = 'api'").window(&range).push(" GROUP BY 1, 2");
+    sql.push(", outcome, ").push(REQUESTS).push(" AS n FROM audit_events WHERE kind = 'api'");
+    sql.window(&range).push(" GROUP BY 1, 2");
     let mut counts = vec![[0u32; 4]; buckets];
     for row in sql.load::<BucketCount>(conn)? {
         let bucket = usize::try_from(row.bucket.max(0)).unwrap_or(0).min(buckets - 1);

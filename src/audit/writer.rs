@@ -295,6 +295,7 @@ impl SqliteSink {
                     row.latency_us,
                     row.request_id,
                     row.detail,
+                    row.request_count,
                 ])?;
             }
         }
@@ -388,7 +389,8 @@ mod tests {
             "SELECT occurred_at || '|' || kind || '|' || event || '|' || outcome || '|' || seller_id || '|' || \
              ifnull(actor_id, '-') || '|' || ifnull(subject, '-') || '|' || token_id || '|' || method || '|' || \
              path || '|' || status || '|' || required_scope || '|' || ip || '|' || user_agent || '|' || \
-             latency_us || '|' || request_id || '|' || ifnull(detail, '-') || '|' || typeof(status) AS row \
+             latency_us || '|' || request_id || '|' || ifnull(detail, '-') || '|' || ifnull(request_count, '-') || '|' || \
+             typeof(status) AS row \
              FROM audit_events ORDER BY id",
         )
         .load(&mut pool.get().unwrap())

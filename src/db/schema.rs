@@ -69,6 +69,7 @@ diesel::table! {
         latency_us -> Nullable<BigInt>,
         request_id -> Nullable<Text>,
         detail -> Nullable<Text>,
+        request_count -> Nullable<BigInt>,
     }
 }
 

@@ -12,6 +12,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
+use super::anonymous::Source;
 use super::authenticate::{authenticate, Authenticated, Caller};
 use super::error::GateError;
 use super::routes::RouteMatch;
@@ -224,11 +225,25 @@ async fn finish(
         latency_us: started.elapsed().as_micros() as i64,
         request_id: seen.request_id.clone(),
     };
-    if gate.audit.record(NewAuditEvent::api(row)).await.is_err() {
+    let closed = || {
         tracing::error!("the audit writer is closed; refusing to answer without an audit row");
-        return Err(actix_web::error::ErrorServiceUnavailable("shutting down"));
+        actix_web::error::ErrorServiceUnavailable("shutting down")
+    };
+    if trail.auth.is_none() && outcome != Outcome::Ok {
+        // Refused without a valid credential: past a budget, counted into a
+        // summary row instead of a row each (see `anonymous`).
+        let source = Source { ip: seen.client.ip, user_agent: seen.user_agent.clone(), seller_id: row.seller_id };
+        let mut finished = Vec::new();
+        let own =
+            gate.anonymous.admit(source, row.token_id.as_deref(), status, outcome, crate::db::now(), &mut finished);
+        for summary in finished {
+            gate.audit.send(summary).await.map_err(|_| closed())?;
+        }
+        if !own {
+            return Ok(());
+        }
     }
-    Ok(())
+    gate.audit.record(NewAuditEvent::api(row)).await.map_err(|_| closed())
 }
 
 #[cfg(test)]
@@ -299,6 +314,7 @@ mod tests {
             verifier: super::super::Verifier::new(crate::hashing::Hasher::new(1)),
             limits: crate::limits::RateLimits::local(10),
             tarpit: Default::default(),
+            anonymous: Default::default(),
             usage: crate::tokens::usage::LastUsed::new(db),
             audit,
             routes: super::super::RouteTable::new([], &[(Method::GET, "/api/boom")]),

@@ -2,6 +2,7 @@
 //! secrets, the route table it checks scopes against, and the middleware
 //! that runs every request through its steps and writes its audit row.
 
+pub mod anonymous;
 pub mod authenticate;
 pub mod error;
 pub mod middleware;
@@ -32,6 +33,8 @@ pub struct Gate {
     pub limits: RateLimits<String>,
     /// Client addresses that keep sending invalid tokens.
     pub tarpit: tarpit::Tarpit,
+    /// Refusals without a valid credential, past a budget, as summary rows.
+    pub anonymous: anonymous::Anonymous,
     pub usage: LastUsed,
     pub audit: AuditSender,
     pub routes: RouteTable,

@@ -68,7 +68,13 @@ fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<Option<NaiveDa
             let day = NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?;
             Some(if end_of_day { day.succ_opt()? } else { day }.and_time(NaiveTime::MIN))
         })
-        .ok_or_else(|| format!("“{raw}” is not a time for “{field}”: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)."))?;
+        .ok_or_else(|| {
+            format!(
+                "“{raw}” is not a time for “{field}”: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC), from {} to {}.",
+                crate::time::FIRST_DAY,
+                crate::time::LAST_DAY
+            )
+        })?;
     crate::time::check_day(at.date()).map_err(|why| format!("“{field}”: {why}."))?;
     Ok(Some(at))
 }
@@ -400,6 +406,7 @@ const CSV_COLUMNS: [&str; COLUMNS.len() + 1] = [
     "latency_us",
     "request_id",
     "detail",
+    "request_count",
 ];
 
 fn csv_header() -> Vec<String> {
@@ -429,6 +436,7 @@ fn csv_record(row: &AuditRow) -> Vec<String> {
         num(row.latency_us),
         opt(&row.request_id),
         opt(&row.detail),
+        num(row.request_count),
     ]
 }
 
@@ -549,6 +557,7 @@ mod tests {
             latency_us: Some(5),
             request_id: Some("r".into()),
             detail: None,
+            request_count: None,
         };
         let record = csv_record(&row);
         assert_eq!(record.len(), header.len());

@@ -434,6 +434,18 @@ pub fn location(response: &reqwest::Response) -> String {
 }
 
 impl User {
+    /// A browser on another loopback address (the whole of 127.0.0.0/8 is
+    /// ours), for tests that play several clients.
+    pub fn from_address(email: &str, address: &str, from: [u8; 4]) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from(from))
+            .build()
+            .unwrap();
+        Self { email: email.to_owned(), client, address: address.to_owned() }
+    }
+
     pub fn new(email: &str, address: &str) -> Self {
         let client =
             reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();

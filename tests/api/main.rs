@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod faults;
 mod gate;
+mod hardening;
 mod helpers;
 mod instances;
 mod isolation;
