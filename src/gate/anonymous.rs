@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn at(second: i64) -> NaiveDateTime {
-        chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 60 + second, 0).unwrap().naive_utc()
+        chrono::DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap().naive_utc()
     }
 
     fn source(ip: &str) -> Source {
