@@ -49,6 +49,9 @@ struct Queued {
     committed: Option<oneshot::Sender<()>>,
 }
 
+// Rows travel inline in the channel; boxing them would cost an allocation
+// per request for the sake of the one `Stop`.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Row(Queued),
     /// Shutdown: write everything queued before this, then stop.
