@@ -22,6 +22,40 @@ impl std::str::FromStr for TrustedProxy {
     }
 }
 
+/// `--public-url`: where keygate is reached, the OAuth issuer. An absolute
+/// http(s) URL without a trailing slash, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An absolute URL under it: `join("/oauth/token")`.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("`{s}` must be an http:// or https:// URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(format!("`{s}` may not have a query, a fragment or a user name"));
+        }
+        if s.ends_with('/') {
+            return Err(format!("`{s}` must not end with `/`: write {}", s.trim_end_matches('/')));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "API tokens, a bearer gate and an audit log for a seller portal")]
 pub struct Cli {
@@ -154,6 +188,49 @@ pub struct ServeArgs {
     /// audit writer and argon2).
     #[arg(long, env = "KEYGATE_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub workers: u32,
+
+    /// Where keygate is reached: the OAuth issuer, and the base of every
+    /// absolute URL it prints or publishes. No trailing slash.
+    #[arg(long, env = "KEYGATE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: PublicUrl,
+
+    /// Days an OAuth access token lives.
+    #[arg(long, env = "KEYGATE_OAUTH_ACCESS_TTL_DAYS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub oauth_access_ttl_days: u32,
+
+    /// Days an OAuth refresh token lives.
+    #[arg(long, env = "KEYGATE_OAUTH_REFRESH_TTL_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub oauth_refresh_ttl_days: u32,
+
+    /// Seconds during which a spent refresh token, presented again by its
+    /// client, returns the same new pair (a lost answer, a race) instead of
+    /// revoking the chain. 0 turns the grace off.
+    #[arg(long, env = "KEYGATE_OAUTH_REFRESH_GRACE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub oauth_refresh_grace_seconds: u32,
+
+    /// Token-endpoint requests per minute per OAuth client, and per client address.
+    #[arg(long, env = "KEYGATE_OAUTH_TOKEN_RATE_PER_MINUTE", default_value_t = 6_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    pub oauth_token_rate_per_minute: u32,
+}
+
+/// The OAuth server's settings (SPEC §8).
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    pub access_ttl: chrono::Duration,
+    pub refresh_ttl: chrono::Duration,
+    pub refresh_grace: chrono::Duration,
+    pub token_rate_per_minute: u32,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: chrono::Duration::days(15),
+            refresh_ttl: chrono::Duration::days(30),
+            refresh_grace: chrono::Duration::seconds(60),
+            token_rate_per_minute: 6_000,
+        }
+    }
 }
 
 /// What `Application::build` needs: the parsed flags, or a test's own values.
@@ -174,6 +251,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// HTTP worker threads; 0: one per core but one.
     pub workers: u32,
+    pub public_url: PublicUrl,
+    pub oauth: OAuthConfig,
 }
 
 impl Config {
@@ -193,6 +272,13 @@ impl Config {
             trusted_proxies: args.trusted_proxies.into_iter().map(|p| p.0).collect(),
             redis_url: args.redis_url,
             workers: args.workers,
+            public_url: args.public_url,
+            oauth: OAuthConfig {
+                access_ttl: chrono::Duration::days(args.oauth_access_ttl_days.into()),
+                refresh_ttl: chrono::Duration::days(args.oauth_refresh_ttl_days.into()),
+                refresh_grace: chrono::Duration::seconds(args.oauth_refresh_grace_seconds.into()),
+                token_rate_per_minute: args.oauth_token_rate_per_minute,
+            },
         }
     }
 }

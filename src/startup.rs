@@ -13,11 +13,13 @@ use tracing_actix_web::TracingLogger;
 
 use crate::audit::summary::LogSummaries;
 use crate::audit::writer::{AuditWriter, Sink};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, Db, DbPool};
 use crate::gate::{Gate, Verifier};
 use crate::hashing::Hasher;
-use crate::limits::{self, RateLimits};
+use crate::limits::{self, FailureBudget, RateLimits};
+use crate::oauth::OAuth;
 use crate::request_id::KeygateRootSpan;
 use crate::state::AppState;
 use crate::tokens::cache::{self, TokenCache};
@@ -56,10 +58,22 @@ impl Application {
         tokens.poll(&mut *pool.get()?)?;
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let refresh = cache::spawn_refresh(db.clone(), tokens.clone(), instance_id.clone());
+        let clock = Arc::new(Clock::default());
+        let verifier = Arc::new(Verifier::new(hasher.clone()));
+        let oauth = Arc::new(OAuth::new(
+            db.clone(),
+            hasher.clone(),
+            verifier.clone(),
+            tokens.clone(),
+            clock.clone(),
+            config.oauth.clone(),
+            config.public_url.clone(),
+        ));
         let gate = Arc::new(Gate {
             db: db.clone(),
             tokens: tokens.clone(),
-            verifier: Verifier::new(hasher.clone()),
+            verifier,
+            clock: clock.clone(),
             limits: match &config.redis_url {
                 Some(url) => RateLimits::shared(limits::redis::RedisLimiter::start(url)?, "", limits::MAX_KEYS),
                 None => RateLimits::local(limits::MAX_KEYS),
@@ -83,6 +97,18 @@ impl Application {
             gate: gate.clone(),
             signups: RateLimits::local(limits::MAX_KEYS),
             csrf_key: crate::secrets::key(&mut *pool.get()?, "pre_session_csrf")?,
+            oauth,
+            authorize_limits: RateLimits::local(limits::MAX_KEYS),
+            oauth_limits: match &config.redis_url {
+                Some(url) => RateLimits::shared(limits::redis::RedisLimiter::start(url)?, "oauth", limits::MAX_KEYS),
+                None => RateLimits::local(limits::MAX_KEYS),
+            },
+            client_auth_failures: FailureBudget::new(
+                crate::oauth_endpoints::token::FAILED_AUTH_PER_MINUTE,
+                Duration::from_secs(60),
+                limits::MAX_KEYS,
+            ),
+            clock: clock.clone(),
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
         spawn_summary_task(gate.clone());
@@ -113,6 +139,7 @@ impl Application {
                         .configure(crate::api::configure),
                 )
                 .route("/readyz", web::get().to(readyz))
+                .configure(crate::oauth_endpoints::routes)
                 .configure(crate::portal::routes)
         })
         .shutdown_timeout(30);
@@ -127,6 +154,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The application's clock, for tests that move time on.
+    pub fn clock(&self) -> Arc<Clock> {
+        self.gate.clock.clone()
     }
 
     /// The gate's token rows, for tests that change tokens behind its back.
@@ -261,6 +293,8 @@ fn spawn_summary_task(gate: Arc<Gate>) {
 /// One round of the hourly maintenance, as of `now`.
 pub async fn hourly(db: &Db, retention: chrono::Duration, now: chrono::NaiveDateTime) -> Result<usize, db::DbError> {
     db.run(move |conn| {
+        crate::oauth::codes::forget_expired(conn, now)?;
+        crate::oauth::refresh::forget_expired(conn, now)?;
         for created in crate::audit::partitions::ensure(conn, now)? {
             tracing::info!(partition = %created, "created an audit partition");
         }

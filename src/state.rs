@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use crate::audit::summary::LogSummaries;
 use crate::audit::writer::AuditSender;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::gate::Gate;
 use crate::hashing::Hasher;
-use crate::limits::RateLimits;
+use crate::limits::{FailureBudget, RateLimits};
+use crate::oauth::OAuth;
 use crate::tokens::Tokens;
 
 pub struct AppState {
@@ -31,4 +33,14 @@ pub struct AppState {
     pub signups: RateLimits<IpAddr>,
     /// Signs the pre-session CSRF tokens; shared by every instance.
     pub csrf_key: [u8; 32],
+    /// The OAuth authorization server.
+    pub oauth: Arc<OAuth>,
+    /// `/oauth/authorize` requests per client address.
+    pub authorize_limits: RateLimits<IpAddr>,
+    /// Token-endpoint requests per client and per address.
+    pub oauth_limits: RateLimits<String>,
+    /// Failed OAuth client authentications per address and client.
+    pub client_auth_failures: FailureBudget<String>,
+    /// The application's clock (tests move it).
+    pub clock: Arc<Clock>,
 }

@@ -43,6 +43,7 @@ macro_rules! api_routes {
         pub fn configure(cfg: &mut web::ServiceConfig) {
             $( cfg.route(scoped($path), web::method(Method::$method).to($handler)); )*
             cfg.route(scoped(openapi::PATH), web::get().to(openapi::serve));
+            cfg.route(scoped(WRONG_TOKEN_ENDPOINT), web::to(wrong_token_endpoint));
         }
     };
 }
@@ -100,15 +101,32 @@ fn scoped(path: &'static str) -> &'static str {
     path.strip_prefix("/api").expect("API routes live under /api")
 }
 
-/// The gate's route table: every operation with its scope, and the public
-/// OpenAPI document.
+/// Source document 000's pitfall: integrators post to `/api/oauth/token`.
+pub const WRONG_TOKEN_ENDPOINT: &str = "/api/oauth/token";
+
+/// The wrong endpoint says where the right one is (404, JSON).
+async fn wrong_token_endpoint(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    crate::error::json_error(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "There is no token endpoint under /api: the OAuth token endpoint is /oauth/token (POST, form-encoded).",
+        &crate::request_id::of(&req),
+        [("token_endpoint", "/oauth/token".into())],
+    )
+}
+
+/// The gate's route table: every operation with its scope, and what is
+/// open to anyone (the OpenAPI document, the wrong-endpoint answer).
 pub fn route_table() -> RouteTable {
     let entries = ROUTES.iter().map(|route| RouteEntry {
         method: Method::from_bytes(route.method.as_bytes()).unwrap_or(Method::GET),
         path: route.path,
         scope: route.scope,
     });
-    RouteTable::new(entries, &[(Method::GET, openapi::PATH)])
+    RouteTable::new(
+        entries,
+        &[(Method::GET, openapi::PATH), (Method::GET, WRONG_TOKEN_ENDPOINT), (Method::POST, WRONG_TOKEN_ENDPOINT)],
+    )
 }
 
 #[cfg(test)]

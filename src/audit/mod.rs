@@ -54,6 +54,20 @@ pub enum SecurityEvent {
     TokenRotated,
     TokenRevoked,
     RateLimitChanged,
+    AppRegistered,
+    AppSecretRotated,
+    AppUpdated,
+    AppSuspended,
+    AppReinstated,
+    AppDeleted,
+    AuthorizationAllowed,
+    AuthorizationDenied,
+    OAuthTokensIssued,
+    OAuthTokensRefreshed,
+    RefreshReuseDetected,
+    CodeReplayed,
+    OAuthTokenRevoked,
+    GrantRevoked,
 }
 
 impl SecurityEvent {
@@ -68,12 +82,30 @@ impl SecurityEvent {
             SecurityEvent::TokenRotated => "token_rotated",
             SecurityEvent::TokenRevoked => "token_revoked",
             SecurityEvent::RateLimitChanged => "rate_limit_changed",
+            SecurityEvent::AppRegistered => "app_registered",
+            SecurityEvent::AppSecretRotated => "app_secret_rotated",
+            SecurityEvent::AppUpdated => "app_updated",
+            SecurityEvent::AppSuspended => "app_suspended",
+            SecurityEvent::AppReinstated => "app_reinstated",
+            SecurityEvent::AppDeleted => "app_deleted",
+            SecurityEvent::AuthorizationAllowed => "authorization_allowed",
+            SecurityEvent::AuthorizationDenied => "authorization_denied",
+            SecurityEvent::OAuthTokensIssued => "oauth_tokens_issued",
+            SecurityEvent::OAuthTokensRefreshed => "oauth_tokens_refreshed",
+            SecurityEvent::RefreshReuseDetected => "refresh_reuse_detected",
+            SecurityEvent::CodeReplayed => "code_replayed",
+            SecurityEvent::OAuthTokenRevoked => "oauth_token_revoked",
+            SecurityEvent::GrantRevoked => "grant_revoked",
         }
     }
 
     fn outcome(self) -> Outcome {
         match self {
-            SecurityEvent::LoginFailed | SecurityEvent::LoginThrottled => Outcome::Failed,
+            SecurityEvent::LoginFailed
+            | SecurityEvent::LoginThrottled
+            | SecurityEvent::AuthorizationDenied
+            | SecurityEvent::RefreshReuseDetected
+            | SecurityEvent::CodeReplayed => Outcome::Failed,
             _ => Outcome::Ok,
         }
     }

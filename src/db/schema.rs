@@ -46,8 +46,88 @@ diesel::table! {
         last_used_at -> Nullable<Timestamp>,
         last_used_ip -> Nullable<Text>,
         rate_limit_per_minute -> Nullable<Integer>,
+        oauth_grant_id -> Nullable<BigInt>,
+        oauth_family -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    oauth_apps (id) {
+        id -> BigInt,
+        client_id -> Text,
+        owner_id -> BigInt,
+        name -> Text,
+        homepage -> Nullable<Text>,
+        redirect_uris -> Text,
+        redirect_prefixes -> Text,
+        scopes -> Text,
+        confidential -> Integer,
+        secret_id -> Nullable<Text>,
+        secret_hash -> Nullable<Text>,
+        previous_secret_id -> Nullable<Text>,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        suspended_at -> Nullable<Timestamp>,
+        suspended_by -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oauth_grants (id) {
+        id -> BigInt,
+        app_id -> BigInt,
+        seller_id -> BigInt,
+        scopes -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_codes (id) {
+        id -> BigInt,
+        public_id -> Text,
+        secret_digest -> Text,
+        grant_id -> BigInt,
+        redirect_uri -> Nullable<Text>,
+        scopes -> Text,
+        code_challenge -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        family -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    oauth_refresh_tokens (id) {
+        id -> BigInt,
+        public_id -> Text,
+        secret_digest -> Text,
+        grant_id -> BigInt,
+        family -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        used_ip -> Nullable<Text>,
+        successor_id -> Nullable<BigInt>,
+        successor_sealed -> Nullable<Text>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(oauth_grants -> oauth_apps (app_id));
+diesel::joinable!(oauth_codes -> oauth_grants (grant_id));
+diesel::joinable!(oauth_refresh_tokens -> oauth_grants (grant_id));
+diesel::allow_tables_to_appear_in_same_query!(oauth_apps, oauth_grants, oauth_codes, oauth_refresh_tokens);
+diesel::allow_tables_to_appear_in_same_query!(oauth_apps, accounts);
+diesel::allow_tables_to_appear_in_same_query!(oauth_apps, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(oauth_grants, accounts);
+diesel::allow_tables_to_appear_in_same_query!(oauth_grants, api_tokens);
 
 diesel::table! {
     audit_events (id) {
@@ -83,6 +163,7 @@ diesel::table! {
 
 diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(api_tokens -> accounts (seller_id));
+diesel::joinable!(api_tokens -> oauth_grants (oauth_grant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, api_tokens, audit_events);
 

@@ -111,7 +111,7 @@ pub async fn authenticate(
     if claimed != credential.kind {
         return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));
     }
-    let now = crate::db::now();
+    let now = gate.clock.now();
     match gate.verifier.check(&stored, plain.secret(), now, from).await {
         Ok(check) if check.is_valid() => {}
         Ok(_) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),

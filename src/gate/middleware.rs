@@ -311,7 +311,8 @@ mod tests {
         let gate = Arc::new(Gate {
             db: db.clone(),
             tokens: Arc::new(crate::tokens::cache::TokenCache::new()),
-            verifier: super::super::Verifier::new(crate::hashing::Hasher::new(1)),
+            verifier: Arc::new(super::super::Verifier::new(crate::hashing::Hasher::new(1))),
+            clock: Default::default(),
             limits: crate::limits::RateLimits::local(10),
             tarpit: Default::default(),
             anonymous: Default::default(),

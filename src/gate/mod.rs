@@ -8,14 +8,13 @@ pub mod error;
 pub mod middleware;
 pub mod routes;
 pub mod tarpit;
-pub mod verify;
 
 use std::sync::Arc;
 
+pub use crate::tokens::verify::{SecretCheck, Verifier};
 pub use authenticate::Authenticated;
 pub use error::GateError;
 pub use routes::{RouteEntry, RouteMatch, RouteTable};
-pub use verify::{SecretCheck, Verifier};
 
 use crate::audit::writer::AuditSender;
 use crate::db::Db;
@@ -28,7 +27,9 @@ pub struct Gate {
     pub db: Db,
     /// Credentials the gate has read; see `tokens::cache`.
     pub tokens: Arc<TokenCache>,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
+    /// Decides expiry; tests move it.
+    pub clock: Arc<crate::clock::Clock>,
     /// Per-credential limits, keyed by public id.
     pub limits: RateLimits<String>,
     /// Client addresses that keep sending invalid tokens.

@@ -201,3 +201,55 @@ mod tests {
         assert_eq!(limits.tracked(), 1_000);
     }
 }
+
+/// Failures counted per key over a window, to refuse early once a key has
+/// failed too often (failed OAuth client authentication, say). Unlike a rate
+/// limit, only failures spend the budget. Bounded like every caller-keyed map.
+pub struct FailureBudget<K: Hash + Eq> {
+    failures: BoundedMap<K, (u32, std::time::Instant)>,
+    allowed: u32,
+    window: Duration,
+}
+
+impl<K: Hash + Eq + Clone> FailureBudget<K> {
+    pub fn new(allowed: u32, window: Duration, max_keys: usize) -> Self {
+        Self { failures: BoundedMap::new(max_keys), allowed, window }
+    }
+
+    /// Seconds to wait when `key` has used its failures for this window.
+    pub fn exhausted(&self, key: &K) -> Option<u64> {
+        let mut failures = self.failures.lock();
+        let (count, since) = failures.get(key)?;
+        let elapsed = since.elapsed();
+        (*count >= self.allowed && elapsed < self.window).then(|| ceil_secs(self.window - elapsed).max(1))
+    }
+
+    pub fn record(&self, key: K) {
+        let mut failures = self.failures.lock();
+        let entry = failures.get_or_insert_mut(key, || (0, std::time::Instant::now()));
+        if entry.1.elapsed() >= self.window {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_spend_the_budget_and_it_is_bounded() {
+        let budget: FailureBudget<u32> = FailureBudget::new(3, Duration::from_secs(60), 100);
+        assert_eq!(budget.exhausted(&1), None);
+        for _ in 0..3 {
+            budget.record(1);
+        }
+        assert!(budget.exhausted(&1).is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(budget.exhausted(&2), None, "another key is untouched");
+        for key in 10..10_000 {
+            budget.record(key);
+        }
+        assert_eq!(budget.failures.len(), 100);
+    }
+}

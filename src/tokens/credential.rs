@@ -13,7 +13,7 @@ use super::kind::TokenKind;
 use super::scopes::ScopeSet;
 use super::store::ApiToken;
 use crate::db::read::{self, Read};
-use crate::db::schema::api_tokens;
+use crate::db::schema::{api_tokens, oauth_apps, oauth_grants};
 use crate::db::DbConnection;
 
 /// Who is calling and what they may do. Built once when the row is read,
@@ -113,8 +113,67 @@ fn by_public_id(public_id: String) -> _ {
     api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(columns).limit(1_i64)
 }
 
+/// What the gate needs of an OAuth access token's grant and app.
+#[derive(Debug, Clone, Queryable)]
+struct GrantAtTheGate {
+    grant_scopes: String,
+    grant_revoked_at: Option<NaiveDateTime>,
+    client_id: String,
+    app_name: String,
+    app_scopes: String,
+    app_suspended_at: Option<NaiveDateTime>,
+}
+
+/// The grant and app behind an access token, read with it.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn grant_of(grant_id: i64) -> _ {
+    oauth_grants::table
+        .inner_join(oauth_apps::table)
+        .filter(oauth_grants::id.eq(grant_id))
+        .select((
+            oauth_grants::scopes,
+            oauth_grants::revoked_at,
+            oauth_apps::client_id,
+            oauth_apps::name,
+            oauth_apps::scopes,
+            oauth_apps::suspended_at,
+        ))
+        .limit(1_i64)
+}
+
+impl StoredCredential {
+    /// An OAuth access token: its scopes are its own, within the grant's
+    /// and the app's now; a revoked grant, a suspended or deleted app make
+    /// it revoked.
+    fn of_access_token(token: &ApiToken, grant: Option<&GrantAtTheGate>) -> Self {
+        let mut stored = Self::of_api_token(token);
+        let credential = Arc::make_mut(&mut stored.credential);
+        match grant {
+            Some(grant) => {
+                let within = |stored: &str| ScopeSet::parse(stored).unwrap_or_default();
+                let (grant_scopes, app_scopes) = (within(&grant.grant_scopes), within(&grant.app_scopes));
+                credential.scopes = ScopeSet::new(
+                    credential.scopes.iter().filter(|s| grant_scopes.contains(*s) && app_scopes.contains(*s)),
+                );
+                credential.oauth = Some(OAuthClient {
+                    client_id: grant.client_id.clone(),
+                    app_name: grant.app_name.clone(),
+                    grant_id: token.oauth_grant_id.unwrap_or_default(),
+                });
+                credential.name = grant.app_name.clone();
+                stored.revoked_at = stored.revoked_at.or(grant.grant_revoked_at).or(grant.app_suspended_at);
+            }
+            None => {
+                credential.scopes = ScopeSet::default();
+                stored.revoked_at = stored.revoked_at.or(Some(token.created_at));
+            }
+        }
+        stored
+    }
+}
+
 /// The gate's read of a credential by its public id: `None` when no token
-/// has that id.
+/// has that id. An OAuth access token comes with its grant and app.
 pub struct CredentialLookup(pub String);
 
 impl Read for CredentialLookup {
@@ -122,11 +181,27 @@ impl Read for CredentialLookup {
 
     fn run(&self, conn: &mut DbConnection) -> QueryResult<Self::Output> {
         let rows: Vec<ApiToken> = read::load(conn, by_public_id(self.0.clone()))?;
-        Ok(rows.first().map(StoredCredential::of_api_token))
+        let Some(token) = rows.first() else { return Ok(None) };
+        match (token.kind, token.oauth_grant_id) {
+            (TokenKind::OAuth, Some(grant_id)) => {
+                let grants: Vec<GrantAtTheGate> = read::load(conn, grant_of(grant_id))?;
+                Ok(Some(StoredCredential::of_access_token(token, grants.first())))
+            }
+            (TokenKind::OAuth, None) => Ok(Some(StoredCredential::of_access_token(token, None))),
+            _ => Ok(Some(StoredCredential::of_api_token(token))),
+        }
     }
 
     async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Self::Output> {
         let rows: Vec<ApiToken> = read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
-        Ok(rows.first().map(StoredCredential::of_api_token))
+        let Some(token) = rows.first() else { return Ok(None) };
+        match (token.kind, token.oauth_grant_id) {
+            (TokenKind::OAuth, Some(grant_id)) => {
+                let grants: Vec<GrantAtTheGate> = read::load_pipelined(conn, grant_of(grant_id)).await?;
+                Ok(Some(StoredCredential::of_access_token(token, grants.first())))
+            }
+            (TokenKind::OAuth, None) => Ok(Some(StoredCredential::of_access_token(token, None))),
+            _ => Ok(Some(StoredCredential::of_api_token(token))),
+        }
     }
 }

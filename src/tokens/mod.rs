@@ -12,6 +12,7 @@ pub mod scopes;
 pub mod service;
 pub mod store;
 pub mod usage;
+pub mod verify;
 
 pub use credential::{Credential, OAuthClient, StoredCredential, StoredSecret};
 pub use format::{PlainToken, Prefix, TokenFormatError, TokenId};

@@ -82,6 +82,19 @@ impl Scope {
         }
     }
 
+    /// What the scope lets an app do, in plain words (the consent page).
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Scope::OrdersRead => "See your orders and their items",
+            Scope::OrdersWrite => "Create orders (and see them)",
+            Scope::ProductsRead => "See your products and prices",
+            Scope::ProductsWrite => "Create and change products and prices (and see them)",
+            Scope::InventoryRead => "See your stock levels",
+            Scope::InventoryWrite => "Set your stock levels (and see them)",
+            Scope::ReportsRead => "See your sales totals",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         if self.is_write() {
             "Read and write"

@@ -74,6 +74,7 @@ impl Tokens {
                         scopes: &request.scopes,
                         secret_hash: &secret_hash,
                         expiry: request.expiry,
+                        oauth: None,
                     };
                     store::insert(conn, new, now)?;
                     let about = EventContext {

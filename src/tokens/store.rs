@@ -42,6 +42,9 @@ pub struct ApiToken {
     pub last_used_at: Option<NaiveDateTime>,
     pub last_used_ip: Option<String>,
     pub rate_limit_per_minute: Option<i32>,
+    /// An OAuth access token's grant and chain (see `oauth`).
+    pub oauth_grant_id: Option<i64>,
+    pub oauth_family: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +158,8 @@ pub struct NewToken<'a> {
     pub scopes: &'a ScopeSet,
     pub secret_hash: &'a str,
     pub expiry: Expiry,
+    /// An OAuth access token's grant and chain.
+    pub oauth: Option<(i64, &'a str)>,
 }
 
 #[derive(Insertable)]
@@ -172,6 +177,8 @@ struct TokenInsert<'a> {
     lifetime_days: Option<i32>,
     created_at: NaiveDateTime,
     created_by: i64,
+    oauth_grant_id: Option<i64>,
+    oauth_family: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +234,8 @@ pub fn insert(conn: &mut DbConnection, new: NewToken<'_>, now: NaiveDateTime) ->
             lifetime_days: new.expiry.lifetime_days(),
             created_at: now,
             created_by: new.created_by,
+            oauth_grant_id: new.oauth.map(|(grant, _)| grant),
+            oauth_family: new.oauth.map(|(_, family)| family),
         })
         .execute(conn)
         .map(drop)
@@ -371,6 +380,8 @@ impl ApiToken {
             last_used_at: None,
             last_used_ip: None,
             rate_limit_per_minute: None,
+            oauth_grant_id: None,
+            oauth_family: None,
         }
     }
 }

@@ -164,6 +164,8 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         trusted_proxies: Vec::new(),
         redis_url: None,
         workers: 0,
+        public_url: "http://127.0.0.1:8080".parse().unwrap(),
+        oauth: keygate::config::OAuthConfig::default(),
     }
 }
 

@@ -1,0 +1,137 @@
+//! The OAuth errors of RFC 6749 §4.1.2.1 and §5.2, each with a description
+//! that tells the integrator what to do, and how the token, revocation and
+//! introspection endpoints answer them: JSON `{"error", "error_description"}`,
+//! 400, or 401 `invalid_client` (with `WWW-Authenticate: Basic` when Basic
+//! was used), never cached.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpResponse;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{why}")]
+    InvalidClient { why: String, basic: bool },
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    UnsupportedResponseType(String),
+    #[error("too many requests: retry in {retry_after} s")]
+    SlowDown { retry_after: u64 },
+    #[error("{0}")]
+    TemporarilyUnavailable(String),
+    #[error("the server could not complete the request")]
+    ServerError,
+}
+
+impl OAuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::AccessDenied(_) => "access_denied",
+            OAuthError::UnsupportedResponseType(_) => "unsupported_response_type",
+            OAuthError::SlowDown { .. } => "slow_down",
+            OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
+            OAuthError::ServerError => "server_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The JSON answer of the token, revocation and introspection endpoints.
+    pub fn response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status());
+        response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+        match self {
+            OAuthError::InvalidClient { basic: true, .. } => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Basic realm=\"{}\"", crate::gate::error::REALM),
+                ));
+            }
+            OAuthError::SlowDown { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            OAuthError::TemporarilyUnavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        response.json(json!({ "error": self.code(), "error_description": self.to_string() }))
+    }
+}
+
+impl From<crate::db::DbError> for OAuthError {
+    fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "OAuth request: database unavailable");
+            OAuthError::TemporarilyUnavailable("the database cannot be reached right now; retry in a moment".into())
+        } else {
+            tracing::error!(error = %e, "OAuth request failed");
+            OAuthError::ServerError
+        }
+    }
+}
+
+impl From<diesel::result::Error> for OAuthError {
+    fn from(e: diesel::result::Error) -> Self {
+        crate::db::DbError::from(e).into()
+    }
+}
+
+impl From<crate::hashing::HashError> for OAuthError {
+    fn from(e: crate::hashing::HashError) -> Self {
+        match e {
+            crate::hashing::HashError::Busy => {
+                OAuthError::TemporarilyUnavailable("the server is busy checking secrets; retry in a moment".into())
+            }
+            other => {
+                tracing::error!(error = %other, "OAuth client secret check failed");
+                OAuthError::ServerError
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn errors_answer_as_rfc_6749_says() {
+        let basic = OAuthError::InvalidClient { why: "unknown client".into(), basic: true }.response();
+        assert_eq!(basic.status(), 401);
+        assert_eq!(basic.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Basic realm=\"keygate\"");
+        let post = OAuthError::InvalidClient { why: "unknown client".into(), basic: false }.response();
+        assert!(post.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let grant = OAuthError::InvalidGrant("the code expired".into()).response();
+        assert_eq!(grant.status(), 400);
+        assert_eq!(grant.headers().get(header::CACHE_CONTROL).unwrap(), "no-store");
+        let body = actix_web::body::to_bytes(grant.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json, json!({"error": "invalid_grant", "error_description": "the code expired"}));
+    }
+}

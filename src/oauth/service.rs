@@ -1,0 +1,648 @@
+//! The OAuth server's work, for its endpoints (and the portal's pages):
+//! client authentication, codes, the code exchange, rotation with its grace,
+//! revocation and introspection. Each step that writes is one transaction;
+//! the claims of a code or a refresh token are atomic on both backends
+//! (`UPDATE … WHERE used_at IS NULL`), so of many requests racing, one wins.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::apps::{self, App};
+use super::codes::{self, NewCode};
+use super::error::OAuthError;
+use super::grants::{self, Grant};
+use super::refresh::{self, NewRefresh};
+use super::{pkce, seal, CODE_MINUTES};
+use crate::audit::{self, EventContext, SecurityEvent};
+use crate::clock::Clock;
+use crate::config::{OAuthConfig, PublicUrl};
+use crate::db::{self, Db, DbConnection, DbError};
+use crate::hashing::Hasher;
+use crate::tokens::cache::TokenCache;
+use crate::tokens::store::{self, Expiry, NewToken};
+use crate::tokens::verify::{stored_digest, Verifier};
+use crate::tokens::{PlainToken, Prefix, ScopeSet, TokenKind};
+
+/// How a client proved who it is at the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`.
+    Basic { client_id: String, secret: String },
+    /// `client_secret_post`.
+    Post { client_id: String, secret: String },
+    /// A public client: only its `client_id`.
+    Public { client_id: String },
+}
+
+impl ClientAuth {
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientAuth::Basic { client_id, .. }
+            | ClientAuth::Post { client_id, .. }
+            | ClientAuth::Public { client_id } => client_id,
+        }
+    }
+
+    fn is_basic(&self) -> bool {
+        matches!(self, ClientAuth::Basic { .. })
+    }
+}
+
+/// What a code is bound to, besides its app.
+pub struct CodeRequest {
+    pub seller_id: i64,
+    pub scopes: ScopeSet,
+    /// As the authorize request sent it; `None` when it named none.
+    pub redirect_uri: Option<String>,
+    pub challenge: Option<String>,
+    /// The seller was asked now (rather than the grant covering it already).
+    pub consented: bool,
+}
+
+/// The answer of a successful token request (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_token_expires_in: i64,
+    pub scope: String,
+}
+
+/// What a spent refresh token keeps, sealed, for the grace.
+#[derive(Serialize, Deserialize)]
+struct Successor {
+    access_token: String,
+    refresh_token: String,
+    access_expires_at: i64,
+    refresh_expires_at: i64,
+    scope: String,
+}
+
+/// A transaction's end: done, or refused after writing what a refusal
+/// writes (a chain revoked on reuse), which must commit too.
+enum Done<T> {
+    Ok(T),
+    Refused(OAuthError),
+}
+
+pub struct OAuth {
+    db: Db,
+    hasher: Hasher,
+    verifier: Arc<Verifier>,
+    tokens: Arc<TokenCache>,
+    clock: Arc<Clock>,
+    config: OAuthConfig,
+    issuer: PublicUrl,
+}
+
+/// `true` when `secret` digests to `stored` (constant time).
+fn digest_matches(stored: &str, secret: &str) -> bool {
+    stored.as_bytes().ct_eq(stored_digest(secret).as_bytes()).into()
+}
+
+fn rfc3339(at: NaiveDateTime) -> String {
+    crate::time::rfc3339(at)
+}
+
+const AUTHORIZE_AGAIN: &str = "send the seller through /oauth/authorize again";
+
+impl OAuth {
+    pub fn new(
+        db: Db,
+        hasher: Hasher,
+        verifier: Arc<Verifier>,
+        tokens: Arc<TokenCache>,
+        clock: Arc<Clock>,
+        config: OAuthConfig,
+        issuer: PublicUrl,
+    ) -> Self {
+        Self { db, hasher, verifier, tokens, clock, config, issuer }
+    }
+
+    pub fn now(&self) -> NaiveDateTime {
+        self.clock.now()
+    }
+
+    pub fn issuer(&self) -> &PublicUrl {
+        &self.issuer
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// The app a `client_id` names, with its owner's email.
+    pub async fn app(&self, client_id: &str) -> Result<Option<(App, String)>, DbError> {
+        if !apps::looks_like_client_id(client_id) {
+            return Ok(None);
+        }
+        let client_id = client_id.to_owned();
+        self.db.run(move |conn| apps::find_with_owner(conn, &client_id)).await
+    }
+
+    /// The seller's grant to the app, if any.
+    pub async fn grant(&self, app_id: i64, seller_id: i64) -> Result<Option<Grant>, DbError> {
+        self.db.run(move |conn| grants::find(conn, app_id, seller_id)).await
+    }
+
+    /// The client behind a token request, its secret checked (argon2 once
+    /// per process per secret).
+    pub async fn authenticate_client(&self, auth: &ClientAuth, from: Option<IpAddr>) -> Result<App, OAuthError> {
+        let basic = auth.is_basic();
+        let refuse = |why: &str| OAuthError::InvalidClient { why: why.to_owned(), basic };
+        let Some((app, _)) = self.app(auth.client_id()).await? else {
+            return Err(refuse("no app has this client_id"));
+        };
+        if app.suspended_at.is_some() {
+            return Err(refuse("this app is suspended; its owner can ask the keygate operators why"));
+        }
+        match (auth, app.is_confidential()) {
+            (ClientAuth::Public { .. }, true) => {
+                Err(refuse("this app is confidential: authenticate with its client secret (client_secret_basic or client_secret_post)"))
+            }
+            (ClientAuth::Public { .. }, false) => Ok(app),
+            (ClientAuth::Basic { .. } | ClientAuth::Post { .. }, false) => {
+                Err(refuse("this app is public and has no client secret: send only client_id, with PKCE"))
+            }
+            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, true) => {
+                let plain = PlainToken::parse(secret)
+                    .ok()
+                    .filter(|p| p.prefix() == Prefix::ClientSecret)
+                    .ok_or_else(|| refuse("the client secret is not a keygate client secret (kgcs_…)"))?;
+                let now = self.now();
+                let stored = app
+                    .secret_named(plain.id().as_str(), now)
+                    .ok_or_else(|| refuse("wrong client secret (rotated? the old one stops after its grace)"))?;
+                let key = format!("{}:{}", app.client_id, plain.id());
+                let check = self.verifier.check_secret(&key, &stored, plain.secret(), now, from).await?;
+                if check.is_valid() {
+                    Ok(app)
+                } else {
+                    Err(refuse("wrong client secret"))
+                }
+            }
+        }
+    }
+
+    /// A code for `seller_id`, after consent (or a grant that already
+    /// covers the request): the grant is made or widened, the code bound to
+    /// it, the redirect URI as sent, the scopes and the challenge.
+    pub async fn issue_code(&self, app: &App, request: CodeRequest, ctx: EventContext) -> Result<String, DbError> {
+        let CodeRequest { seller_id, scopes, redirect_uri, challenge, consented } = request;
+        let code = PlainToken::generate(Prefix::AuthorizationCode);
+        let (app_id, app_name, client_id) = (app.id, app.name.clone(), app.client_id.clone());
+        let (public_id, digest) = (code.id().to_string(), stored_digest(code.secret()));
+        let now = self.now();
+        self.db
+            .run(move |conn| {
+                db::write_tx(conn, |conn| {
+                    let grant = grants::allow(conn, app_id, seller_id, &scopes, now)?;
+                    codes::insert(
+                        conn,
+                        NewCode {
+                            public_id: &public_id,
+                            secret_digest: &digest,
+                            grant_id: grant.id,
+                            redirect_uri: redirect_uri.as_deref(),
+                            scopes: &scopes.to_stored(),
+                            code_challenge: challenge.as_deref(),
+                            expires_at: now + Duration::minutes(CODE_MINUTES),
+                        },
+                        now,
+                    )?;
+                    let how = if consented { "allowed" } else { "already granted" };
+                    let about = EventContext {
+                        seller_id: Some(seller_id),
+                        actor_id: Some(seller_id),
+                        detail: Some(format!("{app_name} ({client_id}): {} ({how})", scopes.to_stored())),
+                        ..ctx
+                    };
+                    audit::record(conn, SecurityEvent::AuthorizationAllowed, about)
+                })
+            })
+            .await?;
+        Ok(code.expose())
+    }
+
+    /// The seller said no.
+    pub async fn record_denial(&self, app: &App, seller_id: i64, ctx: EventContext) -> Result<(), DbError> {
+        let detail = format!("{} ({})", app.name, app.client_id);
+        let about = EventContext { seller_id: Some(seller_id), actor_id: Some(seller_id), detail: Some(detail), ..ctx };
+        self.db.run(move |conn| audit::record(conn, SecurityEvent::AuthorizationDenied, about)).await
+    }
+
+    fn token_pair(
+        &self,
+        conn: &mut DbConnection,
+        now: NaiveDateTime,
+        app: &App,
+        grant: &Grant,
+        family: &str,
+        scopes: &ScopeSet,
+    ) -> diesel::QueryResult<(TokenPair, i64, Successor)> {
+        let access = PlainToken::generate(Prefix::OAuthAccess);
+        let access_expires_at = now + self.config.access_ttl;
+        store::insert(
+            conn,
+            NewToken {
+                id: access.id(),
+                seller_id: grant.seller_id,
+                created_by: grant.seller_id,
+                name: &app.name,
+                description: "",
+                kind: TokenKind::OAuth,
+                scopes,
+                secret_hash: &stored_digest(access.secret()),
+                expiry: Expiry::At(access_expires_at),
+                oauth: Some((grant.id, family)),
+            },
+            now,
+        )?;
+        let refresh = PlainToken::generate(Prefix::OAuthRefresh);
+        let refresh_expires_at = now + self.config.refresh_ttl;
+        let refresh_id = refresh::insert(
+            conn,
+            NewRefresh {
+                public_id: refresh.id().as_str(),
+                secret_digest: &stored_digest(refresh.secret()),
+                grant_id: grant.id,
+                family,
+                scopes: &scopes.to_stored(),
+                expires_at: refresh_expires_at,
+            },
+            now,
+        )?;
+        let pair = TokenPair {
+            access_token: access.expose(),
+            token_type: "Bearer".into(),
+            expires_in: self.config.access_ttl.num_seconds(),
+            refresh_token: refresh.expose(),
+            refresh_token_expires_in: self.config.refresh_ttl.num_seconds(),
+            scope: scopes.to_stored(),
+        };
+        let successor = Successor {
+            access_token: pair.access_token.clone(),
+            refresh_token: pair.refresh_token.clone(),
+            access_expires_at: access_expires_at.and_utc().timestamp(),
+            refresh_expires_at: refresh_expires_at.and_utc().timestamp(),
+            scope: pair.scope.clone(),
+        };
+        Ok((pair, refresh_id, successor))
+    }
+
+    /// `grant_type=authorization_code`.
+    pub async fn exchange_code(
+        self: &Arc<Self>,
+        app: App,
+        code: String,
+        redirect_uri: Option<String>,
+        verifier: Option<String>,
+        ctx: EventContext,
+    ) -> Result<TokenPair, OAuthError> {
+        let plain =
+            PlainToken::parse(&code).ok().filter(|p| p.prefix() == Prefix::AuthorizationCode).ok_or_else(|| {
+                OAuthError::InvalidGrant(format!("this is not an authorization code keygate issued; {AUTHORIZE_AGAIN}"))
+            })?;
+        if let Some(verifier) = &verifier {
+            pkce::check_verifier(verifier).map_err(OAuthError::InvalidRequest)?;
+        }
+        let this = self.clone();
+        let now = self.now();
+        let done = self
+            .db
+            .call(move |conn| {
+                db::write_tx(conn, |conn| -> Result<Done<TokenPair>, OAuthError> {
+                    let unknown = || OAuthError::InvalidGrant(format!("unknown authorization code; {AUTHORIZE_AGAIN}"));
+                    let code = codes::find(conn, plain.id().as_str())?.ok_or_else(unknown)?;
+                    if !digest_matches(&code.secret_digest, plain.secret()) {
+                        return Err(unknown());
+                    }
+                    let grant = grants::find_by_id(conn, code.grant_id)?.ok_or_else(unknown)?;
+                    if grant.app_id != app.id {
+                        return Err(OAuthError::InvalidGrant("this authorization code was issued to another client".into()));
+                    }
+                    let family = crate::tokens::TokenId::generate().to_string();
+                    if code.used_at.is_some() || !codes::spend(conn, code.id, &family, now)? {
+                        // A replay: whatever the code issued dies with it.
+                        let spent = codes::find(conn, plain.id().as_str())?.and_then(|c| c.family);
+                        let revoked = match &spent {
+                            Some(family) => refresh::revoke_family(conn, family, now)?,
+                            None => 0,
+                        };
+                        let about = EventContext {
+                            seller_id: Some(grant.seller_id),
+                            detail: Some(format!(
+                                "{} ({}): an authorization code was used twice; the {revoked} access token(s) it issued were revoked",
+                                app.name, app.client_id
+                            )),
+                            ..ctx
+                        };
+                        audit::record(conn, SecurityEvent::CodeReplayed, about)?;
+                        return Ok(Done::Refused(OAuthError::InvalidGrant(format!(
+                            "this authorization code was already used, so the tokens it issued were revoked; {AUTHORIZE_AGAIN}"
+                        ))));
+                    }
+                    if code.expires_at <= now {
+                        return Err(OAuthError::InvalidGrant(format!(
+                            "the authorization code expired at {}; {AUTHORIZE_AGAIN}",
+                            rfc3339(code.expires_at)
+                        )));
+                    }
+                    match (&code.redirect_uri, &redirect_uri) {
+                        (Some(expected), Some(got)) if expected != got => {
+                            return Err(OAuthError::InvalidGrant(format!(
+                                "redirect_uri differs from the one in the authorization request (got {got}, expected {expected})"
+                            )))
+                        }
+                        (Some(_), None) => {
+                            return Err(OAuthError::InvalidRequest(
+                                "redirect_uri is required: the authorization request carried one; send the same".into(),
+                            ))
+                        }
+                        (None, Some(got)) if app.redirects().default_uri() != Some(got.as_str()) => {
+                            return Err(OAuthError::InvalidGrant(format!(
+                                "redirect_uri {got} was not in the authorization request; leave it out, or send the one you authorized with"
+                            )))
+                        }
+                        _ => {}
+                    }
+                    match (&code.code_challenge, &verifier) {
+                        (Some(challenge), Some(verifier)) if !pkce::verifies(challenge, verifier) => {
+                            return Err(OAuthError::InvalidGrant(
+                                "code_verifier does not match the code_challenge of the authorization request".into(),
+                            ))
+                        }
+                        (Some(_), None) => {
+                            return Err(OAuthError::InvalidRequest(
+                                "code_verifier is required: the authorization request carried a code_challenge".into(),
+                            ))
+                        }
+                        (None, Some(_)) => {
+                            return Err(OAuthError::InvalidRequest(
+                                "code_verifier was sent, but the authorization request carried no code_challenge".into(),
+                            ))
+                        }
+                        _ => {}
+                    }
+                    if grant.revoked_at.is_some() {
+                        return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
+                    }
+                    let scopes = ScopeSet::parse(&code.scopes)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|s| grant.scope_set().contains(*s) && app.allowed_scopes().contains(*s))
+                        .collect::<Vec<_>>();
+                    let scopes = ScopeSet::new(scopes);
+                    let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
+                    let about = EventContext {
+                        seller_id: Some(grant.seller_id),
+                        token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
+                        detail: Some(format!("{} ({}): {}", app.name, app.client_id, pair.scope)),
+                        ..ctx
+                    };
+                    audit::record(conn, SecurityEvent::OAuthTokensIssued, about)?;
+                    Ok(Done::Ok(pair))
+                })
+            })
+            .await?;
+        match done {
+            Done::Ok(pair) => Ok(pair),
+            Done::Refused(error) => {
+                self.tokens.invalidate();
+                Err(error)
+            }
+        }
+    }
+
+    /// `grant_type=refresh_token`: a new pair; the presented token is spent.
+    /// Presented again by its client within the grace, while its successor
+    /// is unused, it returns that same pair; any other reuse revokes the
+    /// whole chain.
+    pub async fn refresh(
+        self: &Arc<Self>,
+        app: App,
+        token: String,
+        narrower: Option<ScopeSet>,
+        from: Option<IpAddr>,
+        ctx: EventContext,
+    ) -> Result<TokenPair, OAuthError> {
+        let plain = PlainToken::parse(&token).ok().filter(|p| p.prefix() == Prefix::OAuthRefresh).ok_or_else(|| {
+            OAuthError::InvalidGrant(format!("this is not a refresh token keygate issued; {AUTHORIZE_AGAIN}"))
+        })?;
+        let this = self.clone();
+        let now = self.now();
+        let grace = self.config.refresh_grace;
+        let ip = from.map(|ip| ip.to_string());
+        let done = self
+            .db
+            .call(move |conn| {
+                db::write_tx(conn, |conn| -> Result<Done<TokenPair>, OAuthError> {
+                    let unknown = || OAuthError::InvalidGrant(format!("unknown refresh token; {AUTHORIZE_AGAIN}"));
+                    let current = refresh::find(conn, plain.id().as_str())?.ok_or_else(unknown)?;
+                    if !digest_matches(&current.secret_digest, plain.secret()) {
+                        return Err(unknown());
+                    }
+                    let grant = grants::find_by_id(conn, current.grant_id)?.ok_or_else(unknown)?;
+                    if grant.app_id != app.id {
+                        return Err(OAuthError::InvalidGrant("this refresh token was issued to another client".into()));
+                    }
+                    if let Some(revoked_at) = current.revoked_at {
+                        return Err(OAuthError::InvalidGrant(format!(
+                            "the authorization was revoked or its refresh token was reused (at {}): the seller must authorize the app again ({AUTHORIZE_AGAIN})",
+                            rfc3339(revoked_at)
+                        )));
+                    }
+                    if grant.revoked_at.is_some() {
+                        return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
+                    }
+                    if current.expires_at <= now {
+                        return Err(OAuthError::InvalidGrant(format!(
+                            "the refresh token expired at {}; {AUTHORIZE_AGAIN}",
+                            rfc3339(current.expires_at)
+                        )));
+                    }
+                    let held = ScopeSet::parse(&current.scopes).unwrap_or_default();
+                    if let Some(narrower) = &narrower {
+                        if let Some(extra) = narrower.iter().find(|s| !held.contains(*s)) {
+                            return Err(OAuthError::InvalidScope(format!(
+                                "`{extra}` is not among this refresh token's scopes ({}); a refresh can only narrow them",
+                                held.to_stored()
+                            )));
+                        }
+                    }
+                    if refresh::spend(conn, current.id, ip.as_deref(), now)? {
+                        let scopes = narrower.clone().unwrap_or(held);
+                        let scopes = ScopeSet::new(scopes.iter().filter(|s| grant.scope_set().contains(*s) && app.allowed_scopes().contains(*s)));
+                        let (pair, successor_id, successor) = this.token_pair(conn, now, &app, &grant, &current.family, &scopes)?;
+                        let payload = serde_json::to_string(&successor).map_err(|_| OAuthError::ServerError)?;
+                        refresh::keep_successor(conn, current.id, successor_id, &seal::seal(plain.secret(), current.id, &payload))?;
+                        let about = EventContext {
+                            seller_id: Some(grant.seller_id),
+                            token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
+                            detail: Some(format!("{} ({}): {}", app.name, app.client_id, pair.scope)),
+                            ..ctx
+                        };
+                        audit::record(conn, SecurityEvent::OAuthTokensRefreshed, about)?;
+                        return Ok(Done::Ok(pair));
+                    }
+                    // Spent already: the grace, or a reuse.
+                    let spent = refresh::find_by_id(conn, current.id)?.ok_or_else(unknown)?;
+                    let successor = match spent.successor_id {
+                        Some(id) => refresh::find_by_id(conn, id)?,
+                        None => None,
+                    };
+                    let in_grace = spent.used_at.is_some_and(|used| now - used <= grace);
+                    let successor_unused = successor.as_ref().is_some_and(|s| s.used_at.is_none() && s.revoked_at.is_none());
+                    if in_grace && successor_unused {
+                        let opened = spent.successor_sealed.as_deref().and_then(|sealed| seal::open(plain.secret(), spent.id, sealed));
+                        if let Some(successor) = opened.and_then(|json| serde_json::from_str::<Successor>(&json).ok()) {
+                            let left = |at: i64| (at - now.and_utc().timestamp()).max(0);
+                            return Ok(Done::Ok(TokenPair {
+                                access_token: successor.access_token,
+                                token_type: "Bearer".into(),
+                                expires_in: left(successor.access_expires_at),
+                                refresh_token: successor.refresh_token,
+                                refresh_token_expires_in: left(successor.refresh_expires_at),
+                                scope: successor.scope,
+                            }));
+                        }
+                    }
+                    let revoked = refresh::revoke_family(conn, &spent.family, now)?;
+                    let first = match (spent.used_at, &spent.used_ip) {
+                        (Some(at), Some(ip)) => format!("first used at {} from {ip}", rfc3339(at)),
+                        (Some(at), None) => format!("first used at {}", rfc3339(at)),
+                        _ => "already spent".to_owned(),
+                    };
+                    let about = EventContext {
+                        seller_id: Some(grant.seller_id),
+                        detail: Some(format!(
+                            "{} ({}): a refresh token was presented again ({first}); the chain was revoked ({revoked} access token(s))",
+                            app.name, app.client_id
+                        )),
+                        ..ctx
+                    };
+                    audit::record(conn, SecurityEvent::RefreshReuseDetected, about)?;
+                    Ok(Done::Refused(OAuthError::InvalidGrant(format!(
+                        "the authorization was revoked or its refresh token was reused: the seller must authorize the app again ({AUTHORIZE_AGAIN})"
+                    ))))
+                })
+            })
+            .await?;
+        match done {
+            Done::Ok(pair) => Ok(pair),
+            Done::Refused(error) => {
+                self.tokens.invalidate();
+                Err(error)
+            }
+        }
+    }
+
+    /// RFC 7009: revokes a token of this client. A refresh token takes its
+    /// whole chain with it; an access token goes alone. Anything else (a
+    /// token of another client, garbage) changes nothing and succeeds.
+    pub async fn revoke(&self, app: App, token: String, ctx: EventContext) -> Result<(), OAuthError> {
+        let Ok(plain) = PlainToken::parse(token.trim()) else { return Ok(()) };
+        let now = self.now();
+        let changed = self
+            .db
+            .call(move |conn| {
+                db::write_tx(conn, |conn| -> Result<bool, OAuthError> {
+                    let (grant_id, family, what) = match plain.prefix() {
+                        Prefix::OAuthAccess => {
+                            let Some(row) = store::find(conn, plain.id().as_str())? else { return Ok(false) };
+                            if row.kind != TokenKind::OAuth || !digest_matches(&row.secret_hash, plain.secret()) {
+                                return Ok(false);
+                            }
+                            (row.oauth_grant_id, None, ("an access token", row.id))
+                        }
+                        Prefix::OAuthRefresh => {
+                            let Some(row) = refresh::find(conn, plain.id().as_str())? else { return Ok(false) };
+                            if !digest_matches(&row.secret_digest, plain.secret()) {
+                                return Ok(false);
+                            }
+                            (Some(row.grant_id), Some(row.family), ("a refresh token and its chain", row.id))
+                        }
+                        _ => return Ok(false),
+                    };
+                    let Some(grant) = grant_id.map(|id| grants::find_by_id(conn, id)).transpose()?.flatten() else {
+                        return Ok(false);
+                    };
+                    if grant.app_id != app.id {
+                        return Ok(false);
+                    }
+                    match family {
+                        Some(family) => {
+                            refresh::revoke_family(conn, &family, now)?;
+                        }
+                        None => {
+                            store::revoke(conn, what.1, None, now)?;
+                        }
+                    }
+                    let about = EventContext {
+                        seller_id: Some(grant.seller_id),
+                        detail: Some(format!("{} ({}) revoked {}", app.name, app.client_id, what.0)),
+                        ..ctx
+                    };
+                    audit::record(conn, SecurityEvent::OAuthTokenRevoked, about)?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        if changed {
+            self.tokens.invalidate();
+        }
+        Ok(())
+    }
+
+    /// RFC 7662: what the client may know of one of its own tokens.
+    pub async fn introspect(&self, app: App, token: String) -> Result<serde_json::Value, OAuthError> {
+        let inactive = json!({ "active": false });
+        let Ok(plain) = PlainToken::parse(token.trim()) else { return Ok(inactive) };
+        let now = self.now();
+        let issuer = self.issuer.as_str().to_owned();
+        let found = self
+            .db
+            .run(move |conn| {
+                let row = match plain.prefix() {
+                    Prefix::OAuthAccess => store::find(conn, plain.id().as_str())?
+                        .filter(|t| t.kind == TokenKind::OAuth && digest_matches(&t.secret_hash, plain.secret()))
+                        .map(|t| {
+                            let live = t.revoked_at.is_none() && t.expires_at.is_some_and(|at| at > now);
+                            (t.oauth_grant_id, live, t.scopes, t.created_at, t.expires_at, "Bearer")
+                        }),
+                    Prefix::OAuthRefresh => refresh::find(conn, plain.id().as_str())?
+                        .filter(|r| digest_matches(&r.secret_digest, plain.secret()))
+                        .map(|r| {
+                            let live = r.revoked_at.is_none() && r.used_at.is_none() && r.expires_at > now;
+                            (Some(r.grant_id), live, r.scopes, r.created_at, Some(r.expires_at), "refresh_token")
+                        }),
+                    _ => None,
+                };
+                let Some((Some(grant_id), live, scopes, issued, expires, kind)) = row else { return Ok(None) };
+                let grant = grants::find_by_id(conn, grant_id)?;
+                Ok(grant.map(|g| (g, live, scopes, issued, expires, kind)))
+            })
+            .await?;
+        let Some((grant, live, scopes, issued, expires, kind)) = found else { return Ok(inactive) };
+        if grant.app_id != app.id || !live || grant.revoked_at.is_some() || app.suspended_at.is_some() {
+            return Ok(inactive);
+        }
+        Ok(json!({
+            "active": true,
+            "scope": scopes,
+            "client_id": app.client_id,
+            "token_type": kind,
+            "exp": expires.map(|at| at.and_utc().timestamp()),
+            "iat": issued.and_utc().timestamp(),
+            "sub": grant.seller_id.to_string(),
+            "iss": issuer,
+        }))
+    }
+}

@@ -1,0 +1,114 @@
+//! `POST /oauth/token`, `POST /oauth/revoke` and `POST /oauth/introspect`:
+//! client authentication, the limits, and the protocol's answers.
+//!
+//! Limits, per minute: `--oauth-token-rate-per-minute` per client and per
+//! client address (429 `slow_down` with `Retry-After`), and at most
+//! [`FAILED_AUTH_PER_MINUTE`] failed client authentications per address and
+//! client, after which that pair is refused without checking the secret.
+
+use std::net::IpAddr;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{event_context, json_no_store, token_request, Params};
+use crate::limits::Quota;
+use crate::oauth::apps::App;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::tokens::{Scope, ScopeSet};
+
+/// Failed client authentications per minute per address and client.
+pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
+
+/// The client behind the request, within its limits.
+async fn client(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<(Params, App), OAuthError> {
+    let from: Option<IpAddr> = crate::remote::of_request(req, &state.config.trusted_proxies).ip;
+    let (params, auth) = token_request(req, body)?;
+    let per_minute = Quota::per_minute(state.config.oauth.token_rate_per_minute);
+    let address = format!("address:{}", from.map(|ip| ip.to_string()).unwrap_or_default());
+    for key in [address.clone(), format!("client:{}", auth.client_id())] {
+        if let Some(retry_after) = state.oauth_limits.check(&key, per_minute).await.retry_after_secs {
+            return Err(OAuthError::SlowDown { retry_after });
+        }
+    }
+    let failures_key = format!("{address}|{}", auth.client_id());
+    if let Some(retry_after) = state.client_auth_failures.exhausted(&failures_key) {
+        return Err(OAuthError::SlowDown { retry_after });
+    }
+    match state.oauth.authenticate_client(&auth, from).await {
+        Ok(app) => Ok((params, app)),
+        Err(refused) => {
+            if matches!(refused, OAuthError::InvalidClient { .. }) {
+                state.client_auth_failures.record(failures_key);
+            }
+            Err(refused)
+        }
+    }
+}
+
+fn scope_param(params: &Params) -> Result<Option<ScopeSet>, OAuthError> {
+    let Some(raw) = params.get("scope") else { return Ok(None) };
+    let scopes = raw
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<Scope>().map_err(|e| OAuthError::InvalidScope(format!("unknown scope `{}`", e.0))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ScopeSet::new(scopes)))
+}
+
+pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let answered = async {
+        let (params, app) = client(&req, &state, &body).await?;
+        let ctx = event_context(&req, &state);
+        let from = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
+        let required = |name: &str| {
+            params.get(name).map(str::to_owned).ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
+        };
+        match params.get("grant_type") {
+            Some("authorization_code") => {
+                let code = required("code")?;
+                let redirect_uri = params.get("redirect_uri").map(str::to_owned);
+                let verifier = params.get("code_verifier").map(str::to_owned);
+                state.oauth.exchange_code(app, code, redirect_uri, verifier, ctx).await
+            }
+            Some("refresh_token") => {
+                let token = required("refresh_token")?;
+                state.oauth.refresh(app, token, scope_param(&params)?, from, ctx).await
+            }
+            Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
+                "grant_type `{other}` is not supported: use authorization_code or refresh_token"
+            ))),
+            None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
+        }
+    };
+    match answered.await {
+        Ok(pair) => json_no_store(StatusCode::OK, pair),
+        Err(error) => error.response(),
+    }
+}
+
+pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let answered = async {
+        let (params, app) = client(&req, &state, &body).await?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        state.oauth.revoke(app, token.to_owned(), event_context(&req, &state)).await
+    };
+    match answered.await {
+        // RFC 7009 §2.2: 200 for a token revoked, and for one that was not ours.
+        Ok(()) => json_no_store(StatusCode::OK, serde_json::json!({})),
+        Err(error) => error.response(),
+    }
+}
+
+pub async fn introspect(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let answered = async {
+        let (params, app) = client(&req, &state, &body).await?;
+        let token = params.get("token").ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+        state.oauth.introspect(app, token.to_owned()).await
+    };
+    match answered.await {
+        Ok(answer) => json_no_store(StatusCode::OK, answer),
+        Err(error) => error.response(),
+    }
+}
