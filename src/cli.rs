@@ -8,6 +8,8 @@ use crate::accounts::{self, Email, Password, Role};
 use crate::audit::{self, EventContext};
 use crate::db::{self, DatabaseUrl, Db, DbConnection, DbPool};
 use crate::hashing::{self, Hasher};
+use crate::oauth::apps::{Registration, RegistrationInput};
+use crate::oauth::OAuth;
 use crate::tokens::cache::TokenCache;
 use crate::tokens::input::{parse_cli_expiry, parse_description, parse_kind, parse_scopes, TokenName};
 use crate::tokens::instances;
@@ -56,17 +58,81 @@ pub struct TokenArgs<'a> {
     pub description: &'a str,
 }
 
-/// The services the token commands run on.
+/// The services the token and app commands run on.
 pub struct Commands {
     pub db: Db,
     pub tokens: Tokens,
+    pub oauth: OAuth,
+}
+
+pub struct AppArgs<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub homepage: &'a str,
+    pub redirect_uris: &'a [String],
+    pub redirect_prefixes: &'a [String],
+    pub scopes: &'a [String],
+    pub public: bool,
 }
 
 impl Commands {
     pub fn new(pool: DbPool, url: &DatabaseUrl) -> Self {
         let db = Db::new(pool, url, 0);
-        let tokens = Tokens::new(db.clone(), Hasher::new(1), std::sync::Arc::new(TokenCache::new()));
-        Self { db, tokens }
+        let hasher = Hasher::new(1);
+        let cache = std::sync::Arc::new(TokenCache::new());
+        let tokens = Tokens::new(db.clone(), hasher.clone(), cache.clone());
+        let verifier = std::sync::Arc::new(crate::tokens::verify::Verifier::new(hasher.clone()));
+        let oauth = OAuth::new(
+            db.clone(),
+            hasher,
+            verifier,
+            cache,
+            std::sync::Arc::default(),
+            crate::config::OAuthConfig::default(),
+            "http://127.0.0.1:8080".parse().expect("a valid URL"),
+        );
+        Self { db, tokens, oauth }
+    }
+
+    /// Registers an OAuth app; returns the JSON line to print:
+    /// `{"client_id": "…", "client_secret": "…" | null}`.
+    pub async fn create_app(&self, args: AppArgs<'_>) -> anyhow::Result<String> {
+        let email = Email::parse(args.email).map_err(|e| anyhow!("--email: {e}"))?;
+        let registration = Registration::parse(RegistrationInput {
+            name: args.name,
+            homepage: args.homepage,
+            redirect_uris: args.redirect_uris.iter().map(String::as_str).collect(),
+            redirect_prefixes: args.redirect_prefixes.iter().map(String::as_str).collect(),
+            scopes: args.scopes.iter().map(String::as_str).collect(),
+            confidential: !args.public,
+        })
+        .map_err(|errors| anyhow!("{}", errors.join("\n")))?;
+        let owner = self
+            .db
+            .run(move |conn| accounts::find_by_email(conn, &email))
+            .await?
+            .ok_or_else(|| anyhow!("--email: no account has the email {}", args.email.trim().to_lowercase()))?;
+        let (app, secret) =
+            self.oauth.register_app(owner.id, registration, cli_context()).await.map_err(|e| anyhow!("{e}"))?;
+        Ok(serde_json::json!({ "client_id": app.client_id, "client_secret": secret.map(|s| s.expose()) }).to_string())
+    }
+
+    /// Deletes an OAuth app and everything it holds.
+    pub async fn delete_app(&self, client_id: &str) -> anyhow::Result<String> {
+        let (app, _) = self
+            .oauth
+            .app(client_id.trim())
+            .await?
+            .ok_or_else(|| anyhow!("no app has the client_id `{}`", client_id.trim()))?;
+        self.oauth.delete_app(&app, cli_context()).await?;
+        let revision = self.db.run(instances::current_revision).await?;
+        instances::wait_until_applied(&self.db, revision, REVOKE_WAIT)
+            .await
+            .map_err(|e| anyhow!("deleted app {}, but {e}", app.client_id))?;
+        Ok(format!(
+            "deleted app {} (“{}”) with its grants and tokens; every running instance refuses them",
+            app.client_id, app.name
+        ))
     }
 
     /// Creates a token and returns the token string, to print once.

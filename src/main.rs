@@ -1,7 +1,7 @@
 use clap::Parser;
 
-use keygate::cli::{self, Commands, TokenArgs};
-use keygate::config::{Cli, Command, Config, LogsCommand, TokenCommand, UserCommand};
+use keygate::cli::{self, AppArgs, Commands, TokenArgs};
+use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, TokenCommand, UserCommand};
 use keygate::startup::Application;
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +56,33 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::Revoke { token_id }) => {
             let commands = Commands::new(cli::open(&url)?, &url);
             eprintln!("{}", runtime()?.block_on(commands.revoke_token(&token_id))?);
+            Ok(())
+        }
+        Command::App(AppCommand::Create {
+            email,
+            name,
+            redirect_uris,
+            redirect_prefixes,
+            scopes,
+            public,
+            homepage,
+        }) => {
+            let commands = Commands::new(cli::open(&url)?, &url);
+            let args = AppArgs {
+                email: &email,
+                name: &name,
+                homepage: &homepage,
+                redirect_uris: &redirect_uris,
+                redirect_prefixes: &redirect_prefixes,
+                scopes: &scopes,
+                public,
+            };
+            println!("{}", runtime()?.block_on(commands.create_app(args))?);
+            Ok(())
+        }
+        Command::App(AppCommand::Delete { client_id }) => {
+            let commands = Commands::new(cli::open(&url)?, &url);
+            eprintln!("{}", runtime()?.block_on(commands.delete_app(&client_id))?);
             Ok(())
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {

@@ -138,6 +138,59 @@ impl OAuth {
         &self.hasher
     }
 
+    /// Registers an app for `owner_id`; a confidential app gets its client
+    /// secret, returned here once and stored only as argon2id.
+    pub async fn register_app(
+        &self,
+        owner_id: i64,
+        registration: apps::Registration,
+        ctx: EventContext,
+    ) -> Result<(App, Option<PlainToken>), OAuthError> {
+        let secret = registration.confidential.then(apps::new_client_secret);
+        let hash = match &secret {
+            Some(secret) => Some(self.hasher.hash(secret.secret().to_owned()).await?),
+            None => None,
+        };
+        let secret_id = secret.as_ref().map(|s| s.id().to_string());
+        let now = self.now();
+        let app = self
+            .db
+            .run(move |conn| {
+                db::write_tx(conn, |conn| {
+                    let client_id = apps::new_client_id();
+                    let secret = secret_id.as_deref().zip(hash.as_deref());
+                    let app = apps::insert(conn, owner_id, &registration, &client_id, secret, now)?;
+                    let kind = if app.is_confidential() { "confidential" } else { "public" };
+                    let about = EventContext {
+                        seller_id: Some(owner_id),
+                        actor_id: ctx.actor_id.or(Some(owner_id)),
+                        detail: Some(format!("{} ({}), {kind}: {}", app.name, app.client_id, app.scopes)),
+                        ..ctx
+                    };
+                    audit::record(conn, SecurityEvent::AppRegistered, about)?;
+                    Ok(app)
+                })
+            })
+            .await?;
+        Ok((app, secret))
+    }
+
+    /// Deletes an app: every grant, code and token it holds dies with it.
+    pub async fn delete_app(&self, app: &App, ctx: EventContext) -> Result<(), DbError> {
+        let (app_id, owner_id, detail) = (app.id, app.owner_id, format!("{} ({})", app.name, app.client_id));
+        self.db
+            .run(move |conn| {
+                db::write_tx(conn, |conn| {
+                    apps::delete(conn, app_id)?;
+                    let about = EventContext { seller_id: Some(owner_id), detail: Some(detail), ..ctx };
+                    audit::record(conn, SecurityEvent::AppDeleted, about)
+                })
+            })
+            .await?;
+        self.tokens.invalidate();
+        Ok(())
+    }
+
     /// The app a `client_id` names, with its owner's email.
     pub async fn app(&self, client_id: &str) -> Result<Option<(App, String)>, DbError> {
         if !apps::looks_like_client_id(client_id) {

@@ -30,8 +30,7 @@ use crate::portal::{render, CSRF_FAILED};
 use crate::state::AppState;
 use crate::tokens::{Scope, ScopeSet};
 
-/// Requests per window per client address (source document 001).
-pub const REQUESTS_PER_WINDOW: u32 = 5;
+/// The window of the per-address limit (`OAuthConfig::authorize_per_10s`).
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// The longest `state` echoed back.
 pub const MAX_STATE: usize = 2_048;
@@ -143,11 +142,12 @@ fn see_other(location: &str) -> HttpResponse {
 
 async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool) -> Result<HttpResponse, PortalError> {
     let from = crate::remote::of_request(req, &state.config.trusted_proxies).ip;
-    let quota = Quota::new(REQUESTS_PER_WINDOW, WINDOW);
+    let quota = Quota::new(state.config.oauth.authorize_per_10s, WINDOW);
     let key = from.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     if let Some(wait) = state.authorize_limits.check(&key, quota).await.retry_after_secs {
         let message = format!(
-            "More than {REQUESTS_PER_WINDOW} authorization requests in {} seconds from your address. Wait {wait} s, then try again.",
+            "More than {} authorization requests in {} seconds from your address. Wait {wait} s, then try again.",
+            state.config.oauth.authorize_per_10s,
             WINDOW.as_secs()
         );
         let page = ErrorPage { title: "Too many requests", message: &message, status: 429 };
@@ -240,6 +240,12 @@ async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool)
             Ok(challenge) => Some(challenge),
             Err(why) => return Ok(back("invalid_request", &why)),
         },
+        (None, Some("S256")) => {
+            return Ok(back(
+                "invalid_request",
+                "code_challenge is missing: send the base64url SHA-256 of your code_verifier (43 characters)",
+            ))
+        }
         (_, Some("plain")) => {
             return Ok(back("invalid_request", "code_challenge_method `plain` is not supported; use S256"))
         }

@@ -60,6 +60,8 @@ pub struct TestApp {
     /// The gate's token rows: helpers that write tokens with SQL forget them,
     /// as the app does after its own changes.
     pub tokens: Arc<TokenCache>,
+    /// The app's clock: tests move it on to see codes and tokens expire.
+    pub clock: Arc<keygate::clock::Clock>,
     _dir: tempfile::TempDir,
     _postgres: Option<TestDatabase>,
 }
@@ -165,7 +167,9 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         redis_url: None,
         workers: 0,
         public_url: "http://127.0.0.1:8080".parse().unwrap(),
-        oauth: keygate::config::OAuthConfig::default(),
+        // The authorize limit (5 per 10 s per address) has its own test;
+        // elsewhere one address plays many sellers.
+        oauth: keygate::config::OAuthConfig { authorize_per_10s: 10_000, ..Default::default() },
     }
 }
 
@@ -189,7 +193,9 @@ async fn with_admin(app: EmptyApp) -> TestApp {
 }
 
 /// Another instance of the app on the same database (and settings).
-pub async fn spawn_instance(config: Config) -> (String, Server) {
+pub async fn spawn_instance(mut config: Config) -> (String, Server) {
+    // A port of its own; the rest as the first instance.
+    config.bind = "127.0.0.1:0".parse().unwrap();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -206,6 +212,7 @@ pub struct EmptyApp {
     postgres: Option<TestDatabase>,
     pub config: Config,
     tokens: Arc<TokenCache>,
+    clock: Arc<keygate::clock::Clock>,
 }
 
 /// The running server: stop it as SIGTERM would and wait for it to finish.
@@ -246,6 +253,10 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
     if let Some(database) = &postgres {
         config.database_url = DatabaseUrl::parse(&database.url).unwrap();
     }
+    // A port of its own up front, so the issuer (--public-url) is this app's.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    config.bind = format!("127.0.0.1:{port}").parse().unwrap();
+    config.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
     customise(&mut config);
     let config_for_more = config.clone();
     let pool = build_pool_and_migrate(&config).unwrap();
@@ -253,8 +264,19 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let tokens = app.token_cache();
+    let clock = app.clock();
     let task = tokio::spawn(app.run_until_stopped());
-    EmptyApp { address, db_path, pool, dir, server: Server { handle, task }, postgres, config: config_for_more, tokens }
+    EmptyApp {
+        address,
+        db_path,
+        pool,
+        dir,
+        server: Server { handle, task },
+        postgres,
+        config: config_for_more,
+        tokens,
+        clock,
+    }
 }
 
 impl EmptyApp {
@@ -271,6 +293,7 @@ impl EmptyApp {
             server: Some(self.server),
             config: self.config,
             tokens: self.tokens,
+            clock: self.clock,
             _dir: self.dir,
             _postgres: self.postgres,
         }
@@ -375,9 +398,20 @@ impl TestApp {
             }
             let mut conn = self.pool.get().unwrap();
             let mut bytes = Vec::new();
-            for table in
-                ["accounts", "sessions", "api_tokens", "audit_events", "products", "inventory", "orders", "order_items"]
-            {
+            for table in [
+                "accounts",
+                "sessions",
+                "api_tokens",
+                "audit_events",
+                "products",
+                "inventory",
+                "orders",
+                "order_items",
+                "oauth_apps",
+                "oauth_grants",
+                "oauth_codes",
+                "oauth_refresh_tokens",
+            ] {
                 let rows: Vec<Dump> = diesel::sql_query(format!("SELECT row_to_json(t)::text AS text FROM {table} t"))
                     .load(&mut conn)
                     .unwrap();

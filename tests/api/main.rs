@@ -11,6 +11,7 @@ mod helpers;
 mod instances;
 mod isolation;
 mod logs;
+mod oauth;
 mod openapi;
 mod pages;
 mod postgres;
