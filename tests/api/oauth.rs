@@ -440,7 +440,8 @@ async fn every_other_error_goes_back_with_state_and_iss() {
     let confidential = register(&app, crate::helpers::ADMIN_EMAIL, &[REDIRECT], &[], false).await;
     let public = register(&app, crate::helpers::ADMIN_EMAIL, &["https://native.example/cb"], &[], true).await;
     let (_, challenge) = pkce();
-    let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("response_type", "code")], "invalid_request", "state is required"),
         (vec![("response_type", "token"), ("state", "s")], "unsupported_response_type", "`token`"),
         (vec![("state", "s")], "invalid_request", "response_type is required"),
