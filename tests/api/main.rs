@@ -9,6 +9,7 @@ mod gate;
 mod hardening;
 mod helpers;
 mod instances;
+mod interop;
 mod isolation;
 mod logs;
 mod oauth;
