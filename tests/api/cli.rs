@@ -211,3 +211,58 @@ async fn sigterm_flushes_every_audit_row_before_exit() {
         .unwrap();
     assert_eq!(rows, 40, "one row per answered request, all written before exit");
 }
+
+#[test]
+fn app_commands_register_and_delete_and_refuse_bad_flags() {
+    let cli = Cli::new();
+    cli.ok(&["user", "create", "--email", "dev@erp.test", "--sample-data", "false"]);
+    let base = ["app", "create", "--email", "dev@erp.test", "--name", "Acme ERP"];
+    let with = |extra: &[&'static str]| -> Vec<&str> { base.iter().copied().chain(extra.iter().copied()).collect() };
+    cli.fails(&with(&["--scope", "orders:read"]), "redirect");
+    cli.fails(&with(&["--redirect-uri", "http://erp.test/cb", "--scope", "orders:read"]), "https");
+    cli.fails(&with(&["--redirect-uri", "https://erp.test/cb#frag", "--scope", "orders:read"]), "fragment");
+    cli.fails(
+        &with(&["--redirect-prefix", "https://erp.test/oauth/../x", "--scope", "orders:read"]),
+        "`..` path segment",
+    );
+    cli.fails(&with(&["--redirect-uri", "https://erp.test/cb", "--scope", "orders:delete"]), "orders:delete");
+    cli.fails(&with(&["--redirect-uri", "not a url", "--scope", "orders:read"]), "not a url");
+    cli.fails(
+        &["app", "create", "--email", "zed@erp.test", "--name", "x", "--redirect-uri", "https://e.test/cb"],
+        "no account has the email",
+    );
+    cli.fails(
+        &["app", "create", "--email", "dev@erp.test", "--name", " ", "--redirect-uri", "https://e.test/cb"],
+        "name",
+    );
+    cli.fails(&["app", "delete", "kgc_nothing"], "no app has the client_id `kgc_nothing`");
+    let apps = || -> i64 {
+        use diesel::prelude::*;
+        keygate::db::schema::oauth_apps::table.count().get_result(&mut cli.pool().get().unwrap()).unwrap()
+    };
+    assert_eq!(apps(), 0, "no failed command registered anything");
+
+    let (stdout, stderr) = cli.ok(&with(&[
+        "--redirect-uri",
+        "https://erp.test/oauth/callback",
+        "--redirect-prefix",
+        "https://erp.test/oauth",
+        "--scope",
+        "orders:read",
+    ]));
+    let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let client_id = printed["client_id"].as_str().unwrap().to_owned();
+    let secret = printed["client_secret"].as_str().unwrap();
+    assert!(client_id.starts_with("kgc_") && secret.starts_with("kgcs_"), "{printed}");
+    assert!(!stderr.contains(secret.split('_').nth(2).unwrap()), "the secret is never logged, even at trace level");
+    assert_eq!(apps(), 1);
+
+    let (stdout, _) = cli.ok(&with(&["--redirect-uri", "http://127.0.0.1/callback", "--public"]));
+    let public: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(public["client_secret"].is_null(), "a public app has no secret: {public}");
+
+    let (_, stderr) = cli.ok(&["app", "delete", &client_id]);
+    assert!(stderr.contains(&format!("deleted app {client_id}")), "{stderr}");
+    cli.fails(&["app", "delete", &client_id], "no app has the client_id");
+    assert_eq!(apps(), 1);
+}

@@ -36,7 +36,13 @@ async fn authlib_completes_every_flow_unmodified() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/authlib_flow.py");
     let output = tokio::process::Command::new(python)
         .arg(script)
-        .args([app.config.public_url.as_str(), &client.client_id, client.secret.as_deref().unwrap(), "ana@shop.test", PASSWORD])
+        .args([
+            app.config.public_url.as_str(),
+            &client.client_id,
+            client.secret.as_deref().unwrap(),
+            "ana@shop.test",
+            PASSWORD,
+        ])
         .output()
         .await
         .unwrap();
