@@ -26,6 +26,8 @@ pub struct LogFilter {
     /// A path prefix, such as `/api/v1/orders`.
     pub path: Option<String>,
     pub ip: Option<String>,
+    /// The OAuth app behind the rows.
+    pub client_id: Option<String>,
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
 }
@@ -59,6 +61,9 @@ pub fn filtered(filter: &LogFilter) -> Boxed<'_> {
     }
     if let Some(ip) = &filter.ip {
         query = query.filter(audit_events::ip.eq(ip));
+    }
+    if let Some(client_id) = &filter.client_id {
+        query = query.filter(audit_events::client_id.eq(client_id));
     }
     if let Some(from) = filter.from {
         query = query.filter(audit_events::occurred_at.ge(from));
@@ -118,7 +123,12 @@ impl Sql {
             self.push(" AND seller_id = ").bind(Value::BigInt(seller_id));
         }
         let outcome = filter.outcome.map(|o| o.as_str().to_owned());
-        let texts = [("token_id", &filter.token_id), ("outcome", &outcome), ("method", &filter.method)];
+        let texts = [
+            ("token_id", &filter.token_id),
+            ("outcome", &outcome),
+            ("method", &filter.method),
+            ("client_id", &filter.client_id),
+        ];
         for (column, value) in texts {
             if let Some(value) = value {
                 self.push(&format!(" AND {column} = ")).bind(Value::Text(value.clone()));

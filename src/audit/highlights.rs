@@ -80,6 +80,48 @@ pub fn bursts(conn: &mut DbConnection, seller_id: Option<i64>, now: NaiveDateTim
 }
 
 #[derive(QueryableByName)]
+struct Alarm {
+    #[diesel(sql_type = Text)]
+    event: String,
+    #[diesel(sql_type = Timestamp)]
+    at: NaiveDateTime,
+    #[diesel(sql_type = Nullable<Text>)]
+    ip: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    detail: Option<String>,
+}
+
+/// How far back a refresh-token reuse or a code replay stays highlighted.
+pub const ALARM_DAYS: i64 = 7;
+
+/// OAuth alarms of the last week: a refresh token presented again (its chain
+/// was revoked) and an authorization code used twice.
+pub fn oauth_alarms(conn: &mut DbConnection, seller_id: Option<i64>, now: NaiveDateTime) -> QueryResult<Vec<Highlight>> {
+    let mut sql = Sql::new(conn);
+    sql.push("SELECT event, occurred_at AS at, ip, detail FROM audit_events")
+        .push(" WHERE kind = 'security' AND event IN ('refresh_reuse_detected', 'code_replayed')")
+        .window(&LogFilter { seller_id, from: Some(now - Duration::days(ALARM_DAYS)), ..LogFilter::default() })
+        .push(" ORDER BY occurred_at DESC LIMIT 20");
+    Ok(sql
+        .load::<Alarm>(conn)?
+        .into_iter()
+        .map(|a| {
+            let from = a.ip.map(|ip| format!(" (the request came from {ip})")).unwrap_or_default();
+            let what = if a.event == "code_replayed" {
+                "An authorization code was used twice"
+            } else {
+                "A refresh token was reused, which is how a stolen token shows"
+            };
+            Highlight {
+                at: a.at,
+                token_id: None,
+                message: format!("{what}{from}: {}", a.detail.unwrap_or_default()),
+            }
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
 struct FirstUse {
     #[diesel(sql_type = Text)]
     token_id: String,
@@ -199,8 +241,8 @@ impl AddressBook {
     }
 }
 
-pub(super) fn combine(mut found: Vec<Highlight>, bursts: Vec<Highlight>) -> Vec<Highlight> {
-    found.extend(bursts);
+pub(super) fn combine(mut found: Vec<Highlight>, more: impl IntoIterator<Item = Highlight>) -> Vec<Highlight> {
+    found.extend(more);
     found.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.message.cmp(&b.message)));
     found
 }

@@ -21,7 +21,7 @@ use crate::db::DbConnection;
 /// Every column of an audit row but `id`, in the table's order. The SQLite
 /// writer's INSERT is built from this list; tests tie it to the schema, to
 /// [`NewAuditEvent`] and to the CSV export.
-pub const COLUMNS: [&str; 18] = [
+pub const COLUMNS: [&str; 19] = [
     "occurred_at",
     "kind",
     "event",
@@ -40,6 +40,7 @@ pub const COLUMNS: [&str; 18] = [
     "request_id",
     "detail",
     "request_count",
+    "client_id",
 ];
 
 /// Portal events that join the trail.
@@ -127,6 +128,8 @@ pub struct EventContext {
     pub detail: Option<String>,
     /// How many requests the row stands for; `None`: one.
     pub request_count: Option<i64>,
+    /// The OAuth app the event is about.
+    pub client_id: Option<String>,
 }
 
 /// A row to write, field for field [`COLUMNS`].
@@ -154,6 +157,8 @@ pub struct NewAuditEvent {
     pub detail: Option<String>,
     /// How many requests the row stands for; `None`: one.
     pub request_count: Option<i64>,
+    /// The OAuth app behind the call or the event.
+    pub client_id: Option<String>,
 }
 
 /// The longest user agent and path kept.
@@ -180,6 +185,7 @@ impl NewAuditEvent {
             request_id: ctx.request_id,
             detail: ctx.detail,
             request_count: None,
+            client_id: ctx.client_id,
         }
     }
 }
@@ -198,6 +204,8 @@ pub struct ApiRequest {
     pub user_agent: Option<String>,
     pub latency_us: i64,
     pub request_id: String,
+    /// The app of an OAuth access token.
+    pub client_id: Option<String>,
 }
 
 impl NewAuditEvent {
@@ -221,6 +229,7 @@ impl NewAuditEvent {
             request_id: Some(request.request_id),
             detail: None,
             request_count: None,
+            client_id: request.client_id,
         }
     }
 }
@@ -265,6 +274,8 @@ pub struct AuditRow {
     pub detail: Option<String>,
     /// How many requests the row stands for; `None`: one.
     pub request_count: Option<i64>,
+    /// The OAuth app behind the call or the event.
+    pub client_id: Option<String>,
 }
 
 /// Deletes events older than the retention period; returns how many went.

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
 use super::filter::{LogFilter, Sql, Value, REQUESTS};
-use super::highlights::{bursts, combine, small_scope, AddressBook, Highlight};
+use super::highlights::{bursts, combine, oauth_alarms, small_scope, AddressBook, Highlight};
 use super::Outcome;
 use crate::bounded::BoundedMap;
 use crate::db::{DbConnection, DbPool};
@@ -163,9 +163,11 @@ impl LogSummaries {
                 message: "Still reading the last 30 days for tokens used from new addresses; reload in a moment."
                     .into(),
             };
-            return Ok(combine(vec![pending], bursts(conn, seller_id, now)?));
+            let more = bursts(conn, seller_id, now)?.into_iter().chain(oauth_alarms(conn, seller_id, now)?);
+            return Ok(combine(vec![pending], more));
         };
-        let found = combine(new_addresses, bursts(conn, seller_id, now)?);
+        let more = bursts(conn, seller_id, now)?.into_iter().chain(oauth_alarms(conn, seller_id, now)?);
+        let found = combine(new_addresses, more);
         self.highlights.put(seller_id, (Instant::now(), found.clone()));
         Ok(found)
     }

@@ -321,6 +321,7 @@ impl SqliteSink {
                     row.request_id,
                     row.detail,
                     row.request_count,
+                    row.client_id,
                 ])?;
             }
         }
@@ -441,6 +442,7 @@ mod tests {
             user_agent: Some("erp \"sync\" é".into()),
             latency_us: 850,
             request_id: "r1".into(),
+            client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
         });
         let mut sink = SqliteSink::open(dir.path().join("a.db").to_str().unwrap()).unwrap();
         sink.insert(std::slice::from_ref(&event)).unwrap();
@@ -455,7 +457,7 @@ mod tests {
             "SELECT occurred_at || '|' || kind || '|' || event || '|' || outcome || '|' || seller_id || '|' || \
              ifnull(actor_id, '-') || '|' || ifnull(subject, '-') || '|' || token_id || '|' || method || '|' || \
              path || '|' || status || '|' || required_scope || '|' || ip || '|' || user_agent || '|' || \
-             latency_us || '|' || request_id || '|' || ifnull(detail, '-') || '|' || ifnull(request_count, '-') || '|' || \
+             latency_us || '|' || request_id || '|' || ifnull(detail, '-') || '|' || ifnull(request_count, '-') || '|' || ifnull(client_id, '-') || '|' || \
              typeof(status) AS row \
              FROM audit_events ORDER BY id",
         )

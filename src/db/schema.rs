@@ -150,6 +150,7 @@ diesel::table! {
         request_id -> Nullable<Text>,
         detail -> Nullable<Text>,
         request_count -> Nullable<BigInt>,
+        client_id -> Nullable<Text>,
     }
 }
 

@@ -174,6 +174,7 @@ fn summary(source: &Source, window: Window) -> Option<NewAuditEvent> {
         request_id: None,
         detail: Some(detail),
         request_count: Some(folded.count),
+        client_id: None,
     })
 }
 

@@ -55,6 +55,8 @@ impl FromRequest for Authenticated {
 pub struct Caller {
     pub seller_id: Option<i64>,
     pub token_id: Option<String>,
+    /// The app behind an OAuth access token.
+    pub client_id: Option<String>,
 }
 
 fn describe(error: TokenFormatError) -> &'static str {
@@ -107,6 +109,7 @@ pub async fn authenticate(
     let credential = &stored.credential;
     caller.seller_id = Some(credential.seller_id);
     caller.token_id = Some(id);
+    caller.client_id = credential.oauth.as_ref().map(|o| o.client_id.clone());
     // A token string names its kind; a kgp_ string for a service row is forged.
     if claimed != credential.kind {
         return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));

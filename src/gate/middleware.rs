@@ -224,6 +224,7 @@ async fn finish(
         user_agent: seen.user_agent.clone(),
         latency_us: started.elapsed().as_micros() as i64,
         request_id: seen.request_id.clone(),
+        client_id: trail.caller.client_id.clone(),
     };
     let closed = || {
         tracing::error!("the audit writer is closed; refusing to answer without an audit row");

@@ -208,6 +208,21 @@ pub fn insert(
     find(conn, client_id)?.ok_or(diesel::result::Error::NotFound)
 }
 
+/// Changes what an owner may edit: everything but the client type.
+pub fn update(conn: &mut DbConnection, app_id: i64, registration: &Registration, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(oauth_apps::table.find(app_id))
+        .set((
+            oauth_apps::name.eq(&registration.name),
+            oauth_apps::homepage.eq(&registration.homepage),
+            oauth_apps::redirect_uris.eq(Redirects::to_stored(&registration.uris)),
+            oauth_apps::redirect_prefixes.eq(Redirects::to_stored(&registration.prefixes)),
+            oauth_apps::scopes.eq(registration.scopes.to_stored()),
+            oauth_apps::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
 pub fn find(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<App>> {
     oauth_apps::table.filter(oauth_apps::client_id.eq(client_id)).select(App::as_select()).first(conn).optional()
 }
@@ -224,6 +239,24 @@ pub fn find_with_owner(conn: &mut DbConnection, client_id: &str) -> QueryResult<
         .select((App::as_select(), accounts::email))
         .first(conn)
         .optional()
+}
+
+/// The name and owner of each app `client_ids` name (deleted apps are missing).
+pub fn names(conn: &mut DbConnection, client_ids: &[String]) -> QueryResult<Vec<(String, (String, i64))>> {
+    let rows: Vec<(String, String, i64)> = oauth_apps::table
+        .filter(oauth_apps::client_id.eq_any(client_ids))
+        .select((oauth_apps::client_id, oauth_apps::name, oauth_apps::owner_id))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(id, name, owner)| (id, (name, owner))).collect())
+}
+
+/// Every app, newest first, with its owner's email.
+pub fn list_all(conn: &mut DbConnection) -> QueryResult<Vec<(App, String)>> {
+    oauth_apps::table
+        .inner_join(accounts::table.on(accounts::id.eq(oauth_apps::owner_id)))
+        .order(oauth_apps::id.desc())
+        .select((App::as_select(), accounts::email))
+        .load(conn)
 }
 
 pub fn list_for_owner(conn: &mut DbConnection, owner_id: i64) -> QueryResult<Vec<App>> {

@@ -67,3 +67,10 @@ pub fn spend(conn: &mut DbConnection, id: i64, family: &str, now: NaiveDateTime)
 pub fn forget_expired(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(oauth_codes::table.filter(oauth_codes::expires_at.lt(now - chrono::Duration::days(1)))).execute(conn)
 }
+
+/// Forgets a grant's unused codes (the seller revoked it): a code issued
+/// before cannot come back to life if the seller authorizes the app again.
+pub fn forget_unused(conn: &mut DbConnection, grant_id: i64) -> QueryResult<usize> {
+    diesel::delete(oauth_codes::table.filter(oauth_codes::grant_id.eq(grant_id)).filter(oauth_codes::used_at.is_null()))
+        .execute(conn)
+}

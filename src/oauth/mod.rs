@@ -15,6 +15,8 @@ pub mod apps;
 pub mod codes;
 pub mod error;
 pub mod grants;
+pub mod listing;
+pub mod manage;
 pub mod pkce;
 pub mod redirect;
 pub mod refresh;

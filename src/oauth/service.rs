@@ -93,10 +93,10 @@ enum Done<T> {
 }
 
 pub struct OAuth {
-    db: Db,
-    hasher: Hasher,
+    pub(super) db: Db,
+    pub(super) hasher: Hasher,
     verifier: Arc<Verifier>,
-    tokens: Arc<TokenCache>,
+    pub(super) tokens: Arc<TokenCache>,
     clock: Arc<Clock>,
     config: OAuthConfig,
     issuer: PublicUrl,
@@ -162,6 +162,7 @@ impl OAuth {
                     let app = apps::insert(conn, owner_id, &registration, &client_id, secret, now)?;
                     let kind = if app.is_confidential() { "confidential" } else { "public" };
                     let about = EventContext {
+                        client_id: Some(app.client_id.clone()),
                         seller_id: Some(owner_id),
                         actor_id: ctx.actor_id.or(Some(owner_id)),
                         detail: Some(format!("{} ({}), {kind}: {}", app.name, app.client_id, app.scopes)),
@@ -177,12 +178,13 @@ impl OAuth {
 
     /// Deletes an app: every grant, code and token it holds dies with it.
     pub async fn delete_app(&self, app: &App, ctx: EventContext) -> Result<(), DbError> {
-        let (app_id, owner_id, detail) = (app.id, app.owner_id, format!("{} ({})", app.name, app.client_id));
+        let (app_id, owner_id, client_id) = (app.id, app.owner_id, app.client_id.clone());
+        let detail = format!("{} ({})", app.name, app.client_id);
         self.db
             .run(move |conn| {
                 db::write_tx(conn, |conn| {
                     apps::delete(conn, app_id)?;
-                    let about = EventContext { seller_id: Some(owner_id), detail: Some(detail), ..ctx };
+                    let about = EventContext { seller_id: Some(owner_id), detail: Some(detail), client_id: Some(client_id), ..ctx };
                     audit::record(conn, SecurityEvent::AppDeleted, about)
                 })
             })
@@ -272,6 +274,7 @@ impl OAuth {
                     )?;
                     let how = if consented { "allowed" } else { "already granted" };
                     let about = EventContext {
+                        client_id: Some(client_id.clone()),
                         seller_id: Some(seller_id),
                         actor_id: Some(seller_id),
                         detail: Some(format!("{app_name} ({client_id}): {} ({how})", scopes.to_stored())),
@@ -287,7 +290,13 @@ impl OAuth {
     /// The seller said no.
     pub async fn record_denial(&self, app: &App, seller_id: i64, ctx: EventContext) -> Result<(), DbError> {
         let detail = format!("{} ({})", app.name, app.client_id);
-        let about = EventContext { seller_id: Some(seller_id), actor_id: Some(seller_id), detail: Some(detail), ..ctx };
+        let about = EventContext {
+            seller_id: Some(seller_id),
+            actor_id: Some(seller_id),
+            detail: Some(detail),
+            client_id: Some(app.client_id.clone()),
+            ..ctx
+        };
         self.db.run(move |conn| audit::record(conn, SecurityEvent::AuthorizationDenied, about)).await
     }
 
@@ -390,6 +399,7 @@ impl OAuth {
                             None => 0,
                         };
                         let about = EventContext {
+                            client_id: Some(app.client_id.clone()),
                             seller_id: Some(grant.seller_id),
                             detail: Some(format!(
                                 "{} ({}): an authorization code was used twice; the {revoked} access token(s) it issued were revoked",
@@ -455,6 +465,7 @@ impl OAuth {
                     let scopes = ScopeSet::new(scopes);
                     let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
                     let about = EventContext {
+                        client_id: Some(app.client_id.clone()),
                         seller_id: Some(grant.seller_id),
                         token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
                         detail: Some(format!("{} ({}): {}", app.name, app.client_id, pair.scope)),
@@ -537,6 +548,7 @@ impl OAuth {
                         let payload = serde_json::to_string(&successor).map_err(|_| OAuthError::ServerError)?;
                         refresh::keep_successor(conn, current.id, successor_id, &seal::seal(plain.secret(), current.id, &payload))?;
                         let about = EventContext {
+                            client_id: Some(app.client_id.clone()),
                             seller_id: Some(grant.seller_id),
                             token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
                             detail: Some(format!("{} ({}): {}", app.name, app.client_id, pair.scope)),
@@ -574,6 +586,7 @@ impl OAuth {
                         _ => "already spent".to_owned(),
                     };
                     let about = EventContext {
+                        client_id: Some(app.client_id.clone()),
                         seller_id: Some(grant.seller_id),
                         detail: Some(format!(
                             "{} ({}): a refresh token was presented again ({first}); the chain was revoked ({revoked} access token(s))",
@@ -639,6 +652,7 @@ impl OAuth {
                         }
                     }
                     let about = EventContext {
+                        client_id: Some(app.client_id.clone()),
                         seller_id: Some(grant.seller_id),
                         detail: Some(format!("{} ({}) revoked {}", app.name, app.client_id, what.0)),
                         ..ctx

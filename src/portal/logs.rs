@@ -46,6 +46,7 @@ fn form_values(query: &HashMap<String, String>) -> LogFilterView {
         method: get("method"),
         path: get("path"),
         ip: get("ip"),
+        app: get("app"),
         from: get("from"),
         to: get("to"),
         seller: get("seller"),
@@ -123,6 +124,13 @@ fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
             Err(_) => errors.push(format!("“{}” is not an IP address.", form.ip)),
         }
     }
+    if !form.app.is_empty() {
+        if crate::oauth::apps::looks_like_client_id(&form.app) {
+            filter.client_id = Some(form.app.clone());
+        } else {
+            errors.push(format!("“{}” is not an app's client_id (kgc_ and 16 letters and digits).", form.app));
+        }
+    }
     match (parse_time("from", &form.from, false), parse_time("to", &form.to, true)) {
         (Ok(from), Ok(to)) => {
             if let (Some(f), Some(t)) = (from, to) {
@@ -142,7 +150,22 @@ fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
     }
 }
 
-fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
+/// Who looks at a log page: where an app's name links to.
+#[derive(Clone, Copy)]
+enum Viewer {
+    Admin,
+    Seller(i64),
+}
+
+fn app_link(viewer: Viewer, client_id: &str, owner: Option<i64>) -> String {
+    match viewer {
+        Viewer::Admin => format!("/admin/apps#{client_id}"),
+        Viewer::Seller(me) if owner == Some(me) => format!("/settings/apps/{client_id}"),
+        Viewer::Seller(_) => format!("/settings/authorized-apps#{client_id}"),
+    }
+}
+
+fn view(row: AuditRow, emails: &HashMap<i64, String>, apps: &AppNames, viewer: Viewer) -> EventView {
     let seller =
         row.seller_id.map(|id| emails.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))).unwrap_or_default();
     let what = match row.kind {
@@ -151,6 +174,7 @@ fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
         }
         _ => row.event.replace('_', " "),
     };
+    let app = row.client_id.as_ref().and_then(|c| apps.get(c));
     EventView {
         id: row.id,
         time: display_time(row.occurred_at),
@@ -167,6 +191,9 @@ fn view(row: AuditRow, emails: &HashMap<i64, String>) -> EventView {
         request_id: row.request_id.unwrap_or_default(),
         required_scope: row.required_scope.unwrap_or_default(),
         seller,
+        app_name: app.map(|(name, _)| name.clone()).unwrap_or_default(),
+        app_link: row.client_id.as_deref().map(|c| app_link(viewer, c, app.map(|a| a.1))).unwrap_or_default(),
+        client_id: row.client_id.unwrap_or_default(),
     }
 }
 
@@ -221,6 +248,20 @@ async fn seller_emails(state: &AppState, rows: &[AuditRow]) -> Result<HashMap<i6
     Ok(emails.into_iter().collect())
 }
 
+/// The name and owner of each app, by client_id.
+type AppNames = HashMap<String, (String, i64)>;
+
+/// The apps behind `rows`.
+fn app_names(conn: &mut crate::db::DbConnection, rows: &[AuditRow]) -> diesel::QueryResult<AppNames> {
+    let mut ids: Vec<String> = rows.iter().filter_map(|r| r.client_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(crate::oauth::apps::names(conn, &ids)?.into_iter().collect())
+}
+
 /// The seller an admin filters by, or an error message.
 async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
     if raw.is_empty() {
@@ -270,6 +311,7 @@ async fn logs_page(
     admin: bool,
 ) -> Result<HttpResponse, PortalError> {
     let own = (!admin).then_some(user.account.id);
+    let viewer = own.map_or(Viewer::Admin, Viewer::Seller);
     let (form, parsed) = scoped_filter(&req, &state, own).await?;
     let query = query_map(&req);
     let layout =
@@ -311,13 +353,14 @@ async fn logs_page(
     let seller_scope = filter.seller_id;
     let for_query = filter.clone();
     let app = state.clone().into_inner();
-    let (rows, more, chart, highlights) = state
+    let (rows, more, chart, highlights, apps) = state
         .db
         .run(move |conn| {
             let (rows, more) = page::page(conn, &for_query, before, PAGE_SIZE)?;
             let chart = app.summaries.chart(conn, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
             let highlights = app.summaries.highlights(conn, app.db.pool(), seller_scope, now)?;
-            Ok((rows, more, chart, highlights))
+            let apps = app_names(conn, &rows)?;
+            Ok((rows, more, chart, highlights, apps))
         })
         .await?;
     let emails = if admin { seller_emails(&state, &rows).await? } else { HashMap::new() };
@@ -326,7 +369,7 @@ async fn logs_page(
         if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", cursor::encode(r.id))) } else { None };
     let page = LogsPage {
         layout,
-        events: rows.into_iter().map(|r| view(r, &emails)).collect(),
+        events: rows.into_iter().map(|r| view(r, &emails, &apps, viewer)).collect(),
         admin,
         filter: form,
         errors: Vec::new(),
@@ -348,6 +391,7 @@ fn filter_query_string(form: &LogFilterView, admin: bool) -> String {
         ("method", &form.method),
         ("path", &form.path),
         ("ip", &form.ip),
+        ("app", &form.app),
         ("from", &form.from),
         ("to", &form.to),
     ];
@@ -386,8 +430,9 @@ fn cell(value: &str) -> String {
 }
 
 /// The export's columns: the row's `id` and every column of
-/// `audit::COLUMNS` once (`occurred_at` named `time`), in reading order.
-const CSV_COLUMNS: [&str; COLUMNS.len() + 1] = [
+/// `audit::COLUMNS` once (`occurred_at` named `time`), in reading order,
+/// and the app's name beside its client_id.
+const CSV_COLUMNS: [&str; COLUMNS.len() + 2] = [
     "id",
     "time",
     "kind",
@@ -407,6 +452,8 @@ const CSV_COLUMNS: [&str; COLUMNS.len() + 1] = [
     "request_id",
     "detail",
     "request_count",
+    "client_id",
+    "app",
 ];
 
 fn csv_header() -> Vec<String> {
@@ -414,7 +461,7 @@ fn csv_header() -> Vec<String> {
 }
 
 /// One row, field for field [`csv_header`].
-fn csv_record(row: &AuditRow) -> Vec<String> {
+fn csv_record(row: &AuditRow, apps: &AppNames) -> Vec<String> {
     let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
     let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     vec![
@@ -437,6 +484,8 @@ fn csv_record(row: &AuditRow) -> Vec<String> {
         opt(&row.request_id),
         opt(&row.detail),
         num(row.request_count),
+        opt(&row.client_id),
+        cell(row.client_id.as_ref().and_then(|c| apps.get(c)).map_or("", |(name, _)| name.as_str())),
     ]
 }
 
@@ -473,11 +522,12 @@ async fn csv_export(
         }
         let mut before = None;
         loop {
-            let page = pool
-                .get()
-                .map_err(|e| e.to_string())
-                .and_then(|mut conn| page::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string()));
-            let (rows, more) = match page {
+            let page = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+                let (rows, more) = page::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string())?;
+                let apps = app_names(&mut conn, &rows).map_err(|e| e.to_string())?;
+                Ok((rows, more, apps))
+            });
+            let (rows, more, apps) = match page {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(error = %e, "CSV export failed");
@@ -485,7 +535,7 @@ async fn csv_export(
                     return;
                 }
             };
-            let chunk = encode_csv(rows.iter().map(csv_record));
+            let chunk = encode_csv(rows.iter().map(|row| csv_record(row, &apps)));
             if tx.blocking_send(Ok(web::Bytes::from(chunk))).is_err() {
                 return; // the client went away
             }
@@ -533,7 +583,7 @@ mod tests {
     fn the_csv_has_every_column_once_and_each_record_fits_the_header() {
         let header = csv_header();
         let mut named: Vec<&str> =
-            CSV_COLUMNS[1..].iter().map(|c| if *c == "time" { "occurred_at" } else { c }).collect();
+            CSV_COLUMNS[1..].iter().filter(|c| **c != "app").map(|c| if *c == "time" { "occurred_at" } else { c }).collect();
         let mut columns = COLUMNS.to_vec();
         named.sort_unstable();
         columns.sort_unstable();
@@ -558,14 +608,18 @@ mod tests {
             request_id: Some("r".into()),
             detail: None,
             request_count: None,
+            client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
         };
-        let record = csv_record(&row);
+        let apps = HashMap::from([("kgc_AbCdEfGhIjKlMnOp".to_owned(), ("=Acme ERP".to_owned(), 2))]);
+        let record = csv_record(&row, &apps);
         assert_eq!(record.len(), header.len());
         let column = |name: &str| record[header.iter().position(|h| h == name).unwrap()].clone();
         assert_eq!(column("status"), "200");
         assert_eq!(column("path"), "/api/v1/token");
         assert_eq!(column("seller_id"), "2");
         assert_eq!(column("latency_us"), "5");
+        assert_eq!(column("client_id"), "kgc_AbCdEfGhIjKlMnOp");
+        assert_eq!(column("app"), "'=Acme ERP", "the app's name, defused");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! the admin views. Handlers parse input, call the store, and render a page.
 
 pub mod admin;
+pub mod app_pages;
+pub mod apps;
+pub mod authorized;
 pub mod assets;
 pub mod auth;
 pub mod error;
@@ -37,6 +40,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
         .route("/settings/logs", web::get().to(logs::seller_logs))
         .route("/settings/logs.csv", web::get().to(logs::seller_csv))
+        .route("/settings/apps", web::get().to(apps::list))
+        .route("/settings/apps", web::post().to(apps::create))
+        .route("/settings/apps/new", web::get().to(apps::new_form))
+        .route("/settings/apps/{client_id}", web::get().to(apps::show))
+        .route("/settings/apps/{client_id}/edit", web::get().to(apps::edit_form))
+        .route("/settings/apps/{client_id}/edit", web::post().to(apps::update))
+        .route("/settings/apps/{client_id}/secret", web::get().to(apps::rotate_form))
+        .route("/settings/apps/{client_id}/secret", web::post().to(apps::rotate))
+        .route("/settings/apps/{client_id}/delete", web::get().to(apps::delete_form))
+        .route("/settings/apps/{client_id}/delete", web::post().to(apps::delete))
+        .route("/settings/authorized-apps", web::get().to(authorized::list))
+        .route("/settings/authorized-apps/{client_id}/revoke", web::get().to(authorized::revoke_form))
+        .route("/settings/authorized-apps/{client_id}/revoke", web::post().to(authorized::revoke))
+        .route("/admin/apps", web::get().to(apps::admin_list))
+        .route("/admin/apps/{client_id}/suspend", web::post().to(apps::admin_suspend))
+        .route("/admin/apps/{client_id}/reinstate", web::post().to(apps::admin_reinstate))
+        .route("/admin/apps/{client_id}/delete", web::get().to(apps::admin_delete_form))
+        .route("/admin/apps/{client_id}/delete", web::post().to(apps::admin_delete))
         .route("/admin/tokens", web::get().to(admin::tokens))
         .route("/admin/tokens/{id}", web::get().to(admin::show_token))
         .route("/admin/tokens/{id}/revoke", web::get().to(admin::revoke_form))

@@ -283,6 +283,11 @@ pub struct EventView {
     pub request_id: String,
     pub required_scope: String,
     pub seller: String,
+    pub client_id: String,
+    /// The app's name, or empty when the app was deleted.
+    pub app_name: String,
+    /// Its page for the viewer: the developer's, the authorized app's, the admin's.
+    pub app_link: String,
 }
 
 /// The log filter form, as typed.
@@ -293,6 +298,7 @@ pub struct LogFilterView {
     pub method: String,
     pub path: String,
     pub ip: String,
+    pub app: String,
     pub from: String,
     pub to: String,
     pub seller: String,
