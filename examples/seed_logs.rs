@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             user_agent: Some("seed".into()),
             latency_us: 800,
             request_id: format!("{i:032x}"),
+            client_id: None,
         });
         row.occurred_at = at;
         batch.push(row);

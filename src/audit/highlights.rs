@@ -96,7 +96,11 @@ pub const ALARM_DAYS: i64 = 7;
 
 /// OAuth alarms of the last week: a refresh token presented again (its chain
 /// was revoked) and an authorization code used twice.
-pub fn oauth_alarms(conn: &mut DbConnection, seller_id: Option<i64>, now: NaiveDateTime) -> QueryResult<Vec<Highlight>> {
+pub fn oauth_alarms(
+    conn: &mut DbConnection,
+    seller_id: Option<i64>,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<Highlight>> {
     let mut sql = Sql::new(conn);
     sql.push("SELECT event, occurred_at AS at, ip, detail FROM audit_events")
         .push(" WHERE kind = 'security' AND event IN ('refresh_reuse_detected', 'code_replayed')")
@@ -112,11 +116,7 @@ pub fn oauth_alarms(conn: &mut DbConnection, seller_id: Option<i64>, now: NaiveD
             } else {
                 "A refresh token was reused, which is how a stolen token shows"
             };
-            Highlight {
-                at: a.at,
-                token_id: None,
-                message: format!("{what}{from}: {}", a.detail.unwrap_or_default()),
-            }
+            Highlight { at: a.at, token_id: None, message: format!("{what}{from}: {}", a.detail.unwrap_or_default()) }
         })
         .collect())
 }

@@ -209,7 +209,12 @@ pub fn insert(
 }
 
 /// Changes what an owner may edit: everything but the client type.
-pub fn update(conn: &mut DbConnection, app_id: i64, registration: &Registration, now: NaiveDateTime) -> QueryResult<()> {
+pub fn update(
+    conn: &mut DbConnection,
+    app_id: i64,
+    registration: &Registration,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::update(oauth_apps::table.find(app_id))
         .set((
             oauth_apps::name.eq(&registration.name),

@@ -9,8 +9,8 @@ use chrono::Duration;
 use super::apps::{self, App, Registration};
 use super::error::OAuthError;
 use super::grants::{self, Grant};
-use super::{codes, refresh};
 use super::OAuth;
+use super::{codes, refresh};
 use crate::audit::{self, EventContext, SecurityEvent};
 use crate::db::{self, DbError};
 use crate::tokens::PlainToken;
@@ -19,12 +19,7 @@ use crate::tokens::PlainToken;
 pub const MAX_SECRET_GRACE: Duration = Duration::hours(24);
 
 fn about(app: &App, ctx: EventContext, detail: String) -> EventContext {
-    EventContext {
-        seller_id: Some(app.owner_id),
-        detail: Some(detail),
-        client_id: Some(app.client_id.clone()),
-        ..ctx
-    }
+    EventContext { seller_id: Some(app.owner_id), detail: Some(detail), client_id: Some(app.client_id.clone()), ..ctx }
 }
 
 impl OAuth {
@@ -58,12 +53,7 @@ impl OAuth {
 
     /// A new client secret, returned once; the old one works on for `grace`
     /// (at most a day).
-    pub async fn rotate_secret(
-        &self,
-        app: &App,
-        grace: Duration,
-        ctx: EventContext,
-    ) -> Result<PlainToken, OAuthError> {
+    pub async fn rotate_secret(&self, app: &App, grace: Duration, ctx: EventContext) -> Result<PlainToken, OAuthError> {
         if !app.is_confidential() {
             return Err(OAuthError::InvalidRequest("a public app has no client secret to rotate".into()));
         }

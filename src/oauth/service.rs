@@ -184,7 +184,12 @@ impl OAuth {
             .run(move |conn| {
                 db::write_tx(conn, |conn| {
                     apps::delete(conn, app_id)?;
-                    let about = EventContext { seller_id: Some(owner_id), detail: Some(detail), client_id: Some(client_id), ..ctx };
+                    let about = EventContext {
+                        seller_id: Some(owner_id),
+                        detail: Some(detail),
+                        client_id: Some(client_id),
+                        ..ctx
+                    };
                     audit::record(conn, SecurityEvent::AppDeleted, about)
                 })
             })

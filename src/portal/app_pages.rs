@@ -185,9 +185,8 @@ pub struct AuthorizedView {
 
 impl AuthorizedView {
     pub fn new(authorized: &AuthorizedApp) -> Self {
-        let granted = ScopeSet::new(
-            authorized.grant.scope_set().iter().filter(|s| authorized.app.allowed_scopes().contains(*s)),
-        );
+        let granted =
+            ScopeSet::new(authorized.grant.scope_set().iter().filter(|s| authorized.app.allowed_scopes().contains(*s)));
         let (reads, writes) = reads_and_writes(&granted);
         let (last_used, last_used_ip) = used(&authorized.last_use);
         Self {

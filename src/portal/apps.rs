@@ -103,10 +103,7 @@ fn form_page(user: &CurrentUser, editing: Option<&App>, form: Option<&FormFields
         name: field("name", editing.map(|a| a.name.clone()).unwrap_or_default()),
         homepage: field("homepage", editing.and_then(|a| a.homepage.clone()).unwrap_or_default()),
         redirect_uris: field("redirect_uris", editing.map(|a| a.redirect_uris.clone()).unwrap_or_default()),
-        redirect_prefixes: field(
-            "redirect_prefixes",
-            editing.map(|a| a.redirect_prefixes.clone()).unwrap_or_default(),
-        ),
+        redirect_prefixes: field("redirect_prefixes", editing.map(|a| a.redirect_prefixes.clone()).unwrap_or_default()),
         confidential: match (editing, form) {
             (Some(app), _) => app.is_confidential(),
             (None, Some(form)) => form.get("client_type") != "public",
@@ -172,8 +169,11 @@ pub async fn create(
             return render(StatusCode::UNPROCESSABLE_ENTITY, &form_page(&user, None, Some(&form), errors));
         }
     };
-    let (app, secret) =
-        state.oauth.register_app(user.account.id, registration, actor_context(&req, &user)).await.map_err(portal_error)?;
+    let (app, secret) = state
+        .oauth
+        .register_app(user.account.id, registration, actor_context(&req, &user))
+        .await
+        .map_err(portal_error)?;
     let view = view_of(&state, &app, &user.account.email).await?;
     show_secret(&user, &state, view, secret.map(|s| s.expose()), false)
 }
@@ -399,9 +399,9 @@ pub async fn admin_list(
 ) -> Result<HttpResponse, PortalError> {
     let notice = match (&query.deleted, &query.suspended, &query.reinstated) {
         (Some(name), _, _) => Some(format!("The app “{name}” was deleted with every authorization and token it held.")),
-        (_, Some(name), _) => Some(format!(
-            "The app “{name}” is suspended: its tokens are refused, and sellers cannot authorize it."
-        )),
+        (_, Some(name), _) => {
+            Some(format!("The app “{name}” is suspended: its tokens are refused, and sellers cannot authorize it."))
+        }
         (_, _, Some(name)) => Some(format!("The app “{name}” was reinstated.")),
         _ => None,
     };

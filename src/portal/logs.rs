@@ -582,8 +582,11 @@ mod tests {
     #[test]
     fn the_csv_has_every_column_once_and_each_record_fits_the_header() {
         let header = csv_header();
-        let mut named: Vec<&str> =
-            CSV_COLUMNS[1..].iter().filter(|c| **c != "app").map(|c| if *c == "time" { "occurred_at" } else { c }).collect();
+        let mut named: Vec<&str> = CSV_COLUMNS[1..]
+            .iter()
+            .filter(|c| **c != "app")
+            .map(|c| if *c == "time" { "occurred_at" } else { c })
+            .collect();
         let mut columns = COLUMNS.to_vec();
         named.sort_unstable();
         columns.sort_unstable();

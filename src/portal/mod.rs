@@ -4,9 +4,9 @@
 pub mod admin;
 pub mod app_pages;
 pub mod apps;
-pub mod authorized;
 pub mod assets;
 pub mod auth;
+pub mod authorized;
 pub mod error;
 pub mod forms;
 pub mod logs;

@@ -507,6 +507,7 @@ impl User {
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let form_page = match path {
             "/settings/tokens" => "/settings/tokens/new".to_owned(),
+            "/settings/apps" => "/settings/apps/new".to_owned(),
             "/logout" => "/settings/tokens".to_owned(),
             p => p.to_owned(),
         };

@@ -203,6 +203,7 @@ fn api_row(
         user_agent: None,
         latency_us: 1,
         request_id: "r".into(),
+        client_id: None,
     });
     row.occurred_at = at;
     row

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod admin;
+mod apps_portal;
 mod browser;
 mod cli;
 mod faults;

@@ -180,7 +180,7 @@ pub async fn tokens_for(app: &TestApp, client: &RegisteredApp, seller: &User) ->
     json
 }
 
-async fn api(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+pub async fn api(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
     let response = app.api_get(path, Some(token)).await;
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
