@@ -177,6 +177,41 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The app serving TLS itself with a self-signed certificate for the IP
+/// address 127.0.0.1, as `--tls-cert`/`--tls-key` and
+/// `--public-url https://127.0.0.1:PORT` run it: cookies are `Secure` and the
+/// issuer is https. Derefs to the `TestApp`, whose users trust the
+/// certificate; `ca_file` is its PEM file, for other clients to trust.
+pub struct TlsApp {
+    pub app: TestApp,
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TlsApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_tls_app() -> TlsApp {
+    let dir = tempfile::tempdir().unwrap();
+    // An IP string becomes an IP address SAN, which clients check the issuer's host against.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (ca_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&ca_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let app = spawn_app_with(|c| {
+        c.tls = Some((ca_file.clone(), key_file));
+        c.secure_cookies = true;
+        c.public_url = c.public_url.as_str().replacen("http://", "https://", 1).parse().unwrap();
+    })
+    .await;
+    assert!(app.address.starts_with("https://") && app.config.public_url.as_str() == app.address);
+    TlsApp { app, ca_file, _dir: dir }
+}
+
 /// Starts the app on a fresh database with an admin already set up.
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Config)) -> TestApp {
     with_admin(spawn_empty_app_with(customise).await).await
@@ -259,9 +294,10 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
     config.public_url = format!("http://127.0.0.1:{port}").parse().unwrap();
     customise(&mut config);
     let config_for_more = config.clone();
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let pool = build_pool_and_migrate(&config).unwrap();
     let app = Application::build(config).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let address = format!("{scheme}://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let tokens = app.token_cache();
     let clock = app.clock();
@@ -281,7 +317,7 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
 
 impl EmptyApp {
     pub fn user(&self, email: &str) -> User {
-        User::new(email, &self.address)
+        User::for_app(email, &self.address, &self.config)
     }
 
     fn with_admin(self, admin: User) -> TestApp {
@@ -334,7 +370,7 @@ impl TestApp {
     }
 
     pub fn user(&self, email: &str) -> User {
-        User::new(email, &self.address)
+        User::for_app(email, &self.address, &self.config)
     }
 
     /// A new seller, signed up through /signup and signed in.
@@ -485,6 +521,20 @@ impl User {
     pub fn new(email: &str, address: &str) -> Self {
         let client =
             reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { email: email.to_owned(), client, address: address.to_owned() }
+    }
+
+    /// A browser for the app these settings run, trusting its certificate
+    /// when it serves TLS itself.
+    fn for_app(email: &str, address: &str, config: &Config) -> Self {
+        let Some((cert, _)) = &config.tls else { return Self::new(email, address) };
+        let root = reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(root)
+            .build()
+            .unwrap();
         Self { email: email.to_owned(), client, address: address.to_owned() }
     }
 

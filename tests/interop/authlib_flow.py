@@ -3,15 +3,17 @@ of keygate's authorization server, unmodified.
 
     python authlib_flow.py BASE CLIENT_ID CLIENT_SECRET EMAIL PASSWORD [CA_FILE]
 
-BASE is keygate's public URL (the issuer). The script plays the seller's
-browser with `requests` (sign-in and consent over HTTP) and authlib plays the
-app: RFC 8414 metadata (validated by authlib's own validator), the
+BASE is keygate's public URL (the issuer); CA_FILE, a PEM certificate to
+trust for it when it serves TLS with a certificate of its own. The script
+plays the seller's browser with `requests` (sign-in and consent) and authlib
+plays the app: RFC 8414 metadata (validated by authlib's own validator), the
 authorization URL with PKCE S256 and state, the code exchange, an API call,
 a refresh, introspection and revocation. It checks `state` and `iss` on the
 callback. Prints one JSON line per step; exits non-zero on the first failure.
 """
 
 import json
+import os
 import re
 import secrets
 import sys
@@ -24,6 +26,11 @@ from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 BASE, CLIENT_ID, CLIENT_SECRET, EMAIL, PASSWORD = sys.argv[1:6]
 VERIFY = sys.argv[6] if len(sys.argv) > 6 else True
+if VERIFY is not True:
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment
+    # win over a session's own `verify` (psf/requests#3829), and authlib's
+    # session calls pass none of their own: point the variable at CA_FILE.
+    os.environ["REQUESTS_CA_BUNDLE"] = VERIFY
 REDIRECT = "https://erp.example/oauth/callback"
 
 
