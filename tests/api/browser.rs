@@ -1,6 +1,9 @@
-//! The whole token life cycle in a real headless Chromium, driven over
-//! WebDriver: sign up, generate a service token, copy it once, rotate it and
-//! revoke it, the way a seller would.
+//! Real headless Chromium, driven over WebDriver, the way people use the
+//! portal: the whole token life cycle (sign up, generate a service token,
+//! copy it once, rotate it, revoke it), and an OAuth app's (a developer
+//! registers it, a seller signs in and allows it, the app gets its callback,
+//! exchanges the code and calls the API, the seller sees the call and the
+//! app in API Logs and revokes it under Authorized apps).
 //!
 //! Needs `chromedriver` and Chromium. Without them the test is skipped with a
 //! notice, unless `KEYGATE_REQUIRE_BROWSER=1` (as in CI) makes that a failure.
@@ -170,6 +173,164 @@ async fn seller_journey(c: Client, app: TestApp) {
         assert_eq!(rows.len(), 1, "one {event} event");
         assert_eq!(rows[0].token_id.as_deref(), Some(public_id.as_str()), "{event} names the token");
     }
+}
+
+#[tokio::test]
+async fn an_app_is_registered_authorized_used_and_revoked_in_a_real_browser() {
+    let Some((chromedriver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let client = connect(&driver, &chromium, profile.path()).await;
+    let app = spawn_app().await;
+    let outcome = tokio::spawn(oauth_journey(client.clone(), app)).await;
+    let closed = client.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    closed.expect("the WebDriver session closes");
+    drop(driver);
+}
+
+async fn oauth_journey(c: Client, app: TestApp) {
+    let (port, callback) = callback_server().await;
+    app.seller("ana@shop.test").await;
+
+    // A developer signs up and registers an app under Developer apps.
+    c.goto(&format!("{}/signup", app.address)).await.unwrap();
+    field(&c, "email").await.send_keys("dev@erp.test").await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    field(&c, "password_confirm").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Create account").await;
+    wait_for_path(&c, "/settings/tokens").await;
+    c.find(Locator::LinkText("Developer apps")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/apps").await;
+    c.find(Locator::LinkText("Register an app")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/apps/new").await;
+    field(&c, "name").await.send_keys("Acme ERP").await.unwrap();
+    field(&c, "redirect_uris").await.send_keys("http://127.0.0.1/callback").await.unwrap();
+    for scope in ["orders:read", "products:read"] {
+        c.find(Locator::Css(&format!(r#"input[name="scope"][value="{scope}"]"#))).await.unwrap().click().await.unwrap();
+    }
+    click_button(&c, "Register app").await;
+    let secret_field = c.wait().at_most(WAIT).for_element(Locator::Css("#client-secret")).await.expect("the secret");
+    let secret = secret_field.attr("value").await.unwrap().unwrap();
+    let client_id = c.find(Locator::Css("#client-id")).await.unwrap().attr("value").await.unwrap().unwrap();
+    assert!(secret.starts_with("kgcs_") && client_id.starts_with("kgc_"));
+    assert!(c
+        .find(Locator::Css("button[data-copy-target='client-secret']"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap());
+    click_button(&c, "Sign out").await;
+
+    // The app sends a seller to authorize it: sign-in first, then straight back to the consent page.
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let authorize = format!(
+        "{}/oauth/authorize?{}",
+        app.address,
+        serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", "orders:read"),
+            ("state", "browser-42"),
+        ])
+        .unwrap()
+    );
+    c.goto(&authorize).await.unwrap();
+    wait_for_path(&c, "/login").await;
+    field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Sign in").await;
+    wait_for_path(&c, "/oauth/authorize").await;
+    let consent = c.source().await.unwrap();
+    assert!(consent.contains("wants to use your keygate account") && consent.contains("dev@erp.test"), "{consent}");
+    assert!(consent.contains("See your orders and their items") && consent.contains("127.0.0.1"));
+    click_button(&c, "Allow").await;
+    // The browser follows the redirect to the app (CSP form-action lets it).
+    let query = tokio::time::timeout(WAIT, callback).await.expect("the app got its callback").unwrap();
+    let back: std::collections::HashMap<String, String> = serde_urlencoded::from_str(&query).unwrap();
+    assert_eq!(back["state"], "browser-42");
+    assert_eq!(back["iss"], app.config.public_url.as_str());
+
+    // The app exchanges the code and calls the API.
+    let http = reqwest::Client::new();
+    let tokens: serde_json::Value = http
+        .post(format!("{}/oauth/token", app.address))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "authorization_code"), ("code", &back["code"]), ("redirect_uri", &redirect_uri)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("an access token").to_owned();
+    assert_eq!(app.api_get("/api/v1/orders", Some(&access)).await.status(), reqwest::StatusCode::OK);
+    app.api_rows(1).await;
+
+    // The seller sees the call and the app in API Logs, follows the app's
+    // link to Authorized apps, and revokes it there.
+    c.goto(&format!("{}/settings/logs", app.address)).await.unwrap();
+    let logs = c.source().await.unwrap();
+    assert!(logs.contains("GET /api/v1/orders") && logs.contains("Acme ERP"), "the call and its app");
+    assert!(!logs.contains(&access), "never the token");
+    c.find(Locator::Css(&format!(r#"a[href="/settings/authorized-apps#{client_id}"]"#)))
+        .await
+        .expect("the app links to Authorized apps")
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, "/settings/authorized-apps").await;
+    let authorized = c.source().await.unwrap();
+    assert!(authorized.contains("Acme ERP") && authorized.contains("<dt>Active tokens</dt><dd>1</dd>"));
+    c.find(Locator::Css(&format!(r#"a[href="/settings/authorized-apps/{client_id}/revoke"]"#)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, &format!("/settings/authorized-apps/{client_id}/revoke")).await;
+    click_button(&c, "Revoke access").await;
+    wait_for_path(&c, "/settings/authorized-apps").await;
+    let notice = c.find(Locator::Css(".alert.success")).await.expect("a notice").text().await.unwrap();
+    assert!(notice.contains("Acme ERP") && notice.contains("can no longer use your account"), "{notice}");
+    assert_eq!(app.api_get("/api/v1/orders", Some(&access)).await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(app.events("grant_revoked").len(), 1);
+}
+
+/// The integrator's callback: a loopback server that answers every request
+/// and hands over the query of the first `/callback`.
+async fn callback_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let mut buffer = vec![0u8; 8192];
+            let read = stream.read(&mut buffer).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+            let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            if let Some(query) = target.strip_prefix("/callback?") {
+                if let Some(sender) = tx.take() {
+                    let _ = sender.send(query.to_owned());
+                }
+            }
+            let body = "<!doctype html><title>Acme ERP</title><h1>Connected</h1>";
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    (port, rx)
 }
 
 /// The form field with this `name`.
