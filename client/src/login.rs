@@ -1,0 +1,223 @@
+//! `login`: the authorization-code flow with PKCE and a loopback redirect
+//! (RFC 8252 §7.3). The tool listens on `127.0.0.1:<free port>`, sends the
+//! seller to the authorization URL, waits for the redirect, checks `state`
+//! and `iss`, exchanges the code and writes the token file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::error::Error;
+use crate::{pkce, token_request, Config, OAuthApp, TokenFile, Tokens};
+
+pub struct Login<'a> {
+    pub server: &'a str,
+    pub app: &'a OAuthApp,
+    pub scopes: &'a [String],
+    pub token_file: &'a TokenFile,
+    pub ca_file: Option<&'a std::path::Path>,
+    /// How long to wait for the seller.
+    pub timeout: Duration,
+}
+
+/// The parts of RFC 8414 metadata the flow needs.
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+}
+
+/// What the loopback listener got.
+#[derive(Debug)]
+enum Callback {
+    Code { code: String },
+    Refused { error: String, description: String },
+}
+
+const DONE_PAGE: &str = "<!doctype html><meta charset=utf-8><title>keygate-client</title>\
+    <h1>Signed in</h1><p>keygate-client has the authorization. You can close this window.</p>";
+const FAILED_PAGE: &str = "<!doctype html><meta charset=utf-8><title>keygate-client</title>\
+    <h1>Not signed in</h1><p>See the terminal for what went wrong.</p>";
+
+impl Login<'_> {
+    /// Runs the flow; `show` gets the authorization URL (to print it, and to
+    /// open a browser).
+    pub async fn run(&self, show: impl FnOnce(&str)) -> Result<Tokens, Error> {
+        let config = Config::default();
+        let http = crate::http_client(self.ca_file, config.timeout)?;
+        let metadata = discover(&http, self.server).await?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on a loopback port for the redirect: {e}")))?;
+        let port = listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?.port();
+        let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+        let (verifier, challenge) = pkce::pair();
+        let state = pkce::random(24);
+        let mut pairs = vec![
+            ("response_type", "code"),
+            ("client_id", self.app.client_id.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("state", state.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        let scope = self.scopes.join(" ");
+        if !scope.is_empty() {
+            pairs.push(("scope", &scope));
+        }
+        let query = serde_urlencoded::to_string(&pairs).map_err(|e| Error::Invalid(e.to_string()))?;
+        show(&format!("{}?{query}", metadata.authorization_endpoint));
+
+        let callback = tokio::time::timeout(self.timeout, wait_for_redirect(&listener, &state, &metadata.issuer))
+            .await
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "no redirect came back within {} s; run login again (and open the URL it prints)",
+                    self.timeout.as_secs()
+                ))
+            })??;
+        let code = match callback {
+            Callback::Code { code } => code,
+            Callback::Refused { error, description } => return Err(Error::AuthorizationFailed { error, description }),
+        };
+        if metadata.token_endpoint != format!("{}/oauth/token", self.server) {
+            return Err(Error::Protocol(format!(
+                "the server's token endpoint is {}, not under {}",
+                metadata.token_endpoint, self.server
+            )));
+        }
+        let answer = token_request(
+            &http,
+            self.server,
+            &config,
+            self.app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await?;
+        let tokens = answer.into_tokens(self.server, &self.app.client_id, None)?;
+        let _lock = self.token_file.lock()?;
+        self.token_file.save(&tokens)?;
+        Ok(tokens)
+    }
+}
+
+async fn discover(http: &reqwest::Client, server: &str) -> Result<Metadata, Error> {
+    let url = format!("{server}/.well-known/oauth-authorization-server");
+    let response = http.get(&url).send().await.map_err(|e| Error::unreachable(server, &e))?;
+    if !response.status().is_success() {
+        return Err(Error::Protocol(format!("{url} answered {}: is this a keygate server?", response.status())));
+    }
+    let metadata: Metadata =
+        response.json().await.map_err(|e| Error::Protocol(format!("{url} is not OAuth metadata: {e}")))?;
+    if metadata.issuer != server {
+        return Err(Error::Invalid(format!(
+            "--server {server}: the server calls itself {}; use that as --server",
+            metadata.issuer
+        )));
+    }
+    Ok(metadata)
+}
+
+/// Answers every connection on the loopback port until one brings the
+/// redirect to `/callback`; that one decides.
+async fn wait_for_redirect(listener: &TcpListener, state: &str, issuer: &str) -> Result<Callback, Error> {
+    loop {
+        let (mut stream, _) =
+            listener.accept().await.map_err(|e| Error::Invalid(format!("the loopback listener failed: {e}")))?;
+        let mut head = Vec::with_capacity(2048);
+        let mut buffer = [0u8; 2048];
+        // The request line is all that is needed; stop at the end of the head.
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+                Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&head);
+        let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let Some(query) = target.strip_prefix("/callback?").or(if target == "/callback" { Some("") } else { None })
+        else {
+            let _ = answer(&mut stream, "404 Not Found", "<!doctype html><title>Not found</title>").await;
+            continue;
+        };
+        let params: HashMap<String, String> = serde_urlencoded::from_str(query).unwrap_or_default();
+        let decided = decide(&params, state, issuer);
+        let page = if matches!(decided, Ok(Callback::Code { .. })) { DONE_PAGE } else { FAILED_PAGE };
+        let _ = answer(&mut stream, "200 OK", page).await;
+        return decided;
+    }
+}
+
+fn decide(params: &HashMap<String, String>, state: &str, issuer: &str) -> Result<Callback, Error> {
+    if params.get("state").map(String::as_str) != Some(state) {
+        return Err(Error::Protocol(
+            "the redirect carried another state than this login sent: it was not the answer to this login; run login again"
+                .into(),
+        ));
+    }
+    match params.get("iss") {
+        Some(iss) if iss == issuer => {}
+        Some(iss) => {
+            return Err(Error::Protocol(format!(
+                "the redirect came from issuer {iss}, not {issuer} (RFC 9207): refusing it"
+            )))
+        }
+        None => return Err(Error::Protocol("the redirect has no `iss`, which keygate always sends (RFC 9207)".into())),
+    }
+    if let Some(error) = params.get("error") {
+        return Ok(Callback::Refused {
+            error: error.clone(),
+            description: params.get("error_description").cloned().unwrap_or_default(),
+        });
+    }
+    match params.get("code") {
+        Some(code) if !code.is_empty() => Ok(Callback::Code { code: code.clone() }),
+        _ => Err(Error::Protocol("the redirect carried neither a code nor an error".into())),
+    }
+}
+
+async fn answer(stream: &mut tokio::net::TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_redirect_must_carry_our_state_and_the_issuer() {
+        let issuer = "https://keygate.example";
+        let ok = decide(&params(&[("code", "kgac_x"), ("state", "s"), ("iss", issuer)]), "s", issuer);
+        assert!(matches!(ok, Ok(Callback::Code { code }) if code == "kgac_x"));
+        let wrong_state = decide(&params(&[("code", "c"), ("state", "other"), ("iss", issuer)]), "s", issuer);
+        assert!(wrong_state.unwrap_err().to_string().contains("another state"));
+        let wrong_iss = decide(&params(&[("code", "c"), ("state", "s"), ("iss", "https://evil.example")]), "s", issuer);
+        assert!(wrong_iss.unwrap_err().to_string().contains("RFC 9207"));
+        let no_iss = decide(&params(&[("code", "c"), ("state", "s")]), "s", issuer);
+        assert!(no_iss.is_err());
+        let denied = decide(
+            &params(&[("error", "access_denied"), ("error_description", "no"), ("state", "s"), ("iss", issuer)]),
+            "s",
+            issuer,
+        );
+        assert!(matches!(denied, Ok(Callback::Refused { error, .. }) if error == "access_denied"));
+    }
+}
