@@ -138,10 +138,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 })
                 .await?;
             eprintln!(
-                "Signed in: scopes {}; tokens written to {} (the access token is good for {} s).",
+                "Signed in: scopes {}; tokens written to {} (the access token is good for {}; keygate-client refreshes it).",
                 tokens.scope,
                 token_file.path().display(),
-                tokens.seconds_left()
+                human(tokens.seconds_left())
             );
             Ok(())
         }
@@ -177,6 +177,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
+    }
+}
+
+/// `15 days`, `3 hours`, `42 s`.
+fn human(seconds: u64) -> String {
+    match seconds {
+        s if s >= 2 * 86_400 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3_600 => format!("{} hours", s / 3_600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
     }
 }
 
