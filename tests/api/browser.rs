@@ -226,6 +226,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
         .await
         .unwrap());
     click_button(&c, "Sign out").await;
+    wait_for_path(&c, "/login").await;
 
     // The app sends a seller to authorize it: sign-in first, then straight back to the consent page.
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
@@ -243,6 +244,8 @@ async fn oauth_journey(c: Client, app: TestApp) {
     );
     c.goto(&authorize).await.unwrap();
     wait_for_path(&c, "/login").await;
+    let next = c.current_url().await.unwrap();
+    assert!(next.query().is_some_and(|q| q.contains("next=")), "sent to sign in, then back: {next}");
     field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
