@@ -31,6 +31,11 @@ async fn fifty_callers_at_once_share_one_refresh() {
         let response = call.await.unwrap().expect("every call succeeds");
         assert_eq!(response.status, 200);
     }
+    eprintln!(
+        "50 tasks: {} refresh(es) reached the server, {} calls answered 200",
+        keygate.refreshes(),
+        keygate.api_answers(200, 50).await
+    );
     assert_eq!(keygate.refreshes(), 1, "exactly one refresh reached the server");
     assert_eq!(keygate.api_answers(200, 50).await, 50);
     let after = TokenFile::new(keygate.token_file()).load().unwrap().unwrap();
@@ -68,6 +73,12 @@ async fn eight_processes_sharing_the_file_refresh_once() {
         let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the orders, as JSON");
         assert!(body["data"].is_array(), "{body}");
     }
+    eprintln!(
+        "8 processes: {} refresh(es) reached the server, {} reuse(s) detected, {} calls answered 200",
+        keygate.refreshes(),
+        keygate.events("refresh_reuse_detected"),
+        keygate.api_answers(200, 8).await
+    );
     assert_eq!(keygate.refreshes(), 1, "one refresh for eight processes");
     assert_eq!(keygate.events("refresh_reuse_detected"), 0, "no chain was revoked");
     let client = Client::builder(&keygate.address).oauth(app, keygate.token_file()).build().unwrap();
