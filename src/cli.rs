@@ -10,6 +10,7 @@ use crate::db::{self, DatabaseUrl, Db, DbConnection, DbPool};
 use crate::hashing::{self, Hasher};
 use crate::oauth::apps::{Registration, RegistrationInput};
 use crate::oauth::OAuth;
+use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::cache::TokenCache;
 use crate::tokens::input::{parse_cli_expiry, parse_description, parse_kind, parse_scopes, TokenName};
 use crate::tokens::instances;
@@ -56,6 +57,7 @@ pub struct TokenArgs<'a> {
     pub scopes: &'a [String],
     pub expires_in: Option<&'a str>,
     pub description: &'a str,
+    pub allowed_ips: &'a [String],
 }
 
 /// The services the token and app commands run on.
@@ -146,13 +148,23 @@ impl Commands {
             bail!("--scope: a personal token carries every scope of its account; drop --scope or use --kind service");
         }
         let expiry = parse_cli_expiry(args.expires_in, kind).map_err(|e| anyhow!("{e}"))?;
+        let allowed_ips = IpAllowlist::parse(args.allowed_ips.iter().map(String::as_str))
+            .map_err(|errors| anyhow!("--allow-ip: {}", errors.join(" ")))?;
         let seller = self
             .db
             .run(move |conn| accounts::find_by_email(conn, &email))
             .await?
             .ok_or_else(|| anyhow!("--email: no account has the email {}", args.email.trim().to_lowercase()))?;
-        let request =
-            IssueRequest { seller_id: seller.id, created_by: seller.id, name, description, kind, scopes, expiry };
+        let request = IssueRequest {
+            seller_id: seller.id,
+            created_by: seller.id,
+            name,
+            description,
+            kind,
+            scopes,
+            expiry,
+            allowed_ips,
+        };
         let issued = self.tokens.issue(request, cli_context()).await.map_err(|e| match e {
             TokenStoreError::DuplicateName(name) => {
                 anyhow!("--name: the seller already has an active token named `{name}`")
@@ -182,6 +194,35 @@ impl Commands {
             .await
             .map_err(|e| anyhow!("revoked token {id}, but {e}"))?;
         Ok(format!("revoked token {id} (“{}”); every running instance refuses it", token.name))
+    }
+}
+
+impl Commands {
+    /// Sets (or, with no entries, clears) a token's IP allowlist, and
+    /// returns once every running instance applies it.
+    pub async fn set_allowed_ips(&self, token_id: &str, entries: &[String]) -> anyhow::Result<String> {
+        let id = TokenId::parse(token_id.trim())
+            .ok_or_else(|| anyhow!("`{token_id}` is not a token id (16 letters and digits, as shown in the portal)"))?;
+        let allowed =
+            IpAllowlist::parse(entries.iter().map(String::as_str)).map_err(|errors| anyhow!("{}", errors.join(" ")))?;
+        let lookup = id.clone();
+        let token = self
+            .db
+            .run(move |conn| store::find_api_token(conn, lookup.as_str()))
+            .await?
+            .ok_or_else(|| anyhow!("no token has the id {id}"))?;
+        let said = match &allowed {
+            Some(list) => format!(
+                "token {id} (“{}”) takes calls only from {}",
+                token.name,
+                list.entries().collect::<Vec<_>>().join(", ")
+            ),
+            None => format!("token {id} (“{}”) takes calls from any address", token.name),
+        };
+        self.tokens.set_allowed_ips(&token, allowed, cli_context()).await.map_err(|e| anyhow!("{e}"))?;
+        let revision = self.db.run(instances::current_revision).await?;
+        instances::wait_until_applied(&self.db, revision, REVOKE_WAIT).await.map_err(|e| anyhow!("{said}, but {e}"))?;
+        Ok(format!("{said}; every running instance applies it"))
     }
 }
 

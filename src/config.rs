@@ -149,9 +149,19 @@ pub enum TokenCommand {
         expires_in: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// Calls only from this address or CIDR (IPv4 or IPv6); repeat for several.
+        #[arg(long = "allow-ip")]
+        allow_ips: Vec<String>,
     },
     /// Revoke a token by its public id.
     Revoke { token_id: String },
+    /// Set a token's IP allowlist: calls only from these addresses and CIDRs;
+    /// none given clears it.
+    AllowIp {
+        token_id: String,
+        #[arg(value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

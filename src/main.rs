@@ -39,7 +39,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
             eprintln!("created {} account {}", account.role, account.email);
             Ok(())
         }
-        Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description }) => {
+        Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description, allow_ips }) => {
             let commands = Commands::new(cli::open(&url)?, &url);
             let args = TokenArgs {
                 email: &email,
@@ -48,6 +48,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
                 scopes: &scopes,
                 expires_in: expires_in.as_deref(),
                 description: &description,
+                allowed_ips: &allow_ips,
             };
             let token = runtime()?.block_on(commands.create_token(args))?;
             println!("{token}");
@@ -56,6 +57,11 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::Revoke { token_id }) => {
             let commands = Commands::new(cli::open(&url)?, &url);
             eprintln!("{}", runtime()?.block_on(commands.revoke_token(&token_id))?);
+            Ok(())
+        }
+        Command::Token(TokenCommand::AllowIp { token_id, cidrs }) => {
+            let commands = Commands::new(cli::open(&url)?, &url);
+            eprintln!("{}", runtime()?.block_on(commands.set_allowed_ips(&token_id, &cidrs))?);
             Ok(())
         }
         Command::App(AppCommand::Create {

@@ -19,6 +19,8 @@ pub enum Outcome {
     InsufficientScope,
     RateLimited,
     HttpsRequired,
+    /// The token's IP allowlist does not hold the caller's address.
+    IpNotAllowed,
     /// The server failed, or could not check the request.
     Error,
     /// A security event that did not succeed (a failed sign-in).
@@ -26,7 +28,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Ok,
         Outcome::Unauthorized,
         Outcome::InvalidToken,
@@ -35,6 +37,7 @@ impl Outcome {
         Outcome::InsufficientScope,
         Outcome::RateLimited,
         Outcome::HttpsRequired,
+        Outcome::IpNotAllowed,
         Outcome::Error,
         Outcome::Failed,
     ];
@@ -49,6 +52,7 @@ impl Outcome {
             Outcome::InsufficientScope => "insufficient_scope",
             Outcome::RateLimited => "rate_limited",
             Outcome::HttpsRequired => "https_required",
+            Outcome::IpNotAllowed => "ip_not_allowed",
             Outcome::Error => "error",
             Outcome::Failed => "failed",
         }

@@ -48,6 +48,7 @@ diesel::table! {
         rate_limit_per_minute -> Nullable<Integer>,
         oauth_grant_id -> Nullable<BigInt>,
         oauth_family -> Nullable<Text>,
+        allowed_ips -> Nullable<Text>,
     }
 }
 

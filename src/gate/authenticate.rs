@@ -129,6 +129,11 @@ pub async fn authenticate(
     if let Some(expired_at) = credential.expires_at.filter(|at| *at <= now) {
         return Err(GateError::TokenExpired { expired_at });
     }
+    if let Some(allowed) = &credential.allowed_ips {
+        if !from.is_some_and(|ip| allowed.allows(ip)) {
+            return Err(GateError::IpNotAllowed { ip: from });
+        }
+    }
     Ok(Authenticated { credential: credential.clone() })
 }
 

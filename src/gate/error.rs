@@ -35,6 +35,11 @@ pub enum GateError {
         retry_after_secs: u64,
     },
     HttpsRequired,
+    /// The token's IP allowlist does not hold the caller's address (as the
+    /// `--trusted-proxy` rules determine it).
+    IpNotAllowed {
+        ip: Option<std::net::IpAddr>,
+    },
     /// The request itself is malformed (two `Authorization` headers).
     InvalidRequest(&'static str),
     /// The token could not be checked (the database is away, or the
@@ -58,6 +63,7 @@ impl GateError {
             GateError::InsufficientScope { .. } => "insufficient_scope",
             GateError::RateLimited { .. } => "rate_limited",
             GateError::HttpsRequired => "https_required",
+            GateError::IpNotAllowed { .. } => "ip_not_allowed",
             GateError::InvalidRequest(_) => "invalid_request",
             GateError::Unavailable => "temporarily_unavailable",
             GateError::NotFound => "not_found",
@@ -75,6 +81,7 @@ impl GateError {
             GateError::InsufficientScope { .. } => Outcome::InsufficientScope,
             GateError::RateLimited { .. } => Outcome::RateLimited,
             GateError::HttpsRequired => Outcome::HttpsRequired,
+            GateError::IpNotAllowed { .. } => Outcome::IpNotAllowed,
             GateError::InvalidRequest(_)
             | GateError::Unavailable
             | GateError::NotFound
@@ -88,7 +95,9 @@ impl GateError {
             | GateError::InvalidToken(_)
             | GateError::TokenRevoked
             | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
-            GateError::InsufficientScope { .. } | GateError::HttpsRequired => StatusCode::FORBIDDEN,
+            GateError::InsufficientScope { .. } | GateError::HttpsRequired | GateError::IpNotAllowed { .. } => {
+                StatusCode::FORBIDDEN
+            }
             GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GateError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GateError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +126,10 @@ impl GateError {
             GateError::HttpsRequired => {
                 "API tokens must be sent over HTTPS. This request was refused and its token was not checked.".into()
             }
+            GateError::IpNotAllowed { ip } => format!(
+                "This token may not be used from {}: it is restricted to an IP allowlist. Call from an allowed address, or change the list on the token's page.",
+                ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+            ),
             GateError::InvalidRequest(why) => format!("The request is malformed: {why}."),
             GateError::Unavailable => "The token could not be checked right now. Retry in a moment.".into(),
             GateError::NotFound => "There is no API endpoint at this path.".into(),
@@ -157,6 +170,7 @@ impl GateError {
             GateError::TokenExpired { expired_at } => Some(("expired_at", rfc3339(*expired_at).into())),
             GateError::InsufficientScope { required } => Some(("required_scope", required.as_str().into())),
             GateError::RateLimited { retry_after_secs } => Some(("retry_after", (*retry_after_secs).into())),
+            GateError::IpNotAllowed { ip } => Some(("ip", ip.map(|ip| ip.to_string()).into())),
             _ => None,
         };
         let mut response = json_error(self.status(), self.code(), &self.message(), request_id, extra);

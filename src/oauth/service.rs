@@ -329,6 +329,7 @@ impl OAuth {
                 secret_hash: &stored_digest(access.secret()),
                 expiry: Expiry::At(access_expires_at),
                 oauth: Some((grant.id, family)),
+                allowed_ips: None,
             },
             now,
         )?;

@@ -103,6 +103,7 @@ fn token_page(
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "admin-tokens"),
         token: TokenView { seller_email: email, ..TokenView::new(token, db::now()) },
+        allowlist: None,
         rate_limit: Some(RateLimitForm {
             csrf_token: user.csrf_token.clone(),
             value,

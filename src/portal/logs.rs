@@ -30,6 +30,7 @@ const OUTCOMES: &[&str] = &[
     "insufficient_scope",
     "rate_limited",
     "https_required",
+    "ip_not_allowed",
     "error",
     "failed",
 ];

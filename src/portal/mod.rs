@@ -34,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens", web::post().to(tokens::create))
         .route("/settings/tokens/new", web::get().to(tokens::new_form))
         .route("/settings/tokens/{id}", web::get().to(tokens::show))
+        .route("/settings/tokens/{id}/allowed-ips", web::post().to(tokens::set_allowed_ips))
         .route("/settings/tokens/{id}/revoke", web::get().to(tokens::revoke_form))
         .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
         .route("/settings/tokens/{id}/rotate", web::get().to(tokens::rotate_form))

@@ -4,6 +4,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 
 use super::session::CurrentUser;
+use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::scopes::CATALOGUE;
 use crate::tokens::store::ApiToken;
 use crate::tokens::{ScopeSet, TokenKind};
@@ -61,6 +62,8 @@ pub struct TokenView {
     /// The current secret's issue time, as the rotate form echoes it back.
     pub issued_marker: String,
     pub grace_until: Option<String>,
+    /// The IP allowlist's entries; empty: any address.
+    pub allowed_ips: Vec<String>,
 }
 
 impl TokenView {
@@ -99,6 +102,12 @@ impl TokenView {
             seller_email: String::new(),
             issued_marker: token.secret_issued_at.and_utc().timestamp_micros().to_string(),
             grace_until: token.previous_secret_expires_at.filter(|until| *until > now).map(display_time),
+            allowed_ips: token
+                .allowed_ips
+                .as_deref()
+                .and_then(IpAllowlist::from_stored)
+                .map(|list| list.entries().collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -191,6 +200,7 @@ pub struct NewTokenPage {
     pub kind: String,
     pub expires: String,
     pub expires_on: String,
+    pub allowed_ips: String,
     pub min_date: String,
     pub groups: Vec<ScopeGroupView>,
     pub expiry_options: &'static [ExpiryOption],
@@ -213,6 +223,16 @@ pub struct TokenPage {
     pub token: TokenView,
     /// Admins can change the token's rate limit here.
     pub rate_limit: Option<RateLimitForm>,
+    /// Its owner edits the IP allowlist here.
+    pub allowlist: Option<AllowlistForm>,
+}
+
+pub struct AllowlistForm {
+    pub csrf_token: String,
+    /// As typed, or the current entries one a line.
+    pub value: String,
+    pub error: Option<String>,
+    pub saved: bool,
 }
 
 pub struct RateLimitForm {

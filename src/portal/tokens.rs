@@ -8,13 +8,14 @@ use serde::Deserialize;
 use super::error::PortalError;
 use super::forms::FormFields;
 use super::pages::{
-    scope_groups, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView, TokensPage,
-    EXPIRY_OPTIONS, GRACE_OPTIONS,
+    scope_groups, AllowlistForm, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView,
+    TokensPage, EXPIRY_OPTIONS, GRACE_OPTIONS,
 };
 use super::session::{actor_context, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::db;
 use crate::state::AppState;
+use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::input::{parse_description, parse_form_expiry, parse_kind, parse_scopes, TokenName};
 use crate::tokens::service::{IssueRequest, Issued};
 use crate::tokens::store::{self, ApiToken, TokenStoreError};
@@ -99,6 +100,7 @@ fn new_token_page(user: &CurrentUser, form: Option<&FormFields>, errors: Vec<Str
         kind: field("kind", "service"),
         expires: field("expires", "90"),
         expires_on: field("expires_on", ""),
+        allowed_ips: field("allowed_ips", ""),
         min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
         groups: scope_groups(&selected),
         expiry_options: EXPIRY_OPTIONS,
@@ -110,17 +112,31 @@ pub async fn new_form(user: CurrentUser) -> Result<HttpResponse, PortalError> {
     render(StatusCode::OK, &new_token_page(&user, None, Vec::new()))
 }
 
+/// What the create form asks for, every field valid.
+struct NewTokenForm {
+    name: TokenName,
+    description: String,
+    kind: TokenKind,
+    scopes: ScopeSet,
+    expiry: store::Expiry,
+    allowed_ips: Option<IpAllowlist>,
+}
+
 /// Every field's problem at once, or everything needed to create the token.
-fn parse_new_token(form: &FormFields) -> Result<(TokenName, String, TokenKind, ScopeSet, store::Expiry), Vec<String>> {
+fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<String>> {
     let name = TokenName::parse(form.get("name"));
     let description = parse_description(form.get("description"));
     let kind = parse_kind(form.get("kind"));
     let scopes = kind.clone().and_then(|kind| parse_scopes(kind, form.get_all("scope")));
     let expiry = parse_form_expiry(form.get("expires"), form.get("expires_on"), db::now().date());
-    match (name, description, kind, scopes, expiry) {
-        (Ok(n), Ok(d), Ok(k), Ok(s), Ok(e)) => Ok((n, d, k, s, e)),
-        (n, d, k, s, e) => {
-            let mut errors: Vec<String> = [n.err(), d.err(), k.clone().err(), e.err()].into_iter().flatten().collect();
+    let allowed_ips = IpAllowlist::parse([form.get("allowed_ips")]).map_err(|errors| errors.join(" "));
+    match (name, description, kind, scopes, expiry, allowed_ips) {
+        (Ok(name), Ok(description), Ok(kind), Ok(scopes), Ok(expiry), Ok(allowed_ips)) => {
+            Ok(NewTokenForm { name, description, kind, scopes, expiry, allowed_ips })
+        }
+        (n, d, k, s, e, a) => {
+            let mut errors: Vec<String> =
+                [n.err(), d.err(), k.clone().err(), e.err(), a.err()].into_iter().flatten().collect();
             if k.is_ok() {
                 errors.extend(s.err());
             }
@@ -139,18 +155,19 @@ pub async fn create(
     if !user.verify_csrf(form.csrf()) {
         return render(StatusCode::FORBIDDEN, &new_token_page(&user, Some(&form), vec![CSRF_FAILED.into()]));
     }
-    let (name, description, kind, scopes, expiry) = match parse_new_token(&form) {
+    let parsed = match parse_new_token(&form) {
         Ok(parsed) => parsed,
         Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), errors)),
     };
     let request = IssueRequest {
         seller_id: user.account.id,
         created_by: user.account.id,
-        name,
-        description,
-        kind,
-        scopes,
-        expiry,
+        name: parsed.name,
+        description: parsed.description,
+        kind: parsed.kind,
+        scopes: parsed.scopes,
+        expiry: parsed.expiry,
+        allowed_ips: parsed.allowed_ips,
     };
     match state.tokens.issue(request, actor_context(&req, &user)).await {
         Ok(Issued { token, plain }) => show_once(&user, &token, &plain, false),
@@ -177,18 +194,73 @@ fn show_once(
     render(StatusCode::OK, &page)
 }
 
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    saved: Option<String>,
+}
+
+fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) -> TokenPage {
+    TokenPage {
+        layout: Layout::for_user(token.name.clone(), user, "tokens"),
+        token: TokenView::new(token, db::now()),
+        rate_limit: None,
+        allowlist: Some(allowlist),
+    }
+}
+
+fn allowlist_form(user: &CurrentUser, token: &ApiToken, value: Option<&str>, error: Option<String>) -> AllowlistForm {
+    let current = || TokenView::new(token, db::now()).allowed_ips.join("\n");
+    AllowlistForm {
+        csrf_token: user.csrf_token.clone(),
+        value: value.map_or_else(current, str::to_owned),
+        error,
+        saved: false,
+    }
+}
+
 pub async fn show(
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    let page = TokenPage {
-        layout: Layout::for_user(token.name.clone(), &user, "tokens"),
-        token: TokenView::new(&token, db::now()),
-        rate_limit: None,
+    let form = AllowlistForm { saved: query.saved.is_some(), ..allowlist_form(&user, &token, None, None) };
+    render(StatusCode::OK, &token_page(&user, &token, form))
+}
+
+/// Sets or clears the token's IP allowlist; the next request anywhere is
+/// checked against it.
+pub async fn set_allowed_ips(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let form = FormFields::parse(&body);
+    let typed = form.get("allowed_ips");
+    if !user.verify_csrf(form.csrf()) {
+        let page = token_page(&user, &token, allowlist_form(&user, &token, Some(typed), Some(CSRF_FAILED.into())));
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+    if token.revoked_at.is_some() {
+        let error = Some(TokenStoreError::Revoked.to_string());
+        return render(
+            StatusCode::CONFLICT,
+            &token_page(&user, &token, allowlist_form(&user, &token, Some(typed), error)),
+        );
+    }
+    let allowed = match IpAllowlist::parse([typed]) {
+        Ok(allowed) => allowed,
+        Err(errors) => {
+            let form = allowlist_form(&user, &token, Some(typed), Some(errors.join(" ")));
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &token_page(&user, &token, form));
+        }
     };
-    render(StatusCode::OK, &page)
+    state.tokens.set_allowed_ips(&token, allowed, actor_context(&req, &user)).await.map_err(PortalError::from_store)?;
+    Ok(redirect(&format!("/settings/tokens/{}?saved=allowlist", token.public_id)))
 }
 
 pub async fn revoke_form(

@@ -9,6 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::AsyncPgConnection;
 
+use super::allowlist::IpAllowlist;
 use super::kind::TokenKind;
 use super::scopes::ScopeSet;
 use super::store::ApiToken;
@@ -38,6 +39,8 @@ pub struct Credential {
     pub rate_limit_per_minute: Option<u32>,
     /// The app and grant behind an OAuth access token.
     pub oauth: Option<OAuthClient>,
+    /// Where calls may come from; `None`: anywhere.
+    pub allowed_ips: Option<IpAllowlist>,
     /// `Keygate-Token-Expiration`: RFC 3339, or `never`.
     pub expiration_header: String,
     /// `Keygate-Token-Rotate-By`, once rotation is due.
@@ -92,6 +95,7 @@ impl StoredCredential {
             rotation_due_at,
             rate_limit_per_minute: token.rate_limit_per_minute.map(|n| n.max(1) as u32),
             oauth: None,
+            allowed_ips: token.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
             expiration_header: token.expires_at.map_or_else(|| "never".to_owned(), crate::time::rfc3339),
             rotate_by_header: rotation_due_at.map(|at| (at, crate::time::rfc3339(at))),
         };

@@ -2,6 +2,7 @@
 //! kinds, the scope catalogue, the stored rows, the gate's memory of them,
 //! and the service that issues, rotates and revokes them.
 
+pub mod allowlist;
 pub mod cache;
 pub mod credential;
 pub mod format;

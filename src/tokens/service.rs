@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, NaiveDateTime};
 
+use super::allowlist::IpAllowlist;
 use super::cache::TokenCache;
 use super::format::{PlainToken, TokenId};
 use super::input::TokenName;
@@ -27,6 +28,8 @@ pub struct IssueRequest {
     pub kind: TokenKind,
     pub scopes: ScopeSet,
     pub expiry: Expiry,
+    /// Where calls may come from; `None`: anywhere.
+    pub allowed_ips: Option<IpAllowlist>,
 }
 
 /// A token as just issued or rotated: its row, and the string to show once.
@@ -75,6 +78,7 @@ impl Tokens {
                         secret_hash: &secret_hash,
                         expiry: request.expiry,
                         oauth: None,
+                        allowed_ips: request.allowed_ips.as_ref(),
                     };
                     store::insert(conn, new, now)?;
                     let about = EventContext {
@@ -156,6 +160,39 @@ impl Tokens {
             .await;
         self.cache.invalidate();
         revoked
+    }
+
+    /// Sets or clears (`None`) a token's IP allowlist; applies to the next
+    /// request, on every instance.
+    pub async fn set_allowed_ips(
+        &self,
+        token: &ApiToken,
+        allowed: Option<IpAllowlist>,
+        ctx: EventContext,
+    ) -> Result<ApiToken, TokenStoreError> {
+        let detail = match &allowed {
+            Some(list) => format!("{}: calls only from {}", token.name, list.entries().collect::<Vec<_>>().join(", ")),
+            None => format!("{}: calls from any address", token.name),
+        };
+        let about = EventContext {
+            seller_id: Some(token.seller_id),
+            token_id: Some(token.public_id.clone()),
+            detail: Some(detail),
+            ..ctx
+        };
+        let (row_id, public_id) = (token.id, token.public_id.clone());
+        let changed = self
+            .db
+            .call(move |conn| {
+                db::write_tx(conn, |conn| {
+                    store::set_allowed_ips(conn, row_id, allowed.as_ref())?;
+                    audit::record(conn, SecurityEvent::AllowlistChanged, about)?;
+                    store::find(conn, &public_id)?.ok_or(TokenStoreError::NotFound)
+                })
+            })
+            .await;
+        self.cache.invalidate();
+        changed
     }
 
     /// Sets or clears (`None`) a token's own per-minute limit.

@@ -3,6 +3,7 @@
 //! plain queries on a connection that may already be in a transaction: the
 //! services (`tokens::service`, the OAuth token endpoint) open it.
 
+use super::allowlist::IpAllowlist;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -45,6 +46,8 @@ pub struct ApiToken {
     /// An OAuth access token's grant and chain (see `oauth`).
     pub oauth_grant_id: Option<i64>,
     pub oauth_family: Option<String>,
+    /// The IP allowlist (see `tokens::allowlist`); `None`: any address.
+    pub allowed_ips: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +163,7 @@ pub struct NewToken<'a> {
     pub expiry: Expiry,
     /// An OAuth access token's grant and chain.
     pub oauth: Option<(i64, &'a str)>,
+    pub allowed_ips: Option<&'a IpAllowlist>,
 }
 
 #[derive(Insertable)]
@@ -179,6 +183,7 @@ struct TokenInsert<'a> {
     created_by: i64,
     oauth_grant_id: Option<i64>,
     oauth_family: Option<&'a str>,
+    allowed_ips: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +241,7 @@ pub fn insert(conn: &mut DbConnection, new: NewToken<'_>, now: NaiveDateTime) ->
             created_by: new.created_by,
             oauth_grant_id: new.oauth.map(|(grant, _)| grant),
             oauth_family: new.oauth.map(|(_, family)| family),
+            allowed_ips: new.allowed_ips.map(IpAllowlist::to_stored),
         })
         .execute(conn)
         .map(drop)
@@ -297,6 +303,14 @@ pub fn revoke(conn: &mut DbConnection, row_id: i64, by: Option<i64>, now: NaiveD
         .set((api_tokens::revoked_at.eq(now), api_tokens::revoked_by.eq(by)))
         .execute(conn)?;
     Ok(updated == 1)
+}
+
+/// Sets or clears (`None`) a token's IP allowlist.
+pub fn set_allowed_ips(conn: &mut DbConnection, row_id: i64, allowed: Option<&IpAllowlist>) -> QueryResult<()> {
+    diesel::update(api_tokens::table.find(row_id))
+        .set(api_tokens::allowed_ips.eq(allowed.map(IpAllowlist::to_stored)))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Sets or clears (`None`) a token's own per-minute limit.
@@ -382,6 +396,7 @@ impl ApiToken {
             rate_limit_per_minute: None,
             oauth_grant_id: None,
             oauth_family: None,
+            allowed_ips: None,
         }
     }
 }

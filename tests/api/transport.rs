@@ -14,6 +14,7 @@ async fn token_for(pool: &keygate::db::DbPool, url: &keygate::db::DatabaseUrl, e
         scopes: &["orders:read".to_owned()],
         expires_in: None,
         description: "",
+        allowed_ips: &[],
     };
     keygate::cli::Commands::new(pool.clone(), url).create_token(args).await.unwrap()
 }
