@@ -94,6 +94,31 @@ fn user_and_token_commands_work_end_to_end() {
         keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &public_id_of(stdout.trim())).unwrap().unwrap();
     assert_eq!(personal.expires_at, None);
 
+    let (_, stderr) = cli.ok(&["token", "allow-ip", &id, "203.0.113.7", "2001:db8::/32"]);
+    assert!(stderr.contains("takes calls only from 203.0.113.7, 2001:db8::/32"), "{stderr}");
+    let stored = keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &id).unwrap().unwrap();
+    assert_eq!(stored.allowed_ips.as_deref(), Some("203.0.113.7 2001:db8::/32"));
+    let (_, stderr) = cli.ok(&["token", "allow-ip", &id]);
+    assert!(stderr.contains("takes calls from any address"), "{stderr}");
+    assert_eq!(keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &id).unwrap().unwrap().allowed_ips, None);
+    let (stdout, _) = cli.ok(&[
+        "token",
+        "create",
+        "--email",
+        "ana@shop.test",
+        "--name",
+        "office",
+        "--kind",
+        "personal",
+        "--allow-ip",
+        "198.51.100.0/24",
+        "--allow-ip",
+        "::1",
+    ]);
+    let office =
+        keygate::tokens::store::find(&mut cli.pool().get().unwrap(), &public_id_of(stdout.trim())).unwrap().unwrap();
+    assert_eq!(office.allowed_ips.as_deref(), Some("198.51.100.0/24 ::1"));
+
     let (_, stderr) = cli.ok(&["token", "revoke", &id]);
     assert!(stderr.contains("revoked token"));
     let (_, stderr) = cli.ok(&["token", "revoke", &id]);
@@ -120,6 +145,10 @@ fn bad_flags_get_specific_errors_and_change_nothing() {
     cli.fails(&with(&["service", "--scope", "orders:read", "--expires-in", "soon"]), "--expires-in");
     cli.fails(&with(&["personal", "--scope", "orders:read"]), "personal token carries every scope");
     cli.fails(&with(&["robot"]), "invalid value 'robot'");
+    cli.fails(&with(&["personal", "--allow-ip", "10.0.0.0/33"]), "--allow-ip: `10.0.0.0/33`: the mask must be");
+    cli.fails(&with(&["personal", "--allow-ip", "office"]), "--allow-ip: `office` is not an IP address or a CIDR");
+    cli.fails(&["token", "allow-ip", "not-an-id", "10.0.0.1"], "is not a token id");
+    cli.fails(&["token", "allow-ip", "AAAAAAAAAAAAAAAA", "10.0.0.1"], "no token has the id");
     cli.fails(
         &["token", "create", "--email", "zed@shop.test", "--name", "x", "--kind", "personal"],
         "no account has the email",

@@ -18,5 +18,6 @@ mod openapi;
 mod pages;
 mod postgres;
 mod seller_api;
+mod token_safety;
 mod tokens;
 mod transport;
