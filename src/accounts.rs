@@ -145,6 +145,11 @@ pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<Account>> {
 }
 
 /// The emails of these accounts, by id.
+/// The account's email.
+pub fn email_of(conn: &mut DbConnection, id: i64) -> QueryResult<String> {
+    accounts::table.find(id).select(accounts::email).first(conn)
+}
+
 pub fn emails_by_id(conn: &mut DbConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
     accounts::table.filter(accounts::id.eq_any(ids)).select((accounts::id, accounts::email)).load(conn)
 }

@@ -226,6 +226,27 @@ impl Commands {
     }
 }
 
+impl Commands {
+    /// One reminder run (`keygate reminders send`); a line for the operator.
+    pub async fn send_reminders(
+        &self,
+        mail: crate::mail::MailSettings,
+        public_url: &crate::config::PublicUrl,
+    ) -> anyhow::Result<String> {
+        let mailer = crate::mail::Mailer::new(&mail)?;
+        let report = crate::tokens::reminders::send_due(&self.db, &mailer, public_url, crate::db::now()).await?;
+        if report.mail_off {
+            return Ok("no --smtp-url: no reminder sent (the portal shows them)".into());
+        }
+        let line =
+            format!("sent {} reminders; {} already sent or claimed by another instance", report.sent, report.skipped);
+        if report.failed > 0 {
+            bail!("{line}; {} could not be sent (see the log above); the next run retries them", report.failed);
+        }
+        Ok(line)
+    }
+}
+
 pub fn prune_logs(conn: &mut DbConnection, retention_days: u32) -> anyhow::Result<usize> {
     Ok(audit::prune(conn, chrono::Duration::days(retention_days.into()))?)
 }

@@ -85,6 +85,9 @@ pub enum Command {
     /// Manage OAuth apps.
     #[command(subcommand)]
     App(AppCommand),
+    /// Token reminders by email.
+    #[command(subcommand)]
+    Reminders(RemindersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +176,38 @@ pub enum LogsCommand {
     },
 }
 
+/// Email: token reminders and leak notices.
+#[derive(Debug, Clone, Args)]
+pub struct MailArgs {
+    /// Send email through this SMTP server: smtp://[user:password@]host[:port]
+    /// (add ?tls=required for STARTTLS) or smtps://… for TLS. Without it no
+    /// mail is sent and the portal says so.
+    #[arg(long, env = "KEYGATE_SMTP_URL")]
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
+
+    /// The From address of keygate's email.
+    #[arg(long, env = "KEYGATE_MAIL_FROM", default_value = "keygate <keygate@localhost>")]
+    pub mail_from: crate::mail::MailFrom,
+}
+
+impl MailArgs {
+    pub fn settings(self) -> crate::mail::MailSettings {
+        crate::mail::MailSettings { smtp_url: self.smtp_url, from: self.mail_from }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemindersCommand {
+    /// Send the due expiry and rotation reminders once (for cron and tests).
+    Send {
+        #[command(flatten)]
+        mail: MailArgs,
+        /// The base of the links in the reminders.
+        #[arg(long, env = "KEYGATE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: PublicUrl,
+    },
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
@@ -235,6 +270,15 @@ pub struct ServeArgs {
     /// absolute URL it prints or publishes. No trailing slash.
     #[arg(long, env = "KEYGATE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: PublicUrl,
+
+    #[command(flatten)]
+    pub mail: MailArgs,
+
+    /// The secret-scanning partner program's verifying keys, as its own
+    /// JSON: {"public_keys": [{"key_identifier", "key", "is_current"}]}.
+    /// Without it `POST /secret-scanning/report` answers 404.
+    #[arg(long, env = "KEYGATE_LEAK_REPORT_KEYS")]
+    pub leak_report_keys: Option<PathBuf>,
 
     /// Days an OAuth access token lives.
     #[arg(long, env = "KEYGATE_OAUTH_ACCESS_TTL_DAYS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=365))]
@@ -299,6 +343,9 @@ pub struct Config {
     /// HTTP worker threads; 0: one per core but one.
     pub workers: u32,
     pub public_url: PublicUrl,
+    pub mail: crate::mail::MailSettings,
+    /// The secret-scanning partner's keys, read at startup.
+    pub leak_report_keys: Option<PathBuf>,
     pub oauth: OAuthConfig,
 }
 
@@ -320,6 +367,8 @@ impl Config {
             redis_url: args.redis_url,
             workers: args.workers,
             public_url: args.public_url,
+            mail: args.mail.settings(),
+            leak_report_keys: args.leak_report_keys,
             oauth: OAuthConfig {
                 access_ttl: chrono::Duration::days(args.oauth_access_ttl_days.into()),
                 refresh_ttl: chrono::Duration::days(args.oauth_refresh_ttl_days.into()),

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use keygate::cli::{self, AppArgs, Commands, TokenArgs};
-use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, TokenCommand, UserCommand};
+use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand};
 use keygate::startup::Application;
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +89,11 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Command::App(AppCommand::Delete { client_id }) => {
             let commands = Commands::new(cli::open(&url)?, &url);
             eprintln!("{}", runtime()?.block_on(commands.delete_app(&client_id))?);
+            Ok(())
+        }
+        Command::Reminders(RemindersCommand::Send { mail, public_url }) => {
+            let commands = Commands::new(cli::open(&url)?, &url);
+            eprintln!("{}", runtime()?.block_on(commands.send_reminders(mail.settings(), &public_url))?);
             Ok(())
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {

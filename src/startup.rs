@@ -87,6 +87,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
         });
         let gate_for_shutdown = gate.clone();
+        let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
             hasher: hasher.clone(),
@@ -109,8 +110,21 @@ impl Application {
                 limits::MAX_KEYS,
             ),
             clock: clock.clone(),
+            mailer: mailer.clone(),
+            leak_keys: config
+                .leak_report_keys
+                .as_deref()
+                .map(crate::secret_scanning::LeakReportKeys::load)
+                .transpose()?
+                .map(Arc::new),
+            leak_report_failures: FailureBudget::new(
+                crate::secret_scanning::REJECTED_PER_MINUTE,
+                Duration::from_secs(60),
+                limits::MAX_KEYS,
+            ),
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
+        spawn_reminder_task(db.clone(), mailer, config.public_url.clone());
         spawn_summary_task(gate.clone());
 
         let hsts = if config.tls.is_some() { "max-age=31536000" } else { "" };
@@ -139,6 +153,7 @@ impl Application {
                         .configure(crate::api::configure),
                 )
                 .route("/readyz", web::get().to(readyz))
+                .route("/secret-scanning/report", web::post().to(crate::secret_scanning::report))
                 .configure(crate::oauth_endpoints::routes)
                 .configure(crate::portal::routes)
         })
@@ -269,6 +284,27 @@ fn spawn_hourly_task(db: Db, retention_days: u32) {
             tick.tick().await;
             if let Err(e) = hourly(&db, retention, db::now()).await {
                 tracing::warn!(error = %e, "the hourly maintenance failed");
+            }
+        }
+    });
+}
+
+/// Once a day, starting a minute after startup: the due token reminders
+/// (SPEC §2). Every instance runs it; the claims in `token_reminders` make
+/// sure each reminder is sent once.
+fn spawn_reminder_task(db: Db, mailer: crate::mail::Mailer, public_url: crate::config::PublicUrl) {
+    if !mailer.is_on() {
+        tracing::info!("no --smtp-url: token reminders are shown in the portal only");
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+        loop {
+            tick.tick().await;
+            match crate::tokens::reminders::send_due(&db, &mailer, &public_url, db::now()).await {
+                Ok(report) => tracing::info!(sent = report.sent, failed = report.failed, "token reminders"),
+                Err(e) => tracing::warn!(error = %e, "the reminder run failed"),
             }
         }
     });

@@ -41,6 +41,12 @@ pub struct AppState {
     pub oauth_limits: RateLimits<String>,
     /// Failed OAuth client authentications per address and client.
     pub client_auth_failures: FailureBudget<String>,
+    /// The secret-scanning partner's keys; `None`: leak reports are off.
+    pub leak_keys: Option<Arc<crate::secret_scanning::LeakReportKeys>>,
+    /// Rejected leak reports per client address.
+    pub leak_report_failures: FailureBudget<IpAddr>,
+    /// Email to sellers; off without `--smtp-url`.
+    pub mailer: crate::mail::Mailer,
     /// The application's clock (tests move it).
     pub clock: Arc<Clock>,
 }

@@ -248,3 +248,32 @@ diesel::table! {
         value -> Text,
     }
 }
+
+diesel::table! {
+    token_reminders (id) {
+        id -> BigInt,
+        token_id -> BigInt,
+        kind -> Text,
+        secret_issued_at -> Timestamp,
+        claimed_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    token_leaks (id) {
+        id -> BigInt,
+        token_id -> BigInt,
+        seller_id -> BigInt,
+        url -> Text,
+        source -> Text,
+        reported_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(token_reminders -> api_tokens (token_id));
+diesel::joinable!(token_leaks -> api_tokens (token_id));
+diesel::allow_tables_to_appear_in_same_query!(token_reminders, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(token_reminders, accounts);
+diesel::allow_tables_to_appear_in_same_query!(token_leaks, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(token_leaks, accounts);

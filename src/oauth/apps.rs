@@ -312,6 +312,17 @@ pub fn rotate_secret(
         .map(drop)
 }
 
+/// The app one of whose client secrets has this id (current or previous),
+/// with its owner's email.
+pub fn find_by_secret_id(conn: &mut DbConnection, secret_id: &str) -> QueryResult<Option<(App, String)>> {
+    oauth_apps::table
+        .inner_join(accounts::table.on(accounts::id.eq(oauth_apps::owner_id)))
+        .filter(oauth_apps::secret_id.eq(secret_id).or(oauth_apps::previous_secret_id.eq(secret_id)))
+        .select((App::as_select(), accounts::email))
+        .first(conn)
+        .optional()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

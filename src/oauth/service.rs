@@ -103,6 +103,17 @@ pub struct OAuth {
 }
 
 /// `true` when `secret` digests to `stored` (constant time).
+/// An OAuth token a secret-scanning report named, and whose it was.
+#[derive(Debug, Clone)]
+pub struct RevokedOAuthToken {
+    pub seller_id: i64,
+    pub app_name: String,
+    pub client_id: String,
+    pub what: &'static str,
+    /// Revoked by this report; `false`: it was dead already.
+    pub newly: bool,
+}
+
 fn digest_matches(stored: &str, secret: &str) -> bool {
     stored.as_bytes().ct_eq(stored_digest(secret).as_bytes()).into()
 }
@@ -621,57 +632,100 @@ impl OAuth {
     /// token of another client, garbage) changes nothing and succeeds.
     pub async fn revoke(&self, app: App, token: String, ctx: EventContext) -> Result<(), OAuthError> {
         let Ok(plain) = PlainToken::parse(token.trim()) else { return Ok(()) };
+        self.revoke_presented(plain, Some(app), ctx, None).await.map(drop)
+    }
+
+    /// A leaked OAuth token (a secret-scanning report): revoked like the
+    /// client's own revocation, whichever app holds it. `None`: not a live
+    /// token of ours.
+    pub async fn revoke_leaked(
+        &self,
+        plain: PlainToken,
+        ctx: EventContext,
+        found_at: &str,
+    ) -> Result<Option<RevokedOAuthToken>, OAuthError> {
+        self.revoke_presented(plain, None, ctx, Some(found_at.to_owned())).await
+    }
+
+    /// Revokes an access token, or a refresh token and its chain, if its
+    /// secret matches and (given `app`) that app holds it.
+    async fn revoke_presented(
+        &self,
+        plain: PlainToken,
+        app: Option<App>,
+        ctx: EventContext,
+        found_at: Option<String>,
+    ) -> Result<Option<RevokedOAuthToken>, OAuthError> {
         let now = self.now();
-        let changed = self
+        let revoked = self
             .db
             .call(move |conn| {
-                db::write_tx(conn, |conn| -> Result<bool, OAuthError> {
+                db::write_tx(conn, |conn| -> Result<Option<RevokedOAuthToken>, OAuthError> {
                     let (grant_id, family, what) = match plain.prefix() {
                         Prefix::OAuthAccess => {
-                            let Some(row) = store::find(conn, plain.id().as_str())? else { return Ok(false) };
+                            let Some(row) = store::find(conn, plain.id().as_str())? else { return Ok(None) };
                             if row.kind != TokenKind::OAuth || !digest_matches(&row.secret_hash, plain.secret()) {
-                                return Ok(false);
+                                return Ok(None);
                             }
                             (row.oauth_grant_id, None, ("an access token", row.id))
                         }
                         Prefix::OAuthRefresh => {
-                            let Some(row) = refresh::find(conn, plain.id().as_str())? else { return Ok(false) };
+                            let Some(row) = refresh::find(conn, plain.id().as_str())? else { return Ok(None) };
                             if !digest_matches(&row.secret_digest, plain.secret()) {
-                                return Ok(false);
+                                return Ok(None);
                             }
                             (Some(row.grant_id), Some(row.family), ("a refresh token and its chain", row.id))
                         }
-                        _ => return Ok(false),
+                        _ => return Ok(None),
                     };
                     let Some(grant) = grant_id.map(|id| grants::find_by_id(conn, id)).transpose()?.flatten() else {
-                        return Ok(false);
+                        return Ok(None);
                     };
-                    if grant.app_id != app.id {
-                        return Ok(false);
+                    let holder = match app {
+                        Some(app) if grant.app_id != app.id => return Ok(None),
+                        Some(app) => app,
+                        None => match apps::find_by_id(conn, grant.app_id)? {
+                            Some(app) => app,
+                            None => return Ok(None),
+                        },
+                    };
+                    let changed = match family {
+                        Some(family) => refresh::revoke_family(conn, &family, now)? > 0,
+                        None => store::revoke(conn, what.1, None, now)?,
+                    };
+                    let revoked = RevokedOAuthToken {
+                        seller_id: grant.seller_id,
+                        app_name: holder.name.clone(),
+                        client_id: holder.client_id.clone(),
+                        what: what.0,
+                        newly: changed,
+                    };
+                    if !changed && found_at.is_some() {
+                        // Genuine, but already dead: nothing to do or to tell.
+                        return Ok(Some(revoked));
                     }
-                    match family {
-                        Some(family) => {
-                            refresh::revoke_family(conn, &family, now)?;
-                        }
-                        None => {
-                            store::revoke(conn, what.1, None, now)?;
-                        }
-                    }
+                    let detail = match &found_at {
+                        None => format!("{} ({}) revoked {}", holder.name, holder.client_id, what.0),
+                        Some(url) => format!(
+                            "{} of {} ({}) was found in public at {url} and revoked",
+                            what.0, holder.name, holder.client_id
+                        ),
+                    };
                     let about = EventContext {
-                        client_id: Some(app.client_id.clone()),
+                        client_id: Some(holder.client_id.clone()),
                         seller_id: Some(grant.seller_id),
-                        detail: Some(format!("{} ({}) revoked {}", app.name, app.client_id, what.0)),
+                        detail: Some(detail),
                         ..ctx
                     };
                     audit::record(conn, SecurityEvent::OAuthTokenRevoked, about)?;
-                    Ok(true)
+                    Ok(Some(revoked))
                 })
             })
             .await?;
-        if changed {
+        if revoked.as_ref().is_some_and(|r| r.newly) {
             self.tokens.invalidate();
         }
-        Ok(())
+        Ok(revoked)
     }
 
     /// RFC 7662: what the client may know of one of its own tokens.

@@ -143,6 +143,39 @@ pub struct TokensPage {
     pub tokens: Vec<TokenView>,
     pub banner: Option<String>,
     pub notice: Option<String>,
+    pub notices: TokenNotices,
+}
+
+/// What the tokens page says about the tokens' safety: leaks a secret
+/// scanner reported, and whether reminders go out by email.
+pub struct TokenNotices {
+    pub leaks: Vec<LeakView>,
+    pub mail_off: bool,
+}
+
+pub struct LeakView {
+    pub token_name: String,
+    pub token_public_id: String,
+    pub url: String,
+    pub url_is_link: bool,
+    pub source: String,
+    pub reported: String,
+    pub reported_iso: String,
+}
+
+impl LeakView {
+    pub fn new(leak: crate::tokens::leaks::Leak) -> Self {
+        Self {
+            reported: leak.reported_at.format("%b %-d, %Y %H:%M UTC").to_string(),
+            reported_iso: crate::time::rfc3339(leak.reported_at),
+            token_name: leak.token_name,
+            token_public_id: leak.token_public_id,
+            // Only web addresses become links.
+            url_is_link: leak.url.starts_with("https://") || leak.url.starts_with("http://"),
+            url: leak.url,
+            source: leak.source,
+        }
+    }
 }
 
 pub struct ScopeChoice {

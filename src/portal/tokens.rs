@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::error::PortalError;
 use super::forms::FormFields;
 use super::pages::{
-    scope_groups, AllowlistForm, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView,
-    TokensPage, EXPIRY_OPTIONS, GRACE_OPTIONS,
+    scope_groups, AllowlistForm, Layout, LeakView, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage,
+    TokenNotices, TokenPage, TokenView, TokensPage, EXPIRY_OPTIONS, GRACE_OPTIONS,
 };
 use super::session::{actor_context, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
@@ -43,8 +43,16 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let seller_id = user.account.id;
-    let tokens = state.db.run(move |conn| store::list_for_seller(conn, seller_id)).await?;
     let now = db::now();
+    let (tokens, leaks) = state
+        .db
+        .run(move |conn| {
+            Ok((
+                store::list_for_seller(conn, seller_id)?,
+                crate::tokens::leaks::recent_for_seller(conn, seller_id, now)?,
+            ))
+        })
+        .await?;
     let notice = query.revoked.as_deref().and_then(|id| {
         tokens
             .iter()
@@ -57,6 +65,10 @@ pub async fn list(
         tokens: tokens.iter().map(|t| TokenView::new(t, now)).collect(),
         banner,
         notice,
+        notices: TokenNotices {
+            leaks: leaks.into_iter().map(LeakView::new).collect(),
+            mail_off: !state.mailer.is_on(),
+        },
     };
     render(StatusCode::OK, &page)
 }

@@ -9,6 +9,8 @@ pub mod format;
 pub mod input;
 pub mod instances;
 pub mod kind;
+pub mod leaks;
+pub mod reminders;
 pub mod scopes;
 pub mod service;
 pub mod store;

@@ -167,6 +167,8 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         redis_url: None,
         workers: 0,
         public_url: "http://127.0.0.1:8080".parse().unwrap(),
+        mail: keygate::mail::MailSettings::default(),
+        leak_report_keys: None,
         // The authorize limit (5 per 10 s per address) has its own test;
         // elsewhere one address plays many sellers.
         oauth: keygate::config::OAuthConfig { authorize_per_10s: 10_000, ..Default::default() },

@@ -18,6 +18,7 @@ mod openapi;
 mod pages;
 mod postgres;
 mod seller_api;
+mod smtp;
 mod token_safety;
 mod tokens;
 mod transport;

@@ -235,3 +235,168 @@ async fn the_allowlist_sees_the_address_the_trusted_proxy_rules_give() {
     let (status, body) = via([127, 0, 0, 9], "203.0.113.9").await;
     assert_eq!((status, body["ip"].as_str()), (StatusCode::FORBIDDEN, Some("127.0.0.9")));
 }
+
+// ---- reminders ---------------------------------------------------------------
+
+/// Sets a token's dates as if it had been created `created_days_ago`, its
+/// secret issued `issued_days_ago`, expiring in `expires_in_days`.
+fn set_dates(
+    app: &TestApp,
+    public_id: &str,
+    created_days_ago: i64,
+    issued_days_ago: i64,
+    expires_in_days: Option<i64>,
+) {
+    use diesel::prelude::*;
+    use keygate::db::schema::api_tokens;
+    let now = keygate::db::now();
+    diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(public_id)))
+        .set((
+            api_tokens::created_at.eq(now - chrono::Duration::days(created_days_ago)),
+            api_tokens::secret_issued_at.eq(now - chrono::Duration::days(issued_days_ago)),
+            api_tokens::expires_at.eq(expires_in_days.map(|d| now + chrono::Duration::days(d))),
+        ))
+        .execute(&mut app.pool.get().unwrap())
+        .unwrap();
+    app.tokens.invalidate();
+}
+
+fn reminder_rows(app: &TestApp) -> Vec<(i64, String, Option<chrono::NaiveDateTime>)> {
+    use diesel::prelude::*;
+    use keygate::db::schema::token_reminders as r;
+    r::table.select((r::token_id, r::kind, r::sent_at)).order(r::id).load(&mut app.pool.get().unwrap()).unwrap()
+}
+
+fn mail_to(smtp: &crate::smtp::SmtpServer) -> keygate::mail::MailSettings {
+    keygate::mail::MailSettings { smtp_url: Some(smtp.url().parse().unwrap()), ..Default::default() }
+}
+
+#[tokio::test]
+async fn reminders_go_out_once_per_token_and_secret_even_from_several_instances_at_once() {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (_, expiring) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    let (_, rotation_soon) = create_service_token(&seller, "wms", &["orders:read"]).await;
+    let (_, rotation_due) = create_service_token(&seller, "books", &["orders:read"]).await;
+    let (_, quiet) = create_service_token(&seller, "fresh", &["orders:read"]).await;
+    set_dates(&app, &expiring, 40, 40, Some(5));
+    set_dates(&app, &rotation_soon, 82, 82, None);
+    set_dates(&app, &rotation_due, 91, 91, Some(60));
+    set_dates(&app, &quiet, 1, 1, Some(89));
+    let public_url: keygate::config::PublicUrl = "https://keygate.shop.example".parse().unwrap();
+
+    // Four "instances" run the daily job at the same moment.
+    let runs = (0..4).map(|_| {
+        let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+        let (mail, public_url) = (mail_to(&smtp), public_url.clone());
+        tokio::spawn(async move { commands.send_reminders(mail, &public_url).await.unwrap() })
+    });
+    let said: Vec<String> = futures_join(runs).await;
+    eprintln!("{said:#?}");
+    let mails = smtp.wait_for(3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mails = if smtp.received().len() > mails.len() { smtp.received() } else { mails };
+    assert_eq!(
+        mails.len(),
+        3,
+        "one mail per due reminder: {:#?}",
+        mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    let sent: usize = said.iter().map(|line| line.split(' ').nth(1).unwrap().parse::<usize>().unwrap()).sum();
+    assert_eq!(sent, 3, "{said:?}");
+
+    let by_subject = |needle: &str| {
+        mails.iter().find(|m| m.subject.contains(needle)).unwrap_or_else(|| panic!("no mail with {needle}"))
+    };
+    let expiry = by_subject("“erp” expires in less than 7 days");
+    assert_eq!(expiry.to, ["ana@shop.test"]);
+    assert_eq!(expiry.header_to, "ana@shop.test");
+    assert_eq!(expiry.auth, Some(("keygate".to_owned(), "mail pass".to_owned())), "the URL's credentials are used");
+    assert!(expiry.header_from.contains("keygate@localhost"), "{}", expiry.header_from);
+    assert_eq!(expiry.from, "keygate@localhost", "the envelope sender");
+    assert!(
+        expiry.body.contains(&format!("Open it: https://keygate.shop.example/settings/tokens/{expiring}")),
+        "{}",
+        expiry.body
+    );
+    let expires_at = app.token(&expiring).expires_at.unwrap();
+    assert!(expiry.body.contains(&expires_at.format("%a, %d %b %Y %H:%M UTC").to_string()), "{}", expiry.body);
+    let soon = by_subject("Rotate your keygate token “wms” by");
+    assert!(soon.body.contains("is due for rotation on"), "{}", soon.body);
+    assert!(soon.body.contains(&format!("/settings/tokens/{rotation_soon}")));
+    let due = by_subject("“books” is due for rotation today");
+    assert!(due.body.contains(&format!("/settings/tokens/{rotation_due}")));
+    assert!(!mails.iter().any(|m| m.body.contains(&quiet)), "a fresh token gets nothing");
+    eprintln!("a reminder as the test server received it:\n{}", expiry.raw);
+
+    // Sent reminders are security events; every claim is marked sent.
+    let events = app.events("reminder_sent");
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e.seller_id == Some(app.account_id("ana@shop.test"))));
+    let rows = reminder_rows(&app);
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|(_, _, sent)| sent.is_some()));
+
+    // The next run sends nothing; a rotation (a new secret) earns the
+    // rotation reminders again in 80 days, not now.
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    let said = commands.send_reminders(mail_to(&smtp), &public_url).await.unwrap();
+    assert!(said.starts_with("sent 0 reminders"), "{said}");
+    assert_eq!(smtp.received().len(), 3);
+    set_dates(&app, &rotation_due, 200, 95, Some(60));
+    let said = commands.send_reminders(mail_to(&smtp), &public_url).await.unwrap();
+    assert!(said.starts_with("sent 1 reminders"), "another secret, another reminder: {said}");
+}
+
+async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for handle in handles.collect::<Vec<_>>() {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_reminder_that_cannot_be_sent_is_tried_again_by_the_next_run() {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (_, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    set_dates(&app, &id, 40, 40, Some(3));
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    let public_url: keygate::config::PublicUrl = "http://127.0.0.1:8080".parse().unwrap();
+
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = keygate::mail::MailSettings {
+        smtp_url: Some(format!("smtp://127.0.0.1:{closed}").parse().unwrap()),
+        ..Default::default()
+    };
+    let error = commands.send_reminders(nowhere, &public_url).await.unwrap_err().to_string();
+    assert!(error.contains("1 could not be sent"), "{error}");
+    assert!(reminder_rows(&app).is_empty(), "the claim is given back");
+    assert!(app.events("reminder_sent").is_empty());
+
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let said = commands.send_reminders(mail_to(&smtp), &public_url).await.unwrap();
+    assert!(said.starts_with("sent 1 reminders"), "{said}");
+    assert_eq!(smtp.wait_for(1).await.len(), 1);
+
+    // Without SMTP, nothing is sent and the command says so.
+    let said = commands.send_reminders(Default::default(), &public_url).await.unwrap();
+    assert!(said.contains("no --smtp-url"), "{said}");
+}
+
+#[tokio::test]
+async fn the_tokens_page_says_when_reminders_are_not_mailed() {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let page = seller.get_html("/settings/tokens").await;
+    assert!(page.contains("Email reminders are off on this server"), "{page}");
+
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let mailing = spawn_app_with(|c| c.mail = mail_to(&smtp)).await;
+    let seller = mailing.seller("ana@shop.test").await;
+    let page = seller.get_html("/settings/tokens").await;
+    assert!(!page.contains("Email reminders are off"), "{page}");
+}

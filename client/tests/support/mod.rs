@@ -53,6 +53,8 @@ pub async fn start(customise: impl FnOnce(&mut Config)) -> Keygate {
         redis_url: None,
         workers: 2,
         public_url: address.parse().unwrap(),
+        mail: Default::default(),
+        leak_report_keys: None,
         oauth: OAuthConfig { authorize_per_10s: 10_000, ..OAuthConfig::default() },
     };
     customise(&mut config);
