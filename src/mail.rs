@@ -57,7 +57,9 @@ impl FromStr for SmtpUrl {
             }
         }
         let parsed = Self(s.to_owned());
-        parsed.transport()?;
+        // Only the builder: the pooled transport needs the runtime, and
+        // flags are parsed before it starts.
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(s).map_err(|e| format!("`{}`: {e}", parsed.redacted()))?;
         Ok(parsed)
     }
 }

@@ -661,20 +661,21 @@ impl OAuth {
             .db
             .call(move |conn| {
                 db::write_tx(conn, |conn| -> Result<Option<RevokedOAuthToken>, OAuthError> {
-                    let (grant_id, family, what) = match plain.prefix() {
+                    let (grant_id, family, what, live) = match plain.prefix() {
                         Prefix::OAuthAccess => {
                             let Some(row) = store::find(conn, plain.id().as_str())? else { return Ok(None) };
                             if row.kind != TokenKind::OAuth || !digest_matches(&row.secret_hash, plain.secret()) {
                                 return Ok(None);
                             }
-                            (row.oauth_grant_id, None, ("an access token", row.id))
+                            (row.oauth_grant_id, None, ("an access token", row.id), row.revoked_at.is_none())
                         }
                         Prefix::OAuthRefresh => {
                             let Some(row) = refresh::find(conn, plain.id().as_str())? else { return Ok(None) };
                             if !digest_matches(&row.secret_digest, plain.secret()) {
                                 return Ok(None);
                             }
-                            (Some(row.grant_id), Some(row.family), ("a refresh token and its chain", row.id))
+                            let live = row.revoked_at.is_none();
+                            (Some(row.grant_id), Some(row.family), ("a refresh token and its chain", row.id), live)
                         }
                         _ => return Ok(None),
                     };
@@ -690,8 +691,8 @@ impl OAuth {
                         },
                     };
                     let changed = match family {
-                        Some(family) => refresh::revoke_family(conn, &family, now)? > 0,
-                        None => store::revoke(conn, what.1, None, now)?,
+                        Some(family) => refresh::revoke_family(conn, &family, now)? > 0 || live,
+                        None => store::revoke(conn, what.1, None, now)? || live,
                     };
                     let revoked = RevokedOAuthToken {
                         seller_id: grant.seller_id,

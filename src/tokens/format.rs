@@ -195,6 +195,39 @@ fn encode_checksum(body: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The patterns the README gives secret scanners, by prefix.
+    fn documented_patterns() -> Vec<(String, regex::Regex)> {
+        include_str!("../../README.md")
+            .lines()
+            .filter(|line| line.starts_with("| ") && line.contains("`\\bkg"))
+            .map(|line| {
+                let pattern = line.split('`').nth(1).unwrap();
+                let prefix = pattern.trim_start_matches("\\b").split('_').next().unwrap().to_owned() + "_";
+                (prefix, regex::Regex::new(pattern).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_scanner_patterns_match_every_prefix() {
+        let patterns = documented_patterns();
+        let scanned =
+            [Prefix::Personal, Prefix::Service, Prefix::OAuthAccess, Prefix::OAuthRefresh, Prefix::ClientSecret];
+        assert_eq!(patterns.len(), scanned.len(), "one pattern per kind a scanner looks for");
+        for prefix in scanned {
+            let (_, pattern) = patterns.iter().find(|(p, _)| p == prefix.as_str()).expect("documented");
+            for _ in 0..50 {
+                let token = PlainToken::generate(prefix).expose();
+                let text = format!("API_TOKEN = \"{token}\"\n");
+                assert_eq!(pattern.find(&text).map(|m| m.as_str()), Some(token.as_str()), "{prefix:?}");
+                assert!(!pattern.is_match(&token[..token.len() - 1]), "a truncated token is not matched");
+            }
+            for other in scanned.iter().filter(|o| **o != prefix) {
+                assert!(!pattern.is_match(&PlainToken::generate(*other).expose()), "{prefix:?} vs {other:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_generated_token_round_trips() {
         for prefix in Prefix::ALL {

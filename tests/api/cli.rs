@@ -164,6 +164,17 @@ fn bad_flags_get_specific_errors_and_change_nothing() {
     cli.fails(&["serve", "--workers", "5000"], "--workers");
     cli.fails(&["serve", "--workers", "two"], "invalid value 'two'");
     cli.fails(&["serve", "--allow-signup", "maybe"], "invalid value 'maybe'");
+    cli.fails(&["serve", "--smtp-url", "http://mail.example"], "must be smtp:// or smtps://");
+    cli.fails(&["serve", "--smtp-url", "smtp://mail.example?tls=sometimes"], "tls=sometimes");
+    cli.fails(&["serve", "--mail-from", "not an address"], "is not an email address");
+    cli.fails(&["reminders", "send", "--smtp-url", "mail.example:25"], "the scheme must be smtp:// or smtps://");
+    cli.fails(&["reminders", "send", "--smtp-url", "smtp://"], "the URL names no host");
+    cli.fails(&["reminders", "send", "--smtp-url", "://nope"], "not a URL");
+    cli.fails(&["reminders", "send", "--public-url", "keygate.example"], "is not an absolute URL");
+    cli.fails(
+        &["serve", "--bind", "127.0.0.1:0", "--leak-report-keys", "/nonexistent/keys.json"],
+        "--leak-report-keys /nonexistent/keys.json",
+    );
     cli.fails(
         &["serve", "--bind", "127.0.0.1:0", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
         "--tls-cert /nonexistent/cert.pem",
@@ -294,4 +305,35 @@ fn app_commands_register_and_delete_and_refuse_bad_flags() {
     assert!(stderr.contains(&format!("deleted app {client_id}")), "{stderr}");
     cli.fails(&["app", "delete", &client_id], "no app has the client_id");
     assert_eq!(apps(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_send_mails_what_is_due_once() {
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let cli = Cli::new();
+    cli.ok(&["user", "create", "--email", "ana@shop.test"]);
+    let (stdout, _) = cli.ok(&["token", "create", "--email", "ana@shop.test", "--name", "erp", "--kind", "personal"]);
+    let id = public_id_of(stdout.trim());
+    {
+        use diesel::prelude::*;
+        use keygate::db::schema::api_tokens;
+        let issued = keygate::db::now() - chrono::Duration::days(85);
+        diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(&id)))
+            .set((api_tokens::secret_issued_at.eq(issued), api_tokens::created_at.eq(issued)))
+            .execute(&mut cli.pool().get().unwrap())
+            .unwrap();
+    }
+    let url = smtp.url();
+    let send = ["reminders", "send", "--smtp-url", &url, "--mail-from", "Shop Ops <ops@shop.example>"];
+    let (_, stderr) = cli.ok(&send);
+    assert!(stderr.contains("sent 1 reminders"), "{stderr}");
+    assert!(!stderr.contains("mail%20pass") && !stderr.contains("mail pass"), "the SMTP password is not logged");
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].header_from.contains("ops@shop.example"), "{}", mails[0].header_from);
+    assert!(mails[0].body.contains(&format!("http://127.0.0.1:8080/settings/tokens/{id}")), "{}", mails[0].body);
+    let (_, stderr) = cli.ok(&send);
+    assert!(stderr.contains("sent 0 reminders"), "{stderr}");
+    let (_, stderr) = cli.ok(&["reminders", "send"]);
+    assert!(stderr.contains("no --smtp-url"), "{stderr}");
 }

@@ -400,3 +400,346 @@ async fn the_tokens_page_says_when_reminders_are_not_mailed() {
     let page = seller.get_html("/settings/tokens").await;
     assert!(!page.contains("Email reminders are off"), "{page}");
 }
+
+// ---- leaked-token reports ----------------------------------------------------
+
+struct Scanner {
+    key: p256::ecdsa::SigningKey,
+    key_id: String,
+}
+
+impl Scanner {
+    fn new(key_id: &str) -> Self {
+        Self { key: p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng), key_id: key_id.to_owned() }
+    }
+
+    /// The partner program's key document for these scanners.
+    fn keys_file(scanners: &[&Scanner], dir: &std::path::Path) -> std::path::PathBuf {
+        use p256::pkcs8::EncodePublicKey;
+        let keys: Vec<Value> = scanners
+            .iter()
+            .map(|s| {
+                let pem = s.key.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap();
+                serde_json::json!({ "key_identifier": s.key_id, "key": pem, "is_current": true })
+            })
+            .collect();
+        let path = dir.join("leak-keys.json");
+        std::fs::write(&path, serde_json::json!({ "public_keys": keys }).to_string()).unwrap();
+        path
+    }
+
+    fn signature(&self, body: &[u8]) -> String {
+        use base64::Engine;
+        use p256::ecdsa::signature::Signer;
+        let signature: p256::ecdsa::Signature = self.key.sign(body);
+        base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
+    }
+
+    async fn send(&self, client: &reqwest::Client, app: &TestApp, body: &[u8]) -> (StatusCode, Value) {
+        let response = client
+            .post(format!("{}/secret-scanning/report", app.address))
+            .header("content-type", "application/json")
+            .header("Github-Public-Key-Identifier", &self.key_id)
+            .header("Github-Public-Key-Signature", self.signature(body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn app_with_scanner() -> (TestApp, Scanner, crate::smtp::SmtpServer, tempfile::TempDir) {
+    let scanner = Scanner::new("github-key-1");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Scanner::keys_file(&[&scanner], dir.path());
+    let smtp = crate::smtp::SmtpServer::start().await;
+    let mail = mail_to(&smtp);
+    let app = spawn_app_with(|c| {
+        c.leak_report_keys = Some(keys.clone());
+        c.mail = mail;
+        c.public_url = "https://keygate.shop.example".parse().unwrap();
+    })
+    .await;
+    (app, scanner, smtp, dir)
+}
+
+#[tokio::test]
+async fn a_leaked_token_is_revoked_at_once_and_its_seller_told_where_it_was_found() {
+    let (app, scanner, smtp, _dir) = app_with_scanner().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (leaked, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    let (kept, kept_id) = create_service_token(&seller, "wms", &["orders:read"]).await;
+    let local = client_from([127, 0, 0, 1]);
+    assert_eq!(call(&local, &app, &leaked).await.0, StatusCode::OK);
+
+    // A well-formed token string whose id names no token, one with the
+    // real id and a wrong secret (so its checksum is wrong too), and noise.
+    let unknown = keygate::tokens::PlainToken::generate(keygate::tokens::Prefix::Service).expose();
+    let tampered = format!("{}x", &leaked[..leaked.len() - 1]);
+    let url = "https://github.com/ana/shop-sync/blob/4f2a9c1/config.py";
+    let body = serde_json::json!([
+        { "token": leaked, "type": "keygate_service_token", "url": url, "source": "content" },
+        { "token": unknown, "type": "keygate_service_token", "url": url, "source": "content" },
+        { "token": tampered, "type": "keygate_service_token", "url": url, "source": "commit" },
+        { "token": "kgp_not-a-token", "type": "keygate_personal_token", "url": url, "source": "issue" },
+    ])
+    .to_string();
+    let (status, answer) = scanner.send(&local, &app, body.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    eprintln!("the report's answer: {answer}");
+    let labels: Vec<(&str, &str)> = answer
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["token_hash"].as_str().unwrap(), e["label"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            (sha256_hex(&leaked).as_str(), "true_positive"),
+            (sha256_hex(&unknown).as_str(), "false_positive"),
+            (sha256_hex(&tampered).as_str(), "false_positive"),
+            (sha256_hex("kgp_not-a-token").as_str(), "false_positive"),
+        ]
+    );
+    assert_eq!(answer[0]["token_type"], "keygate_service_token");
+    assert!(!answer.to_string().contains(&leaked), "the answer does not echo the secret");
+
+    // Revoked at once: the very next request is refused.
+    let (status, refusal) = call(&local, &app, &leaked).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refusal}");
+    assert_eq!(refusal["error"], "token_revoked");
+    eprintln!("the revoked token's next request: {status} {refusal}");
+    assert_eq!(call(&local, &app, &kept).await.0, StatusCode::OK, "the other token is untouched");
+    assert!(app.token(&kept_id).revoked_at.is_none());
+
+    // Told by email, naming the URL ...
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].to, ["ana@shop.test"]);
+    assert!(mails[0].subject.contains("“erp” was found in public and revoked"), "{}", mails[0].subject);
+    assert!(mails[0].body.contains(url), "{}", mails[0].body);
+    assert!(mails[0].body.contains(&format!("https://keygate.shop.example/settings/tokens/{id}")));
+    assert!(!mails[0].raw.contains(&leaked), "the mail never carries the secret");
+    // ... and by a banner on the tokens page.
+    let page = seller.get_html("/settings/tokens").await;
+    assert!(page.contains("Token found in public."), "{page}");
+    assert!(page.contains(url), "the banner names the URL");
+    // Another seller sees no banner.
+    let other = app.seller("bo@shop.test").await;
+    assert!(!other.get_html("/settings/tokens").await.contains("Token found in public."));
+
+    // Security events: the revocation, the leak (for the seller), the report.
+    let leaks = app.events("leak_reported");
+    assert_eq!(leaks.len(), 2, "{leaks:#?}");
+    let for_seller = leaks.iter().find(|e| e.token_id.as_deref() == Some(id.as_str())).unwrap();
+    assert_eq!(for_seller.seller_id, Some(app.account_id("ana@shop.test")));
+    assert!(for_seller.detail.as_deref().unwrap().contains(url));
+    let report = leaks.iter().find(|e| e.token_id.is_none()).unwrap();
+    assert!(report.detail.as_deref().unwrap().contains("4 tokens, 1 genuine"), "{:?}", report.detail);
+    assert_eq!(app.events("token_revoked").len(), 1);
+
+    // The same report again (scanners retry): still a true positive, no
+    // second mail, no second leak row.
+    let (status, answer) = scanner.send(&local, &app, body.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer[0]["label"], "true_positive");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(app.events("token_revoked").len(), 1);
+}
+
+#[tokio::test]
+async fn a_report_with_a_bad_or_missing_signature_changes_nothing() {
+    let (app, scanner, smtp, _dir) = app_with_scanner().await;
+    let seller = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    let body = serde_json::json!([{ "token": token, "type": "t", "url": "https://x.example", "source": "content" }])
+        .to_string();
+    let impostor = Scanner { key_id: scanner.key_id.clone(), ..Scanner::new("") };
+    let local = client_from([127, 0, 0, 1]);
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let (local, url) = (local.clone(), format!("{}/secret-scanning/report", app.address));
+        async move {
+            let mut request = local.post(url).body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let signed = scanner.signature(body.as_bytes());
+    let key = ("Github-Public-Key-Identifier", scanner.key_id.clone());
+    let cases: Vec<(Vec<(&'static str, String)>, Vec<u8>, &str)> = vec![
+        (vec![], body.clone().into_bytes(), "must carry the Github-Public-Key-Identifier"),
+        (vec![key.clone()], body.clone().into_bytes(), "must carry"),
+        (
+            vec![key.clone(), ("Github-Public-Key-Signature", impostor.signature(body.as_bytes()))],
+            body.clone().into_bytes(),
+            "does not match the body",
+        ),
+        (
+            vec![key.clone(), ("Github-Public-Key-Signature", signed.clone())],
+            body.replace("x.example", "y.example").into_bytes(),
+            "does not match the body",
+        ),
+        (
+            vec![("Github-Public-Key-Identifier", "other-key".into()), ("Github-Public-Key-Signature", signed.clone())],
+            body.clone().into_bytes(),
+            "names no key keygate knows",
+        ),
+        (vec![key.clone(), ("Github-Public-Key-Signature", "%%%".into())], body.clone().into_bytes(), "not base64"),
+        (
+            vec![key.clone(), ("Github-Public-Key-Signature", "AAAA".into())],
+            body.clone().into_bytes(),
+            "not a DER-encoded ECDSA signature",
+        ),
+    ];
+    for (headers, body, message) in cases {
+        let (status, answer) = post(headers, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        assert_eq!(answer["error"], "invalid_signature");
+        assert!(answer["message"].as_str().unwrap().contains(message), "{message}: {answer}");
+    }
+    assert!(app.token(&id).revoked_at.is_none(), "nothing changed");
+    assert_eq!(call(&local, &app, &token).await.0, StatusCode::OK);
+    assert!(app.events("leak_reported").is_empty());
+    assert_eq!(app.events("leak_report_rejected").len(), 7, "every rejected report is a security event");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(smtp.received().is_empty());
+
+    // Signed, but not a report: a specific 400, nothing changed.
+    for (bad, message) in [
+        ("{\"token\": 1}", "must be a JSON array"),
+        ("[{\"token\": \"kgs_x\", \"type\": \"t\", \"url\": \"u\"}]", "missing field `source`"),
+        (
+            "[{\"token\": \"kgs_x\", \"type\": \"t\", \"url\": \"u\", \"source\": \"s\", \"extra\": 1}]",
+            "unknown field `extra`",
+        ),
+        ("\u{feff}not json at all", "must be a JSON array"),
+    ] {
+        let (status, answer) = scanner.send(&local, &app, bad.as_bytes()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert_eq!(answer["error"], "invalid_report");
+        assert!(answer["message"].as_str().unwrap().contains(message), "{bad}: {answer}");
+    }
+    let many: Vec<Value> =
+        (0..1001).map(|_| serde_json::json!({"token": "x", "type": "t", "url": "u", "source": "s"})).collect();
+    let (status, answer) = scanner.send(&local, &app, serde_json::to_vec(&many).unwrap().as_slice()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["message"].as_str().unwrap().contains("at most 1000 tokens; this one names 1001"), "{answer}");
+    let huge = vec![b' '; keygate::secret_scanning::MAX_BODY + 1];
+    let (status, answer) = scanner.send(&local, &app, &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"], "payload_too_large");
+    assert!(app.token(&id).revoked_at.is_none());
+}
+
+#[tokio::test]
+async fn rejected_reports_are_throttled_per_address_from_many_addresses_at_once() {
+    let (app, scanner, _smtp, _dir) = app_with_scanner().await;
+    let impostor = Scanner { key_id: scanner.key_id.clone(), ..Scanner::new("") };
+    let per_minute = keygate::secret_scanning::REJECTED_PER_MINUTE as usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    for address in 0..4u8 {
+        let client = client_from([127, 0, 9, address + 1]);
+        let (url, signature) = (format!("{}/secret-scanning/report", app.address), impostor.signature(b"[]"));
+        let key_id = impostor.key_id.clone();
+        tasks.spawn(async move {
+            let sends = (0..per_minute + 10).map(|_| {
+                client
+                    .post(&url)
+                    .header("Github-Public-Key-Identifier", &key_id)
+                    .header("Github-Public-Key-Signature", &signature)
+                    .body("[]")
+                    .send()
+            });
+            let answers = one_after_another(sends).await;
+            answers.into_iter().map(|r| r.unwrap().status()).collect::<Vec<_>>()
+        });
+    }
+    let per_address = tasks.join_all().await;
+    for statuses in &per_address {
+        let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+        let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+        assert_eq!(refused + throttled, per_minute + 10, "{statuses:?}");
+        assert!(throttled >= 10 - 2, "each address is throttled after about {per_minute}: {statuses:?}");
+        assert!(refused >= per_minute, "{statuses:?}");
+    }
+    let rows = app.events("leak_report_rejected").len();
+    assert!(rows <= 4 * (per_minute + 2), "throttled reports write no row: {rows}");
+    // A genuine report from a throttled address... is still throttled for
+    // a minute; another address is served.
+    let (status, _) = scanner.send(&client_from([127, 0, 9, 9]), &app, b"[]").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn one_after_another<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    for future in futures.collect::<Vec<_>>() {
+        out.push(future.await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn without_keys_the_report_endpoint_is_not_there() {
+    let app = spawn_app().await;
+    let response =
+        reqwest::Client::new().post(format!("{}/secret-scanning/report", app.address)).body("[]").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("--leak-report-keys"), "{body}");
+}
+
+#[tokio::test]
+async fn leaked_oauth_tokens_and_client_secrets_are_recognised() {
+    use crate::oauth::{register, token_call, tokens_for, REDIRECT};
+    let (app, scanner, smtp, _dir) = app_with_scanner().await;
+    let owner = app.seller("dev@erp.example").await;
+    let client = register(&app, &owner.email, &[REDIRECT], &[], false).await;
+    let seller = app.seller("ana@shop.test").await;
+    let tokens = tokens_for(&app, &client, &seller).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let secret = client.secret.clone().unwrap();
+    let local = client_from([127, 0, 0, 1]);
+    assert_eq!(call(&local, &app, &access).await.0, StatusCode::OK);
+
+    let url = "https://gist.github.com/ana/0badc0de";
+    let body = serde_json::json!([
+        { "token": access, "type": "keygate_oauth_access_token", "url": url, "source": "gist" },
+        { "token": refresh, "type": "keygate_oauth_refresh_token", "url": url, "source": "gist" },
+        { "token": secret, "type": "keygate_oauth_client_secret", "url": url, "source": "gist" },
+    ])
+    .to_string();
+    let (status, answer) = scanner.send(&local, &app, body.as_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let labels: Vec<&str> = answer.as_array().unwrap().iter().map(|e| e["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["true_positive", "true_positive", "true_positive"], "{answer}");
+
+    let (status, refusal) = call(&local, &app, &access).await;
+    assert_eq!((status, refusal["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_revoked")), "{refusal}");
+    let (status, json, _) =
+        token_call(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+    assert_eq!((status, json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{json}");
+
+    // The seller hears of the tokens, the app's owner of the secret.
+    let mails = smtp.wait_for(3).await;
+    let to = |who: &str| mails.iter().filter(|m| m.to == [who]).count();
+    assert_eq!(to("ana@shop.test"), 2, "{mails:#?}");
+    assert_eq!(to("dev@erp.example"), 1, "{mails:#?}");
+    let owner_mail = mails.iter().find(|m| m.to == ["dev@erp.example"]).unwrap();
+    assert!(owner_mail.subject.contains("client secret of Acme ERP was found in public"), "{}", owner_mail.subject);
+    assert!(owner_mail.body.contains(url) && owner_mail.body.contains("Rotate it now"));
+    assert!(!owner_mail.raw.contains(&secret));
+}
