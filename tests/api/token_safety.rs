@@ -579,7 +579,8 @@ async fn a_report_with_a_bad_or_missing_signature_changes_nothing() {
     };
     let signed = scanner.signature(body.as_bytes());
     let key = ("Github-Public-Key-Identifier", scanner.key_id.clone());
-    let cases: Vec<(Vec<(&'static str, String)>, Vec<u8>, &str)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(Headers, Vec<u8>, &str)> = vec![
         (vec![], body.clone().into_bytes(), "must carry the Github-Public-Key-Identifier"),
         (vec![key.clone()], body.clone().into_bytes(), "must carry"),
         (
