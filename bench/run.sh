@@ -15,7 +15,7 @@ PORT=${BENCH_PORT:-18080}
 PG_ADMIN=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q --bin keygate --example loadgen --example signin_flood
+cargo build --release -q --bin keygate --example loadgen --example signin_flood --example oauth_load
 # BENCH_KEYGATE runs another build of keygate (an older commit, say) with the
 # same bench, so two builds can be compared on one machine in one sitting.
 KG=${BENCH_KEYGATE:-target/release/keygate}
@@ -45,8 +45,14 @@ forge() { python3 bench/forge.py "$1" "$2"; }
 WRONG=$(forge kgp_ "$ID")
 UNKNOWN=$(forge kgp_ "ZZZZZZZZZZZZZZZZ")
 
+# An OAuth app for the OAuth figures (a confidential client, secret in JSON).
+APP_JSON=$($KG app create --email bench@keygate.test --name "bench app" --redirect-uri http://127.0.0.1:9/callback)
+CLIENT_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])' <<<"$APP_JSON")
+CLIENT_SECRET=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])' <<<"$APP_JSON")
+
 # shellcheck disable=SC2086  # BENCH_SERVE_ARGS is a list of flags
-$KG serve --bind 127.0.0.1:$PORT --rate-limit-per-minute 100000000 ${BENCH_SERVE_ARGS:-} >"$WORK/server.log" 2>&1 &
+$KG serve --bind 127.0.0.1:$PORT --rate-limit-per-minute 100000000 --oauth-token-rate-per-minute 100000000 \
+  ${BENCH_SERVE_ARGS:-} >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
@@ -79,15 +85,21 @@ run() {
 
 echo "keygate bench: $BACKEND, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, $(nproc) cores" >&2
 B="http://127.0.0.1:$PORT"
+oauth() { BENCH_SERVER_PID=$SERVER target/release/examples/oauth_load "$B" bench@keygate.test "$KEYGATE_PASSWORD" \
+  "$CLIENT_ID" "$CLIENT_SECRET" http://127.0.0.1:9/callback "$@"; }
+OAUTH_ACCESS=$(oauth access | awk '/^ACCESS/ {print $2}')
 run "warm-up (token)" "$B/api/v1/token" "$PERSONAL"
+run "warm-up (OAuth token)" "$B/api/v1/token" "$OAUTH_ACCESS"
 
 # Each round measures every figure once, back to back, so a noisy stretch of
 # the machine hits a round, not one figure; the table gives medians of rounds.
 H_R=() H_50=() H_99=() H_CPU=() T_R=() T_50=() T_99=() T_CPU=() O_R=() O_99=() O_CPU=() FL_R=() FLOOD_SENT=0
+A_R=() A_99=() A_CPU=()
 for round in $(seq "$ROUNDS"); do
   run "GET /healthz [$round]" "$B/healthz" ""; H_R+=("$RPS") H_50+=("$P50") H_99+=("$P99") H_CPU+=("$CPU")
   run "GET /api/v1/token [$round]" "$B/api/v1/token" "$PERSONAL"; T_R+=("$RPS") T_50+=("$P50") T_99+=("$P99") T_CPU+=("$CPU")
   run "GET /api/v1/orders?limit=20 [$round]" "$B/api/v1/orders?limit=20" "$SERVICE"; O_R+=("$RPS") O_99+=("$P99") O_CPU+=("$CPU")
+  run "GET /api/v1/token, OAuth [$round]" "$B/api/v1/token" "$OAUTH_ACCESS"; A_R+=("$RPS") A_99+=("$P99") A_CPU+=("$CPU")
   # Flood: valid-token traffic while two other clients send wrong secrets
   # for a real id and unknown ids, as fast as they are answered.
   BENCH_TOKEN=$WRONG wrk -t1 -c16 -d"$DURATION" -s bench/count.lua "$B/api/v1/token" >"$WORK/flood1" &
@@ -105,6 +117,19 @@ H_RPS=$(median "${H_R[@]}") H_P50=$(median "${H_50[@]}") H_P99=$(median "${H_99[
 T_RPS=$(median "${T_R[@]}") T_P50=$(median "${T_50[@]}") T_P99=$(median "${T_99[@]}")
 O_RPS=$(median "${O_R[@]}") O_P99=$(median "${O_99[@]}") FL_RPS=$(median "${FL_R[@]}")
 H_CPU_US=$(median "${H_CPU[@]}") T_CPU_US=$(median "${T_CPU[@]}") O_CPU_US=$(median "${O_CPU[@]}")
+A_RPS=$(median "${A_R[@]}") A_P99=$(median "${A_99[@]}") A_CPU_US=$(median "${A_CPU[@]}")
+sample_rss
+
+# The token endpoint: 32 refresh chains side by side, each spending its
+# current refresh token (a real client's pattern), then 1000 code exchanges
+# by 32 clients. Each prints count, per second, p50, p99, errors, server CPU
+# µs per operation (measured over its timed phase only).
+read -r _ RF_N RF_RPS RF_P50 RF_P99 RF_ERR RF_CPU < <(oauth refresh 32 "${DURATION%s}")
+printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s refreshes, %s errors)\n' \
+  "POST /oauth/token refresh_token" "$RF_RPS" "$RF_P50" "$RF_P99" "$RF_CPU" "$RF_N" "$RF_ERR" >&2
+read -r _ EX_N EX_RPS EX_P50 EX_P99 EX_ERR EX_CPU < <(oauth exchange "${BENCH_CODES:-1000}" 32)
+printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s exchanges, %s errors)\n' \
+  "POST /oauth/token authorization_code" "$EX_RPS" "$EX_P50" "$EX_P99" "$EX_CPU" "$EX_N" "$EX_ERR" >&2
 sample_rss
 
 # An argon2 flood: failed sign-ins from 64 addresses at once, each costing
@@ -150,6 +175,10 @@ cat <<TABLE
 | server CPU per request: /api/v1/token, ÷ /healthz | $T_CPU_US µs, $(ratio "$T_CPU_US" "$H_CPU_US")× | ≤ 2.0× | $(pass "$(ratio "$T_CPU_US" "$H_CPU_US")" "<=" 2.0) |
 | server CPU per request: /api/v1/orders?limit=20, ÷ /healthz | $O_CPU_US µs, $(ratio "$O_CPU_US" "$H_CPU_US")× | — | — |
 | /api/v1/token latency p50 / p99 | $T_P50 / $T_P99 ms | p99 ≤ 10 ms | $(pass "$T_P99" "<=" 10) |
+| OAuth access token: gate ratio; CPU per request ÷ the API token's | $(ratio "$A_RPS" "$H_RPS") ($A_RPS ÷ $H_RPS); $A_CPU_US µs, $(ratio "$A_CPU_US" "$T_CPU_US")× | ≥ 0.5; ≈ 1× | $(pass "$(ratio "$A_RPS" "$H_RPS")" ">=" 0.5) |
+| OAuth access token: /api/v1/token p99 | $A_P99 ms | p99 ≤ 10 ms | $(pass "$A_P99" "<=" 10) |
+| POST /oauth/token refresh (32 chains): refreshes/s, p50 / p99, CPU | $RF_RPS/s, $RF_P50 / $RF_P99 ms, $RF_CPU µs ($RF_ERR errors) | no error | $(pass "$RF_ERR" "==" 0) |
+| POST /oauth/token code exchange (32 clients): exchanges/s, p50 / p99, CPU | $EX_RPS/s, $EX_P50 / $EX_P99 ms, $EX_CPU µs ($EX_ERR errors) | no error | $(pass "$EX_ERR" "==" 0) |
 | /api/v1/orders?limit=20 req/s, p99 | $O_RPS, $O_P99 ms | p99 ≤ 10 ms | $(pass "$O_P99" "<=" 10) |
 | audit ratio: rows ÷ requests sent (loadgen phase, after SIGTERM) | $AUDIT ($ROWS ÷ $AUDIT_SENT) | exactly 1 | $(pass "$AUDIT" "==" 1) |
 | all API rows ÷ requests wrk wrote (wrk drops its in-flight requests at the end) | $(ratio "$ALL_ROWS" "$((TOTAL_SENT + AUDIT_SENT))") ($ALL_ROWS ÷ $((TOTAL_SENT + AUDIT_SENT))) | — | — |
