@@ -145,6 +145,30 @@ impl Setup {
     }
 }
 
+/// `n` codes, 4 per loopback address on `127.<net>.x.y` (the authorize
+/// limit is 5 per 10 s per address), collected side by side.
+async fn mint(setup: &std::sync::Arc<Setup>, n: usize, net: u8) -> Vec<(String, String)> {
+    let mut minting = tokio::task::JoinSet::new();
+    for a in 0..n.div_ceil(4) {
+        let setup = setup.clone();
+        minting.spawn(async move {
+            let from = IpAddr::V4(Ipv4Addr::new(127, net + (a / 250) as u8, 1, 1 + (a % 250) as u8));
+            let browser = setup.browser(from);
+            let mut out = Vec::new();
+            for _ in 0..4 {
+                if let Some(code) = setup.code(&browser).await {
+                    out.push(code);
+                }
+            }
+            out
+        });
+    }
+    let mut codes: Vec<(String, String)> = minting.join_all().await.into_iter().flatten().collect();
+    codes.truncate(n);
+    assert_eq!(codes.len(), n, "not every code could be had");
+    codes
+}
+
 fn server_ticks() -> Option<u64> {
     let pid = std::env::var("BENCH_SERVER_PID").ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -203,9 +227,9 @@ async fn main() {
         }
         "refresh" => {
             let (chains, seconds) = (number(8, 32), number(9, 10) as u64);
+            setup.code(&home).await.expect("consent");
             let mut starts = Vec::new();
-            for _ in 0..chains {
-                let (code, verifier) = setup.code(&home).await.expect("a code");
+            for (code, verifier) in mint(&setup, chains, 20).await {
                 let tokens = setup.exchange(&http, &code, &verifier).await.expect("tokens");
                 starts.push(tokens["refresh_token"].as_str().unwrap().to_owned());
             }
@@ -245,24 +269,7 @@ async fn main() {
             let (codes, concurrency) = (number(8, 1000), number(9, 32).max(1));
             // Consent once; then every authorize is answered with a code at once.
             setup.code(&home).await.expect("consent");
-            let addresses = codes.div_ceil(4);
-            let mut minting = tokio::task::JoinSet::new();
-            for a in 0..addresses {
-                let setup = setup.clone();
-                minting.spawn(async move {
-                    let from = IpAddr::V4(Ipv4Addr::new(127, 10 + (a / 250) as u8, 1, 1 + (a % 250) as u8));
-                    let browser = setup.browser(from);
-                    let mut out = Vec::new();
-                    for _ in 0..4 {
-                        if let Some(code) = setup.code(&browser).await {
-                            out.push(code);
-                        }
-                    }
-                    out
-                });
-            }
-            let mut pending: Vec<(String, String)> = minting.join_all().await.into_iter().flatten().collect();
-            pending.truncate(codes);
+            let mut pending = mint(&setup, codes, 10).await;
             let per_client = pending.len().div_ceil(concurrency);
             let before = server_ticks();
             let began = Instant::now();

@@ -26,6 +26,7 @@ async fn two_instances_agree_on_revocation_rotation_limits_and_the_log() {
     let (token, id) = create_service_token(&seller, "erp", &["orders:read"]).await;
     let (other, other_id) = create_service_token(&seller, "wms", &["orders:read"]).await;
     // Both instances have verified the secrets (their caches are warm).
+    let first_use = Instant::now();
     assert_eq!(get(&a.address, &token).await, StatusCode::OK);
     assert_eq!(get(&b, &token).await, StatusCode::OK);
     assert_eq!(get(&a.address, &other).await, StatusCode::OK);
@@ -70,8 +71,14 @@ async fn two_instances_agree_on_revocation_rotation_limits_and_the_log() {
             allowed += 1;
         }
     }
-    eprintln!("allowed {allowed} of 83 requests against a shared limit of 40 per minute");
-    assert!(allowed <= 42, "at most N + 5 %: {allowed}");
+    // GCRA refills one request every 60/40 s: a slow machine that takes
+    // longer over this earns those back, and no more.
+    let refilled = (first_use.elapsed().as_secs_f64() / 1.5).floor() as usize;
+    eprintln!(
+        "allowed {allowed} of 83 requests against a shared limit of 40 per minute ({refilled} refilled in {:?})",
+        first_use.elapsed()
+    );
+    assert!(allowed <= 42 + refilled, "at most N + 5 % plus what refilled: {allowed}");
     assert!(allowed >= 40, "the limit is not stricter than N: {allowed}");
 
     // Both instances wrote to the one log; after both stop, no row is missing.
