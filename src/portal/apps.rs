@@ -11,6 +11,7 @@ use super::app_pages::{
     AdminAppsPage, AppFormPage, AppPage, AppSecretPage, AppView, AppsPage, DeleteAppPage, RotateSecretPage,
 };
 use super::error::PortalError;
+use super::flash::{self, FlashKind};
 use super::forms::FormFields;
 use super::pages::{scope_groups, Layout, GRACE_OPTIONS};
 use super::session::{actor_context, AdminUser, CurrentUser};
@@ -174,22 +175,39 @@ pub async fn create(
         .register_app(user.account.id, registration, actor_context(&req, &user))
         .await
         .map_err(portal_error)?;
-    let view = view_of(&state, &app, &user.account.email).await?;
-    show_secret(&user, &state, view, secret.map(|s| s.expose()), false)
+    // A public app has no secret; its flash only says it was just registered.
+    let secret = secret.map(|s| s.expose()).unwrap_or_default();
+    flash::put(&state, &req, &user, FlashKind::AppRegistered, &app.client_id, &secret).await?;
+    Ok(redirect(&credentials_path(&app.client_id)))
 }
 
-fn show_secret(
-    user: &CurrentUser,
-    state: &AppState,
-    app: AppView,
-    secret: Option<String>,
-    rotated: bool,
+fn credentials_path(client_id: &str) -> String {
+    format!("{BASE}/{client_id}/credentials")
+}
+
+/// The app's credentials after a POST made them: the client secret once,
+/// from its one-time flash; a reload says it was shown already.
+pub async fn credentials(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
+    let (app, owner) = own_app(&state, &user, &path).await?;
+    let view = view_of(&state, &app, &owner).await?;
+    let flashed = flash::take(&state, &req, &user, &app.client_id).await?;
+    let (secret, rotated, just_made) = match flashed {
+        Some((FlashKind::AppRegistered, secret)) => (Some(secret).filter(|s| !s.is_empty()), false, true),
+        Some((FlashKind::AppSecretRotated, secret)) => (Some(secret), true, true),
+        _ => (None, false, false),
+    };
     let page = AppSecretPage {
-        layout: Layout::for_user(format!("{} credentials", app.name), user, "apps"),
-        app,
+        layout: Layout::for_user(format!("{} credentials", view.name), &user, "apps"),
+        already_shown: !just_made && app.is_confidential(),
+        app: view,
         secret,
         rotated,
+        just_made,
         issuer: state.config.public_url.as_str().to_owned(),
     };
     render(StatusCode::OK, &page)
@@ -298,9 +316,8 @@ pub async fn rotate(
         Err(error) => return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, view, "60", Some(error))),
     };
     let secret = state.oauth.rotate_secret(&app, grace, actor_context(&req, &user)).await.map_err(portal_error)?;
-    let (app, owner) = own_app(&state, &user, &app.client_id).await?;
-    let view = view_of(&state, &app, &owner).await?;
-    show_secret(&user, &state, view, Some(secret.expose()), true)
+    flash::put(&state, &req, &user, FlashKind::AppSecretRotated, &app.client_id, &secret.expose()).await?;
+    Ok(redirect(&credentials_path(&app.client_id)))
 }
 
 fn delete_page(user: &CurrentUser, app: AppView, base: &str, error: Option<String>) -> DeleteAppPage {

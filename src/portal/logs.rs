@@ -263,8 +263,9 @@ fn app_names(conn: &mut crate::db::DbConnection, rows: &[AuditRow]) -> diesel::Q
     Ok(crate::oauth::apps::names(conn, &ids)?.into_iter().collect())
 }
 
-/// The seller an admin filters by, or an error message.
-async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
+/// The seller an admin filters by (All logs, All tokens), or an error
+/// message: a malformed email, or one no account has.
+pub async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
     if raw.is_empty() {
         return Ok(Ok(None));
     }

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod authorized;
 pub mod error;
+pub mod flash;
 pub mod forms;
 pub mod logs;
 pub mod pages;
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens", web::post().to(tokens::create))
         .route("/settings/tokens/new", web::get().to(tokens::new_form))
         .route("/settings/tokens/{id}", web::get().to(tokens::show))
+        .route("/settings/tokens/{id}/secret", web::get().to(tokens::secret))
         .route("/settings/tokens/{id}/allowed-ips", web::post().to(tokens::set_allowed_ips))
         .route("/settings/tokens/{id}/revoke", web::get().to(tokens::revoke_form))
         .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
@@ -47,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/apps/{client_id}", web::get().to(apps::show))
         .route("/settings/apps/{client_id}/edit", web::get().to(apps::edit_form))
         .route("/settings/apps/{client_id}/edit", web::post().to(apps::update))
+        .route("/settings/apps/{client_id}/credentials", web::get().to(apps::credentials))
         .route("/settings/apps/{client_id}/secret", web::get().to(apps::rotate_form))
         .route("/settings/apps/{client_id}/secret", web::post().to(apps::rotate))
         .route("/settings/apps/{client_id}/delete", web::get().to(apps::delete_form))

@@ -122,7 +122,27 @@ pub struct AccountFormPage {
     pub first_run: bool,
     pub csrf_token: String,
     pub email: String,
+    /// A problem with the whole form (CSRF, a rate limit).
     pub error: Option<String>,
+    /// Every field's problem at once, shown beside it.
+    pub fields: AccountFieldErrors,
+}
+
+#[derive(Default)]
+pub struct AccountFieldErrors {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub password_confirm: Option<String>,
+}
+
+impl AccountFieldErrors {
+    pub fn any(&self) -> bool {
+        self.email.is_some() || self.password.is_some() || self.password_confirm.is_some()
+    }
+
+    pub fn all(&self) -> Vec<&str> {
+        [&self.email, &self.password, &self.password_confirm].into_iter().flatten().map(String::as_str).collect()
+    }
 }
 
 #[derive(Template)]
@@ -211,9 +231,12 @@ pub struct NewTokenPage {
 #[template(path = "tokens/created.html")]
 pub struct TokenCreatedPage {
     pub layout: Layout,
-    pub token_string: String,
+    /// The secret, from its one-time flash; `None` once it was shown.
+    pub token_string: Option<String>,
     pub token: TokenView,
     pub rotated: bool,
+    /// `--public-url`, for the "Try it" command.
+    pub api_base: String,
 }
 
 #[derive(Template)]
@@ -221,6 +244,11 @@ pub struct TokenCreatedPage {
 pub struct TokenPage {
     pub layout: Layout,
     pub token: TokenView,
+    /// `/settings/tokens` for its owner, `/admin/tokens` for an admin: where
+    /// its actions and its log live.
+    pub base: &'static str,
+    /// Its requests in API Logs (the admin's `/admin/logs` for an admin).
+    pub logs_link: String,
     /// Admins can change the token's rate limit here.
     pub rate_limit: Option<RateLimitForm>,
     /// Its owner edits the IP allowlist here.

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, NaiveDateTime};
 use serde::Deserialize;
 
 use super::error::PortalError;
+use super::flash::{self, FlashKind};
 use super::forms::FormFields;
 use super::pages::{
     scope_groups, AllowlistForm, Layout, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage, TokenPage, TokenView,
@@ -32,25 +33,18 @@ async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<Api
     state.db.run(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    revoked: Option<String>,
-}
+/// Where the seller's token list lives; its one-time notices are left for it.
+pub const BASE: &str = "/settings/tokens";
 
 pub async fn list(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let seller_id = user.account.id;
     let tokens = state.db.run(move |conn| store::list_for_seller(conn, seller_id)).await?;
     let now = db::now();
-    let notice = query.revoked.as_deref().and_then(|id| {
-        tokens
-            .iter()
-            .find(|t| t.public_id == id && t.revoked_at.is_some())
-            .map(|t| format!("Token “{}” was revoked. Requests that use it are now refused.", t.name))
-    });
+    let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let banner = rotation_banner(&tokens, now);
     let page = TokensPage {
         layout: Layout::for_user("API Tokens", &user, "tokens"),
@@ -170,7 +164,7 @@ pub async fn create(
         allowed_ips: parsed.allowed_ips,
     };
     match state.tokens.issue(request, actor_context(&req, &user)).await {
-        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, false),
+        Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenCreated).await,
         Err(e @ (TokenStoreError::DuplicateName(_) | TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
             render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()]))
         }
@@ -178,18 +172,48 @@ pub async fn create(
     }
 }
 
-/// The only page that ever shows a token string.
-fn show_once(
+/// Leaves the new secret in a one-time flash of this session and redirects
+/// (303) to the page that shows it, so a reload never submits the form again.
+async fn show_once(
+    state: &AppState,
+    req: &HttpRequest,
     user: &CurrentUser,
     token: &ApiToken,
     plain: &PlainToken,
-    rotated: bool,
+    kind: FlashKind,
 ) -> Result<HttpResponse, PortalError> {
+    flash::put(state, req, user, kind, &token.public_id, &plain.expose()).await?;
+    Ok(redirect(&secret_path(&token.public_id)))
+}
+
+pub fn secret_path(public_id: &str) -> String {
+    format!("{BASE}/{public_id}/secret")
+}
+
+/// The only page that ever shows a token string: once, from the flash its
+/// POST left. A reload finds the flash gone and says so.
+pub async fn secret(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let (token_string, rotated) = match flash::take(&state, &req, &user, &token.public_id).await? {
+        Some((FlashKind::TokenCreated, secret)) => (Some(secret), false),
+        Some((FlashKind::TokenRotated, secret)) => (Some(secret), true),
+        _ => (None, false),
+    };
     let page = TokenCreatedPage {
-        layout: Layout::for_user("Copy your token", user, "tokens"),
-        token_string: plain.expose(),
-        token: TokenView::new(token, db::now()),
+        layout: Layout::for_user(
+            if token_string.is_some() { "Copy your token" } else { "Token already shown" },
+            &user,
+            "tokens",
+        ),
+        token_string,
+        token: TokenView::new(&token, db::now()),
         rotated,
+        api_base: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
     };
     render(StatusCode::OK, &page)
 }
@@ -203,6 +227,8 @@ fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) ->
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "tokens"),
         token: TokenView::new(token, db::now()),
+        base: BASE,
+        logs_link: format!("/settings/logs?token={}", token.public_id),
         rate_limit: None,
         allowlist: Some(allowlist),
     }
@@ -295,13 +321,17 @@ pub async fn revoke_and_redirect(
     token: ApiToken,
     body: &web::Bytes,
     base: &str,
+    seller_email: &str,
 ) -> Result<HttpResponse, PortalError> {
     let form = FormFields::parse(body);
     if !user.verify_csrf(form.csrf()) {
         return render(StatusCode::FORBIDDEN, &revoke_page(user, &token, base, Some(CSRF_FAILED.into())));
     }
     let revoked = state.tokens.revoke(&token, actor_context(req, user)).await.map_err(PortalError::from_store)?;
-    Ok(redirect(&format!("{base}?revoked={}", revoked.public_id)))
+    let owner = if token.seller_id == user.account.id { String::new() } else { format!(" of {}", seller_email) };
+    let message = format!("Token “{}”{owner} was revoked. Requests that use it are now refused.", revoked.name);
+    flash::notice(state, req, user, base, &message).await?;
+    Ok(redirect(base))
 }
 
 pub async fn revoke(
@@ -312,7 +342,7 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    revoke_and_redirect(&req, &user, &state, token, &body, "/settings/tokens").await
+    revoke_and_redirect(&req, &user, &state, token, &body, BASE, "").await
 }
 
 fn rotate_page(user: &CurrentUser, token: &ApiToken, grace: &str, error: Option<String>) -> RotatePage {
@@ -332,13 +362,22 @@ pub async fn rotate_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    if token.revoked_at.is_some() {
-        return render(
-            StatusCode::CONFLICT,
-            &rotate_page(&user, &token, "0", Some(TokenStoreError::Revoked.to_string())),
-        );
+    if let Some(refused) = not_rotatable(&token) {
+        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, "0", Some(refused.to_string())));
     }
     render(StatusCode::OK, &rotate_page(&user, &token, "0", None))
+}
+
+/// Why a token cannot be rotated, if it cannot: a revoked or an expired
+/// token is never brought back by a new secret.
+fn not_rotatable(token: &ApiToken) -> Option<TokenStoreError> {
+    if token.revoked_at.is_some() {
+        Some(TokenStoreError::Revoked)
+    } else if token.is_expired(db::now()) {
+        Some(TokenStoreError::ExpiredFixed)
+    } else {
+        None
+    }
 }
 
 fn parse_grace(raw: &str) -> Result<Duration, String> {
@@ -376,8 +415,11 @@ pub async fn rotate(
         let error = "The form is missing the token's version; open the rotate page again.".to_owned();
         return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, grace_field, Some(error)));
     };
+    if let Some(refused) = not_rotatable(&token) {
+        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(refused.to_string())));
+    }
     match state.tokens.rotate(&token, grace, Some(seen_issued_at), actor_context(&req, &user)).await {
-        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, true),
+        Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenRotated).await,
         Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed | TokenStoreError::StaleRotation)) => {
             render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string())))
         }

@@ -99,7 +99,7 @@
 
   function init() {
     document.querySelectorAll('button[data-copy-target]').forEach(enhanceCopyButton);
-    document.querySelectorAll('input[data-select-on-focus]').forEach(enhanceSelectOnFocus);
+    document.querySelectorAll('input[data-select-on-focus], textarea[data-select-on-focus]').forEach(enhanceSelectOnFocus);
   }
 
   if (document.readyState === 'loading') {

@@ -37,7 +37,7 @@ async fn register_in_portal(owner: &User, name: &str, scopes: &[&str], public: b
         ("client_type", if public { "public" } else { "confidential" }),
     ];
     fields.extend(scopes.iter().map(|s| ("scope", *s)));
-    let response = owner.post_form("/settings/apps", &fields).await;
+    let response = owner.submit("/settings/apps", &fields).await;
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
     assert!(html.contains("registered"), "{html}");
@@ -257,7 +257,7 @@ async fn rotating_the_secret_keeps_the_old_one_for_the_chosen_grace_only() {
     assert_eq!(dev.post_raw(&secret_path, &[("grace_minutes", "0")]).await.status(), StatusCode::FORBIDDEN);
     assert!(app.events("app_secret_rotated").is_empty());
 
-    let rotated = dev.post_form(&secret_path, &[("grace_minutes", "60")]).await;
+    let rotated = dev.submit(&secret_path, &[("grace_minutes", "60")]).await;
     assert_eq!(rotated.status(), StatusCode::OK);
     let html = rotated.text().await.unwrap();
     let new = field_value(&html, "client-secret");
@@ -267,7 +267,7 @@ async fn rotating_the_secret_keeps_the_old_one_for_the_chosen_grace_only() {
     app.clock.advance(chrono::Duration::minutes(61));
     assert_eq!(introspect(old.unwrap()).await, StatusCode::UNAUTHORIZED, "the grace is over");
 
-    let again = dev.post_form(&secret_path, &[("grace_minutes", "0")]).await;
+    let again = dev.submit(&secret_path, &[("grace_minutes", "0")]).await;
     let newest = field_value(&again.text().await.unwrap(), "client-secret");
     assert_eq!(introspect(new).await, StatusCode::UNAUTHORIZED, "no grace: the old one stops at once");
     assert_eq!(introspect(newest).await, StatusCode::OK);
