@@ -22,6 +22,9 @@ use askama::Template;
 use error::PortalError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A query string a page cannot read gets a page that says so, never the
+    // deserializer's words.
+    cfg.app_data(web::QueryConfig::default().error_handler(|_, _| PortalError::BadQuery.into()));
     cfg.route("/", web::get().to(auth::root))
         .route("/healthz", web::get().to(health))
         .route("/setup", web::get().to(auth::setup_form))
@@ -43,6 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
         .route("/settings/logs", web::get().to(logs::seller_logs))
         .route("/settings/logs.csv", web::get().to(logs::seller_csv))
+        .route("/settings/logs/{id}", web::get().to(logs::seller_entry))
         .route("/settings/apps", web::get().to(apps::list))
         .route("/settings/apps", web::post().to(apps::create))
         .route("/settings/apps/new", web::get().to(apps::new_form))
@@ -69,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/tokens/{id}/rate-limit", web::post().to(admin::set_rate_limit))
         .route("/admin/logs", web::get().to(logs::admin_logs))
         .route("/admin/logs.csv", web::get().to(logs::admin_csv))
+        .route("/admin/logs/{id}", web::get().to(logs::admin_entry))
         .route("/static/{file:.*}", web::get().to(assets::serve))
         .default_service(web::to(not_found));
 }

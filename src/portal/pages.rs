@@ -42,6 +42,30 @@ impl Layout {
 
 pub use crate::time::{display as display_time, rfc3339 as machine_time};
 
+/// "3 minutes ago", "in 5 days", "just now": pages show it with the exact
+/// UTC time on hover.
+pub fn relative_time(at: NaiveDateTime, now: NaiveDateTime) -> String {
+    let seconds = (now - at).num_seconds();
+    let s = seconds.abs();
+    if s < 45 {
+        return if seconds >= 0 { "just now".into() } else { "in a few seconds".into() };
+    }
+    let (n, unit) = match s {
+        s if s < 3600 => ((s + 30) / 60, "minute"),
+        s if s < 86_400 => ((s + 1800) / 3600, "hour"),
+        s if s < 30 * 86_400 => ((s + 43_200) / 86_400, "day"),
+        s if s < 365 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    let n = n.max(1);
+    let plural = if n == 1 { "" } else { "s" };
+    if seconds >= 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
 /// A token as the pages show it.
 pub struct TokenView {
     pub public_id: String,
@@ -51,8 +75,12 @@ pub struct TokenView {
     pub scopes: Vec<String>,
     pub created: String,
     pub created_iso: String,
+    pub created_ago: String,
     pub expires: String,
     pub last_used: String,
+    /// "3 minutes ago", or "never"; the exact time is `last_used`.
+    pub last_used_ago: String,
+    pub last_used_iso: String,
     pub last_used_ip: String,
     pub status_label: &'static str,
     pub status_css: &'static str,
@@ -92,8 +120,11 @@ impl TokenView {
             scopes,
             created: display_time(token.created_at),
             created_iso: machine_time(token.created_at),
+            created_ago: relative_time(token.created_at, now),
             expires,
             last_used: token.last_used_at.map_or_else(|| "never".to_owned(), display_time),
+            last_used_ago: token.last_used_at.map_or_else(|| "never".to_owned(), |at| relative_time(at, now)),
+            last_used_iso: token.last_used_at.map(machine_time).unwrap_or_default(),
             last_used_ip: token.last_used_ip.clone().unwrap_or_default(),
             status_label: status.label(),
             status_css: status.css(),
@@ -319,6 +350,14 @@ pub struct EventView {
     pub id: i64,
     pub time: String,
     pub time_iso: String,
+    pub time_ago: String,
+    /// This entry's own page.
+    pub detail_link: String,
+    /// The token's page for the viewer, when the entry names a token.
+    pub token_link: String,
+    /// The token's name, or empty when it is unknown (deleted).
+    pub token_name: String,
+    pub user_agent: String,
     pub kind: String,
     pub what: String,
     pub outcome: String,
@@ -338,7 +377,16 @@ pub struct EventView {
     pub app_link: String,
 }
 
+/// A time-range preset beside the custom range.
+#[derive(Clone)]
+pub struct PresetLink {
+    pub label: &'static str,
+    pub href: String,
+    pub active: bool,
+}
+
 /// The log filter form, as typed.
+#[derive(Clone)]
 pub struct LogFilterView {
     pub token: String,
     pub outcome: String,
@@ -349,9 +397,14 @@ pub struct LogFilterView {
     pub app: String,
     pub from: String,
     pub to: String,
+    /// A preset: 1h, 24h, 7d or 30d.
+    pub range: String,
     pub seller: String,
     pub outcomes: &'static [&'static str],
     pub methods: &'static [&'static str],
+    /// (public id, name) of the seller's tokens; empty for admins, who type an id.
+    pub token_options: Vec<(String, String)>,
+    pub presets: Vec<PresetLink>,
 }
 
 #[derive(Template)]
@@ -361,7 +414,8 @@ pub struct LogsPage {
     pub events: Vec<EventView>,
     pub admin: bool,
     pub filter: LogFilterView,
-    pub errors: Vec<String>,
+    /// (field, message): beside the field and in the summary.
+    pub errors: Vec<(&'static str, String)>,
     /// Inline SVG made by `portal::logs::chart_svg` from numbers only.
     pub chart: String,
     /// (time, message)
@@ -374,7 +428,13 @@ pub struct LogsPage {
 
 impl LogsPage {
     /// The form with its problems, and no rows.
-    pub fn empty(layout: Layout, filter: LogFilterView, errors: Vec<String>, admin: bool, base: &'static str) -> Self {
+    pub fn empty(
+        layout: Layout,
+        filter: LogFilterView,
+        errors: Vec<(&'static str, String)>,
+        admin: bool,
+        base: &'static str,
+    ) -> Self {
         Self {
             layout,
             events: Vec::new(),
@@ -389,4 +449,23 @@ impl LogsPage {
             base,
         }
     }
+}
+
+impl LogsPage {
+    /// The message about `field`, shown beside it.
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.iter().find(|(f, _)| *f == field).map(|(_, e)| e.as_str())
+    }
+}
+
+/// One log entry in full.
+#[derive(Template)]
+#[template(path = "log_entry.html")]
+pub struct LogDetailPage {
+    pub layout: Layout,
+    pub event: EventView,
+    pub admin: bool,
+    pub base: &'static str,
+    /// Who acted, when not the seller themselves (an admin revoking).
+    pub actor: String,
 }

@@ -12,7 +12,7 @@ async fn calls(app: &TestApp, token: Option<&str>, path: &str, n: usize) {
 }
 
 fn rows_in(html: &str) -> usize {
-    html.matches("<td data-label=\"Time\">").count()
+    html.matches("<td data-label=\"Time\"").count()
 }
 
 #[tokio::test]
@@ -90,7 +90,8 @@ async fn pages_follow_a_cursor_without_overlap() {
     assert_eq!(rows_in(&second), 10);
     assert!(second.contains("← Newest") && !second.contains("Older →"));
     let ids = |html: &str| -> Vec<String> {
-        html.match_indices("<div class=\"mono muted\">").map(|(i, _)| html[i + 24..i + 56].to_owned()).collect()
+        let marker = "data-request-id=\"";
+        html.match_indices(marker).map(|(i, _)| html[i + marker.len()..i + marker.len() + 32].to_owned()).collect()
     };
     let (a, b) = (ids(&first), ids(&second));
     assert_eq!(a.len() + b.len(), 60);
@@ -172,9 +173,11 @@ async fn highlights_flag_a_new_address_and_a_burst_of_refusals() {
     app.api_rows(14).await;
     let html = ana.get_html("/settings/logs").await;
     assert!(html.contains("Unexpected activity"));
-    assert!(html.contains(&format!("Token {id} was used from a new address, 203.0.113.99.")), "{html}");
+    assert!(html.contains(&format!("Token “t” ({id}) was used from a new address, 203.0.113.99.")), "{html}");
     assert!(!html.contains("new address, 198.51.100.1"), "the first address is not new");
-    assert!(html.contains(&format!("A burst of 12 answers with status 403 for token {id}")));
+    assert!(html.contains(&format!("A burst of 12 answers with status 403 for token “t” ({id})")), "{html}");
+    let only_token = ana.get_html(&format!("/settings/logs?token={id}")).await;
+    assert!(only_token.contains("A burst of 12 answers"), "the highlights follow the token filter");
 }
 
 /// An API row for `seller` at `at`, from `ip` with `token`.

@@ -16,6 +16,7 @@ mod logs;
 mod oauth;
 mod openapi;
 mod pages;
+mod portal_bugs;
 mod postgres;
 mod seller_api;
 mod tokens;
