@@ -192,6 +192,10 @@ pub struct LoginPage {
 pub struct TokensPage {
     pub layout: Layout,
     pub tokens: Vec<TokenView>,
+    /// How many of `tokens` are usable; revoked and expired ones are folded away.
+    pub live_count: usize,
+    /// `?show=ended`: the folded ones open.
+    pub show_ended: bool,
     pub banner: Option<String>,
     pub notice: Option<String>,
 }
@@ -251,11 +255,22 @@ pub struct NewTokenPage {
     pub kind: String,
     pub expires: String,
     pub expires_on: String,
+    /// "This token will expire on Thu, Dec 31 2026 (UTC)." for the choice shown.
+    pub expiry_preview: String,
     pub allowed_ips: String,
     pub min_date: String,
     pub groups: Vec<ScopeGroupView>,
     pub expiry_options: &'static [ExpiryOption],
+    /// Problems with the whole form (CSRF).
     pub errors: Vec<String>,
+    /// (field, message), beside each field and in the summary, in the form's order.
+    pub field_errors: Vec<(&'static str, String)>,
+}
+
+impl NewTokenPage {
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.field_errors.iter().find(|(f, _)| *f == field).map(|(_, e)| e.as_str())
+    }
 }
 
 #[derive(Template)]

@@ -36,19 +36,28 @@ async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<Api
 /// Where the seller's token list lives; its one-time notices are left for it.
 pub const BASE: &str = "/settings/tokens";
 
+#[derive(Deserialize)]
+pub struct ListQuery {
+    show: Option<String>,
+}
+
 pub async fn list(
     req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let seller_id = user.account.id;
     let tokens = state.db.run(move |conn| store::list_for_seller(conn, seller_id)).await?;
     let now = db::now();
     let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let banner = rotation_banner(&tokens, now);
+    let tokens: Vec<TokenView> = tokens.iter().map(|t| TokenView::new(t, now)).collect();
     let page = TokensPage {
         layout: Layout::for_user("API Tokens", &user, "tokens"),
-        tokens: tokens.iter().map(|t| TokenView::new(t, now)).collect(),
+        live_count: tokens.iter().filter(|t| t.usable).count(),
+        show_ended: query.show.as_deref() == Some("ended"),
+        tokens,
         banner,
         notice,
     };
@@ -82,18 +91,47 @@ fn rotation_banner(tokens: &[ApiToken], now: NaiveDateTime) -> Option<String> {
     }
 }
 
+/// "This token will expire on Thu, Dec 31 2026.", for the expiry chosen.
+fn expiry_preview(expires: &str, expires_on: &str, today: chrono::NaiveDate) -> String {
+    let on = |day: chrono::NaiveDate| format!("This token will expire on {} (UTC).", day.format("%a, %b %-d %Y"));
+    match expires {
+        "never" => "This token will never expire.".to_owned(),
+        "custom" => match chrono::NaiveDate::parse_from_str(expires_on, "%Y-%m-%d") {
+            Ok(day) => format!("This token will expire at the end of {} (UTC).", day.format("%a, %b %-d %Y")),
+            Err(_) => "Pick the day the token expires.".to_owned(),
+        },
+        days => match days.parse::<i64>() {
+            Ok(days) => on(today + Duration::days(days)),
+            Err(_) => String::new(),
+        },
+    }
+}
+
 fn new_token_page(user: &CurrentUser, form: Option<&FormFields>, errors: Vec<String>) -> NewTokenPage {
+    new_token_page_with(user, form, errors, Vec::new())
+}
+
+fn new_token_page_with(
+    user: &CurrentUser,
+    form: Option<&FormFields>,
+    errors: Vec<String>,
+    field_errors: Vec<(&'static str, String)>,
+) -> NewTokenPage {
     let field =
         |name: &str, default: &str| form.map_or(default.to_owned(), |f| f.get_opt(name).unwrap_or(default).to_owned());
     let selected = ScopeSet::new(form.into_iter().flat_map(|f| f.get_all("scope")).filter_map(|s| s.parse().ok()));
+    let today = db::now().date();
+    let (expires, expires_on) = (field("expires", "90"), field("expires_on", ""));
     NewTokenPage {
         layout: Layout::for_user("New API token", user, "tokens"),
         csrf_token: user.csrf_token.clone(),
         name: field("name", ""),
         description: field("description", ""),
         kind: field("kind", "service"),
-        expires: field("expires", "90"),
-        expires_on: field("expires_on", ""),
+        expiry_preview: expiry_preview(&expires, &expires_on, today),
+        expires,
+        expires_on,
+        field_errors,
         allowed_ips: field("allowed_ips", ""),
         min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
         groups: scope_groups(&selected),
@@ -116,8 +154,9 @@ struct NewTokenForm {
     allowed_ips: Option<IpAllowlist>,
 }
 
-/// Every field's problem at once, or everything needed to create the token.
-fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<String>> {
+/// Every field's problem at once, each with its field, or everything needed
+/// to create the token.
+fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<(&'static str, String)>> {
     let name = TokenName::parse(form.get("name"));
     let description = parse_description(form.get("description"));
     let kind = parse_kind(form.get("kind"));
@@ -129,11 +168,22 @@ fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<String>> {
             Ok(NewTokenForm { name, description, kind, scopes, expiry, allowed_ips })
         }
         (n, d, k, s, e, a) => {
-            let mut errors: Vec<String> =
-                [n.err(), d.err(), k.clone().err(), e.err(), a.err()].into_iter().flatten().collect();
+            let mut errors: Vec<(&'static str, String)> = [
+                ("name", n.err()),
+                ("description", d.err()),
+                ("kind", k.clone().err()),
+                ("expires", e.err()),
+                ("allowed_ips", a.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, e)| e.map(|e| (field, e)))
+            .collect();
             if k.is_ok() {
-                errors.extend(s.err());
+                errors.extend(s.err().map(|e| ("scope", e)));
             }
+            // In the form's order, so the first message is the first field.
+            let order = ["name", "description", "kind", "scope", "expires", "allowed_ips"];
+            errors.sort_by_key(|(field, _)| order.iter().position(|f| f == field));
             Err(errors)
         }
     }
@@ -151,7 +201,10 @@ pub async fn create(
     }
     let parsed = match parse_new_token(&form) {
         Ok(parsed) => parsed,
-        Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), errors)),
+        Err(errors) => {
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), errors);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
     };
     let request = IssueRequest {
         seller_id: user.account.id,
@@ -165,7 +218,11 @@ pub async fn create(
     };
     match state.tokens.issue(request, actor_context(&req, &user)).await {
         Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenCreated).await,
-        Err(e @ (TokenStoreError::DuplicateName(_) | TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
+        Err(e @ TokenStoreError::DuplicateName(_)) => {
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), vec![("name", e.to_string())]);
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
             render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()]))
         }
         Err(e) => Err(PortalError::from_store(e)),
@@ -430,6 +487,15 @@ pub async fn rotate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_preview_names_the_day() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert_eq!(expiry_preview("30", "", today), "This token will expire on Thu, Dec 31 2026 (UTC).");
+        assert_eq!(expiry_preview("never", "", today), "This token will never expire.");
+        assert!(expiry_preview("custom", "2027-01-05", today).contains("Tue, Jan 5 2027"));
+        assert_eq!(expiry_preview("custom", "", today), "Pick the day the token expires.");
+    }
 
     #[test]
     fn grace_is_bounded_to_a_day() {

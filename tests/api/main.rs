@@ -6,6 +6,7 @@ mod apps_portal;
 mod browser;
 mod cli;
 mod faults;
+mod forms_and_lists;
 mod gate;
 mod hardening;
 mod helpers;
