@@ -154,6 +154,19 @@
     if (window.matchMedia && window.matchMedia('(min-width: 52rem)').matches) details.open = true;
   }
 
+  /** A show-once page never comes back from the back-forward cache with
+   * its secret: the secret leaves the page as the page is left, and a
+   * restored page asks the server again (which says it was shown). */
+  window.addEventListener('pagehide', function () {
+    document.querySelectorAll('[data-secret]').forEach(function (el) {
+      if ('value' in el) el.value = '';
+      el.textContent = '';
+    });
+  });
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted && document.querySelector('[data-show-once]')) window.location.reload();
+  });
+
   function init() {
     document.querySelectorAll('form[data-focus-first-error]').forEach(focusFirstError);
     document.querySelectorAll('form').forEach(enhanceExpiry);
