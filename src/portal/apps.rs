@@ -53,14 +53,13 @@ async fn view_of(state: &AppState, app: &App, owner: &str) -> Result<AppView, Po
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
-    deleted: Option<String>,
     saved: Option<String>,
 }
 
 pub async fn list(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
-    query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let (owner, now) = (user.account.id, state.oauth.now());
     let rows = state
@@ -73,9 +72,7 @@ pub async fn list(
         })
         .await?;
     let email = user.account.email.clone();
-    let notice = query.deleted.as_deref().map(|name| {
-        format!("The app “{name}” was deleted, with every authorization and token it held; its requests are refused.")
-    });
+    let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AppsPage {
         layout: Layout::for_user("Developer apps", &user, "apps"),
         apps: rows.iter().map(|(stats, app)| AppView::new(app, stats, &email, now)).collect(),
@@ -357,7 +354,16 @@ async fn delete_and_redirect(
         return render(StatusCode::FORBIDDEN, &delete_page(user, view, base, Some(CSRF_FAILED.into())));
     }
     state.oauth.delete_app(&app, actor_context(req, user)).await?;
-    Ok(redirect(&format!("{base}?deleted={}", super::forms::percent_encode(&app.name))))
+    let message = if base == ADMIN_BASE {
+        format!("The app “{}” was deleted with every authorization and token it held.", app.name)
+    } else {
+        format!(
+            "The app “{}” was deleted, with every authorization and token it held; its requests are refused.",
+            app.name
+        )
+    };
+    flash::notice(state, req, user, base, &message).await?;
+    Ok(redirect(base))
 }
 
 pub async fn delete(
@@ -375,13 +381,6 @@ pub async fn delete(
 
 async fn any_app(state: &AppState, client_id: &str) -> Result<(App, String), PortalError> {
     state.oauth.app(client_id).await?.ok_or(PortalError::NotFound)
-}
-
-#[derive(Deserialize)]
-pub struct AdminQuery {
-    deleted: Option<String>,
-    suspended: Option<String>,
-    reinstated: Option<String>,
 }
 
 async fn admin_page(
@@ -410,18 +409,11 @@ async fn admin_page(
 }
 
 pub async fn admin_list(
+    req: HttpRequest,
     AdminUser(user): AdminUser,
     state: web::Data<AppState>,
-    query: web::Query<AdminQuery>,
 ) -> Result<HttpResponse, PortalError> {
-    let notice = match (&query.deleted, &query.suspended, &query.reinstated) {
-        (Some(name), _, _) => Some(format!("The app “{name}” was deleted with every authorization and token it held.")),
-        (_, Some(name), _) => {
-            Some(format!("The app “{name}” is suspended: its tokens are refused, and sellers cannot authorize it."))
-        }
-        (_, _, Some(name)) => Some(format!("The app “{name}” was reinstated.")),
-        _ => None,
-    };
+    let notice = flash::take_notice(&state, &req, &user, ADMIN_BASE).await?;
     render(StatusCode::OK, &admin_page(&user, &state, notice, None).await?)
 }
 
@@ -443,8 +435,13 @@ async fn admin_set_suspended(
         return Ok(redirect(ADMIN_BASE));
     }
     state.oauth.set_suspended(&app, user.account.id, suspend, actor_context(&req, &user)).await?;
-    let word = if suspend { "suspended" } else { "reinstated" };
-    Ok(redirect(&format!("{ADMIN_BASE}?{word}={}", super::forms::percent_encode(&app.name))))
+    let message = if suspend {
+        format!("The app “{}” is suspended: its tokens are refused, and sellers cannot authorize it.", app.name)
+    } else {
+        format!("The app “{}” was reinstated.", app.name)
+    };
+    flash::notice(&state, &req, &user, ADMIN_BASE, &message).await?;
+    Ok(redirect(ADMIN_BASE))
 }
 
 pub async fn admin_suspend(

@@ -55,6 +55,7 @@ fn form_values(query: &HashMap<String, String>) -> LogFilterView {
         outcomes: OUTCOMES,
         methods: METHODS,
         token_options: Vec::new(),
+        app_options: Vec::new(),
         presets: Vec::new(),
     }
 }
@@ -406,6 +407,33 @@ async fn token_options(state: &AppState, own: Option<i64>, chosen: &str) -> Resu
     Ok(options)
 }
 
+/// The app filter's choices for a seller: the apps they authorized and the
+/// apps they develop (an admin types a client_id), and what was asked for.
+async fn app_options(state: &AppState, own: Option<i64>, chosen: &str) -> Result<Vec<(String, String)>, PortalError> {
+    let Some(seller_id) = own else { return Ok(Vec::new()) };
+    let now = state.oauth.now();
+    let (granted, mine) = state
+        .db
+        .run(move |conn| {
+            Ok((
+                crate::oauth::listing::authorized_apps(conn, seller_id, now)?,
+                crate::oauth::apps::list_for_owner(conn, seller_id)?,
+            ))
+        })
+        .await?;
+    let mut options: Vec<(String, String)> =
+        granted.iter().map(|a| (a.app.client_id.clone(), format!("{} (authorized)", a.app.name))).collect();
+    for app in mine {
+        if !options.iter().any(|(id, _)| *id == app.client_id) {
+            options.push((app.client_id.clone(), format!("{} (your app)", app.name)));
+        }
+    }
+    if !chosen.is_empty() && !options.iter().any(|(id, _)| id == chosen) {
+        options.push((chosen.to_owned(), chosen.to_owned()));
+    }
+    Ok(options)
+}
+
 /// The preset links: the current filters with the range replaced.
 fn presets(form: &LogFilterView, admin: bool, base: &str) -> Vec<super::pages::PresetLink> {
     let mut without = LogFilterView { from: String::new(), to: String::new(), range: String::new(), ..form.clone() };
@@ -529,6 +557,7 @@ async fn logs_page(
     let viewer = own.map_or(Viewer::Admin, Viewer::Seller);
     let (mut form, parsed) = scoped_filter(&req, &state, own).await?;
     form.token_options = token_options(&state, own, &form.token).await?;
+    form.app_options = app_options(&state, own, &form.app).await?;
     form.presets = presets(&form, admin, if admin { "/admin/logs" } else { "/settings/logs" });
     let query = query_map(&req);
     let layout =

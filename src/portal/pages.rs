@@ -419,6 +419,9 @@ pub struct LogFilterView {
     pub methods: &'static [&'static str],
     /// (public id, name) of the seller's tokens; empty for admins, who type an id.
     pub token_options: Vec<(String, String)>,
+    /// (client_id, name) of the apps a seller authorized or develops; empty
+    /// for admins (and sellers without apps), who type a client_id.
+    pub app_options: Vec<(String, String)>,
     pub presets: Vec<PresetLink>,
 }
 

@@ -72,23 +72,25 @@ fn rotation_banner(tokens: &[ApiToken], now: NaiveDateTime) -> Option<String> {
         .partition(|(_, days)| *days <= 0);
     let names =
         |list: &[(&ApiToken, i64)]| list.iter().map(|(t, _)| format!("“{}”", t.name)).collect::<Vec<_>>().join(", ");
-    match (due.is_empty(), soon.is_empty()) {
-        (true, true) => None,
-        (false, _) => Some(format!(
+    // Every token that needs attention is named: the overdue ones and those due soon.
+    let mut parts = Vec::new();
+    if !due.is_empty() {
+        parts.push(format!(
             "{} {} been in use for 90 days or more. Rotate {} to issue a new secret.",
             names(&due),
             if due.len() == 1 { "has" } else { "have" },
             if due.len() == 1 { "it" } else { "them" }
-        )),
-        (true, false) => {
-            let days = soon.iter().map(|(_, d)| *d).min().unwrap_or_default();
-            Some(format!(
-                "{} will be due for rotation within {days} day{}.",
-                names(&soon),
-                if days == 1 { "" } else { "s" }
-            ))
-        }
+        ));
     }
+    if !soon.is_empty() {
+        let days = soon.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        parts.push(format!(
+            "{} will be due for rotation within {days} day{}.",
+            names(&soon),
+            if days == 1 { "" } else { "s" }
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// "This token will expire on Thu, Dec 31 2026.", for the expiry chosen.

@@ -95,3 +95,18 @@ async fn the_navigation_groups_settings_and_admin_and_links_the_api_reference() 
     assert!(html.contains("href=\"/settings/tokens\">API Tokens</a>"), "the 404 page keeps the navigation");
     assert_eq!(app.admin.get("/api/openapi.json").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_rotation_banner_names_every_token_that_needs_attention() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (_, overdue) = create_service_token(&ana, "overdue", &["orders:read"]).await;
+    let (_, soon) = create_service_token(&ana, "soon", &["orders:read"]).await;
+    app.age_token(&overdue, 95);
+    app.age_token(&soon, 85);
+    let html = ana.get_html("/settings/tokens").await;
+    let banner = &html[html.find("Rotation due.").expect("a banner")..];
+    let banner = &banner[..banner.find("</div>").unwrap()];
+    assert!(banner.contains("“overdue” has been in use for 90 days or more"), "{banner}");
+    assert!(banner.contains("“soon” will be due for rotation within 5 days"), "{banner}");
+}

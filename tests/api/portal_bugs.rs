@@ -277,3 +277,24 @@ async fn the_revoked_notice_is_shown_once() {
     let old_link = ana.get_html(&format!("/settings/tokens?revoked={id}")).await;
     assert!(!old_link.contains("was revoked"), "an old link brings nothing back");
 }
+
+/// Bug 7e: a 400 names the problem in plain words, never Rust's type names.
+#[tokio::test]
+async fn a_bad_json_value_is_named_without_rust_type_names() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, _) = create_service_token(&ana, "erp", &["products:write"]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/products", app.address))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"sku": "A-1", "name": "A", "price_cents": "ten", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["field"], "price_cents");
+    let message = body["message"].as_str().unwrap_or_else(|| panic!("{body}"));
+    assert!(!message.contains("i64") && !message.contains("line 1"), "{message}");
+    assert!(message.contains("expected a whole number, not the string \"ten\""), "{message}");
+}
