@@ -486,12 +486,21 @@ pub fn public_id_of(token: &str) -> String {
 }
 
 /// The token string shown on a show-once page (in its `#token-value`
-/// field), if any.
+/// field, a textarea, or the `value` of an input), if any.
 pub fn extract_token(html: &str) -> Option<String> {
     let field = html.find("id=\"token-value\"")?;
-    let start = field + html[field..].find('>')? + 1;
-    let end = start + html[start..].find('<')?;
-    let token = html[start..end].trim();
+    let tag_end = field + html[field..].find('>')?;
+    let tag = &html[field..tag_end];
+    let token = match tag.find("value=\"") {
+        Some(at) => {
+            let value = &tag[at + "value=\"".len()..];
+            &value[..value.find('"')?]
+        }
+        None => {
+            let text = &html[tag_end + 1..];
+            text[..text.find('<')?].trim()
+        }
+    };
     (token.starts_with("kgs_") || token.starts_with("kgp_")).then(|| token.to_owned())
 }
 
