@@ -102,9 +102,10 @@ fn expiry_preview(expires: &str, expires_on: &str, today: chrono::NaiveDate) -> 
             Ok(day) => format!("This token will expire at the end of {} (UTC).", day.format("%a, %b %-d %Y")),
             Err(_) => "Pick the day the token expires.".to_owned(),
         },
-        days => match days.parse::<i64>() {
-            Ok(days) => on(today + Duration::days(days)),
-            Err(_) => String::new(),
+        // Only the periods the form offers; anything else is the form's error to name.
+        days => match EXPIRY_OPTIONS.iter().find(|o| o.value == days).and_then(|_| days.parse::<i64>().ok()) {
+            Some(days) => today.checked_add_signed(Duration::days(days)).map(on).unwrap_or_default(),
+            None => String::new(),
         },
     }
 }
@@ -497,6 +498,8 @@ mod tests {
         assert_eq!(expiry_preview("never", "", today), "This token will never expire.");
         assert!(expiry_preview("custom", "2027-01-05", today).contains("Tue, Jan 5 2027"));
         assert_eq!(expiry_preview("custom", "", today), "Pick the day the token expires.");
+        assert_eq!(expiry_preview("45", "", today), "", "not an offered period");
+        assert_eq!(expiry_preview("99999999999999999", "", today), "", "no overflow");
     }
 
     #[test]
