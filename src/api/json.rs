@@ -122,7 +122,7 @@ impl Errors {
         let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let message = inner.to_string();
+            let message = in_plain_words(&inner.to_string());
             // A missing field is named in the message, not the path (which
             // stops at its parent); an unknown field is the path's last part.
             let missing = message.starts_with("missing field").then(|| backticked(&message)).flatten();
@@ -180,6 +180,36 @@ impl Errors {
     }
 }
 
+/// serde's message without Rust's type names or the parser's position:
+/// "invalid type: string \"ten\", expected i64 at line 1 column 40" becomes
+/// "expected a whole number, not the string \"ten\"" (issue 18).
+fn in_plain_words(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    };
+    let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "))
+    else {
+        return message.to_owned();
+    };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        e if e.starts_with("struct ") || e == "a map" => "an object",
+        other => other,
+    };
+    format!(
+        "expected {expected}, not {}",
+        got.replacen("string ", "the string ", 1).replacen("integer ", "the number ", 1)
+    )
+}
+
 fn backticked(message: &str) -> Option<String> {
     let start = message.find('`')? + 1;
     let end = start + message[start..].find('`')?;
@@ -196,4 +226,22 @@ pub fn list_response<T: Serialize>(rows: &[T], more: bool, last_id: Option<i64>)
     }
     let next_cursor = if more { last_id.map(cursor::encode) } else { None };
     HttpResponse::Ok().json(ListBody { data: rows, next_cursor })
+}
+
+#[cfg(test)]
+mod plain_words_tests {
+    use super::in_plain_words;
+
+    #[test]
+    fn serde_messages_lose_rust_type_names_and_positions() {
+        assert_eq!(
+            in_plain_words("invalid type: string \"ten\", expected i64 at line 1 column 40"),
+            "expected a whole number, not the string \"ten\""
+        );
+        assert_eq!(
+            in_plain_words("invalid value: integer `-1`, expected u32"),
+            "expected a whole number of 0 or more, not the number `-1`"
+        );
+        assert_eq!(in_plain_words("missing field `sku`"), "missing field `sku`");
+    }
 }

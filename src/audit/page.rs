@@ -23,3 +23,9 @@ pub fn page(
     rows.truncate(limit as usize);
     Ok((rows, more))
 }
+
+/// One entry by id, if it is `seller_id`'s (any seller's with `None`).
+pub fn find(conn: &mut DbConnection, id: i64, seller_id: Option<i64>) -> QueryResult<Option<AuditRow>> {
+    let filter = LogFilter { seller_id, ..LogFilter::default() };
+    filtered(&filter).filter(audit_events::id.eq(id)).select(AuditRow::as_select()).first(conn).optional()
+}

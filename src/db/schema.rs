@@ -163,6 +163,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    flashes (id) {
+        id -> BigInt,
+        session_id -> BigInt,
+        kind -> Text,
+        subject -> Text,
+        sealed -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(flashes -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(flashes, sessions);
 diesel::joinable!(sessions -> accounts (account_id));
 diesel::joinable!(api_tokens -> accounts (seller_id));
 diesel::joinable!(api_tokens -> oauth_grants (oauth_grant_id));

@@ -21,22 +21,21 @@ const BASE: &str = "/admin/tokens";
 #[derive(Deserialize)]
 pub struct AdminTokensQuery {
     seller: Option<String>,
-    revoked: Option<String>,
 }
 
 pub async fn tokens(
+    req: HttpRequest,
     AdminUser(user): AdminUser,
     state: web::Data<AppState>,
     query: web::Query<AdminTokensQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let seller = query.seller.as_deref().map(str::trim).unwrap_or_default().to_owned();
-    let (filter, error) = if seller.is_empty() {
-        (None, None)
-    } else {
-        match accounts::Email::parse(&seller) {
-            Ok(email) => (Some(email.as_str().to_owned()), None),
-            Err(e) => (None, Some(e)),
-        }
+    // The same rule as All logs' seller filter: an email no account has is
+    // said so, not shown as an empty list.
+    let (filter, error) = match super::logs::seller_by_email(&state, &seller).await? {
+        Ok(None) => (None, None),
+        Ok(Some(_)) => (accounts::Email::parse(&seller).ok().map(|e| e.as_str().to_owned()), None),
+        Err(e) => (None, Some(e)),
     };
     let rows = if error.is_some() {
         Vec::new()
@@ -44,11 +43,7 @@ pub async fn tokens(
         state.db.run(move |conn| store::list_all(conn, filter.as_deref())).await?
     };
     let now = db::now();
-    let notice = query.revoked.as_deref().and_then(|id| {
-        rows.iter()
-            .find(|(t, _)| t.public_id == id && t.revoked_at.is_some())
-            .map(|(t, email)| format!("Token “{}” of {email} was revoked.", t.name))
-    });
+    let notice = super::flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AdminTokensPage {
         layout: Layout::for_user("All tokens", &user, "admin-tokens"),
         tokens: rows
@@ -100,9 +95,16 @@ fn token_page(
     error: Option<String>,
     saved: bool,
 ) -> TokenPage {
+    let logs_link = format!(
+        "/admin/logs?{}",
+        serde_urlencoded::to_string([("seller", email.as_str()), ("token", token.public_id.as_str())])
+            .unwrap_or_default()
+    );
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "admin-tokens"),
         token: TokenView { seller_email: email, ..TokenView::new(token, db::now()) },
+        base: BASE,
+        logs_link,
         allowlist: None,
         rate_limit: Some(RateLimitForm {
             csrf_token: user.csrf_token.clone(),
@@ -192,6 +194,6 @@ pub async fn revoke(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
-    let (token, _) = any_token(&state, &path).await?;
-    revoke_and_redirect(&req, &user, &state, token, &body, BASE).await
+    let (token, email) = any_token(&state, &path).await?;
+    revoke_and_redirect(&req, &user, &state, token, &body, BASE, &email).await
 }

@@ -127,8 +127,13 @@ pub struct AppPage {
 pub struct AppSecretPage {
     pub layout: Layout,
     pub app: AppView,
+    /// The client secret, from its one-time flash.
     pub secret: Option<String>,
     pub rotated: bool,
+    /// The POST that made these credentials redirected here just now.
+    pub just_made: bool,
+    /// A confidential app's secret was shown already (a reload).
+    pub already_shown: bool,
     pub issuer: String,
 }
 

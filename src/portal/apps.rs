@@ -11,6 +11,7 @@ use super::app_pages::{
     AdminAppsPage, AppFormPage, AppPage, AppSecretPage, AppView, AppsPage, DeleteAppPage, RotateSecretPage,
 };
 use super::error::PortalError;
+use super::flash::{self, FlashKind};
 use super::forms::FormFields;
 use super::pages::{scope_groups, Layout, GRACE_OPTIONS};
 use super::session::{actor_context, AdminUser, CurrentUser};
@@ -52,14 +53,13 @@ async fn view_of(state: &AppState, app: &App, owner: &str) -> Result<AppView, Po
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
-    deleted: Option<String>,
     saved: Option<String>,
 }
 
 pub async fn list(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
-    query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let (owner, now) = (user.account.id, state.oauth.now());
     let rows = state
@@ -72,9 +72,7 @@ pub async fn list(
         })
         .await?;
     let email = user.account.email.clone();
-    let notice = query.deleted.as_deref().map(|name| {
-        format!("The app “{name}” was deleted, with every authorization and token it held; its requests are refused.")
-    });
+    let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AppsPage {
         layout: Layout::for_user("Developer apps", &user, "apps"),
         apps: rows.iter().map(|(stats, app)| AppView::new(app, stats, &email, now)).collect(),
@@ -174,22 +172,39 @@ pub async fn create(
         .register_app(user.account.id, registration, actor_context(&req, &user))
         .await
         .map_err(portal_error)?;
-    let view = view_of(&state, &app, &user.account.email).await?;
-    show_secret(&user, &state, view, secret.map(|s| s.expose()), false)
+    // A public app has no secret; its flash only says it was just registered.
+    let secret = secret.map(|s| s.expose()).unwrap_or_default();
+    flash::put(&state, &req, &user, FlashKind::AppRegistered, &app.client_id, &secret).await?;
+    Ok(redirect(&credentials_path(&app.client_id)))
 }
 
-fn show_secret(
-    user: &CurrentUser,
-    state: &AppState,
-    app: AppView,
-    secret: Option<String>,
-    rotated: bool,
+fn credentials_path(client_id: &str) -> String {
+    format!("{BASE}/{client_id}/credentials")
+}
+
+/// The app's credentials after a POST made them: the client secret once,
+/// from its one-time flash; a reload says it was shown already.
+pub async fn credentials(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
+    let (app, owner) = own_app(&state, &user, &path).await?;
+    let view = view_of(&state, &app, &owner).await?;
+    let flashed = flash::take(&state, &req, &user, &app.client_id).await?;
+    let (secret, rotated, just_made) = match flashed {
+        Some((FlashKind::AppRegistered, secret)) => (Some(secret).filter(|s| !s.is_empty()), false, true),
+        Some((FlashKind::AppSecretRotated, secret)) => (Some(secret), true, true),
+        _ => (None, false, false),
+    };
     let page = AppSecretPage {
-        layout: Layout::for_user(format!("{} credentials", app.name), user, "apps"),
-        app,
+        layout: Layout::for_user(format!("{} credentials", view.name), &user, "apps"),
+        already_shown: !just_made && app.is_confidential(),
+        app: view,
         secret,
         rotated,
+        just_made,
         issuer: state.config.public_url.as_str().to_owned(),
     };
     render(StatusCode::OK, &page)
@@ -298,9 +313,8 @@ pub async fn rotate(
         Err(error) => return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, view, "60", Some(error))),
     };
     let secret = state.oauth.rotate_secret(&app, grace, actor_context(&req, &user)).await.map_err(portal_error)?;
-    let (app, owner) = own_app(&state, &user, &app.client_id).await?;
-    let view = view_of(&state, &app, &owner).await?;
-    show_secret(&user, &state, view, Some(secret.expose()), true)
+    flash::put(&state, &req, &user, FlashKind::AppSecretRotated, &app.client_id, &secret.expose()).await?;
+    Ok(redirect(&credentials_path(&app.client_id)))
 }
 
 fn delete_page(user: &CurrentUser, app: AppView, base: &str, error: Option<String>) -> DeleteAppPage {
@@ -340,7 +354,16 @@ async fn delete_and_redirect(
         return render(StatusCode::FORBIDDEN, &delete_page(user, view, base, Some(CSRF_FAILED.into())));
     }
     state.oauth.delete_app(&app, actor_context(req, user)).await?;
-    Ok(redirect(&format!("{base}?deleted={}", super::forms::percent_encode(&app.name))))
+    let message = if base == ADMIN_BASE {
+        format!("The app “{}” was deleted with every authorization and token it held.", app.name)
+    } else {
+        format!(
+            "The app “{}” was deleted, with every authorization and token it held; its requests are refused.",
+            app.name
+        )
+    };
+    flash::notice(state, req, user, base, &message).await?;
+    Ok(redirect(base))
 }
 
 pub async fn delete(
@@ -358,13 +381,6 @@ pub async fn delete(
 
 async fn any_app(state: &AppState, client_id: &str) -> Result<(App, String), PortalError> {
     state.oauth.app(client_id).await?.ok_or(PortalError::NotFound)
-}
-
-#[derive(Deserialize)]
-pub struct AdminQuery {
-    deleted: Option<String>,
-    suspended: Option<String>,
-    reinstated: Option<String>,
 }
 
 async fn admin_page(
@@ -393,18 +409,11 @@ async fn admin_page(
 }
 
 pub async fn admin_list(
+    req: HttpRequest,
     AdminUser(user): AdminUser,
     state: web::Data<AppState>,
-    query: web::Query<AdminQuery>,
 ) -> Result<HttpResponse, PortalError> {
-    let notice = match (&query.deleted, &query.suspended, &query.reinstated) {
-        (Some(name), _, _) => Some(format!("The app “{name}” was deleted with every authorization and token it held.")),
-        (_, Some(name), _) => {
-            Some(format!("The app “{name}” is suspended: its tokens are refused, and sellers cannot authorize it."))
-        }
-        (_, _, Some(name)) => Some(format!("The app “{name}” was reinstated.")),
-        _ => None,
-    };
+    let notice = flash::take_notice(&state, &req, &user, ADMIN_BASE).await?;
     render(StatusCode::OK, &admin_page(&user, &state, notice, None).await?)
 }
 
@@ -426,8 +435,13 @@ async fn admin_set_suspended(
         return Ok(redirect(ADMIN_BASE));
     }
     state.oauth.set_suspended(&app, user.account.id, suspend, actor_context(&req, &user)).await?;
-    let word = if suspend { "suspended" } else { "reinstated" };
-    Ok(redirect(&format!("{ADMIN_BASE}?{word}={}", super::forms::percent_encode(&app.name))))
+    let message = if suspend {
+        format!("The app “{}” is suspended: its tokens are refused, and sellers cannot authorize it.", app.name)
+    } else {
+        format!("The app “{}” was reinstated.", app.name)
+    };
+    flash::notice(&state, &req, &user, ADMIN_BASE, &message).await?;
+    Ok(redirect(ADMIN_BASE))
 }
 
 pub async fn admin_suspend(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::error::PortalError;
 use super::forms::{safe_next, FormFields};
-use super::pages::{AccountFormPage, Layout, LoginPage};
+use super::pages::{AccountFieldErrors, AccountFormPage, Layout, LoginPage};
 use super::session::{self, actor_context, client_context, pre_session_csrf, verify_pre_session_csrf, CurrentUser};
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
@@ -62,14 +62,24 @@ fn anonymous_page(
     Ok(response)
 }
 
-/// Checks the sign-up and setup fields; returns the first problem.
-fn parse_new_account(form: &FormFields) -> Result<(Email, Password), String> {
-    let email = Email::parse(form.get("email"))?;
-    let password = Password::parse(form.get("password").to_owned())?;
-    if form.get("password_confirm") != password.expose() {
-        return Err("The two passwords do not match.".into());
+/// Checks the sign-up and setup fields; returns every field's problem at once.
+fn parse_new_account(form: &FormFields) -> Result<(Email, Password), AccountFieldErrors> {
+    let email = Email::parse(form.get("email"));
+    let password = Password::parse(form.get("password").to_owned());
+    let confirm = form.get("password_confirm");
+    let mismatch = if confirm.is_empty() {
+        Some("Repeat the password.".to_owned())
+    } else if confirm != form.get("password") {
+        Some("The two passwords do not match.".to_owned())
+    } else {
+        None
+    };
+    match (email, password, mismatch) {
+        (Ok(email), Ok(password), None) => Ok((email, password)),
+        (email, password, password_confirm) => {
+            Err(AccountFieldErrors { email: email.err(), password: password.err(), password_confirm })
+        }
     }
-    Ok((email, password))
 }
 
 async fn create_account(
@@ -127,6 +137,7 @@ impl NewAccount {
         status: StatusCode,
         email: &str,
         error: Option<String>,
+        fields: AccountFieldErrors,
     ) -> Result<HttpResponse, PortalError> {
         let first_run = self == NewAccount::FirstAdmin;
         let title = if first_run { "Set up keygate" } else { "Create an account" };
@@ -139,6 +150,7 @@ impl NewAccount {
                     csrf_token,
                     email: email.to_owned(),
                     error,
+                    fields,
                 },
             )
         })
@@ -147,7 +159,7 @@ impl NewAccount {
     async fn form(self, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
         match self.redirect_elsewhere(&state).await? {
             Some(elsewhere) => Ok(elsewhere),
-            None => self.page(&req, &state, StatusCode::OK, "", None),
+            None => self.page(&req, &state, StatusCode::OK, "", None, AccountFieldErrors::default()),
         }
     }
 
@@ -161,13 +173,17 @@ impl NewAccount {
             return Ok(elsewhere);
         }
         let form = FormFields::parse(&body);
-        let refuse = |status, error: String| self.page(&req, &state, status, form.get("email"), Some(error));
+        let refuse = |status, error: String| {
+            self.page(&req, &state, status, form.get("email"), Some(error), AccountFieldErrors::default())
+        };
         if !verify_pre_session_csrf(&req, form.csrf()) {
             return refuse(StatusCode::FORBIDDEN, CSRF_FAILED.into());
         }
         let (email, password) = match parse_new_account(&form) {
             Ok(parsed) => parsed,
-            Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, error),
+            Err(fields) => {
+                return self.page(&req, &state, StatusCode::UNPROCESSABLE_ENTITY, form.get("email"), None, fields)
+            }
         };
         let (role, only_if_first) = match self {
             NewAccount::FirstAdmin => (Role::Admin, true),
@@ -191,7 +207,11 @@ impl NewAccount {
             // so anyway; see the README on this trade-off).
             let lookup = email.clone();
             if state.db.run(move |conn| accounts::find_by_email(conn, &lookup)).await?.is_some() {
-                return refuse(StatusCode::UNPROCESSABLE_ENTITY, CreateAccountError::EmailTaken.to_string());
+                let fields = AccountFieldErrors {
+                    email: Some(CreateAccountError::EmailTaken.to_string()),
+                    ..Default::default()
+                };
+                return self.page(&req, &state, StatusCode::UNPROCESSABLE_ENTITY, form.get("email"), None, fields);
             }
         }
         match create_account(&state, &req, email, password, role, only_if_first).await {

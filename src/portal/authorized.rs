@@ -4,7 +4,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 
 use super::app_pages::{AuthorizedAppsPage, AuthorizedView, RevokeGrantPage};
 use super::error::PortalError;
@@ -28,20 +27,14 @@ async fn own_grant(state: &AppState, user: &CurrentUser, client_id: &str) -> Res
     authorized(state, user).await?.into_iter().find(|a| a.app.client_id == client_id).ok_or(PortalError::NotFound)
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    revoked: Option<String>,
-}
-
 pub async fn list(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let apps = authorized(&state, &user).await?;
-    let notice = query.revoked.as_deref().map(|name| {
-        format!("“{name}” can no longer use your account: every token it held was revoked. It must ask you again to come back.")
-    });
+    // A one-time notice, never a URL parameter (which anyone could word).
+    let notice = super::flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AuthorizedAppsPage {
         layout: Layout::for_user("Authorized apps", &user, "authorized"),
         apps: apps.iter().map(AuthorizedView::new).collect(),
@@ -81,5 +74,10 @@ pub async fn revoke(
         return render(StatusCode::FORBIDDEN, &revoke_page(&user, &app, Some(CSRF_FAILED.into())));
     }
     state.oauth.revoke_grant(&app.app, &app.grant, actor_context(&req, &user)).await?;
-    Ok(redirect(&format!("{BASE}?revoked={}", super::forms::percent_encode(&app.app.name))))
+    let message = format!(
+        "“{}” can no longer use your account: every token it held was revoked. It must ask you again to come back.",
+        app.app.name
+    );
+    super::flash::notice(&state, &req, &user, BASE, &message).await?;
+    Ok(redirect(BASE))
 }

@@ -21,6 +21,9 @@ pub struct ErrorPage<'a> {
 pub enum PortalError {
     #[error("page not found")]
     NotFound,
+    /// The query string does not fit the page (a parameter given twice…).
+    #[error("malformed query string")]
+    BadQuery,
     #[error("sign-in required")]
     LoginRequired { next: String },
     #[error(transparent)]
@@ -72,6 +75,7 @@ impl ResponseError for PortalError {
     fn status_code(&self) -> StatusCode {
         match self {
             PortalError::NotFound => StatusCode::NOT_FOUND,
+            PortalError::BadQuery => StatusCode::BAD_REQUEST,
             PortalError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             other if other.is_overloaded() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +88,11 @@ impl ResponseError for PortalError {
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "There is nothing here, or it belongs to another account.",
+            ),
+            PortalError::BadQuery => Self::page(
+                StatusCode::BAD_REQUEST,
+                "Bad address",
+                "The address of this page is malformed (a parameter is given twice, or has a value it cannot take). Open the page again from the navigation.",
             ),
             PortalError::LoginRequired { next } => {
                 let location = format!("/login?next={}", crate::portal::forms::percent_encode(next));

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::error::PortalError;
-use super::pages::{display_time, machine_time, EventView, Layout, LogFilterView, LogsPage};
+use super::pages::{display_time, machine_time, relative_time, EventView, Layout, LogFilterView, LogsPage};
 use super::render;
 use super::session::{AdminUser, CurrentUser};
 use crate::accounts::{self, Email};
@@ -50,9 +50,13 @@ fn form_values(query: &HashMap<String, String>) -> LogFilterView {
         app: get("app"),
         from: get("from"),
         to: get("to"),
+        range: get("range"),
         seller: get("seller"),
         outcomes: OUTCOMES,
         methods: METHODS,
+        token_options: Vec::new(),
+        app_options: Vec::new(),
+        presets: Vec::new(),
     }
 }
 
@@ -81,26 +85,33 @@ fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<Option<NaiveDa
     Ok(Some(at))
 }
 
+/// A filter's problem, with the field it is about (shown beside it).
+pub type FilterErrors = Vec<(&'static str, String)>;
+
+/// The presets beside the custom range: (value, label, length).
+pub const RANGES: [(&str, &str, i64); 4] =
+    [("1h", "1 h", 60), ("24h", "24 h", 24 * 60), ("7d", "7 d", 7 * 24 * 60), ("30d", "30 d", 30 * 24 * 60)];
+
 /// The filter, or every problem with the form at once.
-fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
-    let mut errors = Vec::new();
+fn parse_filter(form: &LogFilterView, now: NaiveDateTime) -> Result<LogFilter, FilterErrors> {
+    let mut errors: FilterErrors = Vec::new();
     let mut filter = LogFilter::default();
     if !form.token.is_empty() {
         match TokenId::parse(&form.token) {
             Some(id) => filter.token_id = Some(id.to_string()),
-            None => errors.push(format!("“{}” is not a token id (16 letters and digits).", form.token)),
+            None => errors.push(("token", format!("“{}” is not a token id (16 letters and digits).", form.token))),
         }
     }
     if !form.outcome.is_empty() {
         match form.outcome.parse::<Outcome>() {
             Ok(outcome) => filter.outcome = Some(outcome),
-            Err(_) => errors.push(format!("“{}” is not an outcome.", form.outcome)),
+            Err(_) => errors.push(("outcome", format!("“{}” is not an outcome.", form.outcome))),
         }
     }
     if !form.status.is_empty() {
         match form.status.parse::<i32>() {
             Ok(status) if (100..=599).contains(&status) => filter.status = Some(status),
-            _ => errors.push(format!("“{}” is not an HTTP status (100–599).", form.status)),
+            _ => errors.push(("status", format!("“{}” is not an HTTP status (100–599).", form.status))),
         }
     }
     if !form.method.is_empty() {
@@ -108,41 +119,55 @@ fn parse_filter(form: &LogFilterView) -> Result<LogFilter, Vec<String>> {
         if METHODS.contains(&method.as_str()) {
             filter.method = Some(method);
         } else {
-            errors.push(format!("“{}” is not an HTTP method.", form.method));
+            errors.push(("method", format!("“{}” is not an HTTP method.", form.method)));
         }
     }
     if !form.path.is_empty() {
         if form.path.starts_with('/') && form.path.len() <= 200 {
             filter.path = Some(form.path.clone());
         } else {
-            errors
-                .push("A path filter starts with “/”, such as /api/v1/orders, and has at most 200 characters.".into());
+            errors.push((
+                "path",
+                "A path filter starts with “/”, such as /api/v1/orders, and has at most 200 characters.".into(),
+            ));
         }
     }
     if !form.ip.is_empty() {
         match form.ip.parse::<IpAddr>() {
             Ok(ip) => filter.ip = Some(ip.to_string()),
-            Err(_) => errors.push(format!("“{}” is not an IP address.", form.ip)),
+            Err(_) => errors.push(("ip", format!("“{}” is not an IP address.", form.ip))),
         }
     }
     if !form.app.is_empty() {
         if crate::oauth::apps::looks_like_client_id(&form.app) {
             filter.client_id = Some(form.app.clone());
         } else {
-            errors.push(format!("“{}” is not an app's client_id (kgc_ and 16 letters and digits).", form.app));
+            errors.push(("app", format!("“{}” is not an app's client_id (kgc_ and 16 letters and digits).", form.app)));
         }
     }
     match (parse_time("from", &form.from, false), parse_time("to", &form.to, true)) {
         (Ok(from), Ok(to)) => {
             if let (Some(f), Some(t)) = (from, to) {
                 if f >= t {
-                    errors.push("“from” must be before “to”.".into());
+                    errors.push(("to", "“from” must be before “to”.".into()));
                 }
             }
             filter.from = from;
             filter.to = to;
         }
-        (from, to) => errors.extend(from.err().into_iter().chain(to.err())),
+        (from, to) => {
+            errors.extend(from.err().map(|e| ("from", e)));
+            errors.extend(to.err().map(|e| ("to", e)));
+        }
+    }
+    if !form.range.is_empty() {
+        match RANGES.iter().find(|(value, _, _)| *value == form.range) {
+            Some(_) if !form.from.is_empty() || !form.to.is_empty() => {
+                errors.push(("range", "Choose a preset or a custom range (from, to), not both.".into()))
+            }
+            Some((_, _, minutes)) => filter.from = Some(now - Duration::minutes(*minutes)),
+            None => errors.push(("range", format!("“{}” is not a time range: use 1h, 24h, 7d or 30d.", form.range))),
+        }
     }
     if errors.is_empty() {
         Ok(filter)
@@ -166,7 +191,18 @@ fn app_link(viewer: Viewer, client_id: &str, owner: Option<i64>) -> String {
     }
 }
 
-fn view(row: AuditRow, emails: &HashMap<i64, String>, apps: &AppNames, viewer: Viewer) -> EventView {
+fn view(
+    row: AuditRow,
+    emails: &HashMap<i64, String>,
+    apps: &AppNames,
+    names: &TokenNames,
+    viewer: Viewer,
+    now: NaiveDateTime,
+) -> EventView {
+    let base = match viewer {
+        Viewer::Admin => "/admin",
+        Viewer::Seller(_) => "/settings",
+    };
     let seller =
         row.seller_id.map(|id| emails.get(&id).cloned().unwrap_or_else(|| format!("#{id}"))).unwrap_or_default();
     let what = match row.kind {
@@ -180,6 +216,11 @@ fn view(row: AuditRow, emails: &HashMap<i64, String>, apps: &AppNames, viewer: V
         id: row.id,
         time: display_time(row.occurred_at),
         time_iso: machine_time(row.occurred_at),
+        time_ago: relative_time(row.occurred_at, now),
+        detail_link: format!("{base}/logs/{}", row.id),
+        token_link: row.token_id.as_deref().map(|id| format!("{base}/tokens/{id}")).unwrap_or_default(),
+        token_name: row.token_id.as_ref().and_then(|id| names.get(id)).cloned().unwrap_or_default(),
+        user_agent: row.user_agent.clone().unwrap_or_default(),
         kind: row.kind.as_str().to_owned(),
         what,
         outcome: row.outcome.as_str().to_owned(),
@@ -198,40 +239,104 @@ fn view(row: AuditRow, emails: &HashMap<i64, String>, apps: &AppNames, viewer: V
     }
 }
 
-/// A stacked bar chart of requests over time, as inline SVG.
+/// "5-minute", "1-hour", "2-day": a bucket's length in words.
+fn bucket_words(bucket: Duration) -> String {
+    let minutes = bucket.num_minutes().max(1);
+    let (n, unit) = if minutes % (24 * 60) == 0 {
+        (minutes / (24 * 60), "day")
+    } else if minutes % 60 == 0 {
+        (minutes / 60, "hour")
+    } else {
+        (minutes, "minute")
+    };
+    format!("{n}-{unit}")
+}
+
+/// A stacked bar chart of requests over time, as inline SVG: labelled axes,
+/// gridlines, the bucket size stated, and a tooltip per bucket with its
+/// time and counts. It scales uniformly (no `preserveAspectRatio="none"`),
+/// so its text is never stretched; below a minimum width it scrolls.
 fn chart_svg(chart: &Chart) -> String {
-    let (width, height, top, bottom) = (720.0, 180.0, 10.0, 24.0);
+    let (width, height, left, top, bottom) = (900.0, 230.0, 48.0, 26.0, 30.0);
     let max = chart.buckets.iter().map(|b| b.iter().sum::<u32>()).max().unwrap_or(0).max(1);
-    let slot = width / chart.buckets.len() as f64;
-    let scale = (height - top - bottom) / f64::from(max);
+    let plot_w = width - left - 8.0;
+    let plot_h = height - top - bottom;
+    let slot = plot_w / chart.buckets.len().max(1) as f64;
+    let scale = plot_h / f64::from(max);
+    let span = chart.end - chart.start;
+    let bucket = span / chart.buckets.len().max(1) as i32;
     let classes = ["ok", "refused", "limited", "error"];
+    let words = ["ok", "refused", "rate limited", "errors"];
     let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Requests over time by outcome\" preserveAspectRatio=\"none\">"
+        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Requests over time by outcome, {} buckets\">",
+        bucket_words(bucket)
     );
-    svg.push_str(&format!("<text class=\"chart-label\" x=\"2\" y=\"{}\">{max}</text>", top + 8.0));
-    for (i, bucket) in chart.buckets.iter().enumerate() {
-        let x = i as f64 * slot + 1.0;
+    svg.push_str(&format!(
+        "<text class=\"chart-label axis-title\" x=\"{left}\" y=\"14\">requests per {} bucket</text>",
+        bucket_words(bucket)
+    ));
+    // Horizontal gridlines with their values: 0, half, max.
+    for (fraction, value) in [(0.0, 0), (0.5, max / 2), (1.0, max)] {
+        if fraction == 0.5 && max < 2 {
+            continue;
+        }
+        let y = height - bottom - plot_h * fraction;
+        svg.push_str(&format!(
+            "<line class=\"gridline\" x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"chart-label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{value}</text>",
+            width - 8.0,
+            left - 6.0,
+            y + 4.0
+        ));
+    }
+    for (i, counts) in chart.buckets.iter().enumerate() {
+        let x = left + i as f64 * slot + 1.0;
+        let from = chart.start + bucket * i as i32;
+        let total: u32 = counts.iter().sum();
+        let detail = words
+            .iter()
+            .zip(counts.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(w, n)| format!("{n} {w}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        svg.push_str(&format!(
+            "<g class=\"bucket\"><title>{} – {} UTC: {total} request{}{}{}</title><rect class=\"hover\" x=\"{x:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{plot_h:.1}\"/>",
+            from.format("%b %d %H:%M"),
+            (from + bucket).format("%H:%M"),
+            if total == 1 { "" } else { "s" },
+            if detail.is_empty() { "" } else { " (" },
+            if detail.is_empty() { String::new() } else { format!("{detail})") },
+            (slot - 2.0).max(1.0)
+        ));
         let mut y = height - bottom;
-        for (class, count) in classes.iter().zip(bucket.iter()) {
+        for (class, count) in classes.iter().zip(counts.iter()) {
             if *count == 0 {
                 continue;
             }
             let h = f64::from(*count) * scale;
             y -= h;
             svg.push_str(&format!(
-                "<rect class=\"bar bar-{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{count} {class}</title></rect>",
-                slot - 2.0
+                "<rect class=\"bar bar-{class}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"/>",
+                (slot - 2.0).max(1.0)
             ));
         }
+        svg.push_str("</g>");
     }
-    let span = chart.end - chart.start;
-    for i in [0, CHART_BUCKETS / 2, CHART_BUCKETS] {
-        let at = chart.start + span * i as i32 / CHART_BUCKETS as i32;
-        let x = (i as f64 * slot).clamp(0.0, width - 60.0);
+    // The time axis: five labels, the first left-aligned and the last right-aligned.
+    let labels = 4;
+    for i in 0..=labels {
+        let at = chart.start + span * i / labels;
+        let x = left + plot_w * f64::from(i) / f64::from(labels);
+        let anchor = match i {
+            0 => "start",
+            i if i == labels => "end",
+            _ => "middle",
+        };
+        let format = if span > Duration::days(2) { "%b %d" } else { "%b %d %H:%M" };
         svg.push_str(&format!(
-            "<text class=\"chart-label\" x=\"{x:.1}\" y=\"{}\">{}</text>",
-            height - 6.0,
-            at.format("%m-%d %H:%M")
+            "<text class=\"chart-label\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
+            height - 8.0,
+            at.format(format)
         ));
     }
     svg.push_str("</svg>");
@@ -263,8 +368,145 @@ fn app_names(conn: &mut crate::db::DbConnection, rows: &[AuditRow]) -> diesel::Q
     Ok(crate::oauth::apps::names(conn, &ids)?.into_iter().collect())
 }
 
-/// The seller an admin filters by, or an error message.
-async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
+/// Token names by public id.
+type TokenNames = HashMap<String, String>;
+
+fn token_names(conn: &mut crate::db::DbConnection, mut ids: Vec<String>) -> diesel::QueryResult<TokenNames> {
+    use crate::db::schema::api_tokens;
+    use diesel::prelude::*;
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String)> = api_tokens::table
+        .filter(api_tokens::public_id.eq_any(&ids))
+        .select((api_tokens::public_id, api_tokens::name))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The token filter's choices: the seller's own tokens (an admin types an
+/// id), and what was asked for if it is not one of them.
+async fn token_options(state: &AppState, own: Option<i64>, chosen: &str) -> Result<Vec<(String, String)>, PortalError> {
+    let Some(seller_id) = own else { return Ok(Vec::new()) };
+    let tokens = state.db.run(move |conn| crate::tokens::store::list_for_seller(conn, seller_id)).await?;
+    let now = crate::db::now();
+    let mut options: Vec<(String, String)> = tokens
+        .iter()
+        .filter(|t| t.oauth_grant_id.is_none())
+        .map(|t| {
+            let status = t.status(now);
+            let note = if status.is_usable() { String::new() } else { format!(" ({})", status.label()) };
+            (t.public_id.clone(), format!("{}{note}", t.name))
+        })
+        .collect();
+    if !chosen.is_empty() && !options.iter().any(|(id, _)| id == chosen) {
+        options.push((chosen.to_owned(), chosen.to_owned()));
+    }
+    Ok(options)
+}
+
+/// The app filter's choices for a seller: the apps they authorized and the
+/// apps they develop (an admin types a client_id), and what was asked for.
+async fn app_options(state: &AppState, own: Option<i64>, chosen: &str) -> Result<Vec<(String, String)>, PortalError> {
+    let Some(seller_id) = own else { return Ok(Vec::new()) };
+    let now = state.oauth.now();
+    let (granted, mine) = state
+        .db
+        .run(move |conn| {
+            Ok((
+                crate::oauth::listing::authorized_apps(conn, seller_id, now)?,
+                crate::oauth::apps::list_for_owner(conn, seller_id)?,
+            ))
+        })
+        .await?;
+    let mut options: Vec<(String, String)> =
+        granted.iter().map(|a| (a.app.client_id.clone(), format!("{} (authorized)", a.app.name))).collect();
+    for app in mine {
+        if !options.iter().any(|(id, _)| *id == app.client_id) {
+            options.push((app.client_id.clone(), format!("{} (your app)", app.name)));
+        }
+    }
+    if !chosen.is_empty() && !options.iter().any(|(id, _)| id == chosen) {
+        options.push((chosen.to_owned(), chosen.to_owned()));
+    }
+    Ok(options)
+}
+
+/// The preset links: the current filters with the range replaced.
+fn presets(form: &LogFilterView, admin: bool, base: &str) -> Vec<super::pages::PresetLink> {
+    let mut without = LogFilterView { from: String::new(), to: String::new(), range: String::new(), ..form.clone() };
+    RANGES
+        .iter()
+        .map(|(value, label, _)| {
+            without.range = (*value).to_owned();
+            super::pages::PresetLink {
+                label,
+                href: format!("{base}?{}", filter_query_string(&without, admin)),
+                active: form.range == *value,
+            }
+        })
+        .collect()
+}
+
+/// One entry in full: its request id, user agent, scope, latency and the
+/// security context, for its seller (or an admin) only.
+async fn detail_page(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: &str,
+    admin: bool,
+) -> Result<HttpResponse, PortalError> {
+    let id: i64 = id.parse().map_err(|_| PortalError::NotFound)?;
+    let own = (!admin).then_some(user.account.id);
+    let viewer = own.map_or(Viewer::Admin, Viewer::Seller);
+    let (row, apps, names) = state
+        .db
+        .run(move |conn| {
+            let Some(row) = page::find(conn, id, own)? else { return Ok(None) };
+            let rows = [row];
+            let apps = app_names(conn, &rows)?;
+            let names = token_names(conn, rows.iter().filter_map(|r| r.token_id.clone()).collect())?;
+            let [row] = rows;
+            Ok(Some((row, apps, names)))
+        })
+        .await?
+        .ok_or(PortalError::NotFound)?;
+    let emails = if admin { seller_emails(&state, std::slice::from_ref(&row)).await? } else { HashMap::new() };
+    let actor = match row.actor_id {
+        Some(actor) if Some(actor) != row.seller_id => {
+            let emails = state.db.run(move |conn| accounts::emails_by_id(conn, &[actor])).await?;
+            emails.into_iter().next().map(|(_, email)| email).unwrap_or_else(|| format!("#{actor}"))
+        }
+        _ => String::new(),
+    };
+    let base = if admin { "/admin/logs" } else { "/settings/logs" };
+    let event = view(row, &emails, &apps, &names, viewer, crate::db::now());
+    let layout =
+        Layout::for_user(format!("{} · API Logs", event.what), &user, if admin { "admin-logs" } else { "logs" });
+    render(StatusCode::OK, &super::pages::LogDetailPage { layout, event, admin, base, actor })
+}
+
+pub async fn seller_entry(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    detail_page(state, user, &path, false).await
+}
+
+pub async fn admin_entry(
+    AdminUser(user): AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    detail_page(state, user, &path, true).await
+}
+
+/// The seller an admin filters by (All logs, All tokens), or an error
+/// message: a malformed email, or one no account has.
+pub async fn seller_by_email(state: &AppState, raw: &str) -> Result<Result<Option<i64>, String>, PortalError> {
     if raw.is_empty() {
         return Ok(Ok(None));
     }
@@ -285,10 +527,10 @@ async fn scoped_filter(
     req: &HttpRequest,
     state: &AppState,
     own_seller: Option<i64>,
-) -> Result<(LogFilterView, Result<LogFilter, Vec<String>>), PortalError> {
+) -> Result<(LogFilterView, Result<LogFilter, FilterErrors>), PortalError> {
     let query = query_map(req);
     let form = form_values(&query);
-    let mut parsed = parse_filter(&form);
+    let mut parsed = parse_filter(&form, crate::db::now());
     match own_seller {
         Some(id) => {
             if let Ok(filter) = &mut parsed {
@@ -297,8 +539,8 @@ async fn scoped_filter(
         }
         None => match (seller_by_email(state, &form.seller).await?, &mut parsed) {
             (Ok(id), Ok(filter)) => filter.seller_id = id,
-            (Err(e), Ok(_)) => parsed = Err(vec![e]),
-            (Err(e), Err(errors)) => errors.push(e),
+            (Err(e), Ok(_)) => parsed = Err(vec![("seller", e)]),
+            (Err(e), Err(errors)) => errors.push(("seller", e)),
             (Ok(_), Err(_)) => {}
         },
     }
@@ -313,7 +555,10 @@ async fn logs_page(
 ) -> Result<HttpResponse, PortalError> {
     let own = (!admin).then_some(user.account.id);
     let viewer = own.map_or(Viewer::Admin, Viewer::Seller);
-    let (form, parsed) = scoped_filter(&req, &state, own).await?;
+    let (mut form, parsed) = scoped_filter(&req, &state, own).await?;
+    form.token_options = token_options(&state, own, &form.token).await?;
+    form.app_options = app_options(&state, own, &form.app).await?;
+    form.presets = presets(&form, admin, if admin { "/admin/logs" } else { "/settings/logs" });
     let query = query_map(&req);
     let layout =
         Layout::for_user(if admin { "All logs" } else { "API Logs" }, &user, if admin { "admin-logs" } else { "logs" });
@@ -332,7 +577,7 @@ async fn logs_page(
             let page = LogsPage::empty(
                 layout,
                 form,
-                vec!["That page link is broken; start again from the newest entries.".into()],
+                vec![("cursor", "That page link is broken; start again from the newest entries.".into())],
                 admin,
                 base,
             );
@@ -354,28 +599,46 @@ async fn logs_page(
     let seller_scope = filter.seller_id;
     let for_query = filter.clone();
     let app = state.clone().into_inner();
-    let (rows, more, chart, highlights, apps) = state
+    let (rows, more, chart, highlights, apps, names) = state
         .db
         .run(move |conn| {
             let (rows, more) = page::page(conn, &for_query, before, PAGE_SIZE)?;
             let chart = app.summaries.chart(conn, &for_query, chart_start, chart_end, CHART_BUCKETS)?;
             let highlights = app.summaries.highlights(conn, app.db.pool(), seller_scope, now)?;
             let apps = app_names(conn, &rows)?;
-            Ok((rows, more, chart, highlights, apps))
+            let ids = rows
+                .iter()
+                .filter_map(|r| r.token_id.clone())
+                .chain(highlights.iter().filter_map(|h| h.token_id.clone()));
+            let names = token_names(conn, ids.collect())?;
+            Ok((rows, more, chart, highlights, apps, names))
         })
         .await?;
+    // The highlights follow the filters that can apply to them: the token and the time range.
+    let highlights: Vec<_> = highlights
+        .into_iter()
+        .filter(|h| filter.token_id.is_none() || h.token_id == filter.token_id)
+        .filter(|h| filter.from.is_none_or(|from| h.at >= from) && filter.to.is_none_or(|to| h.at < to))
+        .map(|h| {
+            let message = match h.token_id.as_ref().and_then(|id| names.get(id).map(|name| (id, name))) {
+                Some((id, name)) => h.message.replace(id.as_str(), &format!("“{name}” ({id})")),
+                None => h.message,
+            };
+            (display_time(h.at), message)
+        })
+        .collect();
     let emails = if admin { seller_emails(&state, &rows).await? } else { HashMap::new() };
     let filter_query = filter_query_string(&form, admin);
     let next =
         if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", cursor::encode(r.id))) } else { None };
     let page = LogsPage {
         layout,
-        events: rows.into_iter().map(|r| view(r, &emails, &apps, viewer)).collect(),
+        events: rows.into_iter().map(|r| view(r, &emails, &apps, &names, viewer, now)).collect(),
         admin,
         filter: form,
         errors: Vec::new(),
         chart: chart_svg(&chart),
-        highlights: highlights.into_iter().map(|h| (display_time(h.at), h.message)).collect(),
+        highlights,
         next,
         newest: before.is_some().then(|| format!("{base}?{filter_query}")),
         csv: format!("{base}.csv?{filter_query}"),
@@ -395,6 +658,7 @@ fn filter_query_string(form: &LogFilterView, admin: bool) -> String {
         ("app", &form.app),
         ("from", &form.from),
         ("to", &form.to),
+        ("range", &form.range),
     ];
     if admin {
         pairs.push(("seller", &form.seller));
@@ -432,8 +696,8 @@ fn cell(value: &str) -> String {
 
 /// The export's columns: the row's `id` and every column of
 /// `audit::COLUMNS` once (`occurred_at` named `time`), in reading order,
-/// and the app's name beside its client_id.
-const CSV_COLUMNS: [&str; COLUMNS.len() + 2] = [
+/// the token's name beside its id, and the app's name beside its client_id.
+const CSV_COLUMNS: [&str; COLUMNS.len() + 3] = [
     "id",
     "time",
     "kind",
@@ -444,6 +708,7 @@ const CSV_COLUMNS: [&str; COLUMNS.len() + 2] = [
     "actor_id",
     "subject",
     "token_id",
+    "token_name",
     "method",
     "path",
     "required_scope",
@@ -462,7 +727,7 @@ fn csv_header() -> Vec<String> {
 }
 
 /// One row, field for field [`csv_header`].
-fn csv_record(row: &AuditRow, apps: &AppNames) -> Vec<String> {
+fn csv_record(row: &AuditRow, apps: &AppNames, names: &TokenNames) -> Vec<String> {
     let opt = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
     let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     vec![
@@ -476,6 +741,7 @@ fn csv_record(row: &AuditRow, apps: &AppNames) -> Vec<String> {
         num(row.actor_id),
         opt(&row.subject),
         opt(&row.token_id),
+        cell(row.token_id.as_ref().and_then(|id| names.get(id)).map_or("", String::as_str)),
         opt(&row.method),
         opt(&row.path),
         opt(&row.required_scope),
@@ -512,7 +778,7 @@ async fn csv_export(
         Err(errors) => {
             return Ok(HttpResponse::UnprocessableEntity()
                 .content_type("text/plain; charset=utf-8")
-                .body(errors.join("\n")));
+                .body(errors.into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("\n")));
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
@@ -526,9 +792,11 @@ async fn csv_export(
             let page = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
                 let (rows, more) = page::page(&mut conn, &filter, before, 5_000).map_err(|e| e.to_string())?;
                 let apps = app_names(&mut conn, &rows).map_err(|e| e.to_string())?;
-                Ok((rows, more, apps))
+                let names = token_names(&mut conn, rows.iter().filter_map(|r| r.token_id.clone()).collect())
+                    .map_err(|e| e.to_string())?;
+                Ok((rows, more, apps, names))
             });
-            let (rows, more, apps) = match page {
+            let (rows, more, apps, names) = match page {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(error = %e, "CSV export failed");
@@ -536,7 +804,7 @@ async fn csv_export(
                     return;
                 }
             };
-            let chunk = encode_csv(rows.iter().map(|row| csv_record(row, &apps)));
+            let chunk = encode_csv(rows.iter().map(|row| csv_record(row, &apps, &names)));
             if tx.blocking_send(Ok(web::Bytes::from(chunk))).is_err() {
                 return; // the client went away
             }
@@ -585,7 +853,7 @@ mod tests {
         let header = csv_header();
         let mut named: Vec<&str> = CSV_COLUMNS[1..]
             .iter()
-            .filter(|c| **c != "app")
+            .filter(|c| **c != "app" && **c != "token_name")
             .map(|c| if *c == "time" { "occurred_at" } else { c })
             .collect();
         let mut columns = COLUMNS.to_vec();
@@ -615,7 +883,8 @@ mod tests {
             client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
         };
         let apps = HashMap::from([("kgc_AbCdEfGhIjKlMnOp".to_owned(), ("=Acme ERP".to_owned(), 2))]);
-        let record = csv_record(&row, &apps);
+        let names = HashMap::from([("T".to_owned(), "+Warehouse".to_owned())]);
+        let record = csv_record(&row, &apps, &names);
         assert_eq!(record.len(), header.len());
         let column = |name: &str| record[header.iter().position(|h| h == name).unwrap()].clone();
         assert_eq!(column("status"), "200");
@@ -623,6 +892,8 @@ mod tests {
         assert_eq!(column("seller_id"), "2");
         assert_eq!(column("latency_us"), "5");
         assert_eq!(column("client_id"), "kgc_AbCdEfGhIjKlMnOp");
+        assert_eq!(column("token_id"), "T");
+        assert_eq!(column("token_name"), "'+Warehouse", "the token's name beside its id, defused");
         assert_eq!(column("app"), "'=Acme ERP", "the app's name, defused");
     }
 

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod authorized;
 pub mod error;
+pub mod flash;
 pub mod forms;
 pub mod logs;
 pub mod pages;
@@ -21,6 +22,9 @@ use askama::Template;
 use error::PortalError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // A query string a page cannot read gets a page that says so, never the
+    // deserializer's words.
+    cfg.app_data(web::QueryConfig::default().error_handler(|_, _| PortalError::BadQuery.into()));
     cfg.route("/", web::get().to(auth::root))
         .route("/healthz", web::get().to(health))
         .route("/setup", web::get().to(auth::setup_form))
@@ -34,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens", web::post().to(tokens::create))
         .route("/settings/tokens/new", web::get().to(tokens::new_form))
         .route("/settings/tokens/{id}", web::get().to(tokens::show))
+        .route("/settings/tokens/{id}/secret", web::get().to(tokens::secret))
         .route("/settings/tokens/{id}/allowed-ips", web::post().to(tokens::set_allowed_ips))
         .route("/settings/tokens/{id}/revoke", web::get().to(tokens::revoke_form))
         .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
@@ -41,12 +46,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
         .route("/settings/logs", web::get().to(logs::seller_logs))
         .route("/settings/logs.csv", web::get().to(logs::seller_csv))
+        .route("/settings/logs/{id}", web::get().to(logs::seller_entry))
         .route("/settings/apps", web::get().to(apps::list))
         .route("/settings/apps", web::post().to(apps::create))
         .route("/settings/apps/new", web::get().to(apps::new_form))
         .route("/settings/apps/{client_id}", web::get().to(apps::show))
         .route("/settings/apps/{client_id}/edit", web::get().to(apps::edit_form))
         .route("/settings/apps/{client_id}/edit", web::post().to(apps::update))
+        .route("/settings/apps/{client_id}/credentials", web::get().to(apps::credentials))
         .route("/settings/apps/{client_id}/secret", web::get().to(apps::rotate_form))
         .route("/settings/apps/{client_id}/secret", web::post().to(apps::rotate))
         .route("/settings/apps/{client_id}/delete", web::get().to(apps::delete_form))
@@ -66,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/tokens/{id}/rate-limit", web::post().to(admin::set_rate_limit))
         .route("/admin/logs", web::get().to(logs::admin_logs))
         .route("/admin/logs.csv", web::get().to(logs::admin_csv))
+        .route("/admin/logs/{id}", web::get().to(logs::admin_entry))
         .route("/static/{file:.*}", web::get().to(assets::serve))
         .default_service(web::to(not_found));
 }

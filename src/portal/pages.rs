@@ -42,6 +42,30 @@ impl Layout {
 
 pub use crate::time::{display as display_time, rfc3339 as machine_time};
 
+/// "3 minutes ago", "in 5 days", "just now": pages show it with the exact
+/// UTC time on hover.
+pub fn relative_time(at: NaiveDateTime, now: NaiveDateTime) -> String {
+    let seconds = (now - at).num_seconds();
+    let s = seconds.abs();
+    if s < 45 {
+        return if seconds >= 0 { "just now".into() } else { "in a few seconds".into() };
+    }
+    let (n, unit) = match s {
+        s if s < 3600 => ((s + 30) / 60, "minute"),
+        s if s < 86_400 => ((s + 1800) / 3600, "hour"),
+        s if s < 30 * 86_400 => ((s + 43_200) / 86_400, "day"),
+        s if s < 365 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    let n = n.max(1);
+    let plural = if n == 1 { "" } else { "s" };
+    if seconds >= 0 {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
 /// A token as the pages show it.
 pub struct TokenView {
     pub public_id: String,
@@ -51,8 +75,12 @@ pub struct TokenView {
     pub scopes: Vec<String>,
     pub created: String,
     pub created_iso: String,
+    pub created_ago: String,
     pub expires: String,
     pub last_used: String,
+    /// "3 minutes ago", or "never"; the exact time is `last_used`.
+    pub last_used_ago: String,
+    pub last_used_iso: String,
     pub last_used_ip: String,
     pub status_label: &'static str,
     pub status_css: &'static str,
@@ -92,8 +120,11 @@ impl TokenView {
             scopes,
             created: display_time(token.created_at),
             created_iso: machine_time(token.created_at),
+            created_ago: relative_time(token.created_at, now),
             expires,
             last_used: token.last_used_at.map_or_else(|| "never".to_owned(), display_time),
+            last_used_ago: token.last_used_at.map_or_else(|| "never".to_owned(), |at| relative_time(at, now)),
+            last_used_iso: token.last_used_at.map(machine_time).unwrap_or_default(),
             last_used_ip: token.last_used_ip.clone().unwrap_or_default(),
             status_label: status.label(),
             status_css: status.css(),
@@ -122,7 +153,27 @@ pub struct AccountFormPage {
     pub first_run: bool,
     pub csrf_token: String,
     pub email: String,
+    /// A problem with the whole form (CSRF, a rate limit).
     pub error: Option<String>,
+    /// Every field's problem at once, shown beside it.
+    pub fields: AccountFieldErrors,
+}
+
+#[derive(Default)]
+pub struct AccountFieldErrors {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub password_confirm: Option<String>,
+}
+
+impl AccountFieldErrors {
+    pub fn any(&self) -> bool {
+        self.email.is_some() || self.password.is_some() || self.password_confirm.is_some()
+    }
+
+    pub fn all(&self) -> Vec<&str> {
+        [&self.email, &self.password, &self.password_confirm].into_iter().flatten().map(String::as_str).collect()
+    }
 }
 
 #[derive(Template)]
@@ -141,6 +192,10 @@ pub struct LoginPage {
 pub struct TokensPage {
     pub layout: Layout,
     pub tokens: Vec<TokenView>,
+    /// How many of `tokens` are usable; revoked and expired ones are folded away.
+    pub live_count: usize,
+    /// `?show=ended`: the folded ones open.
+    pub show_ended: bool,
     pub banner: Option<String>,
     pub notice: Option<String>,
     pub notices: TokenNotices,
@@ -233,20 +288,34 @@ pub struct NewTokenPage {
     pub kind: String,
     pub expires: String,
     pub expires_on: String,
+    /// "This token will expire on Thu, Dec 31 2026 (UTC)." for the choice shown.
+    pub expiry_preview: String,
     pub allowed_ips: String,
     pub min_date: String,
     pub groups: Vec<ScopeGroupView>,
     pub expiry_options: &'static [ExpiryOption],
+    /// Problems with the whole form (CSRF).
     pub errors: Vec<String>,
+    /// (field, message), beside each field and in the summary, in the form's order.
+    pub field_errors: Vec<(&'static str, String)>,
+}
+
+impl NewTokenPage {
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.field_errors.iter().find(|(f, _)| *f == field).map(|(_, e)| e.as_str())
+    }
 }
 
 #[derive(Template)]
 #[template(path = "tokens/created.html")]
 pub struct TokenCreatedPage {
     pub layout: Layout,
-    pub token_string: String,
+    /// The secret, from its one-time flash; `None` once it was shown.
+    pub token_string: Option<String>,
     pub token: TokenView,
     pub rotated: bool,
+    /// `--public-url`, for the "Try it" command.
+    pub api_base: String,
 }
 
 #[derive(Template)]
@@ -254,6 +323,11 @@ pub struct TokenCreatedPage {
 pub struct TokenPage {
     pub layout: Layout,
     pub token: TokenView,
+    /// `/settings/tokens` for its owner, `/admin/tokens` for an admin: where
+    /// its actions and its log live.
+    pub base: &'static str,
+    /// Its requests in API Logs (the admin's `/admin/logs` for an admin).
+    pub logs_link: String,
     /// Admins can change the token's rate limit here.
     pub rate_limit: Option<RateLimitForm>,
     /// Its owner edits the IP allowlist here.
@@ -324,6 +398,14 @@ pub struct EventView {
     pub id: i64,
     pub time: String,
     pub time_iso: String,
+    pub time_ago: String,
+    /// This entry's own page.
+    pub detail_link: String,
+    /// The token's page for the viewer, when the entry names a token.
+    pub token_link: String,
+    /// The token's name, or empty when it is unknown (deleted).
+    pub token_name: String,
+    pub user_agent: String,
     pub kind: String,
     pub what: String,
     pub outcome: String,
@@ -343,7 +425,16 @@ pub struct EventView {
     pub app_link: String,
 }
 
+/// A time-range preset beside the custom range.
+#[derive(Clone)]
+pub struct PresetLink {
+    pub label: &'static str,
+    pub href: String,
+    pub active: bool,
+}
+
 /// The log filter form, as typed.
+#[derive(Clone)]
 pub struct LogFilterView {
     pub token: String,
     pub outcome: String,
@@ -354,9 +445,17 @@ pub struct LogFilterView {
     pub app: String,
     pub from: String,
     pub to: String,
+    /// A preset: 1h, 24h, 7d or 30d.
+    pub range: String,
     pub seller: String,
     pub outcomes: &'static [&'static str],
     pub methods: &'static [&'static str],
+    /// (public id, name) of the seller's tokens; empty for admins, who type an id.
+    pub token_options: Vec<(String, String)>,
+    /// (client_id, name) of the apps a seller authorized or develops; empty
+    /// for admins (and sellers without apps), who type a client_id.
+    pub app_options: Vec<(String, String)>,
+    pub presets: Vec<PresetLink>,
 }
 
 #[derive(Template)]
@@ -366,7 +465,8 @@ pub struct LogsPage {
     pub events: Vec<EventView>,
     pub admin: bool,
     pub filter: LogFilterView,
-    pub errors: Vec<String>,
+    /// (field, message): beside the field and in the summary.
+    pub errors: Vec<(&'static str, String)>,
     /// Inline SVG made by `portal::logs::chart_svg` from numbers only.
     pub chart: String,
     /// (time, message)
@@ -379,7 +479,13 @@ pub struct LogsPage {
 
 impl LogsPage {
     /// The form with its problems, and no rows.
-    pub fn empty(layout: Layout, filter: LogFilterView, errors: Vec<String>, admin: bool, base: &'static str) -> Self {
+    pub fn empty(
+        layout: Layout,
+        filter: LogFilterView,
+        errors: Vec<(&'static str, String)>,
+        admin: bool,
+        base: &'static str,
+    ) -> Self {
         Self {
             layout,
             events: Vec::new(),
@@ -394,4 +500,23 @@ impl LogsPage {
             base,
         }
     }
+}
+
+impl LogsPage {
+    /// The message about `field`, shown beside it.
+    pub fn error_for(&self, field: &str) -> Option<&str> {
+        self.errors.iter().find(|(f, _)| *f == field).map(|(_, e)| e.as_str())
+    }
+}
+
+/// One log entry in full.
+#[derive(Template)]
+#[template(path = "log_entry.html")]
+pub struct LogDetailPage {
+    pub layout: Layout,
+    pub event: EventView,
+    pub admin: bool,
+    pub base: &'static str,
+    /// Who acted, when not the seller themselves (an admin revoking).
+    pub actor: String,
 }

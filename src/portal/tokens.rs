@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, NaiveDateTime};
 use serde::Deserialize;
 
 use super::error::PortalError;
+use super::flash::{self, FlashKind};
 use super::forms::FormFields;
 use super::pages::{
     scope_groups, AllowlistForm, Layout, LeakView, NewTokenPage, RevokePage, RotatePage, TokenCreatedPage,
@@ -32,12 +33,16 @@ async fn own_token(state: &AppState, user: &CurrentUser, id: &str) -> Result<Api
     state.db.run(move |conn| store::find_for_seller(conn, seller_id, id.as_str())).await?.ok_or(PortalError::NotFound)
 }
 
+/// Where the seller's token list lives; its one-time notices are left for it.
+pub const BASE: &str = "/settings/tokens";
+
 #[derive(Deserialize)]
 pub struct ListQuery {
-    revoked: Option<String>,
+    show: Option<String>,
 }
 
 pub async fn list(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -53,16 +58,14 @@ pub async fn list(
             ))
         })
         .await?;
-    let notice = query.revoked.as_deref().and_then(|id| {
-        tokens
-            .iter()
-            .find(|t| t.public_id == id && t.revoked_at.is_some())
-            .map(|t| format!("Token “{}” was revoked. Requests that use it are now refused.", t.name))
-    });
+    let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let banner = rotation_banner(&tokens, now);
+    let tokens: Vec<TokenView> = tokens.iter().map(|t| TokenView::new(t, now)).collect();
     let page = TokensPage {
         layout: Layout::for_user("API Tokens", &user, "tokens"),
-        tokens: tokens.iter().map(|t| TokenView::new(t, now)).collect(),
+        live_count: tokens.iter().filter(|t| t.usable).count(),
+        show_ended: query.show.as_deref() == Some("ended"),
+        tokens,
         banner,
         notice,
         notices: TokenNotices {
@@ -81,37 +84,69 @@ fn rotation_banner(tokens: &[ApiToken], now: NaiveDateTime) -> Option<String> {
         .partition(|(_, days)| *days <= 0);
     let names =
         |list: &[(&ApiToken, i64)]| list.iter().map(|(t, _)| format!("“{}”", t.name)).collect::<Vec<_>>().join(", ");
-    match (due.is_empty(), soon.is_empty()) {
-        (true, true) => None,
-        (false, _) => Some(format!(
+    // Every token that needs attention is named: the overdue ones and those due soon.
+    let mut parts = Vec::new();
+    if !due.is_empty() {
+        parts.push(format!(
             "{} {} been in use for 90 days or more. Rotate {} to issue a new secret.",
             names(&due),
             if due.len() == 1 { "has" } else { "have" },
             if due.len() == 1 { "it" } else { "them" }
-        )),
-        (true, false) => {
-            let days = soon.iter().map(|(_, d)| *d).min().unwrap_or_default();
-            Some(format!(
-                "{} will be due for rotation within {days} day{}.",
-                names(&soon),
-                if days == 1 { "" } else { "s" }
-            ))
-        }
+        ));
+    }
+    if !soon.is_empty() {
+        let days = soon.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        parts.push(format!(
+            "{} will be due for rotation within {days} day{}.",
+            names(&soon),
+            if days == 1 { "" } else { "s" }
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// "This token will expire on Thu, Dec 31 2026.", for the expiry chosen.
+fn expiry_preview(expires: &str, expires_on: &str, today: chrono::NaiveDate) -> String {
+    let on = |day: chrono::NaiveDate| format!("This token will expire on {} (UTC).", day.format("%a, %b %-d %Y"));
+    match expires {
+        "never" => "This token will never expire.".to_owned(),
+        "custom" => match chrono::NaiveDate::parse_from_str(expires_on, "%Y-%m-%d") {
+            Ok(day) => format!("This token will expire at the end of {} (UTC).", day.format("%a, %b %-d %Y")),
+            Err(_) => "Pick the day the token expires.".to_owned(),
+        },
+        // Only the periods the form offers; anything else is the form's error to name.
+        days => match EXPIRY_OPTIONS.iter().find(|o| o.value == days).and_then(|_| days.parse::<i64>().ok()) {
+            Some(days) => today.checked_add_signed(Duration::days(days)).map(on).unwrap_or_default(),
+            None => String::new(),
+        },
     }
 }
 
 fn new_token_page(user: &CurrentUser, form: Option<&FormFields>, errors: Vec<String>) -> NewTokenPage {
+    new_token_page_with(user, form, errors, Vec::new())
+}
+
+fn new_token_page_with(
+    user: &CurrentUser,
+    form: Option<&FormFields>,
+    errors: Vec<String>,
+    field_errors: Vec<(&'static str, String)>,
+) -> NewTokenPage {
     let field =
         |name: &str, default: &str| form.map_or(default.to_owned(), |f| f.get_opt(name).unwrap_or(default).to_owned());
     let selected = ScopeSet::new(form.into_iter().flat_map(|f| f.get_all("scope")).filter_map(|s| s.parse().ok()));
+    let today = db::now().date();
+    let (expires, expires_on) = (field("expires", "90"), field("expires_on", ""));
     NewTokenPage {
         layout: Layout::for_user("New API token", user, "tokens"),
         csrf_token: user.csrf_token.clone(),
         name: field("name", ""),
         description: field("description", ""),
         kind: field("kind", "service"),
-        expires: field("expires", "90"),
-        expires_on: field("expires_on", ""),
+        expiry_preview: expiry_preview(&expires, &expires_on, today),
+        expires,
+        expires_on,
+        field_errors,
         allowed_ips: field("allowed_ips", ""),
         min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
         groups: scope_groups(&selected),
@@ -134,8 +169,9 @@ struct NewTokenForm {
     allowed_ips: Option<IpAllowlist>,
 }
 
-/// Every field's problem at once, or everything needed to create the token.
-fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<String>> {
+/// Every field's problem at once, each with its field, or everything needed
+/// to create the token.
+fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<(&'static str, String)>> {
     let name = TokenName::parse(form.get("name"));
     let description = parse_description(form.get("description"));
     let kind = parse_kind(form.get("kind"));
@@ -147,11 +183,22 @@ fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<String>> {
             Ok(NewTokenForm { name, description, kind, scopes, expiry, allowed_ips })
         }
         (n, d, k, s, e, a) => {
-            let mut errors: Vec<String> =
-                [n.err(), d.err(), k.clone().err(), e.err(), a.err()].into_iter().flatten().collect();
+            let mut errors: Vec<(&'static str, String)> = [
+                ("name", n.err()),
+                ("description", d.err()),
+                ("kind", k.clone().err()),
+                ("expires", e.err()),
+                ("allowed_ips", a.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, e)| e.map(|e| (field, e)))
+            .collect();
             if k.is_ok() {
-                errors.extend(s.err());
+                errors.extend(s.err().map(|e| ("scope", e)));
             }
+            // In the form's order, so the first message is the first field.
+            let order = ["name", "description", "kind", "scope", "expires", "allowed_ips"];
+            errors.sort_by_key(|(field, _)| order.iter().position(|f| f == field));
             Err(errors)
         }
     }
@@ -169,7 +216,10 @@ pub async fn create(
     }
     let parsed = match parse_new_token(&form) {
         Ok(parsed) => parsed,
-        Err(errors) => return render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), errors)),
+        Err(errors) => {
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), errors);
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
     };
     let request = IssueRequest {
         seller_id: user.account.id,
@@ -182,26 +232,60 @@ pub async fn create(
         allowed_ips: parsed.allowed_ips,
     };
     match state.tokens.issue(request, actor_context(&req, &user)).await {
-        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, false),
-        Err(e @ (TokenStoreError::DuplicateName(_) | TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
+        Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenCreated).await,
+        Err(e @ TokenStoreError::DuplicateName(_)) => {
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), vec![("name", e.to_string())]);
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
             render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()]))
         }
         Err(e) => Err(PortalError::from_store(e)),
     }
 }
 
-/// The only page that ever shows a token string.
-fn show_once(
+/// Leaves the new secret in a one-time flash of this session and redirects
+/// (303) to the page that shows it, so a reload never submits the form again.
+async fn show_once(
+    state: &AppState,
+    req: &HttpRequest,
     user: &CurrentUser,
     token: &ApiToken,
     plain: &PlainToken,
-    rotated: bool,
+    kind: FlashKind,
 ) -> Result<HttpResponse, PortalError> {
+    flash::put(state, req, user, kind, &token.public_id, &plain.expose()).await?;
+    Ok(redirect(&secret_path(&token.public_id)))
+}
+
+pub fn secret_path(public_id: &str) -> String {
+    format!("{BASE}/{public_id}/secret")
+}
+
+/// The only page that ever shows a token string: once, from the flash its
+/// POST left. A reload finds the flash gone and says so.
+pub async fn secret(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let (token_string, rotated) = match flash::take(&state, &req, &user, &token.public_id).await? {
+        Some((FlashKind::TokenCreated, secret)) => (Some(secret), false),
+        Some((FlashKind::TokenRotated, secret)) => (Some(secret), true),
+        _ => (None, false),
+    };
     let page = TokenCreatedPage {
-        layout: Layout::for_user("Copy your token", user, "tokens"),
-        token_string: plain.expose(),
-        token: TokenView::new(token, db::now()),
+        layout: Layout::for_user(
+            if token_string.is_some() { "Copy your token" } else { "Token already shown" },
+            &user,
+            "tokens",
+        ),
+        token_string,
+        token: TokenView::new(&token, db::now()),
         rotated,
+        api_base: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
     };
     render(StatusCode::OK, &page)
 }
@@ -215,6 +299,8 @@ fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) ->
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "tokens"),
         token: TokenView::new(token, db::now()),
+        base: BASE,
+        logs_link: format!("/settings/logs?token={}", token.public_id),
         rate_limit: None,
         allowlist: Some(allowlist),
     }
@@ -307,13 +393,17 @@ pub async fn revoke_and_redirect(
     token: ApiToken,
     body: &web::Bytes,
     base: &str,
+    seller_email: &str,
 ) -> Result<HttpResponse, PortalError> {
     let form = FormFields::parse(body);
     if !user.verify_csrf(form.csrf()) {
         return render(StatusCode::FORBIDDEN, &revoke_page(user, &token, base, Some(CSRF_FAILED.into())));
     }
     let revoked = state.tokens.revoke(&token, actor_context(req, user)).await.map_err(PortalError::from_store)?;
-    Ok(redirect(&format!("{base}?revoked={}", revoked.public_id)))
+    let owner = if token.seller_id == user.account.id { String::new() } else { format!(" of {}", seller_email) };
+    let message = format!("Token “{}”{owner} was revoked. Requests that use it are now refused.", revoked.name);
+    flash::notice(state, req, user, base, &message).await?;
+    Ok(redirect(base))
 }
 
 pub async fn revoke(
@@ -324,7 +414,7 @@ pub async fn revoke(
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    revoke_and_redirect(&req, &user, &state, token, &body, "/settings/tokens").await
+    revoke_and_redirect(&req, &user, &state, token, &body, BASE, "").await
 }
 
 fn rotate_page(user: &CurrentUser, token: &ApiToken, grace: &str, error: Option<String>) -> RotatePage {
@@ -344,13 +434,22 @@ pub async fn rotate_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    if token.revoked_at.is_some() {
-        return render(
-            StatusCode::CONFLICT,
-            &rotate_page(&user, &token, "0", Some(TokenStoreError::Revoked.to_string())),
-        );
+    if let Some(refused) = not_rotatable(&token) {
+        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, "0", Some(refused.to_string())));
     }
     render(StatusCode::OK, &rotate_page(&user, &token, "0", None))
+}
+
+/// Why a token cannot be rotated, if it cannot: a revoked or an expired
+/// token is never brought back by a new secret.
+fn not_rotatable(token: &ApiToken) -> Option<TokenStoreError> {
+    if token.revoked_at.is_some() {
+        Some(TokenStoreError::Revoked)
+    } else if token.is_expired(db::now()) {
+        Some(TokenStoreError::ExpiredFixed)
+    } else {
+        None
+    }
 }
 
 fn parse_grace(raw: &str) -> Result<Duration, String> {
@@ -388,8 +487,11 @@ pub async fn rotate(
         let error = "The form is missing the token's version; open the rotate page again.".to_owned();
         return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, grace_field, Some(error)));
     };
+    if let Some(refused) = not_rotatable(&token) {
+        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(refused.to_string())));
+    }
     match state.tokens.rotate(&token, grace, Some(seen_issued_at), actor_context(&req, &user)).await {
-        Ok(Issued { token, plain }) => show_once(&user, &token, &plain, true),
+        Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenRotated).await,
         Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed | TokenStoreError::StaleRotation)) => {
             render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string())))
         }
@@ -400,6 +502,17 @@ pub async fn rotate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_preview_names_the_day() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert_eq!(expiry_preview("30", "", today), "This token will expire on Thu, Dec 31 2026 (UTC).");
+        assert_eq!(expiry_preview("never", "", today), "This token will never expire.");
+        assert!(expiry_preview("custom", "2027-01-05", today).contains("Tue, Jan 5 2027"));
+        assert_eq!(expiry_preview("custom", "", today), "Pick the day the token expires.");
+        assert_eq!(expiry_preview("45", "", today), "", "not an offered period");
+        assert_eq!(expiry_preview("99999999999999999", "", today), "", "no overflow");
+    }
 
     #[test]
     fn grace_is_bounded_to_a_day() {

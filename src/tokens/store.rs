@@ -192,7 +192,7 @@ pub enum TokenStoreError {
     DuplicateName(String),
     #[error("This token has been revoked; it cannot be rotated.")]
     Revoked,
-    #[error("This token expired and has a fixed expiry date; create a new token instead.")]
+    #[error("This token has expired; an expired token cannot be rotated back to life. Generate a new token instead.")]
     ExpiredFixed,
     #[error("This token was rotated again since this page was opened; reload the token list.")]
     StaleRotation,
@@ -345,7 +345,8 @@ pub fn rotate(
     if current.revoked_at.is_some() {
         return Err(TokenStoreError::Revoked);
     }
-    if current.is_expired(now) && current.lifetime_days.is_none() {
+    // Never silently: an expired token stays expired (issue 18, bug 2).
+    if current.is_expired(now) {
         return Err(TokenStoreError::ExpiredFixed);
     }
     if seen_issued_at.is_some_and(|seen| seen != current.secret_issued_at) {

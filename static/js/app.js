@@ -97,9 +97,82 @@
     field.addEventListener('click', selectAll);
   }
 
+  /** The first field with a problem gets the focus, as the page loads. */
+  function focusFirstError(form) {
+    var bad = form.querySelector('[aria-invalid="true"], fieldset.invalid input');
+    if (bad && typeof bad.focus === 'function') bad.focus();
+  }
+
+  var DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  function dayWords(d) {
+    return DAYS[d.getUTCDay()] + ', ' + MONTHS[d.getUTCMonth()] + ' ' + d.getUTCDate() + ' ' + d.getUTCFullYear();
+  }
+
+  /** The expiry select: the date field only for "On a date", a preview
+   * line of the day it ends, and a warning for a personal token that never
+   * expires. The server renders the same on every form it shows. */
+  function enhanceExpiry(form) {
+    var select = form.querySelector('[data-expiry-select]');
+    var date = form.querySelector('[data-expiry-date]');
+    var preview = form.querySelector('[data-expiry-preview]');
+    var warning = form.querySelector('[data-never-warning]');
+    if (!select) return;
+    function update() {
+      var value = select.value;
+      if (date) date.disabled = value !== 'custom';
+      if (preview) {
+        if (value === 'never') {
+          preview.textContent = 'This token will never expire.';
+        } else if (value === 'custom') {
+          var picked = date && date.value ? new Date(date.value + 'T00:00:00Z') : null;
+          preview.textContent = picked && !isNaN(picked)
+            ? 'This token will expire at the end of ' + dayWords(picked) + ' (UTC).'
+            : 'Pick the day the token expires.';
+        } else {
+          var days = parseInt(value, 10);
+          if (!isNaN(days)) {
+            var now = new Date();
+            var end = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + days));
+            preview.textContent = 'This token will expire on ' + dayWords(end) + ' (UTC).';
+          }
+        }
+      }
+      if (warning) {
+        var personal = form.querySelector('input[name="kind"][value="personal"]');
+        warning.hidden = !(personal && personal.checked && value === 'never');
+      }
+    }
+    select.addEventListener('change', update);
+    if (date) date.addEventListener('change', update);
+    form.querySelectorAll('input[name="kind"]').forEach(function (r) { r.addEventListener('change', update); });
+    update();
+  }
+
+  /** Log filters start folded on a phone and open on a desktop. */
+  function openOnDesktop(details) {
+    if (window.matchMedia && window.matchMedia('(min-width: 52rem)').matches) details.open = true;
+  }
+
+  /** A show-once page never comes back from the back-forward cache with
+   * its secret: the secret leaves the page as the page is left, and a
+   * restored page asks the server again (which says it was shown). */
+  window.addEventListener('pagehide', function () {
+    document.querySelectorAll('[data-secret]').forEach(function (el) {
+      if ('value' in el) el.value = '';
+      el.textContent = '';
+    });
+  });
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted && document.querySelector('[data-show-once]')) window.location.reload();
+  });
+
   function init() {
+    document.querySelectorAll('form[data-focus-first-error]').forEach(focusFirstError);
+    document.querySelectorAll('form').forEach(enhanceExpiry);
+    document.querySelectorAll('details[data-open-on-desktop]').forEach(openOnDesktop);
     document.querySelectorAll('button[data-copy-target]').forEach(enhanceCopyButton);
-    document.querySelectorAll('input[data-select-on-focus]').forEach(enhanceSelectOnFocus);
+    document.querySelectorAll('input[data-select-on-focus], textarea[data-select-on-focus]').forEach(enhanceSelectOnFocus);
   }
 
   if (document.readyState === 'loading') {

@@ -37,7 +37,7 @@ async fn register_in_portal(owner: &User, name: &str, scopes: &[&str], public: b
         ("client_type", if public { "public" } else { "confidential" }),
     ];
     fields.extend(scopes.iter().map(|s| ("scope", *s)));
-    let response = owner.post_form("/settings/apps", &fields).await;
+    let response = owner.submit("/settings/apps", &fields).await;
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
     assert!(html.contains("registered"), "{html}");
@@ -257,7 +257,7 @@ async fn rotating_the_secret_keeps_the_old_one_for_the_chosen_grace_only() {
     assert_eq!(dev.post_raw(&secret_path, &[("grace_minutes", "0")]).await.status(), StatusCode::FORBIDDEN);
     assert!(app.events("app_secret_rotated").is_empty());
 
-    let rotated = dev.post_form(&secret_path, &[("grace_minutes", "60")]).await;
+    let rotated = dev.submit(&secret_path, &[("grace_minutes", "60")]).await;
     assert_eq!(rotated.status(), StatusCode::OK);
     let html = rotated.text().await.unwrap();
     let new = field_value(&html, "client-secret");
@@ -267,7 +267,7 @@ async fn rotating_the_secret_keeps_the_old_one_for_the_chosen_grace_only() {
     app.clock.advance(chrono::Duration::minutes(61));
     assert_eq!(introspect(old.unwrap()).await, StatusCode::UNAUTHORIZED, "the grace is over");
 
-    let again = dev.post_form(&secret_path, &[("grace_minutes", "0")]).await;
+    let again = dev.submit(&secret_path, &[("grace_minutes", "0")]).await;
     let newest = field_value(&again.text().await.unwrap(), "client-secret");
     assert_eq!(introspect(new).await, StatusCode::UNAUTHORIZED, "no grace: the old one stops at once");
     assert_eq!(introspect(newest).await, StatusCode::OK);
@@ -300,14 +300,18 @@ async fn deleting_an_app_asks_first_then_every_token_dies() {
     assert_eq!(app_count(&app), 1);
     let deleted = dev.post_form(&delete, &[]).await;
     assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&deleted), "/settings/apps?deleted=Acme+ERP");
+    assert_eq!(location(&deleted), "/settings/apps", "the notice is not in the URL");
     assert_eq!(app_count(&app), 0);
     assert_eq!(api(&app, access, "/api/v1/orders").await.0, StatusCode::UNAUTHORIZED);
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let (status, body, _) =
         token_call(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
-    assert!(dev.get_html("/settings/apps?deleted=Acme+ERP").await.contains("was deleted"));
+    assert!(dev.get_html("/settings/apps").await.contains("The app “Acme ERP” was deleted"));
+    assert!(
+        !dev.get_html("/settings/apps?deleted=Evil+Corp").await.contains("was deleted"),
+        "shown once, never from the URL"
+    );
     assert_eq!(dev.get(&format!("/settings/apps/{client_id}")).await.status(), StatusCode::NOT_FOUND);
 }
 
@@ -404,14 +408,14 @@ async fn authorized_apps_show_use_and_reuse_and_revoke_every_token() {
     assert_eq!(api(&app, access, "/api/v1/orders").await.0, StatusCode::OK);
     let revoked = ana.post_form(&revoke, &[]).await;
     assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&revoked), "/settings/authorized-apps?revoked=Acme+ERP");
+    assert_eq!(location(&revoked), "/settings/authorized-apps");
     let (status, body) = api(&app, access, "/api/v1/orders").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let refresh = third["refresh_token"].as_str().unwrap();
     let (status, body, _) =
         token_call(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
-    let page = ana.get_html("/settings/authorized-apps?revoked=Acme+ERP").await;
+    let page = ana.get_html("/settings/authorized-apps").await;
     assert!(page.contains("can no longer use your account") && page.contains("No authorized apps"));
     let event = app.events("grant_revoked");
     assert_eq!(event.len(), 1);
@@ -480,7 +484,8 @@ async fn an_admin_suspends_reinstates_and_deletes_any_app() {
     let (status, _, _) =
         token_call(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(app.admin.get_html("/admin/apps?suspended=Acme+ERP").await.contains("is suspended"));
+    assert_eq!(location(&suspended), "/admin/apps");
+    assert!(app.admin.get_html("/admin/apps").await.contains("The app “Acme ERP” is suspended"));
     assert!(dev.get_html(&format!("/settings/apps/{client_id}")).await.contains("An admin suspended this app"));
     assert!(ana.get_html("/settings/authorized-apps").await.contains("suspended by keygate"));
 
@@ -494,7 +499,8 @@ async fn an_admin_suspends_reinstates_and_deletes_any_app() {
     assert!(app.admin.get_html(&delete).await.contains("<dt>Owner</dt><dd>dev@erp.test</dd>"));
     assert_eq!(app.admin.post_raw(&delete, &[]).await.status(), StatusCode::FORBIDDEN);
     let deleted = app.admin.post_raw(&delete, &[("csrf_token", &csrf)]).await;
-    assert_eq!(location(&deleted), "/admin/apps?deleted=Acme+ERP");
+    assert_eq!(location(&deleted), "/admin/apps");
+    assert!(app.admin.get_html("/admin/apps").await.contains("The app “Acme ERP” was deleted"));
     assert_eq!(app_count(&app), 0);
     assert_eq!(api(&app, access, "/api/v1/orders").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(app.admin.post_raw(&suspend, &[("csrf_token", &csrf)]).await.status(), StatusCode::NOT_FOUND);
@@ -526,6 +532,8 @@ async fn api_logs_name_the_app_filter_by_it_and_export_it() {
 
     let page = ana.get_html("/settings/logs").await;
     assert!(page.contains(&format!("href=\"/settings/authorized-apps#{}\"", client.client_id)), "{page}");
+    let option = format!("<option value=\"{}\">Acme ERP (authorized)</option>", client.client_id);
+    assert!(page.contains(&option), "the app filter is a select of the seller's apps: {page}");
     assert!(page.contains("oauth tokens issued") && page.contains("authorization allowed"), "the OAuth events");
     assert!(page.contains("A refresh token was reused, which is how a stolen token shows"), "{page}");
     let only = ana.get_html(&format!("/settings/logs?app={}", client.client_id)).await;

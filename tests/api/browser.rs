@@ -117,7 +117,9 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert!(c.find(Locator::Css("svg.chart rect.bar-ok")).await.is_ok(), "the chart shows the call");
     c.goto(&format!("{}/settings/tokens", app.address)).await.unwrap();
 
-    // Rotate: a new secret for the same token id, shown once.
+    // Rotate: a new secret for the same token id, shown once. The row's
+    // actions sit in its menu.
+    open_menu(&c, &public_id).await;
     c.find(Locator::Css(&format!(r#"a[href="/settings/tokens/{public_id}/rotate"]"#)))
         .await
         .expect("a Rotate link for the token")
@@ -145,7 +147,17 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert!(!list.contains(&rotated) && !list.contains(&token), "neither secret is shown again");
     assert_eq!(badge_of(&c, &public_id).await, "active");
 
+    // Back on the show-once page (a new request: it is never cached), the
+    // secret is gone.
+    c.back().await.unwrap();
+    wait_for_path(&c, &format!("/settings/tokens/{public_id}/secret")).await;
+    let reloaded = c.source().await.unwrap();
+    assert!(!reloaded.contains(&rotated), "the secret is shown once");
+    assert!(reloaded.contains("This token was already shown"), "a reload says so");
+    c.goto(&format!("{}/settings/tokens", app.address)).await.unwrap();
+
     // Revoke, confirming on the revoke page.
+    open_menu(&c, &public_id).await;
     c.find(Locator::Css(&format!(r#"a[href="/settings/tokens/{public_id}/revoke"]"#)))
         .await
         .expect("a Revoke link for the token")
@@ -156,10 +168,17 @@ async fn seller_journey(c: Client, app: TestApp) {
     click_button(&c, "Revoke token").await;
     wait_for_path(&c, "/settings/tokens").await;
     let url = c.current_url().await.unwrap();
-    assert_eq!(url.query(), Some(format!("revoked={public_id}").as_str()));
+    assert_eq!(url.query(), None, "the notice does not live in the URL");
     let notice = c.find(Locator::Css(".alert.success")).await.expect("a notice about the revocation");
     let notice = notice.text().await.unwrap();
     assert!(notice.contains(TOKEN_NAME) && notice.contains("was revoked"), "unexpected notice {notice:?}");
+    // Revoked tokens are folded away under their own heading.
+    c.find(Locator::Css("details.ended-tokens > summary"))
+        .await
+        .expect("the folded revoked tokens")
+        .click()
+        .await
+        .unwrap();
     assert_eq!(badge_of(&c, &public_id).await, "revoked");
     assert!(
         c.find_all(Locator::Css(&format!(r#"a[href^="/settings/tokens/{public_id}/"]"#))).await.unwrap().is_empty(),
@@ -306,6 +325,175 @@ async fn oauth_journey(c: Client, app: TestApp) {
     assert_eq!(app.events("grant_revoked").len(), 1);
 }
 
+#[tokio::test]
+async fn an_admin_revokes_another_sellers_token_and_reads_its_log_in_a_real_browser() {
+    let Some((chromedriver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let client = connect(&driver, &chromium, profile.path()).await;
+    let app = spawn_app().await;
+    let outcome = tokio::spawn(admin_journey(client.clone(), app)).await;
+    let closed = client.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    closed.expect("the WebDriver session closes");
+    drop(driver);
+}
+
+/// Where the screenshots go, for a reviewer to look at (not committed).
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots")
+}
+
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+/// Saves the whole page at desktop and phone width as
+/// `target/screenshots/{name}-1280.png` and `…-390.png`, and checks that at
+/// either width nothing pushes the page wider than the window.
+async fn snap(c: &Client, name: &str) {
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("target/screenshots");
+    for (width, height) in [DESKTOP, PHONE] {
+        c.set_window_size(width, height).await.unwrap();
+        let inner: f64 = c.execute("return window.innerWidth", vec![]).await.unwrap().as_f64().unwrap();
+        let scroll: f64 =
+            c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap().as_f64().unwrap();
+        if scroll > inner + 1.0 {
+            let culprits = c
+                .execute(
+                    "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.chart-scroll, .table-scroll')).slice(0, 8).map(e => e.tagName + '.' + e.getAttribute('class') + ' ' + Math.round(e.getBoundingClientRect().right)).join(', ')",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            panic!("{name} at {width} px is {scroll} px wide: {culprits} overflow the page");
+        }
+        let full: f64 =
+            c.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap().as_f64().unwrap();
+        c.set_window_size(width, (full as u32).clamp(height, 6000)).await.unwrap();
+        let png = c.screenshot().await.unwrap();
+        let path = dir.join(format!("{name}-{width}.png"));
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+    c.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
+}
+
+async fn admin_journey(c: Client, app: TestApp) {
+    // A seller with a token in use: some calls pass, some are refused.
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = crate::helpers::create_service_token(&ana, TOKEN_NAME, &["orders:read"]).await;
+    let (_, old) = crate::helpers::create_service_token(&ana, "Old export", &["reports:read"]).await;
+    ana.post_form(&format!("/settings/tokens/{old}/revoke"), &[]).await;
+    for path in ["/api/v1/orders", "/api/v1/orders?limit=2", "/api/v1/products", "/api/v1/token"] {
+        app.api_get(path, Some(&token)).await;
+    }
+    app.api_rows(4).await;
+
+    // The admin signs in and finds the token under All tokens.
+    c.goto(&format!("{}/login", app.address)).await.unwrap();
+    field(&c, "email").await.send_keys(crate::helpers::ADMIN_EMAIL).await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Sign in").await;
+    wait_for_path(&c, "/settings/tokens").await;
+    c.find(Locator::LinkText("All tokens")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/admin/tokens").await;
+    snap(&c, "admin-tokens").await;
+    c.find(Locator::Css(&format!(r#"a.token-name[href="/admin/tokens/{id}"]"#))).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, &format!("/admin/tokens/{id}")).await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("ana@shop.test"), "the admin token page names its seller");
+    assert!(!page.contains("href=\"/settings/tokens/"), "and acts on admin routes only");
+    snap(&c, "admin-token").await;
+
+    // Its log, in All logs: compact rows with the token's name.
+    c.find(Locator::Css(&format!(r#"a[href^="/admin/logs?"][href$="token={id}"]"#)))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, "/admin/logs").await;
+    let logs = c.source().await.unwrap();
+    assert!(logs.contains("GET /api/v1/orders") && logs.contains(&format!(">{TOKEN_NAME}</a>")), "its requests");
+    // Bug 5, measured: the address column is wide enough for an address on
+    // one line, and a row is one line tall.
+    let ip_width = c
+        .execute("return document.querySelector('td[data-label=\"IP\"]').getBoundingClientRect().width", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    let row_height = c
+        .execute("return document.querySelector('table.logs tbody tr').getBoundingClientRect().height", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(ip_width >= 60.0, "the IP column is {ip_width} px wide");
+    assert!(row_height <= 48.0, "a log row is {row_height} px tall");
+    snap(&c, "admin-logs").await;
+    c.find(Locator::Css("table.logs tbody tr a.row-link")).await.unwrap().click().await.unwrap();
+    let entry = c.source().await.unwrap();
+    assert!(entry.contains("Request id") && entry.contains("User agent"), "the entry's detail page");
+    snap(&c, "admin-log-entry").await;
+
+    // Incident response: revoke it from its admin page.
+    c.goto(&format!("{}/admin/tokens/{id}", app.address)).await.unwrap();
+    c.find(Locator::Css(&format!(r#"a[href="/admin/tokens/{id}/revoke"]"#))).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, &format!("/admin/tokens/{id}/revoke")).await;
+    click_button(&c, "Revoke token").await;
+    wait_for_path(&c, "/admin/tokens").await;
+    let notice = c.find(Locator::Css(".alert.success")).await.expect("a notice").text().await.unwrap();
+    assert!(notice.contains(TOKEN_NAME) && notice.contains("of ana@shop.test was revoked"), "{notice}");
+    assert_eq!(app.api_get("/api/v1/orders", Some(&token)).await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    c.refresh().await.unwrap();
+    assert!(c.find_all(Locator::Css(".alert.success")).await.unwrap().is_empty(), "the notice is shown once");
+    let revoked = app.events("token_revoked");
+    assert_eq!(revoked.last().unwrap().actor_id, Some(app.account_id(crate::helpers::ADMIN_EMAIL)));
+    app.api_rows(5).await;
+    c.goto(&format!("{}/admin/logs?seller=ana%40shop.test", app.address)).await.unwrap();
+    assert!(c.source().await.unwrap().contains("token revoked"), "the revocation is in All logs");
+    snap(&c, "admin-logs-seller").await;
+    click_button(&c, "Sign out").await;
+    wait_for_path(&c, "/login").await;
+    snap(&c, "login").await;
+
+    // The seller's own pages, for the record.
+    field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Sign in").await;
+    wait_for_path(&c, "/settings/tokens").await;
+    let (_, live) = crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    c.refresh().await.unwrap();
+    snap(&c, "tokens").await;
+    c.goto(&format!("{}/settings/tokens/new", app.address)).await.unwrap();
+    snap(&c, "token-new").await;
+    // Past the browser's own checks, to see the server's messages.
+    c.execute("document.querySelector('form[data-focus-first-error]').noValidate = true", vec![]).await.unwrap();
+    click_button(&c, "Generate token").await;
+    c.find(Locator::Css("#form-errors")).await.expect("the form's errors");
+    snap(&c, "token-new-errors").await;
+    field(&c, "name").await.send_keys("Shop sync").await.unwrap();
+    c.find(Locator::Css(r#"input[name="scope"][value="orders:read"]"#)).await.unwrap().click().await.unwrap();
+    click_button(&c, "Generate token").await;
+    shown_token(&c).await;
+    snap(&c, "token-created").await;
+    c.refresh().await.unwrap();
+    assert!(c.source().await.unwrap().contains("This token was already shown"), "a reload says so");
+    snap(&c, "token-already-shown").await;
+    c.goto(&format!("{}/settings/tokens/{live}", app.address)).await.unwrap();
+    snap(&c, "token").await;
+    c.goto(&format!("{}/settings/logs", app.address)).await.unwrap();
+    snap(&c, "logs").await;
+    c.goto(&format!("{}/settings/nothing-here", app.address)).await.unwrap();
+    snap(&c, "not-found").await;
+}
+
 /// The integrator's callback: a loopback server that answers every request
 /// and hands over the query of the first `/callback`.
 async fn callback_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
@@ -350,7 +538,19 @@ async fn click_button(c: &Client, label: &str) {
 /// The token on a show-once page.
 async fn shown_token(c: &Client) -> String {
     let input = c.wait().at_most(WAIT).for_element(Locator::Css("#token-value")).await.expect("the token is shown");
-    input.attr("value").await.unwrap().expect("the token field has a value")
+    input.prop("value").await.unwrap().expect("the token field has a value").trim().to_owned()
+}
+
+/// Opens the actions menu of a token's row in the list.
+async fn open_menu(c: &Client, public_id: &str) {
+    let xpath =
+        format!(r#"//tr[.//a[@href="/settings/tokens/{public_id}"]]//details[contains(@class, "menu")]/summary"#);
+    c.find(Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|e| panic!("no menu for {public_id}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 /// The status badge in the list row of a token.

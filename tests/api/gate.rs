@@ -226,6 +226,7 @@ async fn rotation_stops_the_old_secret_on_the_next_request() {
             &[("csrf_token", &csrf), ("grace_minutes", "0"), ("issued", &issued)],
         )
         .await;
+    let rotated = seller.follow(rotated).await;
     let new = crate::helpers::extract_token(&rotated.text().await.unwrap()).unwrap();
     let (status, _, body) = json(app.api_get("/api/v1/token", Some(&old)).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -439,6 +439,7 @@ impl TestApp {
             for table in [
                 "accounts",
                 "sessions",
+                "flashes",
                 "api_tokens",
                 "audit_events",
                 "products",
@@ -474,7 +475,7 @@ impl TestApp {
 pub async fn create_service_token(user: &User, name: &str, scopes: &[&str]) -> (String, String) {
     let mut form = vec![("name", name), ("kind", "service"), ("expires", "90")];
     form.extend(scopes.iter().map(|s| ("scope", *s)));
-    let response = user.post_form("/settings/tokens", &form).await;
+    let response = user.submit("/settings/tokens", &form).await;
     assert_eq!(response.status(), StatusCode::OK, "token creation failed");
     let html = response.text().await.unwrap();
     let token = extract_token(&html).expect("the created page shows the token");
@@ -486,13 +487,23 @@ pub fn public_id_of(token: &str) -> String {
     keygate::tokens::PlainToken::parse(token).unwrap().id().to_string()
 }
 
-/// The token string shown on a show-once page, if any.
+/// The token string shown on a show-once page (in its `#token-value`
+/// field, a textarea, or the `value` of an input), if any.
 pub fn extract_token(html: &str) -> Option<String> {
-    ["value=\"kgs_", "value=\"kgp_"].iter().find_map(|marker| {
-        let start = html.find(marker)? + "value=\"".len();
-        let end = start + html[start..].find('"')?;
-        Some(html[start..end].to_owned())
-    })
+    let field = html.find("id=\"token-value\"")?;
+    let tag_end = field + html[field..].find('>')?;
+    let tag = &html[field..tag_end];
+    let token = match tag.find("value=\"") {
+        Some(at) => {
+            let value = &tag[at + "value=\"".len()..];
+            &value[..value.find('"')?]
+        }
+        None => {
+            let text = &html[tag_end + 1..];
+            text[..text.find('<')?].trim()
+        }
+    };
+    (token.starts_with("kgs_") || token.starts_with("kgp_")).then(|| token.to_owned())
 }
 
 /// The value of the first `csrf_token` field in a page.
@@ -567,6 +578,20 @@ impl User {
         let mut all: Vec<(&str, &str)> = vec![("csrf_token", &csrf)];
         all.extend_from_slice(fields);
         self.post_raw(path, &all).await
+    }
+
+    /// Posts a form as `post_form` does, then follows a 303 as a browser
+    /// would (to the show-once page of a new secret, say).
+    pub async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.follow(self.post_form(path, fields).await).await
+    }
+
+    /// The page a 303 leads to; any other answer as it is.
+    pub async fn follow(&self, response: reqwest::Response) -> reqwest::Response {
+        if response.status() != StatusCode::SEE_OTHER {
+            return response;
+        }
+        self.get(&location(&response)).await
     }
 
     /// Posts exactly these fields, with no CSRF token added.

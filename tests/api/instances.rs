@@ -55,6 +55,7 @@ async fn two_instances_agree_on_revocation_rotation_limits_and_the_log() {
             &[("csrf_token", &csrf), ("grace_minutes", "0"), ("issued", &issued)],
         )
         .await;
+    let rotated = b_user.follow(rotated).await;
     let new = crate::helpers::extract_token(&rotated.text().await.unwrap()).unwrap();
     let (status, old_accepted) = until_refused(&a.address, &other).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the old secret fails on A");

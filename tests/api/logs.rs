@@ -12,7 +12,7 @@ async fn calls(app: &TestApp, token: Option<&str>, path: &str, n: usize) {
 }
 
 fn rows_in(html: &str) -> usize {
-    html.matches("<td data-label=\"Time\">").count()
+    html.matches("<td data-label=\"Time\"").count()
 }
 
 #[tokio::test]
@@ -90,7 +90,8 @@ async fn pages_follow_a_cursor_without_overlap() {
     assert_eq!(rows_in(&second), 10);
     assert!(second.contains("← Newest") && !second.contains("Older →"));
     let ids = |html: &str| -> Vec<String> {
-        html.match_indices("<div class=\"mono muted\">").map(|(i, _)| html[i + 24..i + 56].to_owned()).collect()
+        let marker = "data-request-id=\"";
+        html.match_indices(marker).map(|(i, _)| html[i + marker.len()..i + marker.len() + 32].to_owned()).collect()
     };
     let (a, b) = (ids(&first), ids(&second));
     assert_eq!(a.len() + b.len(), 60);
@@ -172,9 +173,11 @@ async fn highlights_flag_a_new_address_and_a_burst_of_refusals() {
     app.api_rows(14).await;
     let html = ana.get_html("/settings/logs").await;
     assert!(html.contains("Unexpected activity"));
-    assert!(html.contains(&format!("Token {id} was used from a new address, 203.0.113.99.")), "{html}");
+    assert!(html.contains(&format!("Token “t” ({id}) was used from a new address, 203.0.113.99.")), "{html}");
     assert!(!html.contains("new address, 198.51.100.1"), "the first address is not new");
-    assert!(html.contains(&format!("A burst of 12 answers with status 403 for token {id}")));
+    assert!(html.contains(&format!("A burst of 12 answers with status 403 for token “t” ({id})")), "{html}");
+    let only_token = ana.get_html(&format!("/settings/logs?token={id}")).await;
+    assert!(only_token.contains("A burst of 12 answers"), "the highlights follow the token filter");
 }
 
 /// An API row for `seller` at `at`, from `ip` with `token`.
@@ -282,4 +285,81 @@ async fn the_address_book_learns_new_addresses_from_rows_added_after_it_was_buil
     // Reading the same rows again changes nothing.
     book.refresh(&mut conn, Some(7), now).unwrap();
     assert_eq!(book.new_addresses(now).len(), 1);
+}
+
+#[tokio::test]
+async fn each_entry_has_a_detail_page_only_its_seller_and_admins_see() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let mallory = app.seller("mallory@shop.test").await;
+    let (token, id) = create_service_token(&ana, "Warehouse sync", &["orders:read"]).await;
+    let called = reqwest::Client::new()
+        .get(format!("{}/api/v1/products", app.address))
+        .bearer_auth(&token)
+        .header("user-agent", "erp-sync/2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(called.status(), StatusCode::FORBIDDEN);
+    let request_id = called.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let row = app.api_rows(1).await.pop().unwrap();
+
+    let list = ana.get_html("/settings/logs").await;
+    let entry = format!("/settings/logs/{}", row.id);
+    assert!(list.contains(&format!("href=\"{entry}\"")), "the row links to its entry");
+    assert!(list.contains(">Warehouse sync</a>"), "the token's name, not only its id");
+    assert!(list.contains(&format!("<option value=\"{id}\">Warehouse sync</option>")), "a select of the tokens");
+    let detail = ana.get_html(&entry).await;
+    for expected in [
+        request_id.as_str(),
+        "erp-sync/2.1",
+        "<code>products:read</code>",
+        " ms</dd>",
+        "127.0.0.1",
+        &format!("href=\"/settings/tokens/{id}\""),
+        "403 insufficient_scope",
+    ] {
+        assert!(detail.contains(expected), "{expected} missing: {detail}");
+    }
+    assert!(!detail.contains(&token), "never the secret");
+
+    // Another seller, and a seller on the admin route, get the same 404 as for nothing.
+    for path in
+        [entry.clone(), format!("/admin/logs/{}", row.id), "/settings/logs/999999".into(), "/settings/logs/x".into()]
+    {
+        let response = mallory.get(&path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(!response.text().await.unwrap().contains("erp-sync"), "{path}");
+    }
+    let admin = app.admin.get_html(&format!("/admin/logs/{}", row.id)).await;
+    assert!(admin.contains("ana@shop.test") && admin.contains(&format!("href=\"/admin/tokens/{id}\"")));
+}
+
+#[tokio::test]
+async fn time_presets_narrow_the_log_and_a_bad_one_is_named_beside_its_field() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, _) = create_service_token(&ana, "t", &["orders:read"]).await;
+    calls(&app, Some(&token), "/api/v1/orders", 2).await;
+    app.api_rows(2).await;
+    let html = ana.get_html("/settings/logs?range=1h").await;
+    assert_eq!(html.matches("GET /api/v1/orders").count(), 2);
+    assert!(html.contains("href=\"/settings/logs?range=24h\""), "the other presets");
+    assert!(html.contains("aria-current=\"true\">1 h</a>"), "the chosen one is marked");
+    let old = app.events("api_request")[0].id;
+    {
+        use diesel::prelude::*;
+        use keygate::db::schema::audit_events;
+        diesel::update(audit_events::table.filter(audit_events::id.eq(old)))
+            .set(audit_events::occurred_at.eq(keygate::db::now() - chrono::Duration::hours(2)))
+            .execute(&mut app.pool.get().unwrap())
+            .unwrap();
+    }
+    assert_eq!(ana.get_html("/settings/logs?range=1h").await.matches("GET /api/v1/orders").count(), 1);
+    assert_eq!(ana.get_html("/settings/logs?range=24h").await.matches("GET /api/v1/orders").count(), 2);
+    let bad = ana.get("/settings/logs?range=1y&ip=nowhere").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = bad.text().await.unwrap();
+    assert!(html.contains("<small class=\"field-error\">“nowhere” is not an IP address.</small>"), "{html}");
+    assert!(html.contains("“1y” is not a time range"), "every problem at once");
 }

@@ -18,7 +18,7 @@ async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Opti
 }
 
 async fn personal_token(user: &User) -> String {
-    let response = user.post_form("/settings/tokens", &[("name", "me"), ("kind", "personal"), ("expires", "30")]).await;
+    let response = user.submit("/settings/tokens", &[("name", "me"), ("kind", "personal"), ("expires", "30")]).await;
     crate::helpers::extract_token(&response.text().await.unwrap()).unwrap()
 }
 
