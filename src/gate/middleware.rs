@@ -73,7 +73,7 @@ pub async fn api_gate(
             match crate::panics::catch(next.call(req)).await {
                 Ok(Ok(response)) => {
                     let outcome = if response.status().is_success() { Outcome::Ok } else { Outcome::Error };
-                    (response.map_into_boxed_body(), outcome)
+                    (crate::error::as_json_refusal(response.map_into_boxed_body(), &seen.request_id), outcome)
                 }
                 Ok(Err(e)) => {
                     // An error no handler turned into an answer: recorded,
