@@ -19,6 +19,7 @@ pub mod error;
 pub mod gate;
 pub mod hashing;
 pub mod limits;
+pub mod metrics;
 pub mod oauth;
 pub mod oauth_endpoints;
 pub mod panics;

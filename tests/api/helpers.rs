@@ -166,6 +166,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         trusted_proxies: Vec::new(),
         redis_url: None,
         workers: 0,
+        metrics_bind: None,
         public_url: "http://127.0.0.1:8080".parse().unwrap(),
         // The authorize limit (5 per 10 s per address) has its own test;
         // elsewhere one address plays many sellers.
