@@ -57,7 +57,8 @@ fn hidden_fields(html: &str, action: &str) -> Vec<(String, String)> {
             let (name, rest) = chunk.split_once('"').unwrap();
             let start = rest.find("value=\"").unwrap() + 7;
             let value = &rest[start..start + rest[start..].find('"').unwrap()];
-            let value = value.replace("&#x2F;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&");
+            let value =
+                value.replace("&#x2F;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&amp;", "&");
             (name.to_owned(), value)
         })
         .collect()
@@ -189,12 +190,13 @@ fn ticks_per_second() -> f64 {
 fn report(mode: &str, mut latencies: Vec<Duration>, elapsed: Duration, errors: usize, ticks: Option<(u64, u64)>) {
     latencies.sort();
     let at = |q: f64| {
-        latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let count = latencies.len();
-    let cpu = ticks.map_or(0.0, |(before, after)| {
-        (after - before) as f64 / ticks_per_second() * 1e6 / count.max(1) as f64
-    });
+    let cpu =
+        ticks.map_or(0.0, |(before, after)| (after - before) as f64 / ticks_per_second() * 1e6 / count.max(1) as f64);
     println!(
         "{mode} {count} {:.1} {:.2} {:.2} {errors} {cpu:.1}",
         count as f64 / elapsed.as_secs_f64(),
@@ -243,7 +245,8 @@ async fn main() {
                     let (mut latencies, mut errors) = (Vec::new(), 0);
                     while Instant::now() < deadline {
                         let sent = Instant::now();
-                        match setup.token(&http, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await {
+                        match setup.token(&http, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await
+                        {
                             Ok(pair) => {
                                 latencies.push(sent.elapsed());
                                 refresh = pair["refresh_token"].as_str().unwrap().to_owned();

@@ -56,12 +56,25 @@ impl std::str::FromStr for PublicUrl {
     }
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line: time, level, message, the request's id and fields.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "API tokens, a bearer gate and an audit log for a seller portal")]
 pub struct Cli {
     /// A SQLite path (or sqlite://path), or a postgres:// URL.
     #[arg(long, env = "DATABASE_URL", default_value = "keygate.db", global = true)]
     pub database_url: DatabaseUrl,
+
+    /// Log lines as human-readable text, or one JSON object per line.
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
@@ -294,6 +307,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYGATE_OAUTH_REFRESH_GRACE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub oauth_refresh_grace_seconds: u32,
 
+    /// Serve `GET /metrics` on this address (to anyone who reaches it)
+    /// instead of on --bind (where, without this, only loopback clients get it).
+    #[arg(long, env = "KEYGATE_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Token-endpoint requests per minute per OAuth client, and per client address.
     #[arg(long, env = "KEYGATE_OAUTH_TOKEN_RATE_PER_MINUTE", default_value_t = 6_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     pub oauth_token_rate_per_minute: u32,
@@ -342,6 +360,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// HTTP worker threads; 0: one per core but one.
     pub workers: u32,
+    /// Where `/metrics` is served instead of the main address.
+    pub metrics_bind: Option<SocketAddr>,
     pub public_url: PublicUrl,
     pub mail: crate::mail::MailSettings,
     /// The secret-scanning partner's keys, read at startup.
@@ -366,6 +386,7 @@ impl Config {
             trusted_proxies: args.trusted_proxies.into_iter().map(|p| p.0).collect(),
             redis_url: args.redis_url,
             workers: args.workers,
+            metrics_bind: args.metrics_bind,
             public_url: args.public_url,
             mail: args.mail.settings(),
             leak_report_keys: args.leak_report_keys,

@@ -10,7 +10,13 @@ pub fn encode(id: i64) -> String {
 
 pub fn decode(raw: &str) -> Option<i64> {
     let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
-    std::str::from_utf8(&bytes).ok()?.strip_prefix("v1:")?.parse().ok()
+    let digits = std::str::from_utf8(&bytes).ok()?.strip_prefix("v1:")?;
+    // Only what `encode` writes for a row id: 1–18 digits (the pattern in
+    // `api::rules::CURSOR` says the same).
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -23,5 +29,7 @@ mod tests {
         assert_eq!(decode("42"), None);
         assert_eq!(decode("!!"), None);
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode("v2:42")), None);
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode("v1:+42")), None);
+        assert_eq!(decode(&URL_SAFE_NO_PAD.encode("v1:-42")), None);
     }
 }

@@ -3,6 +3,8 @@
 //! 415/422/500). `{"error": CODE, "message": TEXT, "request_id": ID, …}`,
 //! never cached. The OpenAPI document's `Error` schema describes it.
 
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use serde_json::{Map, Value};
@@ -25,6 +27,42 @@ pub fn json_error(
     }
     HttpResponse::build(status).insert_header((header::CACHE_CONTROL, "no-store")).json(Value::Object(body))
 }
+
+/// An answer actix made itself (a body over the limit, a payload that
+/// broke off, …) in plain text, as the JSON refusal; every other answer as
+/// it is. The API's handlers run behind this (see `gate::middleware`).
+pub fn as_json_refusal(response: ServiceResponse<BoxBody>, request_id: &str) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let refused = status.is_client_error() || status.is_server_error();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !refused || is_json {
+        return response;
+    }
+    let detail = response.response().error().map(|e| e.to_string()).unwrap_or_default();
+    let (code, message) = actix_refusal(status, &detail);
+    let (req, _) = response.into_parts();
+    ServiceResponse::new(req, json_error(status, code, &message, request_id, []))
+}
+
+/// The code and sentence for a refusal actix made, by status.
+pub fn actix_refusal(status: StatusCode, detail: &str) -> (&'static str, String) {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", format!("The body is over the {} KiB limit.", MAX_BODY_BYTES / 1024))
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("unsupported_media_type", "Send the body as JSON with `Content-Type: application/json`.".into())
+        }
+        StatusCode::NOT_FOUND => ("not_found", "There is no API endpoint at this path.".into()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "This path does not accept that method.".into()),
+        s if s.is_client_error() => ("invalid_request", format!("The request could not be read: {detail}.")),
+        _ => ("internal_error", "The server could not complete this request.".into()),
+    }
+}
+
+/// actix's default body limit for `web::Bytes`, which the handlers read.
+pub const MAX_BODY_BYTES: usize = 262_144;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ pub mod gate;
 pub mod hashing;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod oauth;
 pub mod oauth_endpoints;
 pub mod panics;

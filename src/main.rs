@@ -6,7 +6,7 @@ use keygate::startup::Application;
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    keygate::telemetry::init("info,actix_server=warn");
+    keygate::telemetry::init("info,actix_server=warn", args.log_format);
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -24,6 +24,9 @@ fn run(args: Cli) -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(config.clone()).await?;
                 tracing::info!("keygate listening on http://{}:{}", config.bind.ip(), app.port());
+                if let (Some(address), Some(port)) = (config.metrics_bind, app.metrics_port()) {
+                    tracing::info!("metrics on http://{}:{port}/metrics", address.ip());
+                }
                 app.run_until_stopped().await?;
                 Ok(())
             })

@@ -36,6 +36,32 @@ pub struct Application {
     instance_id: String,
     refresh: tokio::task::JoinHandle<()>,
     gate: Arc<Gate>,
+    /// `--metrics-bind`'s server: its port, and the server.
+    metrics: Option<(u16, actix_web::dev::Server)>,
+}
+
+/// `GET /metrics` alone on `--metrics-bind`, with one worker.
+fn metrics_server(
+    address: std::net::SocketAddr,
+    main: std::net::SocketAddr,
+    state: web::Data<AppState>,
+) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+    use anyhow::Context;
+    if address == main {
+        anyhow::bail!("--metrics-bind {address} is the same address as --bind: give it an address of its own");
+    }
+    let listener = TcpListener::bind(address).with_context(|| format!("--metrics-bind {address}"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route(crate::metrics::PATH, web::get().to(crate::metrics::on_metrics_address))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((port, server))
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -127,6 +153,10 @@ impl Application {
         spawn_reminder_task(db.clone(), mailer, config.public_url.clone());
         spawn_summary_task(gate.clone());
 
+        let metrics = match config.metrics_bind {
+            Some(address) => Some(metrics_server(address, config.bind, state.clone())?),
+            None => None,
+        };
         let hsts = if config.tls.is_some() { "max-age=31536000" } else { "" };
         let server = HttpServer::new(move || {
             let mut headers = DefaultHeaders::new();
@@ -154,6 +184,7 @@ impl Application {
                 )
                 .route("/readyz", web::get().to(readyz))
                 .route("/secret-scanning/report", web::post().to(crate::secret_scanning::report))
+                .route(crate::metrics::PATH, web::get().to(crate::metrics::on_main_address))
                 .configure(crate::oauth_endpoints::routes)
                 .configure(crate::portal::routes)
         })
@@ -164,7 +195,12 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        Ok(Self { port, server, audit, tokens, db, instance_id, refresh, gate: gate_for_shutdown })
+        Ok(Self { port, server, audit, tokens, db, instance_id, refresh, gate: gate_for_shutdown, metrics })
+    }
+
+    /// The port of `--metrics-bind`, when it is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -189,7 +225,15 @@ impl Application {
     /// Serves until SIGTERM, Ctrl-C or `handle().stop()`; in-flight requests
     /// finish, then every queued audit row is written before this returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let served = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         // The summaries of refused requests still being counted.
         for summary in self.gate.anonymous.finished(None) {
             if self.gate.audit.send(summary).await.is_err() {

@@ -2,22 +2,39 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
 
 use super::json::{list_response, ApiError, Errors};
-use super::products::check_sku;
+use super::products::{check_int, check_sku, check_text, trimmed};
+use super::rules;
 use crate::gate::Authenticated;
 use crate::shop::{self, ShopError};
 use crate::state::AppState;
 
-pub const MAX_QUANTITY: i64 = 10_000_000;
+pub const MAX_QUANTITY: i64 = rules::STOCK_QUANTITY.max;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
+    #[serde(deserialize_with = "super::json::whole")]
     quantity: i64,
     #[serde(default = "main_location")]
     location: String,
+}
+
+impl SetStock {
+    /// The body's JSON Schema: the rules `set` checks.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["quantity"],
+            "properties": {
+                "quantity": rules::STOCK_QUANTITY.schema(),
+                "location": rules::LOCATION.schema(),
+            },
+        })
+    }
 }
 
 fn main_location() -> String {
@@ -44,13 +61,9 @@ pub async fn set(
     let sku = path.into_inner();
     check_sku(&errors, "sku", &sku)?;
     let input: SetStock = errors.json(&req, &body)?;
-    if !(0..=MAX_QUANTITY).contains(&input.quantity) {
-        return Err(errors.unprocessable("quantity", format!("quantity must be between 0 and {MAX_QUANTITY}")));
-    }
-    let location = input.location.trim().to_owned();
-    if location.is_empty() || location.chars().count() > 64 {
-        return Err(errors.unprocessable("location", "location is 1–64 characters"));
-    }
+    check_int(&errors, "quantity", &rules::STOCK_QUANTITY, input.quantity)?;
+    check_text(&errors, "location", &rules::LOCATION, &input.location)?;
+    let location = trimmed(&input.location).to_owned();
     let seller = auth.seller_id();
     let set = state.db.call(move |conn| shop::set_stock(conn, seller, &sku, input.quantity, &location)).await;
     match set {

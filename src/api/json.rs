@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 
 use crate::cursor;
@@ -14,7 +15,7 @@ use crate::db::DbError;
 use crate::error::json_error;
 
 pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 200;
+pub const MAX_LIMIT: i64 = super::rules::LIMIT.max;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -165,7 +166,7 @@ impl Errors {
         let limit = match query.get("limit") {
             None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                Ok(n) if super::rules::LIMIT.accepts(n) && raw.bytes().all(|b| b.is_ascii_digit()) => n,
                 Ok(_) => return Err(self.unprocessable("limit", format!("limit must be between 1 and {MAX_LIMIT}"))),
                 Err(_) => return Err(self.invalid("limit", format!("limit must be a whole number, not `{raw}`"))),
             },
@@ -208,6 +209,27 @@ fn in_plain_words(message: &str) -> String {
         "expected {expected}, not {}",
         got.replacen("string ", "the string ", 1).replacen("integer ", "the number ", 1)
     )
+}
+
+/// A whole number as JSON Schema reads `integer`: `12` and `12.0` alike
+/// (the document says `integer`, and for JSON Schema 12.0 is one).
+pub fn whole<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        // Integral and well inside i64 (every limit the API takes is).
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        Some(f) => Err(D::Error::invalid_type(Unexpected::Float(f), &"a whole number")),
+        None => Err(D::Error::custom("a whole number too large")),
+    }
+}
+
+/// [`whole`] for a field that may be left out (but is not `null`).
+pub fn some_whole<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    whole(deserializer).map(Some)
 }
 
 fn backticked(message: &str) -> Option<String> {

@@ -5,10 +5,12 @@
 
 pub mod inventory;
 pub mod json;
+pub mod oauth_doc;
 pub mod openapi;
 pub mod orders;
 pub mod products;
 pub mod reports;
+pub mod rules;
 pub mod token;
 
 use actix_web::http::Method;
@@ -25,15 +27,28 @@ pub struct ApiRoute {
     /// The scope the route needs; `None` needs only a valid token.
     pub scope: Option<Scope>,
     pub summary: &'static str,
-    /// Query parameters: (name, description).
-    pub query: &'static [(&'static str, &'static str)],
-    pub body: Option<openapi::SchemaDoc>,
+    /// Query parameters: (name, the rule the handler checks it with).
+    pub query: &'static [(&'static str, Param)],
+    pub body: Option<openapi::Body>,
     /// The success status and what it returns.
     pub ok: (u16, openapi::SchemaDoc),
 }
 
-const PAGE: &[(&str, &str)] =
-    &[("limit", "Rows per page, 1–200 (default 50)."), ("cursor", "The `next_cursor` of the previous page.")];
+/// A query or path parameter's rule, for the document.
+pub enum Param {
+    Text(&'static rules::Text),
+    Int(&'static rules::Int),
+    /// One of these values; what it means.
+    OneOf(&'static [&'static str], &'static str),
+}
+
+const PAGE: &[(&str, Param)] = &[("limit", Param::Int(&rules::LIMIT)), ("cursor", Param::Text(&rules::CURSOR))];
+const ORDERS_QUERY: &[(&str, Param)] = &[
+    ("limit", Param::Int(&rules::LIMIT)),
+    ("cursor", Param::Text(&rules::CURSOR)),
+    ("status", Param::OneOf(crate::shop::ORDER_STATUSES, "only orders in this status")),
+];
+const REPORT_QUERY: &[(&str, Param)] = &[("from", Param::Text(&rules::DAY)), ("to", Param::Text(&rules::DAY))];
 
 macro_rules! api_routes {
     ($( $method:ident $path:literal => $handler:path { $($field:ident: $value:expr),* $(,)? } )*) => {
@@ -56,7 +71,7 @@ api_routes! {
     }
     GET "/api/v1/orders" => orders::list {
         scope: Some(Scope::OrdersRead), summary: "List orders, newest first",
-        query: &[("limit", PAGE[0].1), ("cursor", PAGE[1].1), ("status", "Only orders in this status: pending, paid, shipped or cancelled.")],
+        query: ORDERS_QUERY,
         body: None, ok: (200, list::<crate::shop::Order>()),
     }
     GET "/api/v1/orders/{id}" => orders::show {
@@ -64,7 +79,7 @@ api_routes! {
     }
     POST "/api/v1/orders" => orders::create {
         scope: Some(Scope::OrdersWrite), summary: "Create an order priced from the catalogue", query: &[],
-        body: Some(one::<orders::CreateOrder>()), ok: (201, one::<crate::shop::Order>()),
+        body: Some(openapi::Body { name: "CreateOrder", schema: orders::CreateOrder::schema }), ok: (201, one::<crate::shop::Order>()),
     }
     GET "/api/v1/products" => products::list {
         scope: Some(Scope::ProductsRead), summary: "List products, newest first", query: PAGE, body: None,
@@ -75,11 +90,11 @@ api_routes! {
     }
     POST "/api/v1/products" => products::create {
         scope: Some(Scope::ProductsWrite), summary: "Create a product", query: &[],
-        body: Some(one::<products::CreateProduct>()), ok: (201, one::<crate::shop::Product>()),
+        body: Some(openapi::Body { name: "CreateProduct", schema: products::CreateProduct::schema }), ok: (201, one::<crate::shop::Product>()),
     }
     PATCH "/api/v1/products/{id}" => products::update {
         scope: Some(Scope::ProductsWrite), summary: "Change a product's name, description, price or active flag", query: &[],
-        body: Some(one::<products::UpdateProduct>()), ok: (200, one::<crate::shop::Product>()),
+        body: Some(openapi::Body { name: "UpdateProduct", schema: products::UpdateProduct::schema }), ok: (200, one::<crate::shop::Product>()),
     }
     GET "/api/v1/inventory" => inventory::list {
         scope: Some(Scope::InventoryRead), summary: "Stock levels per SKU", query: PAGE, body: None,
@@ -87,11 +102,11 @@ api_routes! {
     }
     PUT "/api/v1/inventory/{sku}" => inventory::set {
         scope: Some(Scope::InventoryWrite), summary: "Set the stock of a SKU", query: &[],
-        body: Some(one::<inventory::SetStock>()), ok: (200, one::<crate::shop::StockLevel>()),
+        body: Some(openapi::Body { name: "SetStock", schema: inventory::SetStock::schema }), ok: (200, one::<crate::shop::StockLevel>()),
     }
     GET "/api/v1/reports/sales" => reports::sales {
         scope: Some(Scope::ReportsRead), summary: "Sales totals computed from orders",
-        query: &[("from", "First day, YYYY-MM-DD (default: 29 days before `to`)."), ("to", "Last day, included, YYYY-MM-DD (default: today).")],
+        query: REPORT_QUERY,
         body: None, ok: (200, one::<reports::SalesReport>()),
     }
 }

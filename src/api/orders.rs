@@ -3,19 +3,20 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
 
 use super::json::{list_response, ApiError, Errors};
-use super::products::check_sku;
+use super::products::{check_int, check_sku, check_text};
+use super::rules;
 use crate::accounts::Email;
 use crate::gate::Authenticated;
 use crate::shop::{self, NewOrderLine, ShopError, ORDER_STATUSES};
 use crate::state::AppState;
 
-pub const MAX_LINES: usize = 100;
-pub const MAX_LINE_QUANTITY: i64 = 10_000;
+pub const MAX_LINES: usize = rules::MAX_LINES;
+pub const MAX_LINE_QUANTITY: i64 = rules::LINE_QUANTITY.max;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     customer_email: String,
@@ -24,11 +25,39 @@ pub struct CreateOrder {
     items: Vec<Line>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     sku: String,
+    #[serde(deserialize_with = "super::json::whole")]
     quantity: i64,
+}
+
+impl CreateOrder {
+    /// The body's JSON Schema: the rules `create` checks.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["customer_email", "items"],
+            "properties": {
+                "customer_email": rules::CUSTOMER_EMAIL.schema(),
+                "status": rules::one_of(ORDER_STATUSES, "the order's status (default pending)"),
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": rules::MAX_LINES,
+                    "description": "the order's lines, priced from the catalogue; every SKU must be a product of this seller",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["sku", "quantity"],
+                        "properties": {"sku": rules::SKU.schema(), "quantity": rules::LINE_QUANTITY.schema()},
+                    },
+                },
+            },
+        })
+    }
 }
 
 fn pending() -> String {
@@ -75,6 +104,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let errors = Errors::from_request(&req);
     let input: CreateOrder = errors.json(&req, &body)?;
+    check_text(&errors, "customer_email", &rules::CUSTOMER_EMAIL, &input.customer_email)?;
     let email = Email::parse(&input.customer_email).map_err(|e| errors.unprocessable("customer_email", e))?;
     check_status(&errors, "status", &input.status)?;
     if input.items.is_empty() || input.items.len() > MAX_LINES {
@@ -82,12 +112,7 @@ pub async fn create(
     }
     for (i, line) in input.items.iter().enumerate() {
         check_sku(&errors, &format!("items[{i}].sku"), &line.sku)?;
-        if !(1..=MAX_LINE_QUANTITY).contains(&line.quantity) {
-            return Err(errors.unprocessable(
-                &format!("items[{i}].quantity"),
-                format!("quantity must be between 1 and {MAX_LINE_QUANTITY}"),
-            ));
-        }
+        check_int(&errors, &format!("items[{i}].quantity"), &rules::LINE_QUANTITY, line.quantity)?;
     }
     let lines: Vec<NewOrderLine> =
         input.items.into_iter().map(|l| NewOrderLine { sku: l.sku, quantity: l.quantity }).collect();

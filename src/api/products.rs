@@ -3,20 +3,22 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
 
 use super::json::{list_response, ApiError, Errors};
+use super::rules;
 use crate::gate::Authenticated;
 use crate::shop::{self, NewProduct, ProductChanges, ShopError};
 use crate::state::AppState;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     sku: String,
     name: String,
     #[serde(default)]
     description: String,
+    #[serde(deserialize_with = "super::json::whole")]
     price_cents: i64,
     currency: String,
     #[serde(default = "yes")]
@@ -27,44 +29,98 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
+    #[serde(default, deserialize_with = "present")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "super::json::some_whole")]
     price_cents: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     active: Option<bool>,
 }
 
-pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+/// A field that may be left out but, when sent, is not `null` (the
+/// document says so; `null` is refused as the wrong type).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+impl CreateProduct {
+    /// The body's JSON Schema: the rules `create` checks.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["sku", "name", "price_cents", "currency"],
+            "properties": {
+                "sku": rules::SKU.schema(),
+                "name": rules::NAME.schema(),
+                "description": rules::DESCRIPTION.schema(),
+                "price_cents": rules::PRICE_CENTS.schema(),
+                "currency": rules::CURRENCY.schema(),
+                "active": {"type": "boolean", "description": "offered for sale (default true)"},
+            },
+        })
+    }
+}
+
+impl UpdateProduct {
+    /// The body's JSON Schema: at least one field, each as `create` takes it.
+    pub fn schema() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "properties": {
+                "name": rules::NAME.schema(),
+                "description": rules::DESCRIPTION.schema(),
+                "price_cents": rules::PRICE_CENTS.schema(),
+                "active": {"type": "boolean"},
+            },
+        })
+    }
+}
+
+pub const MAX_PRICE_CENTS: i64 = rules::PRICE_CENTS.max;
 
 pub fn check_sku(errors: &Errors, field: &str, sku: &str) -> Result<(), ApiError> {
-    if sku.is_empty() || sku.len() > 64 || !sku.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(errors.unprocessable(field, "a SKU is 1–64 characters of letters, digits, `-`, `_` and `.`"));
+    check_text(errors, field, &rules::SKU, sku)
+}
+
+/// A string field against its rule (the one the OpenAPI document publishes).
+pub fn check_text(errors: &Errors, field: &str, rule: &rules::Text, value: &str) -> Result<(), ApiError> {
+    if !rule.accepts(value) {
+        return Err(errors.unprocessable(field, rule.says));
+    }
+    Ok(())
+}
+
+/// A number field against its rule.
+pub fn check_int(errors: &Errors, field: &str, rule: &rules::Int, value: i64) -> Result<(), ApiError> {
+    if !rule.accepts(value) {
+        return Err(errors.unprocessable(field, rule.says));
     }
     Ok(())
 }
 
 fn check_name(errors: &Errors, name: &str) -> Result<(), ApiError> {
-    match name.trim().chars().count() {
-        0 => Err(errors.unprocessable("name", "name must not be empty")),
-        n if n > 200 => Err(errors.unprocessable("name", "name is limited to 200 characters")),
-        _ => Ok(()),
-    }
+    check_text(errors, "name", &rules::NAME, name)
 }
 
 fn check_description(errors: &Errors, description: &str) -> Result<(), ApiError> {
-    if description.chars().count() > 2_000 {
-        return Err(errors.unprocessable("description", "description is limited to 2000 characters"));
-    }
-    Ok(())
+    check_text(errors, "description", &rules::DESCRIPTION, description)
 }
 
 fn check_price(errors: &Errors, price_cents: i64) -> Result<(), ApiError> {
-    if !(0..=MAX_PRICE_CENTS).contains(&price_cents) {
-        return Err(errors.unprocessable("price_cents", format!("price_cents must be between 0 and {MAX_PRICE_CENTS}")));
-    }
-    Ok(())
+    check_int(errors, "price_cents", &rules::PRICE_CENTS, price_cents)
+}
+
+/// `value` without the ASCII spaces around it, as it is stored.
+pub fn trimmed(value: &str) -> &str {
+    value.trim_matches(rules::SPACE)
 }
 
 fn parse_id(errors: &Errors, raw: &str) -> Result<i64, ApiError> {
@@ -105,16 +161,14 @@ pub async fn create(
     check_name(&errors, &input.name)?;
     check_description(&errors, &input.description)?;
     check_price(&errors, input.price_cents)?;
-    if input.currency.len() != 3 || !input.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(errors.unprocessable("currency", "currency is an ISO 4217 code such as EUR"));
-    }
+    check_text(&errors, "currency", &rules::CURRENCY, &input.currency)?;
     let seller = auth.seller_id();
     let created = state
         .db
         .call(move |conn| {
             let new = NewProduct {
                 sku: &input.sku,
-                name: input.name.trim(),
+                name: trimmed(&input.name),
                 description: &input.description,
                 price_cents: input.price_cents,
                 currency: &input.currency,
@@ -159,7 +213,7 @@ pub async fn update(
     }
     let seller = auth.seller_id();
     let changes = ProductChanges {
-        name: input.name.map(|n| n.trim().to_owned()),
+        name: input.name.map(|n| trimmed(&n).to_owned()),
         description: input.description,
         price_cents: input.price_cents,
         active: input.active,

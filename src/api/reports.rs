@@ -24,7 +24,7 @@ pub struct SalesReport {
 pub const MAX_RANGE_DAYS: i64 = 366;
 
 fn date(errors: &Errors, field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
-    if NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_err() {
+    if !super::rules::DAY.accepts(raw) || NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_err() {
         let (first, last) = (crate::time::FIRST_DAY, crate::time::LAST_DAY);
         return Err(
             errors.invalid(field, format!("{field} is a date as YYYY-MM-DD from {first} to {last}, not `{raw}`"))

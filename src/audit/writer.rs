@@ -215,6 +215,7 @@ fn write_until_done(sink: &mut Sink, batch: &mut Batch, healthy: &AtomicBool) {
         match sink.write(&batch.rows) {
             Ok(()) => {
                 healthy.store(true, Ordering::Release);
+                crate::metrics::global().audit_rows_written.inc_by(batch.rows.len() as u64);
                 batch.rows.clear();
                 for waiting in batch.waiting.drain(..) {
                     let _ = waiting.send(());

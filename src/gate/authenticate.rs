@@ -141,8 +141,10 @@ pub async fn authenticate(
 /// `tokens::cache` for why a remembered one is never stale).
 async fn lookup(gate: &Gate, public_id: &str) -> Result<Lookup, DbError> {
     if let Some(hit) = gate.tokens.get(public_id) {
+        crate::metrics::global().token_cache_hits.inc();
         return Ok(hit);
     }
+    crate::metrics::global().token_cache_misses.inc();
     let generation = gate.tokens.generation();
     let found = gate.db.read(CredentialLookup(public_id.to_owned())).await?.map(Arc::new);
     gate.tokens.put(public_id, generation, found.clone());

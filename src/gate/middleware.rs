@@ -39,6 +39,8 @@ struct Seen {
     request_id: String,
     client: ClientView,
     required: Option<Scope>,
+    /// The route's index for the metrics (`RouteTable::label`).
+    route_label: usize,
 }
 
 /// The API's middleware; see the module comment.
@@ -51,7 +53,7 @@ pub async fn api_gate(
         .app_data::<web::Data<Gate>>()
         .cloned()
         .ok_or_else(|| actix_web::error::ErrorInternalServerError("the gate is not registered"))?;
-    let route = gate.routes.matches(req.method(), req.path());
+    let (route, route_label) = gate.routes.resolve(req.method(), req.path());
     let seen = Seen {
         method: req.method().to_string(),
         path: req.path().to_owned(),
@@ -62,6 +64,7 @@ pub async fn api_gate(
             RouteMatch::Operation(scope) => scope,
             _ => None,
         },
+        route_label,
     };
 
     let mut trail = Trail::default();
@@ -73,7 +76,7 @@ pub async fn api_gate(
             match crate::panics::catch(next.call(req)).await {
                 Ok(Ok(response)) => {
                     let outcome = if response.status().is_success() { Outcome::Ok } else { Outcome::Error };
-                    (response.map_into_boxed_body(), outcome)
+                    (crate::error::as_json_refusal(response.map_into_boxed_body(), &seen.request_id), outcome)
                 }
                 Ok(Err(e)) => {
                     // An error no handler turned into an answer: recorded,
@@ -212,6 +215,14 @@ async fn finish(
     status: u16,
     started: Instant,
 ) -> Result<(), actix_web::Error> {
+    let elapsed = started.elapsed();
+    crate::metrics::global().api_request(
+        seen.route_label,
+        gate.routes.label(seen.route_label),
+        status,
+        outcome,
+        elapsed.as_secs_f64(),
+    );
     let row = ApiRequest {
         seller_id: trail.caller.seller_id,
         token_id: trail.caller.token_id.clone(),
@@ -222,7 +233,7 @@ async fn finish(
         required_scope: seen.required.map(Scope::as_str),
         ip: seen.client.ip.map(|ip| ip.to_string()),
         user_agent: seen.user_agent.clone(),
-        latency_us: started.elapsed().as_micros() as i64,
+        latency_us: elapsed.as_micros() as i64,
         request_id: seen.request_id.clone(),
         client_id: trail.caller.client_id.clone(),
     };

@@ -44,25 +44,48 @@ impl RouteTable {
     }
 
     pub fn matches(&self, method: &Method, path: &str) -> RouteMatch {
-        if self.public.iter().any(|(m, p)| m == method && *p == path) {
-            return RouteMatch::Public;
+        self.resolve(method, path).0
+    }
+
+    /// The match and the index of its route label (see [`label`](Self::label)):
+    /// the operation's path pattern, the public path, or `unmatched`.
+    pub fn resolve(&self, method: &Method, path: &str) -> (RouteMatch, usize) {
+        if let Some(i) = self.public.iter().position(|(m, p)| m == method && *p == path) {
+            return (RouteMatch::Public, self.operations.len() + i);
         }
         let mut allowed: Vec<&str> = Vec::new();
-        for (def, entry) in &self.operations {
+        let mut label = None;
+        for (i, (def, entry)) in self.operations.iter().enumerate() {
             if def.is_match(path) {
                 if entry.method == method {
-                    return RouteMatch::Operation(entry.scope);
+                    return (RouteMatch::Operation(entry.scope), i);
                 }
+                label.get_or_insert(i);
                 allowed.push(entry.method.as_str());
             }
         }
-        allowed.extend(self.public.iter().filter(|(_, p)| *p == path).map(|(m, _)| m.as_str()));
-        if allowed.is_empty() {
-            return RouteMatch::NotFound;
+        for (i, (m, p)) in self.public.iter().enumerate() {
+            if *p == path {
+                label.get_or_insert(self.operations.len() + i);
+                allowed.push(m.as_str());
+            }
         }
+        let Some(label) = label else { return (RouteMatch::NotFound, self.unmatched()) };
         allowed.sort_unstable();
         allowed.dedup();
-        RouteMatch::MethodNotAllowed { allow: allowed.join(", ") }
+        (RouteMatch::MethodNotAllowed { allow: allowed.join(", ") }, label)
+    }
+
+    fn unmatched(&self) -> usize {
+        self.operations.len() + self.public.len()
+    }
+
+    /// The metrics label of a route index from [`resolve`](Self::resolve).
+    pub fn label(&self, index: usize) -> &'static str {
+        match self.operations.get(index) {
+            Some((_, entry)) => entry.path,
+            None => self.public.get(index - self.operations.len()).map_or(crate::metrics::UNMATCHED, |(_, p)| p),
+        }
     }
 }
 

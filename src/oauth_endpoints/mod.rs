@@ -9,7 +9,10 @@ pub mod token;
 
 use std::collections::HashMap;
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -36,15 +39,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(allow_only("GET, POST"))),
     )
     .service(
-        web::resource("/oauth/token").route(web::post().to(token::token)).default_service(web::to(allow_only("POST"))),
+        web::resource("/oauth/token")
+            .wrap(from_fn(json_refusals))
+            .route(web::post().to(token::token))
+            .default_service(web::to(allow_only("POST"))),
     )
     .service(
         web::resource("/oauth/revoke")
+            .wrap(from_fn(json_refusals))
             .route(web::post().to(token::revoke))
             .default_service(web::to(allow_only("POST"))),
     )
     .service(
         web::resource("/oauth/introspect")
+            .wrap(from_fn(json_refusals))
             .route(web::post().to(token::introspect))
             .default_service(web::to(allow_only("POST"))),
     )
@@ -53,6 +61,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(metadata::document))
             .default_service(web::to(allow_only("GET"))),
     );
+}
+
+/// What actix answers itself on the form endpoints (a body over the
+/// limit) in the endpoints' own JSON shape.
+async fn json_refusals(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return Ok(response);
+    }
+    let detail = response.response().error().map(|e| e.to_string()).unwrap_or_default();
+    let error = match status.is_server_error() {
+        true => OAuthError::ServerError,
+        false => OAuthError::InvalidRequest(crate::error::actix_refusal(status, &detail).1),
+    };
+    let mut answer = error.response();
+    *answer.status_mut() = status;
+    let (req, _) = response.into_parts();
+    Ok(ServiceResponse::new(req, answer))
 }
 
 /// Parameters of a request, each at most once (RFC 6749 §3.1, §3.2).

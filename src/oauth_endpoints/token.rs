@@ -58,8 +58,10 @@ fn scope_param(params: &Params) -> Result<Option<ScopeSet>, OAuthError> {
 }
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let mut grant_type = String::new();
     let answered = async {
         let (params, app) = client(&req, &state, &body).await?;
+        grant_type = params.get("grant_type").unwrap_or_default().to_owned();
         let ctx = event_context(&req, &state);
         let from = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
         let required = |name: &str| {
@@ -82,7 +84,10 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
         }
     };
-    match answered.await {
+    let answered = answered.await;
+    let result = answered.as_ref().map_or_else(|e| e.code(), |_| "ok");
+    crate::metrics::global().oauth_token(&grant_type, result);
+    match answered {
         Ok(pair) => json_no_store(StatusCode::OK, pair),
         Err(error) => error.response(),
     }

@@ -19,20 +19,29 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// Everything the server logs, from every test in this binary, so tests can
 /// prove that no secret is ever logged.
 pub fn captured_logs() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+    String::from_utf8_lossy(&log_buffer().0.lock().unwrap()).into_owned()
 }
 
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    BUFFER.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || LogSink(sink.clone()))
+/// The same lines as `--log-format json` writes them (keygate's JSON layer).
+pub fn captured_json_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().1.lock().unwrap()).into_owned()
+}
+
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+fn log_buffer() -> &'static (Buffer, Buffer) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    static BUFFERS: OnceLock<(Buffer, Buffer)> = OnceLock::new();
+    BUFFERS.get_or_init(|| {
+        let (text, json) = (Buffer::default(), Buffer::default());
+        let (text_sink, json_sink) = (text.clone(), json.clone());
+        let _ = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("debug"))
+            .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || LogSink(text_sink.clone())))
+            .with(keygate::telemetry::json_layer(move || LogSink(json_sink.clone())))
             .try_init();
-        buffer
+        (text, json)
     })
 }
 
@@ -166,6 +175,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         trusted_proxies: Vec::new(),
         redis_url: None,
         workers: 0,
+        metrics_bind: None,
         public_url: "http://127.0.0.1:8080".parse().unwrap(),
         mail: keygate::mail::MailSettings::default(),
         leak_report_keys: None,

@@ -3,7 +3,9 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{captured_logs, create_service_token, extract_token, location, public_id_of, spawn_app};
+use crate::helpers::{
+    captured_json_logs, captured_logs, create_service_token, extract_token, location, public_id_of, spawn_app,
+};
 
 #[tokio::test]
 async fn a_service_token_is_shown_once_and_then_listed() {
@@ -433,8 +435,14 @@ async fn secrets_exist_only_as_argon2id_hashes() {
     }
     let logs = captured_logs();
     assert!(!logs.is_empty(), "the server logs are captured");
+    let json = captured_json_logs();
+    assert!(!json.is_empty(), "so are they as --log-format json writes them");
     for plain in [&token, &rotated] {
         assert!(!logs.contains(&secret(plain)), "a secret is in the logs");
+        assert!(!json.contains(&secret(plain)), "a secret is in the JSON logs");
+        // Nor escaped, as a JSON string could hold it.
+        let escaped = serde_json::to_string(&secret(plain)).unwrap();
+        assert!(!json.contains(escaped.trim_matches('"')), "a secret is in the JSON logs");
     }
 }
 

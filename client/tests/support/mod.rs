@@ -52,6 +52,7 @@ pub async fn start(customise: impl FnOnce(&mut Config)) -> Keygate {
         trusted_proxies: Vec::new(),
         redis_url: None,
         workers: 2,
+        metrics_bind: None,
         public_url: address.parse().unwrap(),
         mail: Default::default(),
         leak_report_keys: None,

@@ -1,0 +1,184 @@
+//! `GET /metrics`, in the Prometheus text format (the `prometheus` crate).
+//!
+//! The counters are process-wide and cheap on the request path: the
+//! request counter of each (route, status, outcome) is resolved once and
+//! kept in a slot, so a request costs an index, an atomic add and a
+//! histogram observation (atomics too): no lock, no allocation. The gauges
+//! (audit queue, argon2 jobs, cached tokens) are read from the application
+//! when Prometheus scrapes.
+//!
+//! Who may read it: with `--metrics-bind` only that address serves it (to
+//! anyone who reaches it; bind it to a private interface). Without it the
+//! main address serves it to loopback clients only, the address as the
+//! gate determines it (`--trusted-proxy` included); anyone else gets the
+//! API's JSON 404, as for a path that does not exist.
+
+use std::sync::{LazyLock, OnceLock};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::audit::Outcome;
+use crate::state::AppState;
+
+/// Statuses the API answers, each with a slot; others take the slow path.
+const STATUSES: [u16; 16] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503, 502];
+/// Route labels: the API's operations, then the public paths, then one
+/// label for everything that matched no route.
+pub const MAX_ROUTES: usize = 32;
+pub const UNMATCHED: &str = "unmatched";
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    slots: Box<[OnceLock<IntCounter>]>,
+    gate_seconds: Histogram,
+    pub audit_rows_written: IntCounter,
+    pub token_cache_hits: IntCounter,
+    pub token_cache_misses: IntCounter,
+    oauth_tokens: IntCounterVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("keygate_api_requests_total", "API requests answered, by route, status and outcome"),
+                &["route", "status", "outcome"],
+            )
+            .expect("valid metric"),
+        );
+        let gate_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "keygate_gate_duration_seconds",
+                    "Time from the gate taking an API request to its answer (the audit row's latency)",
+                )
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            )
+            .expect("valid metric"),
+        );
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help).expect("valid metric"));
+        let audit_rows_written = counter("keygate_audit_rows_written_total", "Audit rows committed by the writer");
+        let token_cache_hits = counter("keygate_token_cache_hits_total", "Gate token lookups answered from memory");
+        let token_cache_misses =
+            counter("keygate_token_cache_misses_total", "Gate token lookups that read the database");
+        let oauth_tokens = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "keygate_oauth_token_requests_total",
+                    "Token-endpoint requests by grant type (authorization_code: grants, refresh_token: refreshes) and result (ok or the OAuth error code)",
+                ),
+                &["grant_type", "result"],
+            )
+            .expect("valid metric"),
+        );
+        for grant_type in ["authorization_code", "refresh_token"] {
+            oauth_tokens.with_label_values(&[grant_type, "ok"]);
+        }
+        let slots = (0..MAX_ROUTES * STATUSES.len() * Outcome::ALL.len()).map(|_| OnceLock::new()).collect();
+        Self {
+            registry,
+            requests,
+            slots,
+            gate_seconds,
+            audit_rows_written,
+            token_cache_hits,
+            token_cache_misses,
+            oauth_tokens,
+        }
+    }
+
+    /// One API request answered: `route` is the route label's index
+    /// (`api::route_labels`), its label is `label`.
+    pub fn api_request(&self, route: usize, label: &str, status: u16, outcome: Outcome, seconds: f64) {
+        self.gate_seconds.observe(seconds);
+        let outcome_index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        match STATUSES.iter().position(|s| *s == status).filter(|_| route < MAX_ROUTES) {
+            Some(status_index) => {
+                let slot = (route * STATUSES.len() + status_index) * Outcome::ALL.len() + outcome_index;
+                self.slots[slot]
+                    .get_or_init(|| self.requests.with_label_values(&[label, &status.to_string(), outcome.as_str()]))
+                    .inc();
+            }
+            None => self.requests.with_label_values(&[label, &status.to_string(), outcome.as_str()]).inc(),
+        }
+    }
+
+    /// A token-endpoint answer.
+    pub fn oauth_token(&self, grant_type: &str, result: &str) {
+        let grant_type = match grant_type {
+            "authorization_code" | "refresh_token" => grant_type,
+            _ => "other",
+        };
+        self.oauth_tokens.with_label_values(&[grant_type, result]).inc();
+    }
+
+    /// The text exposition of every metric, with this application's gauges.
+    pub fn render(&self, state: &AppState) -> String {
+        let gauges = Registry::new();
+        let gauge = |name: &str, help: &str, value: usize| {
+            let gauge = IntGauge::new(name, help).expect("valid metric");
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            gauges.register(Box::new(gauge)).expect("metric names are unique");
+        };
+        gauge("keygate_audit_queue_depth", "Audit rows waiting for the writer", state.audit.queued());
+        gauge(
+            "keygate_argon2_jobs_waiting",
+            "argon2 jobs (token and password checks) queued or running",
+            state.hasher.waiting(),
+        );
+        gauge("keygate_token_cache_entries", "Credentials the gate holds in memory", state.gate.tokens.len());
+        let mut families = self.registry.gather();
+        families.extend(gauges.gather());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut text = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut text) {
+            tracing::error!(error = %e, "could not encode the metrics");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+pub const PATH: &str = "/metrics";
+
+fn exposition(state: &AppState) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(global().render(state))
+}
+
+/// `/metrics` on the main address: loopback clients only, unless
+/// `--metrics-bind` moved it elsewhere (then: 404 for everyone here).
+pub async fn on_main_address(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let from = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
+    if state.config.metrics_bind.is_none() && from.is_some_and(|ip| ip.is_loopback()) {
+        return exposition(&state);
+    }
+    crate::error::json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "There is nothing at this path.",
+        &crate::request_id::of(&req),
+        [],
+    )
+}
+
+/// `/metrics` on `--metrics-bind`: to whoever reaches that address.
+pub async fn on_metrics_address(state: web::Data<AppState>) -> HttpResponse {
+    exposition(&state)
+}
