@@ -197,7 +197,8 @@ fn in_plain_words(message: &str) -> String {
         return message.to_owned();
     };
     let expected = match expected {
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        // `whole` reads a JSON number first, for integer fields only.
+        "i8" | "i16" | "i32" | "i64" | "isize" | "a JSON number" => "a whole number",
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more",
         "f32" | "f64" => "a number",
         "a boolean" => "true or false",

@@ -54,8 +54,9 @@ async fn the_document_validates_and_the_server_keeps_it() {
     let seller = app.seller("contract@shop.test").await;
     let response =
         seller.post_form("/settings/tokens", &[("name", "contract"), ("kind", "personal"), ("expires", "30")]).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let token = extract_token(&response.text().await.unwrap()).expect("the created page shows the token");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "show-once: POST, then 303 to the secret's page");
+    let page = seller.get_html(&crate::helpers::location(&response)).await;
+    let token = extract_token(&page).expect("the created page shows the token");
 
     let dir = tempfile::tempdir().unwrap();
     let document = dir.path().join("openapi.json");
