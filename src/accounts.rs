@@ -230,6 +230,37 @@ pub fn open(conn: &mut DbConnection, opening: Opening<'_>, ctx: EventContext) ->
     })
 }
 
+/// Sets `new_hash` as the account's password when the stored hash is still
+/// `checked` (the one the current password was verified against), ends
+/// every other live session of the account and records `password_changed`,
+/// in one transaction. `None`: the password changed meanwhile (another
+/// session got there first), and nothing was done.
+pub fn change_password(
+    conn: &mut DbConnection,
+    account_id: i64,
+    checked: &str,
+    new_hash: &str,
+    keep_session: i64,
+    ctx: EventContext,
+) -> QueryResult<Option<usize>> {
+    crate::db::write_tx(conn, |conn| {
+        let updated = diesel::update(accounts::table.find(account_id).filter(accounts::password_hash.eq(checked)))
+            .set(accounts::password_hash.eq(new_hash))
+            .execute(conn)?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let ended = crate::sessions::delete_others(conn, account_id, keep_session)?;
+        let about = EventContext {
+            seller_id: Some(account_id),
+            detail: Some(format!("{ended} other session{} ended", if ended == 1 { "" } else { "s" })),
+            ..ctx
+        };
+        audit::record(conn, SecurityEvent::PasswordChanged, about)?;
+        Ok(Some(ended))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

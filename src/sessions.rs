@@ -11,6 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::Account;
+use crate::audit::{self, EventContext, SecurityEvent};
 use crate::db::schema::{accounts, sessions};
 use crate::db::{self, DbConnection};
 
@@ -92,4 +93,41 @@ pub fn find_active(conn: &mut DbConnection, cookie_value: &str) -> QueryResult<O
 
 pub fn delete(conn: &mut DbConnection, session_id: i64) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(session_id)).execute(conn)
+}
+
+/// The live sessions of one account, newest first.
+pub fn list_for_account(conn: &mut DbConnection, account_id: i64) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::account_id.eq(account_id))
+        .filter(sessions::expires_at.gt(db::now()))
+        .order((sessions::created_at.desc(), sessions::id.desc()))
+        .select(Session::as_select())
+        .load(conn)
+}
+
+/// Ends every live session of the account but `keep`; returns how many
+/// ended. Only sessions of `account_id` are touched, whatever `keep` names.
+pub fn delete_others(conn: &mut DbConnection, account_id: i64, keep: i64) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::account_id.eq(account_id))
+            .filter(sessions::id.ne(keep))
+            .filter(sessions::expires_at.gt(db::now())),
+    )
+    .execute(conn)
+}
+
+/// "Sign out other sessions": ends them and records `sessions_revoked`
+/// with how many, in one transaction.
+pub fn sign_out_others(conn: &mut DbConnection, account_id: i64, keep: i64, ctx: EventContext) -> QueryResult<usize> {
+    db::write_tx(conn, |conn| {
+        let ended = delete_others(conn, account_id, keep)?;
+        let about = EventContext {
+            seller_id: Some(account_id),
+            detail: Some(format!("{ended} other session{} ended", if ended == 1 { "" } else { "s" })),
+            ..ctx
+        };
+        audit::record(conn, SecurityEvent::SessionsRevoked, about)?;
+        Ok(ended)
+    })
 }

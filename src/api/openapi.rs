@@ -339,10 +339,16 @@ pub fn document() -> Value {
     })
 }
 
+/// The document, built once: what `/api/openapi.json` serves and what the
+/// portal's API reference (`/docs/api`) renders.
+pub fn cached() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(document)
+}
+
 pub async fn serve() -> HttpResponse {
     static JSON: OnceLock<String> = OnceLock::new();
-    let json = JSON.get_or_init(|| {
-        serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-    });
+    let json = JSON
+        .get_or_init(|| serde_json::to_string_pretty(cached()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
     HttpResponse::Ok().content_type("application/json").body(json.as_str())
 }

@@ -51,6 +51,12 @@ pub enum SecurityEvent {
     LoginThrottled,
     Logout,
     AccountCreated,
+    PasswordChanged,
+    /// A wrong current password on the change-password form.
+    PasswordChangeFailed,
+    /// The change-password form refused unchecked by the sign-in throttle.
+    PasswordChangeThrottled,
+    SessionsRevoked,
     TokenCreated,
     TokenRotated,
     TokenRevoked,
@@ -83,6 +89,10 @@ impl SecurityEvent {
             SecurityEvent::LoginThrottled => "login_throttled",
             SecurityEvent::Logout => "logout",
             SecurityEvent::AccountCreated => "account_created",
+            SecurityEvent::PasswordChanged => "password_changed",
+            SecurityEvent::PasswordChangeFailed => "password_change_failed",
+            SecurityEvent::PasswordChangeThrottled => "password_change_throttled",
+            SecurityEvent::SessionsRevoked => "sessions_revoked",
             SecurityEvent::TokenCreated => "token_created",
             SecurityEvent::TokenRotated => "token_rotated",
             SecurityEvent::TokenRevoked => "token_revoked",
@@ -112,6 +122,8 @@ impl SecurityEvent {
         match self {
             SecurityEvent::LoginFailed
             | SecurityEvent::LoginThrottled
+            | SecurityEvent::PasswordChangeFailed
+            | SecurityEvent::PasswordChangeThrottled
             | SecurityEvent::AuthorizationDenied
             | SecurityEvent::RefreshReuseDetected
             | SecurityEvent::CodeReplayed => Outcome::Failed,

@@ -1,7 +1,10 @@
-//! The server-rendered portal: sign-in, Settings → API Tokens, API Logs and
-//! the admin views. Handlers parse input, call the store, and render a page.
+//! The server-rendered portal: sign-in, Settings → API Tokens, API Logs,
+//! apps, Account, the API reference and the admin views. Handlers parse
+//! input, call the store, and render a page.
 
+pub mod account;
 pub mod admin;
+pub mod api_reference;
 pub mod app_pages;
 pub mod apps;
 pub mod assets;
@@ -44,6 +47,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
         .route("/settings/tokens/{id}/rotate", web::get().to(tokens::rotate_form))
         .route("/settings/tokens/{id}/rotate", web::post().to(tokens::rotate))
+        .route("/settings/account", web::get().to(account::show))
+        .route("/settings/account/password", web::post().to(account::change_password))
+        .route("/settings/account/sessions/revoke-others", web::post().to(account::revoke_other_sessions))
+        .route(api_reference::PATH, web::get().to(api_reference::show))
         .route("/settings/logs", web::get().to(logs::seller_logs))
         .route("/settings/logs.csv", web::get().to(logs::seller_csv))
         .route("/settings/logs/{id}", web::get().to(logs::seller_entry))

@@ -339,7 +339,8 @@ pub struct AllowlistForm {
     /// As typed, or the current entries one a line.
     pub value: String,
     pub error: Option<String>,
-    pub saved: bool,
+    /// "The allowlist was saved…", once, from its flash.
+    pub notice: Option<String>,
 }
 
 pub struct RateLimitForm {

@@ -290,11 +290,6 @@ pub async fn secret(
     render(StatusCode::OK, &page)
 }
 
-#[derive(Deserialize)]
-pub struct ShowQuery {
-    saved: Option<String>,
-}
-
 fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) -> TokenPage {
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "tokens"),
@@ -312,18 +307,25 @@ fn allowlist_form(user: &CurrentUser, token: &ApiToken, value: Option<&str>, err
         csrf_token: user.csrf_token.clone(),
         value: value.map_or_else(current, str::to_owned),
         error,
-        saved: false,
+        notice: None,
     }
 }
 
+/// The token's own page; its one-time notices ("The allowlist was saved")
+/// are left for it.
+fn show_path(public_id: &str) -> String {
+    format!("{BASE}/{public_id}")
+}
+
 pub async fn show(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    let form = AllowlistForm { saved: query.saved.is_some(), ..allowlist_form(&user, &token, None, None) };
+    let notice = flash::take_notice(&state, &req, &user, &show_path(&token.public_id)).await?;
+    let form = AllowlistForm { notice, ..allowlist_form(&user, &token, None, None) };
     render(StatusCode::OK, &token_page(&user, &token, form))
 }
 
@@ -339,26 +341,25 @@ pub async fn set_allowed_ips(
     let token = own_token(&state, &user, &path).await?;
     let form = FormFields::parse(&body);
     let typed = form.get("allowed_ips");
+    // The form again, with what was typed and why nothing changed.
+    let refuse = |status, error: String| {
+        render(status, &token_page(&user, &token, allowlist_form(&user, &token, Some(typed), Some(error))))
+    };
     if !user.verify_csrf(form.csrf()) {
-        let page = token_page(&user, &token, allowlist_form(&user, &token, Some(typed), Some(CSRF_FAILED.into())));
-        return render(StatusCode::FORBIDDEN, &page);
+        return refuse(StatusCode::FORBIDDEN, CSRF_FAILED.into());
     }
     if token.revoked_at.is_some() {
-        let error = Some(TokenStoreError::Revoked.to_string());
-        return render(
-            StatusCode::CONFLICT,
-            &token_page(&user, &token, allowlist_form(&user, &token, Some(typed), error)),
-        );
+        return refuse(StatusCode::CONFLICT, TokenStoreError::Revoked.to_string());
     }
     let allowed = match IpAllowlist::parse([typed]) {
         Ok(allowed) => allowed,
-        Err(errors) => {
-            let form = allowlist_form(&user, &token, Some(typed), Some(errors.join(" ")));
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &token_page(&user, &token, form));
-        }
+        Err(errors) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, errors.join(" ")),
     };
     state.tokens.set_allowed_ips(&token, allowed, actor_context(&req, &user)).await.map_err(PortalError::from_store)?;
-    Ok(redirect(&format!("/settings/tokens/{}?saved=allowlist", token.public_id)))
+    let page = show_path(&token.public_id);
+    let message = "The allowlist was saved. It applies to the token's next request.";
+    flash::notice(&state, &req, &user, &page, message).await?;
+    Ok(redirect(&page))
 }
 
 pub async fn revoke_form(
@@ -367,18 +368,33 @@ pub async fn revoke_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    render(StatusCode::OK, &revoke_page(&user, &token, "/settings/tokens", None))
+    render(StatusCode::OK, &revoke_page(&user, &token, BASE, None))
+}
+
+/// What the revoke and rotate confirmations share: a title naming the
+/// token, the navigation section of `base` (the seller's list or the
+/// admin's), the session's CSRF token and the token as shown.
+struct ConfirmParts {
+    layout: Layout,
+    csrf_token: String,
+    token: TokenView,
+}
+
+fn confirm_parts(user: &CurrentUser, token: &ApiToken, verb: &str, base: &str) -> ConfirmParts {
+    let section = if base.starts_with("/admin") { "admin-tokens" } else { "tokens" };
+    ConfirmParts {
+        layout: Layout::for_user(format!("{verb} {}", token.name), user, section),
+        csrf_token: user.csrf_token.clone(),
+        token: TokenView::new(token, db::now()),
+    }
 }
 
 pub fn revoke_page(user: &CurrentUser, token: &ApiToken, base: &str, error: Option<String>) -> RevokePage {
+    let ConfirmParts { layout, csrf_token, token: view } = confirm_parts(user, token, "Revoke", base);
     RevokePage {
-        layout: Layout::for_user(
-            format!("Revoke {}", token.name),
-            user,
-            if base.starts_with("/admin") { "admin-tokens" } else { "tokens" },
-        ),
-        csrf_token: user.csrf_token.clone(),
-        token: TokenView::new(token, db::now()),
+        layout,
+        csrf_token,
+        token: view,
         action: format!("{base}/{}/revoke", token.public_id),
         cancel: base.to_owned(),
         error,
@@ -418,14 +434,8 @@ pub async fn revoke(
 }
 
 fn rotate_page(user: &CurrentUser, token: &ApiToken, grace: &str, error: Option<String>) -> RotatePage {
-    RotatePage {
-        layout: Layout::for_user(format!("Rotate {}", token.name), user, "tokens"),
-        csrf_token: user.csrf_token.clone(),
-        token: TokenView::new(token, db::now()),
-        grace_options: GRACE_OPTIONS,
-        grace: grace.to_owned(),
-        error,
-    }
+    let ConfirmParts { layout, csrf_token, token } = confirm_parts(user, token, "Rotate", BASE);
+    RotatePage { layout, csrf_token, token, grace_options: GRACE_OPTIONS, grace: grace.to_owned(), error }
 }
 
 pub async fn rotate_form(

@@ -476,7 +476,7 @@ async fn admin_journey(c: Client, app: TestApp) {
     // Past the browser's own checks, to see the server's messages.
     c.execute("document.querySelector('form[data-focus-first-error]').noValidate = true", vec![]).await.unwrap();
     click_button(&c, "Generate token").await;
-    c.find(Locator::Css("#form-errors")).await.expect("the form's errors");
+    c.wait().at_most(WAIT).for_element(Locator::Css("#form-errors")).await.expect("the form's errors");
     snap(&c, "token-new-errors").await;
     field(&c, "name").await.send_keys("Shop sync").await.unwrap();
     c.find(Locator::Css(r#"input[name="scope"][value="orders:read"]"#)).await.unwrap().click().await.unwrap();
@@ -490,6 +490,26 @@ async fn admin_journey(c: Client, app: TestApp) {
     snap(&c, "token").await;
     c.goto(&format!("{}/settings/logs", app.address)).await.unwrap();
     snap(&c, "logs").await;
+    // Settings → Account, from the navigation: the account, its sessions
+    // (this browser's marked), and the password form's errors.
+    c.find(Locator::LinkText("Account")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/account").await;
+    let account = c.source().await.unwrap();
+    assert!(account.contains("ana@shop.test") && account.contains("this session"), "the account page");
+    assert!(account.contains("Headless Chrome on Linux") || account.contains("Chrome on Linux"), "this browser");
+    snap(&c, "account").await;
+    c.execute("document.querySelector('form[data-focus-first-error]').noValidate = true", vec![]).await.unwrap();
+    field(&c, "current_password").await.send_keys("not the password").await.unwrap();
+    field(&c, "new_password").await.send_keys("short").await.unwrap();
+    click_button(&c, "Change password").await;
+    // The current password takes an argon2 check: wait for the answer.
+    c.wait().at_most(WAIT).for_element(Locator::Css("#form-errors")).await.expect("the password form's errors");
+    snap(&c, "account-password-errors").await;
+    // The API reference, from the navigation, rendered from the document.
+    c.find(Locator::LinkText("API reference")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/docs/api").await;
+    assert!(c.find(Locator::Css("section.operation#getV1Orders")).await.is_ok(), "an operation's section");
+    snap(&c, "api-reference").await;
     c.goto(&format!("{}/settings/nothing-here", app.address)).await.unwrap();
     snap(&c, "not-found").await;
 }

@@ -85,7 +85,17 @@ async fn the_navigation_groups_settings_and_admin_and_links_the_api_reference() 
     let app = spawn_app().await;
     let ana = app.seller("ana@shop.test").await;
     let seller = ana.get_html("/settings/tokens").await;
-    assert!(seller.contains("aria-label=\"Settings\"") && seller.contains("href=\"/api/openapi.json\""));
+    assert!(seller.contains("aria-label=\"Settings\""));
+    let settings = &seller[seller.find("aria-label=\"Settings\"").unwrap()..seller.find("</nav>").unwrap()];
+    for link in
+        ["/settings/tokens", "/settings/logs", "/settings/apps", "/settings/authorized-apps", "/settings/account"]
+    {
+        assert!(settings.contains(&format!("<a href=\"{link}\"")), "{link} in the settings group");
+    }
+    assert!(settings.contains(">Account</a>"));
+    // The API reference is the rendered page, which links the JSON.
+    assert!(settings.contains("<a href=\"/docs/api\" class=\"nav-ref\">API reference</a>"));
+    assert!(ana.get_html("/docs/api").await.contains("href=\"/api/openapi.json\""));
     assert!(!seller.contains("aria-label=\"Admin\""), "sellers see no admin section");
     let admin = app.admin.get_html("/settings/tokens").await;
     assert!(admin.contains("aria-label=\"Admin\"") && admin.contains("href=\"/admin/logs\""));

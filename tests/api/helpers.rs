@@ -582,6 +582,7 @@ impl User {
             "/settings/tokens" => "/settings/tokens/new".to_owned(),
             "/settings/apps" => "/settings/apps/new".to_owned(),
             "/logout" => "/settings/tokens".to_owned(),
+            "/settings/account/password" | "/settings/account/sessions/revoke-others" => "/settings/account".to_owned(),
             p => p.to_owned(),
         };
         let csrf = self.csrf_for(&form_page).await;

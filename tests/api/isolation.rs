@@ -1,9 +1,10 @@
 //! A seller can never see, revoke or rotate another seller's token, nor read
-//! their log, whatever id they put in the URL.
+//! their log, whatever id they put in the URL; and nobody signed out reaches
+//! a Settings page at all.
 
 use reqwest::StatusCode;
 
-use crate::helpers::{create_service_token, spawn_app};
+use crate::helpers::{create_service_token, location, spawn_app, PASSWORD};
 
 #[tokio::test]
 async fn every_token_route_answers_404_for_another_sellers_token() {
@@ -57,4 +58,46 @@ async fn lists_and_logs_show_only_the_sellers_own_data() {
     assert!(!log.contains(&ana_id) && !log.contains("ana@shop.test"));
     let ana_log = ana.get_html("/settings/logs").await;
     assert!(ana_log.contains(&ana_id));
+}
+
+/// Every page of the account and the API reference wants a session: without
+/// one, a GET is sent to sign in (and back), a POST changes nothing.
+#[tokio::test]
+async fn the_account_and_reference_pages_need_a_session() {
+    let app = spawn_app().await;
+    app.seller("ana@shop.test").await;
+    let anon = app.user("nobody@shop.test");
+    for (path, next) in [("/settings/account", "%2Fsettings%2Faccount"), ("/docs/api", "%2Fdocs%2Fapi")] {
+        let response = anon.get(path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path}");
+        assert_eq!(location(&response), format!("/login?next={next}"), "GET {path}");
+    }
+    let before = keygate::accounts::find_by_email(
+        &mut app.pool.get().unwrap(),
+        &keygate::accounts::Email::parse("ana@shop.test").unwrap(),
+    )
+    .unwrap()
+    .unwrap()
+    .password_hash;
+    let fields = [
+        ("current_password", PASSWORD),
+        ("new_password", "a brand new passphrase"),
+        ("new_password_confirm", "a brand new passphrase"),
+    ];
+    for path in ["/settings/account/password", "/settings/account/sessions/revoke-others"] {
+        let response = anon.post_raw(path, &fields).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "POST {path}");
+        assert!(location(&response).starts_with("/login?next="), "POST {path}");
+    }
+    let after = keygate::accounts::find_by_email(
+        &mut app.pool.get().unwrap(),
+        &keygate::accounts::Email::parse("ana@shop.test").unwrap(),
+    )
+    .unwrap()
+    .unwrap()
+    .password_hash;
+    assert_eq!(before, after);
+    assert!(app.events("password_changed").is_empty() && app.events("sessions_revoked").is_empty());
+    // Nor is the change-password address a page of its own.
+    assert_eq!(app.admin.get("/settings/account/password").await.status(), StatusCode::NOT_FOUND);
 }

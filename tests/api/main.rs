@@ -1,5 +1,6 @@
 //! One integration binary: every test spawns its own app on a fresh database.
 
+mod account;
 mod accounts;
 mod admin;
 mod apps_portal;

@@ -133,3 +133,89 @@ async fn refusals_outside_the_handlers_are_json_with_their_headers() {
     let body: Value = oauth_huge.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
 }
+
+/// As askama escapes text.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// `/docs/api` renders the document the server serves, not a copy: every
+/// path and method of it, and every response of an operation, with the
+/// limits of its parameters and body; the JSON stays linked.
+#[tokio::test]
+async fn the_api_reference_page_renders_every_path_and_status_of_the_served_document() {
+    let app = spawn_app().await;
+    let seller = app.seller("ana@shop.test").await;
+    let doc: Value = app.api_get("/api/openapi.json", None).await.json().await.unwrap();
+    let html = seller.get_html("/docs/api").await;
+    assert!(html.contains("href=\"/api/openapi.json\""), "the JSON is linked");
+    assert!(html.contains("<a href=\"/docs/api\" class=\"nav-ref\" aria-current=\"page\">API reference</a>"));
+
+    let section = |anchor: &str| {
+        let start = html.find(&format!("<section class=\"card operation\" id=\"{anchor}\">")).unwrap_or_else(|| {
+            panic!("no section for {anchor}");
+        });
+        html[start..start + html[start..].find("</section>").unwrap()].to_owned()
+    };
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(html.contains(&format!("<code class=\"path\">{}</code>", escaped(path))), "{path} is on the page");
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            let part = section(id);
+            assert!(part.contains(&format!(
+                ">{}</span> <code class=\"path\">{}</code>",
+                method.to_uppercase(),
+                escaped(path)
+            )));
+            assert!(part.contains(&escaped(operation["summary"].as_str().unwrap())), "{id}: its summary");
+            for status in operation["responses"].as_object().unwrap().keys() {
+                assert!(part.contains(&format!("\">{status}</span>")), "{id}: {status}");
+            }
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, keygate::api::ROUTES.len() + 1 + 4);
+
+    // One operation in full: its scope, body fields with their limits, and
+    // each response status with its description.
+    let create = section("postV1Orders");
+    let operation = &doc["paths"]["/api/v1/orders"]["post"];
+    assert!(create.contains("<code class=\"scope\">orders:write</code>"));
+    for (status, response) in operation["responses"].as_object().unwrap() {
+        let row = &create[create.find(&format!("\">{status}</span>")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        // The description, its `code` spans rendered as <code>.
+        let words = response["description"].as_str().unwrap().split('`').map(escaped).collect::<Vec<_>>();
+        let mut rendered = String::new();
+        for (i, part) in words.iter().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            rendered.push_str(&if i % 2 == 1 { format!("<code>{part}</code>") } else { part.clone() });
+        }
+        assert!(row.contains(&rendered), "{status}: {rendered} not in {row}");
+    }
+    assert!(create.contains("<code>application/json</code>, <a href=\"#schema-CreateOrder\">CreateOrder</a>"));
+    let max_lines = keygate::api::rules::MAX_LINES;
+    assert!(
+        create.contains("<code class=\"field-name\">items</code>") && create.contains(&format!("1–{max_lines} items"))
+    );
+    assert!(create.contains("<code class=\"field-name\">items[].sku</code>"), "nested fields spelled out");
+    let sku = keygate::api::rules::SKU;
+    assert!(create.contains(&format!("{}–{} characters", sku.min, sku.max)));
+    assert!(create.contains(&format!("pattern <code>{}</code>", escaped(sku.pattern.unwrap()))));
+    let list = section("getV1Orders");
+    let limit = keygate::api::rules::LIMIT;
+    assert!(list.contains("<code class=\"field-name\">limit</code> <span class=\"kind\">query</span>"));
+    assert!(list.contains(&format!("≥ {} and ≤ {}", limit.min, limit.max)));
+    assert!(section("postOauthToken").contains("HTTP Basic"), "the OAuth endpoints' client authentication");
+    assert!(section("getOpenapiJson").contains("None: anyone may call it."));
+    // Every schema the operations refer to has its section.
+    for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(html.contains(&format!("id=\"schema-{name}\"")), "{name}");
+    }
+    // Offline: nothing from elsewhere, no script but the portal's own.
+    assert!(!html.contains("<script src=\"http") && !html.contains("<link rel=\"stylesheet\" href=\"http"));
+    assert_eq!(html.matches("<script").count(), 1);
+}
