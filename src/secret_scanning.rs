@@ -216,7 +216,7 @@ pub async fn report(req: HttpRequest, state: web::Data<AppState>, payload: web::
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Whether the token is a genuine keygate secret; a live one is revoked

@@ -51,7 +51,7 @@ pub fn random_token() -> String {
 
 pub fn hash_cookie(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// Starts a session; returns the cookie value, which is not stored.

@@ -22,6 +22,8 @@
 //! PostgreSQL, where a round trip per row would dominate, it streams the
 //! batch with `COPY` in binary format.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,26 +75,60 @@ pub struct WriterClosed;
 impl AuditSender {
     /// Queues a row and returns once it is committed (group commit). During
     /// a database outage it returns once the row is queued.
-    pub async fn record(&self, event: NewAuditEvent) -> Result<(), WriterClosed> {
+    ///
+    /// The row goes into the channel when this is called, not when the
+    /// future is first polled, so the future holds only what it waits for:
+    /// every API request awaits it, and a future that carried the row would
+    /// be copied with it at every step.
+    pub fn record(&self, event: NewAuditEvent) -> impl Future<Output = Result<(), WriterClosed>> + '_ {
         let (done, committed) = oneshot::channel();
-        self.tx.send(Item::Row(Queued { event, committed: Some(done) })).await.map_err(|_| WriterClosed)?;
-        if !self.healthy.load(Ordering::Acquire) {
-            return Ok(());
+        let queued = self.queue(Item::Row(Queued { event, committed: Some(done) }));
+        async move {
+            queued?.wait().await?;
+            if !self.healthy.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if tokio::time::timeout(COMMIT_WAIT, committed).await.is_err() {
+                tracing::warn!("an audit row is not committed after {COMMIT_WAIT:?}; answering with it still queued");
+            }
+            Ok(())
         }
-        if tokio::time::timeout(COMMIT_WAIT, committed).await.is_err() {
-            tracing::warn!("an audit row is not committed after {COMMIT_WAIT:?}; answering with it still queued");
-        }
-        Ok(())
     }
 
     /// Queues a row nobody waits for, waiting only while the queue is full.
-    pub async fn send(&self, event: NewAuditEvent) -> Result<(), WriterClosed> {
-        self.tx.send(Item::Row(Queued { event, committed: None })).await.map_err(|_| WriterClosed)
+    pub fn send(&self, event: NewAuditEvent) -> impl Future<Output = Result<(), WriterClosed>> + '_ {
+        let queued = self.queue(Item::Row(Queued { event, committed: None }));
+        async move { queued?.wait().await }
+    }
+
+    /// Into the channel at once while it has room; when it is full, a
+    /// (boxed) send that waits for room: back-pressure, never a lost row.
+    fn queue(&self, item: Item) -> Result<Queuing<'_>, WriterClosed> {
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(Queuing::Done),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(WriterClosed),
+            Err(mpsc::error::TrySendError::Full(item)) => Ok(Queuing::Waiting(Box::pin(self.tx.send(item)))),
+        }
     }
 
     /// Rows waiting for the writer.
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// A row on its way into the channel.
+enum Queuing<'a> {
+    Done,
+    Waiting(Pin<Box<dyn Future<Output = Result<(), mpsc::error::SendError<Item>>> + Send + 'a>>),
+}
+
+impl Queuing<'_> {
+    async fn wait(self) -> Result<(), WriterClosed> {
+        match self {
+            Queuing::Done => Ok(()),
+            Queuing::Waiting(send) => send.await.map_err(|_| WriterClosed),
+        }
     }
 }
 
@@ -275,6 +311,55 @@ fn sqlite_insert() -> &'static str {
 /// compare and sort alike.
 const SQLITE_TIMESTAMP: &str = "%F %T%.f";
 
+/// A timestamp as [`SQLITE_TIMESTAMP`] writes it (`2026-12-02 13:04:05.123456`,
+/// the fraction in 0, 3, 6 or 9 digits as chrono's `%.f` does), written
+/// digit by digit: once per audit row, chrono's formatting machinery was a
+/// twentieth of the writer's time. Years past 9999 and leap seconds go
+/// through chrono.
+struct SqliteTimestamp {
+    text: [u8; 29],
+    len: usize,
+}
+
+impl SqliteTimestamp {
+    fn of(at: chrono::NaiveDateTime) -> Result<Self, String> {
+        use chrono::{Datelike, Timelike};
+        let nanos = at.nanosecond();
+        if !(0..=9999).contains(&at.year()) || nanos >= 1_000_000_000 {
+            return Err(at.format(SQLITE_TIMESTAMP).to_string());
+        }
+        let mut text = [0u8; 29];
+        let mut put = |at: usize, value: u32, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                text[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, at.year() as u32, 4);
+        put(5, at.month(), 2);
+        put(8, at.day(), 2);
+        put(11, at.hour(), 2);
+        put(14, at.minute(), 2);
+        put(17, at.second(), 2);
+        let (fraction, digits) = match nanos {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
+        };
+        put(20, fraction, digits);
+        for (i, c) in [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':'), (19, b'.')] {
+            text[i] = c;
+        }
+        Ok(Self { text, len: if digits == 0 { 19 } else { 20 + digits } })
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
 /// The SQLite writer's own connection and its prepared INSERT.
 pub struct SqliteSink {
     conn: rusqlite::Connection,
@@ -303,8 +388,12 @@ impl SqliteSink {
         {
             let mut insert = tx.prepare_cached(sqlite_insert())?;
             for row in rows {
+                let occurred_at = SqliteTimestamp::of(row.occurred_at);
                 insert.execute(rusqlite::params![
-                    row.occurred_at.format(SQLITE_TIMESTAMP).to_string(),
+                    match &occurred_at {
+                        Ok(text) => text.as_str(),
+                        Err(text) => text.as_str(),
+                    },
                     row.kind.as_str(),
                     row.event,
                     row.outcome.as_str(),
@@ -470,6 +559,63 @@ mod tests {
         let read: Vec<crate::audit::AuditRow> =
             audit_events::table.select(crate::audit::AuditRow::as_select()).load(&mut pool.get().unwrap()).unwrap();
         assert_eq!(read[0].occurred_at, event.occurred_at);
+    }
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        use chrono::{NaiveDate, NaiveDateTime};
+        let day = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        let mut samples: Vec<NaiveDateTime> = [0, 1, 999, 1_000, 120_000, 123_456, 999_999]
+            .iter()
+            .map(|micros| day.and_hms_micro_opt(13, 4, 5, *micros).unwrap())
+            .collect();
+        samples.extend([
+            day.and_hms_nano_opt(0, 0, 0, 7).unwrap(),
+            day.and_hms_nano_opt(23, 59, 59, 123_456_789).unwrap(),
+            day.and_hms_milli_opt(23, 59, 59, 500).unwrap(),
+            day.and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap(),
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap().and_hms_opt(23, 59, 59).unwrap(),
+            NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
+            NaiveDate::from_ymd_opt(-1, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
+            crate::db::now(),
+        ]);
+        for at in samples {
+            let ours = match SqliteTimestamp::of(at) {
+                Ok(text) => text.as_str().to_owned(),
+                Err(text) => text,
+            };
+            assert_eq!(ours, at.format(SQLITE_TIMESTAMP).to_string(), "{at:?}");
+        }
+    }
+
+    /// The client index holds only rows of an OAuth app (one b-tree insert
+    /// fewer for every other row) and still serves the app filter.
+    #[test]
+    fn the_app_filter_reads_the_partial_client_index() {
+        let (_dir, pool) = pool();
+        #[derive(diesel::QueryableByName)]
+        struct Plan {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+        let plan: Vec<Plan> = diesel::sql_query(
+            "EXPLAIN QUERY PLAN SELECT id FROM audit_events WHERE client_id = 'kgc_x' ORDER BY id DESC LIMIT 50",
+        )
+        .load(&mut pool.get().unwrap())
+        .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|p| p.detail).collect();
+        assert!(plan.iter().any(|d| d.contains("audit_events_client_idx")), "{plan:?}");
+        #[derive(diesel::QueryableByName)]
+        struct Sql {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            sql: String,
+        }
+        let index: Sql =
+            diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'audit_events_client_idx'")
+                .get_result(&mut pool.get().unwrap())
+                .unwrap();
+        assert!(index.sql.contains("WHERE client_id IS NOT NULL"), "{}", index.sql);
     }
 
     #[test]

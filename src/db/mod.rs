@@ -131,7 +131,10 @@ impl Db {
     /// A read on the request path; see [`read`] for where it runs.
     pub async fn read<R: Read>(&self, read: R) -> Result<R::Output, DbError> {
         match (&self.pipelined, self.backend) {
-            (Some(pg), _) => Ok(pg.read(&read).await?),
+            // Boxed: the pipelined read's state is kilobytes, and every
+            // future that awaits a read (the gate's, on each request) would
+            // carry and copy it even when the read never happens.
+            (Some(pg), _) => Ok(Box::pin(pg.read(&read)).await?),
             (None, Backend::Sqlite) => read.run(&mut *self.get()?).map_err(DbError::from),
             (None, Backend::Postgres) => self.run(move |conn| read.run(conn)).await,
         }

@@ -97,7 +97,7 @@ pub async fn api_gate(
         Err(refusal) => {
             if matches!(refusal, GateError::InvalidToken(_)) {
                 if let Some(delay) = gate.tarpit.failed(seen.client.ip) {
-                    tokio::time::sleep(delay).await;
+                    Box::pin(tokio::time::sleep(delay)).await;
                 }
             }
             (req.into_response(refusal.response(&seen.request_id)), refusal.outcome())
@@ -126,7 +126,7 @@ async fn check(
     transport(client)?;
     let auth = authenticate(gate, authorization(req)?, client.ip, &mut trail.caller).await?;
     trail.auth = Some(auth.clone());
-    gate.usage.note(&auth.credential, client.ip.map(|ip| ip.to_string()));
+    gate.usage.note(&auth.credential, client.ip);
     // Every authenticated request counts, refused ones included.
     let limit = limit(gate, &auth).await;
     trail.limit = Some(limit);
@@ -177,32 +177,72 @@ fn authorize(auth: &Authenticated, route: &RouteMatch) -> Result<(), GateError> 
     }
 }
 
+const CACHE_CONTROL: HeaderName = HeaderName::from_static("cache-control");
+const EXPIRATION: HeaderName = HeaderName::from_static("keygate-token-expiration");
+const ROTATE_BY: HeaderName = HeaderName::from_static("keygate-token-rotate-by");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
 /// The rate-limit headers and `Keygate-Token-Expiration` / `-Rotate-By`.
+/// Every answer to a credential carries them, so they are built without
+/// `format!`: the dates were formatted when the row was read, the numbers
+/// go through `itoa` into a buffer on the stack.
 fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Option<LimitState>) {
     let credential = &auth.credential;
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    };
     // Every answer to a credential is that caller's data: never cached.
-    set("cache-control", "no-store");
-    set("keygate-token-expiration", &credential.expiration_header);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(EXPIRATION, credential.expiration_header.clone());
     if let Some((due, text)) = &credential.rotate_by_header {
         if crate::db::now() >= *due {
-            set("keygate-token-rotate-by", text);
+            headers.insert(ROTATE_BY, text.clone());
         }
     }
     if let Some(limit) = limit {
-        set("ratelimit-policy", &format!("{};w={}", limit.limit, limit.window_secs));
-        set("ratelimit", &format!("limit={}, remaining={}, reset={}", limit.limit, limit.remaining, limit.reset_secs));
-        // Numbers go in as `HeaderValue::from`, which formats without checking.
-        let number = |n: u64| HeaderValue::from(n);
-        headers.insert(HeaderName::from_static("x-ratelimit-limit"), number(limit.limit.into()));
-        headers.insert(HeaderName::from_static("x-ratelimit-remaining"), number(limit.remaining.into()));
+        headers.insert(RATELIMIT_POLICY, header_text(&[&limit.limit, &";w=", &limit.window_secs]));
+        headers.insert(
+            RATELIMIT,
+            header_text(&[&"limit=", &limit.limit, &", remaining=", &limit.remaining, &", reset=", &limit.reset_secs]),
+        );
+        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit.limit));
+        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(limit.remaining));
         let reset_at = chrono::Utc::now().timestamp().max(0) as u64 + limit.reset_secs;
-        headers.insert(HeaderName::from_static("x-ratelimit-reset"), number(reset_at));
+        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset_at));
     }
+}
+
+/// A piece of a header value: literal text or a number.
+trait HeaderPiece {
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+impl HeaderPiece for &str {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+macro_rules! number_piece {
+    ($($t:ty),*) => {$(
+        impl HeaderPiece for $t {
+            fn put(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
+            }
+        }
+    )*};
+}
+number_piece!(u32, u64);
+
+/// The pieces, one after the other, as a header value (ASCII text and
+/// digits only, so always a valid one).
+fn header_text(pieces: &[&dyn HeaderPiece]) -> HeaderValue {
+    let mut out = Vec::with_capacity(64);
+    for piece in pieces {
+        piece.put(&mut out);
+    }
+    HeaderValue::from_maybe_shared(web::Bytes::from(out)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The one place that writes the request's audit row. The answer leaves
@@ -223,6 +263,25 @@ async fn finish(
         outcome,
         elapsed.as_secs_f64(),
     );
+    let closed = || {
+        tracing::error!("the audit writer is closed; refusing to answer without an audit row");
+        actix_web::error::ErrorServiceUnavailable("shutting down")
+    };
+    if trail.auth.is_none() && outcome != Outcome::Ok {
+        // Refused without a valid credential: past a budget, counted into a
+        // summary row instead of a row each (see `anonymous`).
+        let source =
+            Source { ip: seen.client.ip, user_agent: seen.user_agent.clone(), seller_id: trail.caller.seller_id };
+        let mut finished = Vec::new();
+        let token_id = trail.caller.token_id.as_deref();
+        let own = gate.anonymous.admit(source, token_id, status, outcome, crate::db::now(), &mut finished);
+        if !finished.is_empty() {
+            Box::pin(send_summaries(gate, finished)).await.map_err(|_| closed())?;
+        }
+        if !own {
+            return Ok(());
+        }
+    }
     let row = ApiRequest {
         seller_id: trail.caller.seller_id,
         token_id: trail.caller.token_id.clone(),
@@ -237,25 +296,15 @@ async fn finish(
         request_id: seen.request_id.clone(),
         client_id: trail.caller.client_id.clone(),
     };
-    let closed = || {
-        tracing::error!("the audit writer is closed; refusing to answer without an audit row");
-        actix_web::error::ErrorServiceUnavailable("shutting down")
-    };
-    if trail.auth.is_none() && outcome != Outcome::Ok {
-        // Refused without a valid credential: past a budget, counted into a
-        // summary row instead of a row each (see `anonymous`).
-        let source = Source { ip: seen.client.ip, user_agent: seen.user_agent.clone(), seller_id: row.seller_id };
-        let mut finished = Vec::new();
-        let own =
-            gate.anonymous.admit(source, row.token_id.as_deref(), status, outcome, crate::db::now(), &mut finished);
-        for summary in finished {
-            gate.audit.send(summary).await.map_err(|_| closed())?;
-        }
-        if !own {
-            return Ok(());
-        }
-    }
     gate.audit.record(NewAuditEvent::api(row)).await.map_err(|_| closed())
+}
+
+/// Summary rows the anonymous budget closed, queued before the request's own.
+async fn send_summaries(gate: &Gate, finished: Vec<NewAuditEvent>) -> Result<(), crate::audit::writer::WriterClosed> {
+    for summary in finished {
+        gate.audit.send(summary).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -87,7 +87,9 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
     pub async fn check(&self, key: &K, quota: Quota) -> LimitState {
         if let Some((shared, namespace)) = &self.shared {
             let key = if namespace.is_empty() { key.to_string() } else { format!("{namespace}:{key}") };
-            if let Some(state) = shared.check(&key, quota).await {
+            // Boxed, as the Redis round trip's state is large and this
+            // function is awaited by the gate on every request.
+            if let Some(state) = Box::pin(shared.check(&key, quota)).await {
                 return state;
             }
         }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderValue;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::AsyncPgConnection;
@@ -42,9 +43,9 @@ pub struct Credential {
     /// Where calls may come from; `None`: anywhere.
     pub allowed_ips: Option<IpAllowlist>,
     /// `Keygate-Token-Expiration`: RFC 3339, or `never`.
-    pub expiration_header: String,
+    pub expiration_header: HeaderValue,
     /// `Keygate-Token-Rotate-By`, once rotation is due.
-    pub rotate_by_header: Option<(NaiveDateTime, String)>,
+    pub rotate_by_header: Option<(NaiveDateTime, HeaderValue)>,
 }
 
 /// The third-party app an OAuth access token acts for.
@@ -96,8 +97,8 @@ impl StoredCredential {
             rate_limit_per_minute: token.rate_limit_per_minute.map(|n| n.max(1) as u32),
             oauth: None,
             allowed_ips: token.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
-            expiration_header: token.expires_at.map_or_else(|| "never".to_owned(), crate::time::rfc3339),
-            rotate_by_header: rotation_due_at.map(|at| (at, crate::time::rfc3339(at))),
+            expiration_header: token.expires_at.map_or(HeaderValue::from_static("never"), date_header),
+            rotate_by_header: rotation_due_at.map(|at| (at, date_header(at))),
         };
         Self {
             credential: Arc::new(credential),
@@ -108,6 +109,11 @@ impl StoredCredential {
             revoked_at: token.revoked_at,
         }
     }
+}
+
+/// A date as a header value: RFC 3339, always ASCII.
+fn date_header(at: NaiveDateTime) -> HeaderValue {
+    HeaderValue::from_str(&crate::time::rfc3339(at)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The row behind a public id, as the gate reads it.

@@ -37,11 +37,11 @@ impl LastUsed {
     }
 
     /// Notes a use of `credential` from `ip`, written in the background.
-    pub fn note(&self, credential: &Credential, ip: Option<String>) {
+    pub fn note(&self, credential: &Credential, ip: Option<std::net::IpAddr>) {
         if !self.due(credential.row_id) {
             return;
         }
-        let (db, row_id) = (self.db.clone(), credential.row_id);
+        let (db, row_id, ip) = (self.db.clone(), credential.row_id, ip.map(|ip| ip.to_string()));
         tokio::spawn(async move {
             let written = db.run(move |conn| store::note_use(conn, row_id, crate::db::now(), ip.as_deref())).await;
             if let Err(e) = written {

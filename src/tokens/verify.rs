@@ -32,7 +32,7 @@ pub fn stored_digest(secret: &str) -> String {
 }
 
 fn hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 /// Wrong secrets per token id and client address per window that still get
@@ -122,28 +122,47 @@ impl Verifier {
     ) -> Result<SecretCheck, HashError> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         if let Some(expected) = stored.current.strip_prefix(DIGEST_PREFIX) {
-            let matches = bool::from(hex(&digest).as_bytes().ct_eq(expected.as_bytes()));
+            let mut text = [0u8; 64];
+            let matches = hex::encode_to_slice(digest, &mut text).is_ok() && bool::from(text[..].ct_eq(expected.as_bytes()));
             return Ok(if matches { SecretCheck::Current } else { SecretCheck::Wrong });
         }
-        let mut candidates = vec![(stored.current.as_str(), SecretCheck::Current)];
+        let mut candidates = [(stored.current.as_str(), SecretCheck::Current); 2];
+        let mut count = 1;
         if let Some((previous, until)) = &stored.previous {
             if *until > now {
-                candidates.push((previous.as_str(), SecretCheck::Previous));
+                candidates[1] = (previous.as_str(), SecretCheck::Previous);
+                count = 2;
             }
         }
-        if let Some(hit) = self.remembered(id, &candidates, &digest) {
+        let candidates = &candidates[..count];
+        if let Some(hit) = self.remembered(id, candidates, &digest) {
             return Ok(hit);
         }
+        // Boxed: the argon2 path's state would otherwise ride along in every
+        // request's future, which takes the remembered path above.
+        Box::pin(self.check_with_argon2(id, candidates, secret, digest, from)).await
+    }
+
+    /// A secret not remembered yet: one argon2 check at a time per id and
+    /// secret, throttled per address.
+    async fn check_with_argon2(
+        &self,
+        id: &str,
+        candidates: &[(&str, SecretCheck)],
+        secret: &str,
+        digest: [u8; 32],
+        from: Option<IpAddr>,
+    ) -> Result<SecretCheck, HashError> {
         let gate = self.in_flight_lock(id, digest);
         let _turn = gate.lock().await;
         // Whoever held the lock may have just verified this very secret.
-        if let Some(hit) = self.remembered(id, &candidates, &digest) {
+        if let Some(hit) = self.remembered(id, candidates, &digest) {
             return Ok(hit);
         }
         if self.is_throttled(id, from) {
             return Ok(SecretCheck::Throttled);
         }
-        for (phc, which) in candidates {
+        for &(phc, which) in candidates {
             self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if self.hasher.verify(secret.to_owned(), phc.to_owned()).await? {
                 self.remember(id, phc, digest);

@@ -1,0 +1,2 @@
+DROP INDEX audit_events_client_idx;
+CREATE INDEX audit_events_client_idx ON audit_events (client_id, id);
