@@ -4,13 +4,6 @@ use keygate::cli::{self, AppArgs, Commands, TokenArgs};
 use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand};
 use keygate::startup::Application;
 
-/// mimalloc instead of the system allocator: a request allocates and frees
-/// dozens of small buffers (headers, the audit row's strings, the JSON
-/// body), and glibc's malloc cost more per request than the gate's own
-/// logic (see bench/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     keygate::telemetry::init("info,actix_server=warn", args.log_format);
