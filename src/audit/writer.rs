@@ -611,10 +611,9 @@ mod tests {
             #[diesel(sql_type = diesel::sql_types::Text)]
             sql: String,
         }
-        let index: Sql =
-            diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'audit_events_client_idx'")
-                .get_result(&mut pool.get().unwrap())
-                .unwrap();
+        let index: Sql = diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'audit_events_client_idx'")
+            .get_result(&mut pool.get().unwrap())
+            .unwrap();
         assert!(index.sql.contains("WHERE client_id IS NOT NULL"), "{}", index.sql);
     }
 

@@ -123,7 +123,8 @@ impl Verifier {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         if let Some(expected) = stored.current.strip_prefix(DIGEST_PREFIX) {
             let mut text = [0u8; 64];
-            let matches = hex::encode_to_slice(digest, &mut text).is_ok() && bool::from(text[..].ct_eq(expected.as_bytes()));
+            let matches =
+                hex::encode_to_slice(digest, &mut text).is_ok() && bool::from(text[..].ct_eq(expected.as_bytes()));
             return Ok(if matches { SecretCheck::Current } else { SecretCheck::Wrong });
         }
         let mut candidates = [(stored.current.as_str(), SecretCheck::Current); 2];
