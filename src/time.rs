@@ -33,6 +33,29 @@ pub fn check_day(day: NaiveDate) -> Result<NaiveDate, String> {
     }
 }
 
+/// `value` as `width` decimal digits, zero-padded, at `out[at..]`.
+pub fn put_digits(out: &mut [u8], at: usize, value: u32, width: usize) {
+    let mut v = value;
+    for i in (0..width).rev() {
+        out[at + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// `2026-12-01T10:05:00` into the first 19 bytes of `out`, `separator`
+/// between the date and the time. For years 0–9999 (the caller checks).
+pub fn put_date_time(at: NaiveDateTime, separator: u8, out: &mut [u8]) {
+    put_digits(out, 0, at.year().max(0) as u32, 4);
+    put_digits(out, 5, at.month(), 2);
+    put_digits(out, 8, at.day(), 2);
+    put_digits(out, 11, at.hour(), 2);
+    put_digits(out, 14, at.minute(), 2);
+    put_digits(out, 17, at.second(), 2);
+    for (i, c) in [(4, b'-'), (7, b'-'), (10, separator), (13, b':'), (16, b':')] {
+        out[i] = c;
+    }
+}
+
 /// `2026-12-01T10:05:00Z`. Years outside 0–9999 (which no stored time has)
 /// fall back to chrono's own formatting.
 pub fn rfc3339(at: NaiveDateTime) -> String {
@@ -41,24 +64,7 @@ pub fn rfc3339(at: NaiveDateTime) -> String {
         return at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     }
     let mut out = [0u8; 20];
-    let mut put = |at: usize, value: u32, width: usize| {
-        let mut v = value;
-        for i in (0..width).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, year as u32, 4);
-    put(5, at.month(), 2);
-    put(8, at.day(), 2);
-    put(11, at.hour(), 2);
-    put(14, at.minute(), 2);
-    put(17, at.second(), 2);
-    out[4] = b'-';
-    out[7] = b'-';
-    out[10] = b'T';
-    out[13] = b':';
-    out[16] = b':';
+    put_date_time(at, b'T', &mut out);
     out[19] = b'Z';
     // Only ASCII digits and separators were written.
     String::from_utf8_lossy(&out).into_owned()

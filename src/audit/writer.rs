@@ -329,29 +329,15 @@ impl SqliteTimestamp {
             return Err(at.format(SQLITE_TIMESTAMP).to_string());
         }
         let mut text = [0u8; 29];
-        let mut put = |at: usize, value: u32, width: usize| {
-            let mut v = value;
-            for i in (0..width).rev() {
-                text[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, at.year() as u32, 4);
-        put(5, at.month(), 2);
-        put(8, at.day(), 2);
-        put(11, at.hour(), 2);
-        put(14, at.minute(), 2);
-        put(17, at.second(), 2);
+        crate::time::put_date_time(at, b' ', &mut text);
         let (fraction, digits) = match nanos {
             0 => (0, 0),
             n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
             n if n % 1_000 == 0 => (n / 1_000, 6),
             n => (n, 9),
         };
-        put(20, fraction, digits);
-        for (i, c) in [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':'), (19, b'.')] {
-            text[i] = c;
-        }
+        text[19] = b'.';
+        crate::time::put_digits(&mut text, 20, fraction, digits);
         Ok(Self { text, len: if digits == 0 { 19 } else { 20 + digits } })
     }
 

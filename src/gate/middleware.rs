@@ -201,11 +201,12 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
         }
     }
     if let Some(limit) = limit {
-        headers.insert(RATELIMIT_POLICY, header_text(&[&limit.limit, &";w=", &limit.window_secs]));
-        headers.insert(
-            RATELIMIT,
-            header_text(&[&"limit=", &limit.limit, &", remaining=", &limit.remaining, &", reset=", &limit.reset_secs]),
-        );
+        let (mut max, mut window, mut left, mut reset) =
+            (itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new());
+        let (max, left) = (max.format(limit.limit).as_bytes(), left.format(limit.remaining).as_bytes());
+        let (window, reset) = (window.format(limit.window_secs).as_bytes(), reset.format(limit.reset_secs).as_bytes());
+        headers.insert(RATELIMIT_POLICY, header_text(&[max, b";w=", window]));
+        headers.insert(RATELIMIT, header_text(&[b"limit=", max, b", remaining=", left, b", reset=", reset]));
         headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit.limit));
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(limit.remaining));
         let reset_at = chrono::Utc::now().timestamp().max(0) as u64 + limit.reset_secs;
@@ -213,36 +214,10 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
     }
 }
 
-/// A piece of a header value: literal text or a number.
-trait HeaderPiece {
-    fn put(&self, out: &mut Vec<u8>);
-}
-
-impl HeaderPiece for &str {
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.as_bytes());
-    }
-}
-
-macro_rules! number_piece {
-    ($($t:ty),*) => {$(
-        impl HeaderPiece for $t {
-            fn put(&self, out: &mut Vec<u8>) {
-                out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
-            }
-        }
-    )*};
-}
-number_piece!(u32, u64);
-
-/// The pieces, one after the other, as a header value (ASCII text and
+/// The parts, one after the other, as a header value (ASCII text and
 /// digits only, so always a valid one).
-fn header_text(pieces: &[&dyn HeaderPiece]) -> HeaderValue {
-    let mut out = Vec::with_capacity(64);
-    for piece in pieces {
-        piece.put(&mut out);
-    }
-    HeaderValue::from_maybe_shared(web::Bytes::from(out)).unwrap_or_else(|_| HeaderValue::from_static(""))
+fn header_text(parts: &[&[u8]]) -> HeaderValue {
+    HeaderValue::from_maybe_shared(web::Bytes::from(parts.concat())).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The one place that writes the request's audit row. The answer leaves

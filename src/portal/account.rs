@@ -179,16 +179,8 @@ async fn check_current(
     let check = match claim {
         Err(_) => CurrentCheck::Throttled,
         Ok(claim) => {
-            let valid = match state.hasher.verify(current, user.account.password_hash.clone()).await {
-                Ok(valid) => valid,
-                Err(e) => {
-                    // Not checked (the workers are busy): the claim is given back.
-                    state.db.run(move |conn| sign_in::release(conn, claim)).await?;
-                    return Err(e.into());
-                }
-            };
-            state.db.run(move |conn| sign_in::settle(conn, claim, valid)).await?;
-            if valid {
+            let phc = Some(user.account.password_hash.clone());
+            if super::auth::verify_claimed(state, claim, current, phc).await? {
                 CurrentCheck::Valid
             } else {
                 CurrentCheck::Wrong

@@ -338,17 +338,8 @@ pub async fn login_submit(
         Ok(claim) => {
             // Verify against a dummy hash for unknown emails, so timing does
             // not reveal which emails have accounts.
-            let checked =
-                state.hasher.verify_password(password, account.as_ref().map(|a| a.password_hash.clone())).await;
-            let valid = match checked {
-                Ok(valid) => valid,
-                Err(e) => {
-                    // Not checked (the workers are busy): the claim is given back.
-                    state.db.run(move |conn| sign_in::release(conn, claim)).await?;
-                    return Err(e.into());
-                }
-            };
-            state.db.run(move |conn| sign_in::settle(conn, claim, valid)).await?;
+            let phc = account.as_ref().map(|a| a.password_hash.clone());
+            let valid = verify_claimed(&state, claim, password, phc).await?;
             match account {
                 Some(account) if valid => LoginCheck::Succeeded(account),
                 other => LoginCheck::Failed(other.map(|a| a.id)),
@@ -372,6 +363,27 @@ pub async fn login_submit(
         LoginCheck::Failed(_) => page(StatusCode::UNPROCESSABLE_ENTITY, "Incorrect email or password."),
         LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,
     }
+}
+
+/// The argon2 check of a claimed attempt (`sign_in::claim`), against a
+/// dummy hash when there is no account (`phc` is `None`), so both take the
+/// same time; the claim is then settled with the result. When the workers
+/// are busy nothing was checked: the claim is given back.
+pub(super) async fn verify_claimed(
+    state: &AppState,
+    claim: i64,
+    password: String,
+    phc: Option<String>,
+) -> Result<bool, PortalError> {
+    let valid = match state.hasher.verify_password(password, phc).await {
+        Ok(valid) => valid,
+        Err(e) => {
+            state.db.run(move |conn| sign_in::release(conn, claim)).await?;
+            return Err(e.into());
+        }
+    };
+    state.db.run(move |conn| sign_in::settle(conn, claim, valid)).await?;
+    Ok(valid)
 }
 
 pub async fn logout(
