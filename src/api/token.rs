@@ -1,11 +1,14 @@
 //! `GET /api/v1/token`: the calling credential itself.
 
+use actix_web::http::header::ContentType;
+use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::gate::Authenticated;
 use crate::time::rfc3339;
+use crate::tokens::Credential;
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenInfo {
@@ -27,9 +30,15 @@ pub struct TokenInfo {
     pub app_name: Option<String>,
 }
 
+/// The caller's own credential. The body is the same for every call with it,
+/// so it is serialised once per credential and kept with it.
 pub async fn show(auth: Authenticated) -> HttpResponse {
-    let credential = &auth.credential;
-    HttpResponse::Ok().json(TokenInfo {
+    let body = auth.credential.token_info.get_or_init(|| info(&auth.credential));
+    HttpResponse::Ok().insert_header(ContentType::json()).body(body.clone())
+}
+
+fn info(credential: &Credential) -> Bytes {
+    let info = TokenInfo {
         id: credential.public_id.clone(),
         name: credential.name.clone(),
         kind: credential.kind.as_str().to_owned(),
@@ -40,5 +49,6 @@ pub async fn show(auth: Authenticated) -> HttpResponse {
         rotation_due_at: credential.rotation_due_at.map(rfc3339),
         client_id: credential.oauth.as_ref().map(|o| o.client_id.clone()),
         app_name: credential.oauth.as_ref().map(|o| o.app_name.clone()),
-    })
+    };
+    Bytes::from(serde_json::to_vec(&info).expect("strings, numbers and lists always serialise"))
 }

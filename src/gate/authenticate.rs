@@ -138,12 +138,18 @@ pub async fn authenticate(
 }
 
 /// The credential from memory, or from the database on a miss (see
-/// `tokens::cache` for why a remembered one is never stale).
+/// `tokens::cache` for why a remembered one is never stale). The read is
+/// boxed: its state would otherwise ride along in every request's future,
+/// which finds the credential in memory.
 async fn lookup(gate: &Gate, public_id: &str) -> Result<Lookup, DbError> {
     if let Some(hit) = gate.tokens.get(public_id) {
         crate::metrics::global().token_cache_hits.inc();
         return Ok(hit);
     }
+    Box::pin(load(gate, public_id)).await
+}
+
+async fn load(gate: &Gate, public_id: &str) -> Result<Lookup, DbError> {
     crate::metrics::global().token_cache_misses.inc();
     let generation = gate.tokens.generation();
     let found = gate.db.read(CredentialLookup(public_id.to_owned())).await?.map(Arc::new);

@@ -4,6 +4,8 @@
 //! adds the credential's headers and writes the request's audit row,
 //! whatever happened inside.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -17,6 +19,7 @@ use super::authenticate::{authenticate, Authenticated, Caller};
 use super::error::GateError;
 use super::routes::RouteMatch;
 use super::Gate;
+use crate::audit::writer::WriterClosed;
 use crate::audit::{ApiRequest, NewAuditEvent, Outcome};
 use crate::limits::{LimitState, Quota};
 use crate::remote::ClientView;
@@ -54,7 +57,9 @@ pub async fn api_gate(
         .cloned()
         .ok_or_else(|| actix_web::error::ErrorInternalServerError("the gate is not registered"))?;
     let (route, route_label) = gate.routes.resolve(req.method(), req.path());
-    let seen = Seen {
+    // Seen and Trail are boxed (one small allocation each) to keep this
+    // future, which actix boxes, within the allocator's per-thread cache.
+    let seen = Box::new(Seen {
         method: req.method().to_string(),
         path: req.path().to_owned(),
         user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
@@ -65,9 +70,9 @@ pub async fn api_gate(
             _ => None,
         },
         route_label,
-    };
+    });
 
-    let mut trail = Trail::default();
+    let mut trail = Box::<Trail>::default();
     let (mut response, outcome) = match check(&gate, seen.client, &route, &req, &mut trail).await {
         Ok(auth) => {
             if let Some(auth) = auth {
@@ -82,15 +87,16 @@ pub async fn api_gate(
                     // An error no handler turned into an answer: recorded,
                     // then left to actix to answer.
                     let status = e.as_response_error().status_code().as_u16();
-                    finish(&gate, &seen, &trail, Outcome::Error, status, started).await?;
+                    finish(&gate, seen, trail, Outcome::Error, status, started).await?;
                     return Err(e);
                 }
                 Err(why) => {
                     // A panic: the request went with it, so the answer is
                     // an error actix renders (500 JSON), after its row.
                     tracing::error!(panic = %why, request_id = %seen.request_id, "an API request panicked");
-                    finish(&gate, &seen, &trail, Outcome::Error, 500, started).await?;
-                    return Err(crate::panics::Panicked { api: true, request_id: seen.request_id.clone() }.into());
+                    let request_id = seen.request_id.clone();
+                    finish(&gate, seen, trail, Outcome::Error, 500, started).await?;
+                    return Err(crate::panics::Panicked { api: true, request_id }.into());
                 }
             }
         }
@@ -106,7 +112,7 @@ pub async fn api_gate(
     if let Some(auth) = &trail.auth {
         credential_headers(response.headers_mut(), auth, trail.limit);
     }
-    finish(&gate, &seen, &trail, outcome, response.status().as_u16(), started).await?;
+    finish(&gate, seen, trail, outcome, response.status().as_u16(), started).await?;
     Ok(response)
 }
 
@@ -222,14 +228,19 @@ fn header_text(parts: &[&[u8]]) -> HeaderValue {
 
 /// The one place that writes the request's audit row. The answer leaves
 /// only once the row is committed (group commit, see `audit::writer`).
-async fn finish(
+///
+/// Everything but the wait happens when this is called, so the future every
+/// API request awaits holds only the wait (not the row, the request's
+/// strings, nor the rare summaries' path, which is boxed).
+fn finish(
     gate: &Gate,
-    seen: &Seen,
-    trail: &Trail,
+    seen: Box<Seen>,
+    trail: Box<Trail>,
     outcome: Outcome,
     status: u16,
     started: Instant,
-) -> Result<(), actix_web::Error> {
+) -> impl Future<Output = Result<(), actix_web::Error>> + '_ {
+    let (seen, trail) = (*seen, *trail);
     let elapsed = started.elapsed();
     crate::metrics::global().api_request(
         seen.route_label,
@@ -238,44 +249,68 @@ async fn finish(
         outcome,
         elapsed.as_secs_f64(),
     );
-    let closed = || {
-        tracing::error!("the audit writer is closed; refusing to answer without an audit row");
-        actix_web::error::ErrorServiceUnavailable("shutting down")
-    };
-    if trail.auth.is_none() && outcome != Outcome::Ok {
-        // Refused without a valid credential: past a budget, counted into a
-        // summary row instead of a row each (see `anonymous`).
-        let source =
-            Source { ip: seen.client.ip, user_agent: seen.user_agent.clone(), seller_id: trail.caller.seller_id };
-        let mut finished = Vec::new();
-        let token_id = trail.caller.token_id.as_deref();
-        let own = gate.anonymous.admit(source, token_id, status, outcome, crate::db::now(), &mut finished);
-        if !finished.is_empty() {
-            Box::pin(send_summaries(gate, finished)).await.map_err(|_| closed())?;
-        }
-        if !own {
-            return Ok(());
-        }
-    }
     let row = ApiRequest {
         seller_id: trail.caller.seller_id,
-        token_id: trail.caller.token_id.clone(),
-        method: seen.method.clone(),
-        path: seen.path.clone(),
+        token_id: trail.caller.token_id,
+        method: seen.method,
+        path: seen.path,
         status,
         outcome,
         required_scope: seen.required.map(Scope::as_str),
         ip: seen.client.ip.map(|ip| ip.to_string()),
-        user_agent: seen.user_agent.clone(),
+        user_agent: seen.user_agent,
         latency_us: elapsed.as_micros() as i64,
-        request_id: seen.request_id.clone(),
-        client_id: trail.caller.client_id.clone(),
+        request_id: seen.request_id,
+        client_id: trail.caller.client_id,
     };
-    gate.audit.record(NewAuditEvent::api(row)).await.map_err(|_| closed())
+    let mut summaries = Vec::new();
+    let mut own = true;
+    if trail.auth.is_none() && outcome != Outcome::Ok {
+        // Refused without a valid credential: past a budget, counted into a
+        // summary row instead of a row each (see `anonymous`).
+        let source = Source { ip: seen.client.ip, user_agent: row.user_agent.clone(), seller_id: row.seller_id };
+        own = gate.anonymous.admit(source, row.token_id.as_deref(), status, outcome, crate::db::now(), &mut summaries);
+    }
+    let closed = |_| {
+        tracing::error!("the audit writer is closed; refusing to answer without an audit row");
+        actix_web::error::ErrorServiceUnavailable("shutting down")
+    };
+    let written = if !summaries.is_empty() {
+        // The summaries go first, then the request's own row, if it has one.
+        Written::Later(Box::pin(async move {
+            send_summaries(gate, summaries).await?;
+            if own {
+                gate.audit.record(NewAuditEvent::api(row)).await?;
+            }
+            Ok(())
+        }))
+    } else if own {
+        Written::Record(gate.audit.record(NewAuditEvent::api(row)))
+    } else {
+        Written::Nothing
+    };
+    async move {
+        match written {
+            Written::Record(record) => record.await,
+            Written::Later(later) => later.await,
+            Written::Nothing => Ok(()),
+        }
+        .map_err(closed)
+    }
+}
+
+/// What `finish` waits for.
+enum Written<'a, R> {
+    /// The request's row, queued, until its commit.
+    Record(R),
+    /// Summary rows first, then perhaps the request's own.
+    Later(Pin<Box<dyn Future<Output = Result<(), WriterClosed>> + 'a>>),
+    /// Counted into a summary row that is not closed yet.
+    Nothing,
 }
 
 /// Summary rows the anonymous budget closed, queued before the request's own.
-async fn send_summaries(gate: &Gate, finished: Vec<NewAuditEvent>) -> Result<(), crate::audit::writer::WriterClosed> {
+async fn send_summaries(gate: &Gate, finished: Vec<NewAuditEvent>) -> Result<(), WriterClosed> {
     for summary in finished {
         gate.audit.send(summary).await?;
     }

@@ -83,17 +83,27 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
         Self { shared: Some((redis, namespace)), ..Self::local(max_keys) }
     }
 
-    /// Takes one request from `key`'s budget under `quota`.
-    pub async fn check(&self, key: &K, quota: Quota) -> LimitState {
-        if let Some((shared, namespace)) = &self.shared {
-            let key = if namespace.is_empty() { key.to_string() } else { format!("{namespace}:{key}") };
-            // Boxed, as the Redis round trip's state is large and this
-            // function is awaited by the gate on every request.
-            if let Some(state) = Box::pin(shared.check(&key, quota)).await {
+    /// Takes one request from `key`'s budget under `quota`. Without Redis
+    /// the answer is known when this is called, and the future is a few
+    /// bytes: the gate awaits it on every request.
+    pub fn check<'a>(&'a self, key: &'a K, quota: Quota) -> impl std::future::Future<Output = LimitState> + 'a {
+        let shared = self.shared.as_ref().map(|(shared, namespace)| {
+            let name = if namespace.is_empty() { key.to_string() } else { format!("{namespace}:{key}") };
+            // Boxed, as the Redis round trip's state is large.
+            Box::pin(async move { shared.check(&name, quota).await })
+        });
+        let local = if shared.is_none() { Some(self.check_local(key, quota)) } else { None };
+        async move {
+            if let Some(state) = local {
                 return state;
             }
+            if let Some(shared) = shared {
+                if let Some(state) = shared.await {
+                    return state;
+                }
+            }
+            self.check_local(key, quota)
         }
-        self.check_local(key, quota)
     }
 
     /// Takes one request from this instance's own count.

@@ -46,7 +46,30 @@ pub struct Credential {
     pub expiration_header: HeaderValue,
     /// `Keygate-Token-Rotate-By`, once rotation is due.
     pub rotate_by_header: Option<(NaiveDateTime, HeaderValue)>,
+    /// The body of `GET /api/v1/token`, made from the fields above on first
+    /// use: a credential never changes once read (a change to its row
+    /// replaces the whole value in the cache).
+    pub token_info: Memo,
 }
+
+/// A value made once from the rest of a [`Credential`]; it takes no part in
+/// comparing two credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Memo(std::sync::OnceLock<actix_web::web::Bytes>);
+
+impl Memo {
+    pub fn get_or_init(&self, make: impl FnOnce() -> actix_web::web::Bytes) -> &actix_web::web::Bytes {
+        self.0.get_or_init(make)
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
 
 /// The third-party app an OAuth access token acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +122,7 @@ impl StoredCredential {
             allowed_ips: token.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),
             expiration_header: token.expires_at.map_or(HeaderValue::from_static("never"), date_header),
             rotate_by_header: rotation_due_at.map(|at| (at, date_header(at))),
+            token_info: Memo::default(),
         };
         Self {
             credential: Arc::new(credential),

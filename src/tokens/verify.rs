@@ -11,6 +11,7 @@
 //! the public id. Guesses spread over many addresses each cost a check,
 //! bounded by the argon2 workers' queue (past it: 503, `Retry-After`).
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,37 @@ pub struct Verifier {
     runs: std::sync::atomic::AtomicUsize,
 }
 
+/// What a check knows at once, or the argon2 check to wait for.
+enum Answer<F> {
+    Known(SecretCheck),
+    Argon2(std::pin::Pin<Box<F>>),
+}
+
+/// The secrets a presented one may match: the current, and the previous
+/// while its grace lasts.
+struct Candidates<'a> {
+    list: [(&'a str, SecretCheck); 2],
+    count: usize,
+}
+
+impl<'a> Candidates<'a> {
+    fn of(stored: &'a StoredSecret, now: NaiveDateTime) -> Self {
+        let mut list = [(stored.current.as_str(), SecretCheck::Current); 2];
+        let mut count = 1;
+        if let Some((previous, until)) = &stored.previous {
+            if *until > now {
+                list[1] = (previous.as_str(), SecretCheck::Previous);
+                count = 2;
+            }
+        }
+        Self { list, count }
+    }
+
+    fn as_slice(&self) -> &[(&'a str, SecretCheck)] {
+        &self.list[..self.count]
+    }
+}
+
 impl Verifier {
     pub fn new(hasher: Hasher) -> Self {
         Self {
@@ -98,50 +130,52 @@ impl Verifier {
 
     /// Checks `secret` against the credential's current secret and, during a
     /// rotation grace period, its previous one.
-    pub async fn check(
-        &self,
-        stored: &StoredCredential,
-        secret: &str,
+    pub fn check<'a>(
+        &'a self,
+        stored: &'a StoredCredential,
+        secret: &'a str,
         now: NaiveDateTime,
         from: Option<IpAddr>,
-    ) -> Result<SecretCheck, HashError> {
-        self.check_secret(&stored.credential.public_id, &stored.secret, secret, now, from).await
+    ) -> impl Future<Output = Result<SecretCheck, HashError>> + 'a {
+        self.check_secret(&stored.credential.public_id, &stored.secret, secret, now, from)
     }
 
     /// The same for any secret kept this way (an OAuth app's client secret,
     /// say), remembered under `id`. A `sha256:` digest (machine-issued
     /// secrets of 190 bits: OAuth tokens) is compared at once, without
     /// argon2 and without counting.
-    pub async fn check_secret(
-        &self,
-        id: &str,
-        stored: &StoredSecret,
-        secret: &str,
+    ///
+    /// The answer is known when this is called unless argon2 must run: the
+    /// future every API request awaits is then a few bytes, the argon2
+    /// path's state is boxed.
+    pub fn check_secret<'a>(
+        &'a self,
+        id: &'a str,
+        stored: &'a StoredSecret,
+        secret: &'a str,
         now: NaiveDateTime,
         from: Option<IpAddr>,
-    ) -> Result<SecretCheck, HashError> {
+    ) -> impl Future<Output = Result<SecretCheck, HashError>> + 'a {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        if let Some(expected) = stored.current.strip_prefix(DIGEST_PREFIX) {
-            let mut text = [0u8; 64];
-            let matches =
-                hex::encode_to_slice(digest, &mut text).is_ok() && bool::from(text[..].ct_eq(expected.as_bytes()));
-            return Ok(if matches { SecretCheck::Current } else { SecretCheck::Wrong });
-        }
-        let mut candidates = [(stored.current.as_str(), SecretCheck::Current); 2];
-        let mut count = 1;
-        if let Some((previous, until)) = &stored.previous {
-            if *until > now {
-                candidates[1] = (previous.as_str(), SecretCheck::Previous);
-                count = 2;
+        let known = match stored.current.strip_prefix(DIGEST_PREFIX) {
+            Some(expected) => {
+                let mut text = [0u8; 64];
+                let matches =
+                    hex::encode_to_slice(digest, &mut text).is_ok() && bool::from(text[..].ct_eq(expected.as_bytes()));
+                Some(if matches { SecretCheck::Current } else { SecretCheck::Wrong })
+            }
+            None => self.remembered(id, Candidates::of(stored, now).as_slice(), &digest),
+        };
+        let answer = match known {
+            Some(known) => Answer::Known(known),
+            None => Answer::Argon2(Box::pin(self.check_with_argon2(id, stored, now, secret, digest, from))),
+        };
+        async move {
+            match answer {
+                Answer::Known(known) => Ok(known),
+                Answer::Argon2(argon2) => argon2.await,
             }
         }
-        let candidates = &candidates[..count];
-        if let Some(hit) = self.remembered(id, candidates, &digest) {
-            return Ok(hit);
-        }
-        // Boxed: the argon2 path's state would otherwise ride along in every
-        // request's future, which takes the remembered path above.
-        Box::pin(self.check_with_argon2(id, candidates, secret, digest, from)).await
     }
 
     /// A secret not remembered yet: one argon2 check at a time per id and
@@ -149,11 +183,14 @@ impl Verifier {
     async fn check_with_argon2(
         &self,
         id: &str,
-        candidates: &[(&str, SecretCheck)],
+        stored: &StoredSecret,
+        now: NaiveDateTime,
         secret: &str,
         digest: [u8; 32],
         from: Option<IpAddr>,
     ) -> Result<SecretCheck, HashError> {
+        let candidates = Candidates::of(stored, now);
+        let candidates = candidates.as_slice();
         let gate = self.in_flight_lock(id, digest);
         let _turn = gate.lock().await;
         // Whoever held the lock may have just verified this very secret.
