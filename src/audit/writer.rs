@@ -586,19 +586,19 @@ mod tests {
         let mut event = NewAuditEvent::api(crate::audit::ApiRequest {
             seller_id: Some(i as i64),
             token_id: Some(format!("token{i}")),
-            method: if i % 2 == 0 { "GET".into() } else { "POST".into() },
+            method: if i.is_multiple_of(2) { "GET".into() } else { "POST".into() },
             path: format!("/api/v1/orders/{i}"),
             status: 200 + (i % 300) as u16,
             outcome: crate::audit::Outcome::Ok,
-            required_scope: (i % 3 == 0).then_some("orders:read"),
+            required_scope: i.is_multiple_of(3).then_some("orders:read"),
             ip: Some(format!("203.0.113.{}", i % 250)),
-            user_agent: (i % 5 != 0).then(|| format!("agent/{i}")),
+            user_agent: (!i.is_multiple_of(5)).then(|| format!("agent/{i}")),
             latency_us: i as i64 * 7,
             request_id: format!("{i:032x}"),
-            client_id: (i % 4 == 0).then(|| format!("kgc_{i}")),
+            client_id: i.is_multiple_of(4).then(|| format!("kgc_{i}")),
         });
-        event.detail = (i % 6 == 0).then(|| format!("detail {i}"));
-        event.request_count = (i % 7 == 0).then_some(i as i64);
+        event.detail = i.is_multiple_of(6).then(|| format!("detail {i}"));
+        event.request_count = i.is_multiple_of(7).then_some(i as i64);
         event
     }
 

@@ -87,7 +87,7 @@ pub async fn api_gate(
                     // An error no handler turned into an answer: recorded,
                     // then left to actix to answer.
                     let status = e.as_response_error().status_code().as_u16();
-                    finish(&gate, seen, trail, Outcome::Error, status, started).await?;
+                    finish(&gate, *seen, *trail, Outcome::Error, status, started).await?;
                     return Err(e);
                 }
                 Err(why) => {
@@ -95,7 +95,7 @@ pub async fn api_gate(
                     // an error actix renders (500 JSON), after its row.
                     tracing::error!(panic = %why, request_id = %seen.request_id, "an API request panicked");
                     let request_id = seen.request_id.clone();
-                    finish(&gate, seen, trail, Outcome::Error, 500, started).await?;
+                    finish(&gate, *seen, *trail, Outcome::Error, 500, started).await?;
                     return Err(crate::panics::Panicked { api: true, request_id }.into());
                 }
             }
@@ -112,7 +112,7 @@ pub async fn api_gate(
     if let Some(auth) = &trail.auth {
         credential_headers(response.headers_mut(), auth, trail.limit);
     }
-    finish(&gate, seen, trail, outcome, response.status().as_u16(), started).await?;
+    finish(&gate, *seen, *trail, outcome, response.status().as_u16(), started).await?;
     Ok(response)
 }
 
@@ -234,13 +234,12 @@ fn header_text(parts: &[&[u8]]) -> HeaderValue {
 /// strings, nor the rare summaries' path, which is boxed).
 fn finish(
     gate: &Gate,
-    seen: Box<Seen>,
-    trail: Box<Trail>,
+    seen: Seen,
+    trail: Trail,
     outcome: Outcome,
     status: u16,
     started: Instant,
 ) -> impl Future<Output = Result<(), actix_web::Error>> + '_ {
-    let (seen, trail) = (*seen, *trail);
     let elapsed = started.elapsed();
     crate::metrics::global().api_request(
         seen.route_label,
