@@ -14,10 +14,11 @@
 //! say 503 at once. A crash during an outage loses those queued rows: the
 //! one case the README names.
 //!
-//! On SQLite the writer has a connection of its own (rusqlite) and runs one
-//! prepared single-row INSERT per row inside the batch's transaction: diesel
-//! builds, prepares and binds a new multi-row statement for every batch,
-//! which cost several times more per row than SQLite's own work. In WAL mode
+//! On SQLite the writer has a connection of its own (rusqlite) and binds the
+//! batch into the fewest of its prepared multi-row INSERTs
+//! ([`SQLITE_ROWS_PER_INSERT`]) inside one transaction: diesel builds,
+//! prepares and binds a new statement for every batch, which cost several
+//! times more per row than SQLite's own work. In WAL mode
 //! with `synchronous = NORMAL` a commit survives a crash of the process. On
 //! PostgreSQL, where a round trip per row would dominate, it streams the
 //! batch with `COPY` in binary format.
