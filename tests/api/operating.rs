@@ -73,8 +73,10 @@ async fn metrics_count_requests_by_route_status_and_outcome_for_loopback_clients
 
 #[tokio::test]
 async fn metrics_bind_moves_the_metrics_to_their_own_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // Another loopback address of 127.0.0.0/8, to show it is that address.
+    // Another loopback address of 127.0.0.0/8, to show it is that address; a
+    // port free there (one free on 127.0.0.1 may be some client's source port
+    // on 127.0.0.2: other tests play many client addresses).
+    let port = std::net::TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap().port();
     let address = format!("127.0.0.2:{port}");
     let bind = address.clone();
     let app = spawn_app_with(move |c| c.metrics_bind = Some(bind.parse().unwrap())).await;
