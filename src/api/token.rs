@@ -2,10 +2,11 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api::json::{ApiError, Errors};
 use crate::gate::Authenticated;
 use crate::time::rfc3339;
 use crate::tokens::Credential;
@@ -32,13 +33,20 @@ pub struct TokenInfo {
 
 /// The caller's own credential. The body is the same for every call with it,
 /// so it is serialised once per credential and kept with it.
-pub async fn show(auth: Authenticated) -> HttpResponse {
-    let body = auth.credential.token_info.get_or_init(|| info(&auth.credential));
-    HttpResponse::Ok().insert_header(ContentType::json()).body(body.clone())
+pub async fn show(req: HttpRequest, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+    let credential = &auth.credential;
+    let body = match credential.token_info.get() {
+        Some(body) => body.clone(),
+        None => {
+            let body = serde_json::to_vec(&info(credential)).map_err(|e| Errors::from_request(&req).internal(e))?;
+            credential.token_info.get_or_init(|| Bytes::from(body)).clone()
+        }
+    };
+    Ok(HttpResponse::Ok().insert_header(ContentType::json()).body(body))
 }
 
-fn info(credential: &Credential) -> Bytes {
-    let info = TokenInfo {
+fn info(credential: &Credential) -> TokenInfo {
+    TokenInfo {
         id: credential.public_id.clone(),
         name: credential.name.clone(),
         kind: credential.kind.as_str().to_owned(),
@@ -49,6 +57,5 @@ fn info(credential: &Credential) -> Bytes {
         rotation_due_at: credential.rotation_due_at.map(rfc3339),
         client_id: credential.oauth.as_ref().map(|o| o.client_id.clone()),
         app_name: credential.oauth.as_ref().map(|o| o.app_name.clone()),
-    };
-    Bytes::from(serde_json::to_vec(&info).expect("strings, numbers and lists always serialise"))
+    }
 }

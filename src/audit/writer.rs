@@ -391,8 +391,8 @@ impl SqliteSink {
     #[cfg(test)]
     fn open_without_checkpointer(path: &str) -> rusqlite::Result<Self> {
         let mut sink = Self::open(path)?;
-        sink.checkpoints.stop.store(true, Ordering::Relaxed);
-        sink.checkpoints = Checkpointer { stop: Arc::new(AtomicBool::new(true)), catch_up: Default::default() };
+        // Dropping the running one stops its thread.
+        sink.checkpoints = Checkpointer { stop: Default::default(), catch_up: Default::default() };
         Ok(sink)
     }
 
@@ -480,7 +480,7 @@ struct Checkpointer {
     stop: Arc<AtomicBool>,
     /// Set after each checkpoint that found frames: the writer copies the
     /// little written since, after its next commit (see
-    /// `SqliteSink::insert`).
+    /// `SqliteSink::after_commit`).
     catch_up: Arc<AtomicBool>,
 }
 
@@ -583,6 +583,27 @@ mod tests {
         assert!(sender.send(NewAuditEvent::security(SecurityEvent::Logout, EventContext::default())).await.is_err());
     }
 
+    /// Every row's every column as text, in id order.
+    fn raw_rows(pool: &DbPool) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Raw {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        let rows: Vec<Raw> = diesel::sql_query(
+            "SELECT occurred_at || '|' || kind || '|' || event || '|' || outcome || '|' || ifnull(seller_id, '-') || '|' || \
+             ifnull(actor_id, '-') || '|' || ifnull(subject, '-') || '|' || ifnull(token_id, '-') || '|' || \
+             ifnull(method, '-') || '|' || ifnull(path, '-') || '|' || ifnull(status, '-') || '|' || \
+             ifnull(required_scope, '-') || '|' || ifnull(ip, '-') || '|' || ifnull(user_agent, '-') || '|' || \
+             ifnull(latency_us, '-') || '|' || ifnull(request_id, '-') || '|' || ifnull(detail, '-') || '|' || \
+             ifnull(request_count, '-') || '|' || ifnull(client_id, '-') || '|' || typeof(status) AS row \
+             FROM audit_events ORDER BY id",
+        )
+        .load(&mut pool.get().unwrap())
+        .unwrap();
+        rows.into_iter().map(|raw| raw.row).collect()
+    }
+
     fn numbered(i: usize) -> NewAuditEvent {
         let mut event = NewAuditEvent::api(crate::audit::ApiRequest {
             seller_id: Some(i as i64),
@@ -617,55 +638,14 @@ mod tests {
             sink.insert(&batch).unwrap();
             expected.extend(batch);
         }
-        let written: Vec<crate::audit::AuditRow> = audit_events::table
-            .select(crate::audit::AuditRow::as_select())
-            .order(audit_events::id)
-            .load(&mut pool.get().unwrap())
-            .unwrap();
-        assert_eq!(written.len(), expected.len());
-        for (row, event) in written.iter().zip(&expected) {
-            let seen = (
-                (
-                    row.seller_id,
-                    row.token_id.as_deref(),
-                    row.method.as_deref(),
-                    row.path.as_deref(),
-                    row.status,
-                    row.required_scope.as_deref(),
-                    row.ip.as_deref(),
-                    row.user_agent.as_deref(),
-                    row.latency_us,
-                ),
-                (
-                    row.request_id.as_deref(),
-                    row.detail.as_deref(),
-                    row.request_count,
-                    row.client_id.as_deref(),
-                    row.occurred_at,
-                ),
-            );
-            let sent = (
-                (
-                    event.seller_id,
-                    event.token_id.as_deref(),
-                    event.method.as_deref(),
-                    event.path.as_deref(),
-                    event.status,
-                    event.required_scope.as_deref(),
-                    event.ip.as_deref(),
-                    event.user_agent.as_deref(),
-                    event.latency_us,
-                ),
-                (
-                    event.request_id.as_deref(),
-                    event.detail.as_deref(),
-                    event.request_count,
-                    event.client_id.as_deref(),
-                    event.occurred_at,
-                ),
-            );
-            assert_eq!(seen, sent);
-        }
+        // The same rows through diesel, after them: every column, the
+        // timestamp as stored text included, is the same, row for row.
+        insert_rows(&mut pool.get().unwrap(), &expected).unwrap();
+        let rows = raw_rows(&pool);
+        assert_eq!(rows.len(), 2 * expected.len());
+        let (ours, diesels) = rows.split_at(expected.len());
+        assert_eq!(ours, diesels);
+        assert!(ours.windows(2).all(|w| w[0] != w[1]), "every row differs from the next: they are in order");
     }
 
     /// Under steady writes the WAL starts again from its beginning after
@@ -728,24 +708,10 @@ mod tests {
         sink.insert(std::slice::from_ref(&event)).unwrap();
         insert_rows(&mut pool.get().unwrap(), std::slice::from_ref(&event)).unwrap();
         // Every column, the timestamp as stored text included, is the same.
-        #[derive(diesel::QueryableByName, PartialEq, Debug)]
-        struct Raw {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            row: String,
-        }
-        let rows: Vec<Raw> = diesel::sql_query(
-            "SELECT occurred_at || '|' || kind || '|' || event || '|' || outcome || '|' || seller_id || '|' || \
-             ifnull(actor_id, '-') || '|' || ifnull(subject, '-') || '|' || token_id || '|' || method || '|' || \
-             path || '|' || status || '|' || required_scope || '|' || ip || '|' || user_agent || '|' || \
-             latency_us || '|' || request_id || '|' || ifnull(detail, '-') || '|' || ifnull(request_count, '-') || '|' || ifnull(client_id, '-') || '|' || \
-             typeof(status) AS row \
-             FROM audit_events ORDER BY id",
-        )
-        .load(&mut pool.get().unwrap())
-        .unwrap();
+        let rows = raw_rows(&pool);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], rows[1]);
-        assert!(rows[0].row.ends_with("|integer"), "{}", rows[0].row);
+        assert!(rows[0].ends_with("|integer"), "{}", rows[0]);
         let read: Vec<crate::audit::AuditRow> =
             audit_events::table.select(crate::audit::AuditRow::as_select()).load(&mut pool.get().unwrap()).unwrap();
         assert_eq!(read[0].occurred_at, event.occurred_at);

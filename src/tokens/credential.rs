@@ -58,6 +58,10 @@ pub struct Credential {
 pub struct Memo(std::sync::OnceLock<actix_web::web::Bytes>);
 
 impl Memo {
+    pub fn get(&self) -> Option<&actix_web::web::Bytes> {
+        self.0.get()
+    }
+
     pub fn get_or_init(&self, make: impl FnOnce() -> actix_web::web::Bytes) -> &actix_web::web::Bytes {
         self.0.get_or_init(make)
     }
