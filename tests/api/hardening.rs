@@ -147,7 +147,12 @@ async fn parallel_sign_in_attempts_get_no_more_checks_than_the_limit() {
     let checked = anas("login_failed") + anas("login_succeeded");
     let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     eprintln!("200 parallel attempts: {checked} password checks, {throttled} throttled");
-    assert!(checked <= keygate::sign_in::PER_ACCOUNT_AND_ADDRESS as usize, "{checked} checks");
+    // A successful sign-in starts the budget afresh (the owner is never
+    // locked out by guesses): when the right password's attempt was claimed
+    // before the budget ran out, a second budget follows it.
+    let limit = keygate::sign_in::PER_ACCOUNT_AND_ADDRESS as usize;
+    let budgets = if anas("login_succeeded") == 0 { 1 } else { 2 };
+    assert!(checked <= budgets * limit, "{checked} checks ({budgets} budgets of {limit})");
     assert_eq!(throttled + checked, 200);
     assert_eq!(anas("login_throttled"), throttled);
 }
