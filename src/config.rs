@@ -65,6 +65,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--audit-durability`: see there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuditDurability {
+    /// Committed by the PostgreSQL server.
+    #[default]
+    Server,
+    /// Committed and on disk.
+    Disk,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, about = "API tokens, a bearer gate and an audit log for a seller portal")]
 pub struct Cli {
@@ -274,6 +284,16 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYGATE_AUDIT_QUEUE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub audit_queue: u32,
 
+    /// When an audit row counts as written on PostgreSQL, and so when its
+    /// request answers: `server` once PostgreSQL has committed it
+    /// (`synchronous_commit = off` for the writer's transactions only: a
+    /// crash of keygate loses no answered request's row, a crash of the
+    /// PostgreSQL server or the machine may lose the last fraction of a
+    /// second, as SQLite's WAL does); `disk` once it is also on disk (one
+    /// fsync per batch). SQLite ignores it.
+    #[arg(long, env = "KEYGATE_AUDIT_DURABILITY", value_enum, default_value_t = AuditDurability::Server)]
+    pub audit_durability: AuditDurability,
+
     /// HTTP worker threads; 0 means one per CPU core but one (kept for the
     /// audit writer and argon2).
     #[arg(long, env = "KEYGATE_WORKERS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
@@ -353,6 +373,7 @@ pub struct Config {
     pub log_retention_days: u32,
     pub rate_limit_per_minute: u32,
     pub audit_queue: u32,
+    pub audit_durability: AuditDurability,
     pub sample_data: bool,
     /// Certificate and key paths when keygate serves TLS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -379,6 +400,7 @@ impl Config {
             log_retention_days: args.log_retention_days,
             rate_limit_per_minute: args.rate_limit_per_minute,
             audit_queue: args.audit_queue,
+            audit_durability: args.audit_durability,
             sample_data: args.sample_data,
             // Cookies over TLS are always `Secure`.
             secure_cookies: args.secure_cookies || args.tls_cert.is_some(),

@@ -198,11 +198,14 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 /// go through `itoa` into a buffer on the stack.
 fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Option<LimitState>) {
     let credential = &auth.credential;
+    // Room for these eight at once, not a rehash of the map halfway.
+    headers.reserve(8);
+    let now = chrono::Utc::now();
     // Every answer to a credential is that caller's data: never cached.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(EXPIRATION, credential.expiration_header.clone());
     if let Some((due, text)) = &credential.rotate_by_header {
-        if crate::db::now() >= *due {
+        if now.naive_utc() >= *due {
             headers.insert(ROTATE_BY, text.clone());
         }
     }
@@ -215,7 +218,7 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
         headers.insert(RATELIMIT, header_text(&[b"limit=", max, b", remaining=", left, b", reset=", reset]));
         headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit.limit));
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(limit.remaining));
-        let reset_at = chrono::Utc::now().timestamp().max(0) as u64 + limit.reset_secs;
+        let reset_at = now.timestamp().max(0) as u64 + limit.reset_secs;
         headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset_at));
     }
 }
@@ -377,7 +380,7 @@ mod tests {
         let pool = crate::db::build_pool(&url, 2).unwrap();
         crate::db::run_migrations(&mut pool.get().unwrap()).unwrap();
         let db = crate::db::Db::new(pool.clone(), &url, 0);
-        let (audit, writer) = AuditWriter::start(Sink::open(&pool, &url).unwrap(), 16);
+        let (audit, writer) = AuditWriter::start(Sink::open(&pool, &url, Default::default()).unwrap(), 16);
         let gate = Arc::new(Gate {
             db: db.clone(),
             tokens: Arc::new(crate::tokens::cache::TokenCache::new()),

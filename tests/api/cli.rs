@@ -164,6 +164,7 @@ fn bad_flags_get_specific_errors_and_change_nothing() {
     cli.fails(&["serve", "--workers", "5000"], "--workers");
     cli.fails(&["serve", "--workers", "two"], "invalid value 'two'");
     cli.fails(&["serve", "--allow-signup", "maybe"], "invalid value 'maybe'");
+    cli.fails(&["serve", "--audit-durability", "fsync"], "[possible values: server, disk]");
     cli.fails(&["serve", "--smtp-url", "http://mail.example"], "must be smtp:// or smtps://");
     cli.fails(&["serve", "--smtp-url", "smtp://mail.example?tls=sometimes"], "tls=sometimes");
     cli.fails(&["serve", "--mail-from", "not an address"], "is not an email address");

@@ -170,6 +170,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         log_retention_days: 90,
         rate_limit_per_minute: 600,
         audit_queue: 1_000,
+        audit_durability: Default::default(),
         sample_data: true,
         tls: None,
         trusted_proxies: Vec::new(),

@@ -64,6 +64,36 @@ async fn sign_in_throttling_counts_on_postgres() {
 }
 
 #[tokio::test]
+async fn the_audit_writer_skips_the_fsync_wait_only_for_its_own_transactions_unless_told_to_wait() {
+    use diesel::prelude::*;
+    use keygate::audit::writer::{write_rows, AuditDurability};
+    use keygate::audit::{EventContext, NewAuditEvent, SecurityEvent};
+    let Some(app) = spawn_app_on_postgres().await else { return };
+    let mut conn = app.pool.get().unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        synchronous_commit: String,
+    }
+    let setting = |conn: &mut keygate::db::DbConnection| {
+        diesel::sql_query("SHOW synchronous_commit").get_result::<Setting>(conn).unwrap().synchronous_commit
+    };
+    let row = || NewAuditEvent::security(SecurityEvent::Logout, EventContext::default());
+    // Inside an outer transaction the writer's own becomes a savepoint, and
+    // its `SET LOCAL` is still visible until the outer one ends.
+    for (durability, inside) in [(AuditDurability::Server, "off"), (AuditDurability::Disk, "on")] {
+        let seen = diesel::Connection::transaction::<_, diesel::result::Error, _>(&mut *conn, |conn| {
+            write_rows(conn, &[row()], durability)?;
+            Ok(setting(conn))
+        })
+        .unwrap();
+        assert_eq!(seen, inside, "{durability:?}");
+        assert_eq!(setting(&mut conn), "on", "the pooled connection keeps its own setting after {durability:?}");
+    }
+    assert_eq!(app.events("logout").len(), 2, "both rows were written");
+}
+
+#[tokio::test]
 async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_months() {
     use diesel::prelude::*;
     use keygate::audit::{writer::insert_rows, EventContext, NewAuditEvent, SecurityEvent};
