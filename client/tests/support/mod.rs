@@ -47,6 +47,7 @@ pub async fn start(customise: impl FnOnce(&mut Config)) -> Keygate {
         log_retention_days: 90,
         rate_limit_per_minute: 6_000,
         audit_queue: 1_000,
+        audit_durability: Default::default(),
         sample_data: true,
         tls: None,
         trusted_proxies: Vec::new(),
