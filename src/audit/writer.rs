@@ -501,7 +501,7 @@ struct Checkpointer {
 /// its next commit (copying the frames committed meanwhile, and the fsyncs
 /// a checkpoint makes), during which the next batch waits: the shorter the
 /// period, the less there is to catch up. In the bench the token call's
-/// p99 was 10–15 ms at 200 ms, 35–40 ms at 1 s, 5.7–7.2 ms at 50 ms.
+/// p99 was 10–13 ms at 200 ms, 35–40 ms at 1 s, 5.7–7.2 ms at 50 ms.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 impl Checkpointer {
