@@ -494,6 +494,14 @@ pub async fn create_service_token(user: &User, name: &str, scopes: &[&str]) -> (
     (token, id)
 }
 
+/// The token with its last character changed: the same id and length, a
+/// wrong secret. Always different from the token, whatever its last
+/// character was (a fixed replacement equals it one time in 62).
+pub fn with_last_char_changed(token: &str) -> String {
+    let (head, last) = token.split_at(token.len() - 1);
+    format!("{head}{}", if last == "x" { "y" } else { "x" })
+}
+
 pub fn public_id_of(token: &str) -> String {
     keygate::tokens::PlainToken::parse(token).unwrap().id().to_string()
 }

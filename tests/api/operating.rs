@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app_with, with_last_char_changed, PASSWORD};
 
 fn keygate() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
@@ -149,7 +149,7 @@ async fn json_logs_are_one_object_a_line_with_the_request_and_no_secret() {
     assert_eq!(answered.status(), StatusCode::OK);
     let request_id = answered.headers()["x-request-id"].to_str().unwrap().to_owned();
     // A wrong secret and a sign-in with the password: both refused, logged.
-    let wrong = format!("{}x", &token[..token.len() - 1]);
+    let wrong = with_last_char_changed(&token);
     client.get(format!("{base}/api/v1/token")).bearer_auth(&wrong).send().await.unwrap();
     client
         .post(format!("{base}/login"))

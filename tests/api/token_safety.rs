@@ -486,7 +486,7 @@ async fn a_leaked_token_is_revoked_at_once_and_its_seller_told_where_it_was_foun
     // A well-formed token string whose id names no token, one with the
     // real id and a wrong secret (so its checksum is wrong too), and noise.
     let unknown = keygate::tokens::PlainToken::generate(keygate::tokens::Prefix::Service).expose();
-    let tampered = format!("{}x", &leaked[..leaked.len() - 1]);
+    let tampered = with_last_char_changed(&leaked);
     let url = "https://github.com/ana/shop-sync/blob/4f2a9c1/config.py";
     let body = serde_json::json!([
         { "token": leaked, "type": "keygate_service_token", "url": url, "source": "content" },
