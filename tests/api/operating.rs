@@ -80,6 +80,10 @@ async fn metrics_bind_moves_the_metrics_to_their_own_address() {
     let address = format!("127.0.0.2:{port}");
     let bind = address.clone();
     let app = spawn_app_with(move |c| c.metrics_bind = Some(bind.parse().unwrap())).await;
+    // One API request first, so the family has a sample even when this
+    // test runs alone (families without samples are not printed).
+    let refused = reqwest::get(format!("{}/api/v1/token", app.address)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let there = reqwest::get(format!("http://{address}/metrics")).await.unwrap();
     assert_eq!(there.status(), StatusCode::OK);
     assert!(there.text().await.unwrap().contains("# TYPE keygate_api_requests_total counter"));
