@@ -7,6 +7,7 @@ pub mod highlights;
 pub mod outcome;
 pub mod page;
 pub mod partitions;
+mod statement;
 pub mod summary;
 pub mod writer;
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
+use super::statement::{Prepared, Value};
 use super::{NewAuditEvent, COLUMNS};
 pub use crate::config::AuditDurability;
 use crate::db::schema::audit_events;
@@ -366,8 +367,14 @@ impl SqliteTimestamp {
     }
 }
 
-/// The SQLite writer's own connection and its prepared INSERT.
+/// The SQLite writer's own connection and its prepared statements.
 pub struct SqliteSink {
+    // The statements come before the connection: fields drop in order, and
+    // a statement must be finalized before its connection closes.
+    /// One INSERT per size of [`SQLITE_ROWS_PER_INSERT`], in its order.
+    inserts: Vec<Prepared>,
+    begin: Prepared,
+    commit: Prepared,
     conn: rusqlite::Connection,
     checkpoints: Checkpointer,
 }
@@ -384,7 +391,12 @@ impl SqliteSink {
         // took tens of milliseconds, and every waiting request with it): a
         // thread of its own does, without blocking the writer.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
-        Ok(Self { conn, checkpoints: Checkpointer::start(path)? })
+        let inserts = SQLITE_ROWS_PER_INSERT
+            .iter()
+            .map(|&rows| Prepared::new(&conn, &sqlite_insert(rows)))
+            .collect::<Result<_, _>>()?;
+        let (begin, commit) = (Prepared::new(&conn, "BEGIN IMMEDIATE")?, Prepared::new(&conn, "COMMIT")?);
+        Ok(Self { inserts, begin, commit, conn, checkpoints: Checkpointer::start(path)? })
     }
 
     /// The sink without its checkpointer thread, for tests that checkpoint
@@ -398,29 +410,25 @@ impl SqliteSink {
     }
 
     /// One `BEGIN IMMEDIATE` transaction; the rows go in through the fewest
-    /// of the prepared statements of [`SQLITE_ROWS_PER_INSERT`]. `BEGIN`
-    /// and `COMMIT` are prepared once too: rusqlite's `transaction()` parses
-    /// both again for every batch (a fortieth of the writer's time).
+    /// of the prepared statements of [`SQLITE_ROWS_PER_INSERT`]. Every
+    /// statement, `BEGIN` and `COMMIT` included, is prepared once, when the
+    /// sink opens (see `audit::statement`).
     pub fn insert(&mut self, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
-        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = self.insert_rows(rows).and_then(|()| self.conn.prepare_cached("COMMIT")?.execute([]));
+        self.begin.run([])?;
+        let written = self.insert_rows(rows).and_then(|()| self.commit.run([]));
         if written.is_err() && !self.conn.is_autocommit() {
             // Nothing of the batch stays; the writer retries all of it.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        written.map(drop)
+        written
     }
 
-    fn insert_rows(&self, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
+    fn insert_rows(&mut self, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
         let mut rest = rows;
-        for (which, size) in SQLITE_ROWS_PER_INSERT.into_iter().enumerate() {
-            if rest.len() < size {
-                continue;
-            }
-            let mut insert = self.conn.prepare_cached(sqlite_statement(which))?;
+        for (insert, size) in self.inserts.iter_mut().zip(SQLITE_ROWS_PER_INSERT) {
             while rest.len() >= size {
                 let (these, after) = rest.split_at(size);
-                execute(&mut insert, these)?;
+                execute(insert, these)?;
                 rest = after;
             }
         }
@@ -442,45 +450,39 @@ impl SqliteSink {
     }
 }
 
-/// The text of statement `which` of [`SQLITE_ROWS_PER_INSERT`], made once.
-fn sqlite_statement(which: usize) -> &'static str {
-    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    &TEXTS.get_or_init(|| SQLITE_ROWS_PER_INSERT.iter().map(|&rows| sqlite_insert(rows)).collect())[which]
-}
-
-/// Binds `rows` to `insert` (made for that many) and runs it.
-fn execute(insert: &mut rusqlite::CachedStatement<'_>, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
-    let mut at = 0;
-    let mut bind = |value: &dyn rusqlite::ToSql| {
-        at += 1;
-        insert.raw_bind_parameter(at, value)
-    };
-    for row in rows {
-        let occurred_at = SqliteTimestamp::of(row.occurred_at);
-        bind(&match &occurred_at {
+/// Binds `rows` to `insert` (made for that many), column by column in the
+/// order of [`COLUMNS`], and runs it.
+fn execute(insert: &mut Prepared, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
+    const _: () = assert!(COLUMNS.len() == 19, "execute binds 19 values a row");
+    let stamps: Vec<_> = rows.iter().map(|row| SqliteTimestamp::of(row.occurred_at)).collect();
+    let values = rows.iter().zip(&stamps).flat_map(|(row, stamp)| {
+        let occurred_at = match stamp {
             Ok(text) => text.as_str(),
             Err(text) => text.as_str(),
-        })?;
-        bind(&row.kind.as_str())?;
-        bind(&row.event)?;
-        bind(&row.outcome.as_str())?;
-        bind(&row.seller_id)?;
-        bind(&row.actor_id)?;
-        bind(&row.subject)?;
-        bind(&row.token_id)?;
-        bind(&row.method)?;
-        bind(&row.path)?;
-        bind(&row.status)?;
-        bind(&row.required_scope)?;
-        bind(&row.ip)?;
-        bind(&row.user_agent)?;
-        bind(&row.latency_us)?;
-        bind(&row.request_id)?;
-        bind(&row.detail)?;
-        bind(&row.request_count)?;
-        bind(&row.client_id)?;
-    }
-    insert.raw_execute().map(|_| ())
+        };
+        [
+            Value::Text(occurred_at),
+            Value::Text(row.kind.as_str()),
+            Value::Text(row.event),
+            Value::Text(row.outcome.as_str()),
+            Value::from(row.seller_id),
+            Value::from(row.actor_id),
+            Value::from(row.subject.as_deref()),
+            Value::from(row.token_id.as_deref()),
+            Value::from(row.method.as_deref()),
+            Value::from(row.path.as_deref()),
+            Value::from(row.status),
+            Value::from(row.required_scope.as_deref()),
+            Value::from(row.ip.as_deref()),
+            Value::from(row.user_agent.as_deref()),
+            Value::from(row.latency_us),
+            Value::from(row.request_id.as_deref()),
+            Value::from(row.detail.as_deref()),
+            Value::from(row.request_count),
+            Value::from(row.client_id.as_deref()),
+        ]
+    });
+    insert.run(values)
 }
 
 /// Checkpoints the SQLite WAL beside the writer: every [`CHECKPOINT_EVERY`]
