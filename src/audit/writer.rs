@@ -209,28 +209,36 @@ fn run(mut sink: Sink, mut rx: mpsc::Receiver<Item>, healthy: &AtomicBool) {
     let _context = runtime.enter();
     let mut batch = Batch::default();
     let mut stopping = false;
+    let take = |item: Item, batch: &mut Batch, stopping: &mut bool, rx: &mut mpsc::Receiver<Item>| match item {
+        Item::Row(queued) => batch.push(queued),
+        Item::Stop => {
+            // No new rows from now on; whatever is queued is still written.
+            *stopping = true;
+            rx.close();
+        }
+    };
+    let drain = |batch: &mut Batch, stopping: &mut bool, rx: &mut mpsc::Receiver<Item>| {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => take(item, batch, stopping, rx),
+                Err(_) => break,
+            }
+        }
+    };
+    // Whether the last round wrote rows. Then the next round gathers at
+    // once, without waiting on the channel: under load the next rows come
+    // while it sleeps, and nobody has to wake it (a wake-up is a system
+    // call for the request that sends the first row, and a context switch
+    // more for the writer, per batch). Only a round that found nothing
+    // waits on the channel.
+    let mut busy = false;
     loop {
-        let first = match runtime.block_on(rx.recv()) {
-            Some(item) => item,
-            None => break,
-        };
-        let take = |item: Item, batch: &mut Batch, stopping: &mut bool, rx: &mut mpsc::Receiver<Item>| match item {
-            Item::Row(queued) => batch.push(queued),
-            Item::Stop => {
-                // No new rows from now on; whatever is queued is still written.
-                *stopping = true;
-                rx.close();
+        if !busy {
+            match runtime.block_on(rx.recv()) {
+                Some(item) => take(item, &mut batch, &mut stopping, &mut rx),
+                None => break,
             }
-        };
-        take(first, &mut batch, &mut stopping, &mut rx);
-        let drain = |batch: &mut Batch, stopping: &mut bool, rx: &mut mpsc::Receiver<Item>| {
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(item) => take(item, batch, stopping, rx),
-                    Err(_) => break,
-                }
-            }
-        };
+        }
         drain(&mut batch, &mut stopping, &mut rx);
         if !stopping && batch.len() < GATHER_ROWS {
             // A short sleep, not a wait on the channel: rows that arrive
@@ -238,6 +246,7 @@ fn run(mut sink: Sink, mut rx: mpsc::Receiver<Item>, healthy: &AtomicBool) {
             std::thread::sleep(GATHER);
             drain(&mut batch, &mut stopping, &mut rx);
         }
+        busy = !batch.rows.is_empty();
         write_until_done(&mut sink, &mut batch, healthy);
     }
     write_until_done(&mut sink, &mut batch, healthy);
