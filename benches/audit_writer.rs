@@ -34,7 +34,7 @@ fn bench_backend(c: &mut Criterion, name: &str, url: &str) {
     let url = DatabaseUrl::parse(url).unwrap();
     let pool = build_pool(&url, 2).unwrap();
     run_migrations(&mut pool.get().unwrap()).unwrap();
-    let mut sink = Sink::open(&pool, &url, Default::default()).unwrap();
+    let mut sink = Sink::open(&url, Default::default()).unwrap();
     let mut group = c.benchmark_group(format!("audit_writer/{name}"));
     for batch in [100, 1_000, 2_000] {
         let batch_rows = rows(batch);

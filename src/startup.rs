@@ -78,10 +78,8 @@ impl Application {
         // four 18.9k.
         let db = Db::new(pool.clone(), &config.database_url, workers);
         let hasher = Hasher::per_core();
-        let (audit_sender, audit) = AuditWriter::start(
-            Sink::open(&pool, &config.database_url, config.audit_durability)?,
-            config.audit_queue as usize,
-        );
+        let (audit_sender, audit) =
+            AuditWriter::start(Sink::open(&config.database_url, config.audit_durability)?, config.audit_queue as usize);
         let tokens = Arc::new(TokenCache::new());
         tokens.poll(&mut *pool.get()?)?;
         let instance_id = uuid::Uuid::new_v4().simple().to_string();

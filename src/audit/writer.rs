@@ -21,7 +21,7 @@
 //! times more per row than SQLite's own work. In WAL mode
 //! with `synchronous = NORMAL` a commit survives a crash of the process. On
 //! PostgreSQL, where a round trip per row would dominate, it streams the
-//! batch with `COPY` in binary format.
+//! batch with `COPY` in binary format, on a connection of its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +38,7 @@ use super::statement::{Prepared, Value};
 use super::{NewAuditEvent, COLUMNS};
 pub use crate::config::AuditDurability;
 use crate::db::schema::audit_events;
-use crate::db::{self, Backend, DatabaseUrl, DbConnection, DbPool};
+use crate::db::{self, Backend, DatabaseUrl, DbConnection};
 
 /// Rows per multi-row INSERT: 18 columns × 500 rows stays under the bind
 /// parameter limits of SQLite (32 766) and PostgreSQL (65 535).
@@ -287,17 +289,16 @@ fn write_until_done(sink: &mut Sink, batch: &mut Batch, healthy: &AtomicBool) {
 
 /// Where the writer's rows go; see the module comment.
 pub enum Sink {
-    /// diesel `COPY … FROM STDIN (FORMAT binary)` through the pool (PostgreSQL).
-    Pool(DbPool, AuditDurability),
+    Postgres(PostgresSink),
     Sqlite(SqliteSink),
 }
 
 impl Sink {
-    /// The sink for `url`; `pool` is the app's pool on the same database.
-    pub fn open(pool: &DbPool, url: &DatabaseUrl, durability: AuditDurability) -> anyhow::Result<Self> {
+    /// The sink for `url`.
+    pub fn open(url: &DatabaseUrl, durability: AuditDurability) -> anyhow::Result<Self> {
         Ok(match url.backend() {
             Backend::Sqlite => Sink::Sqlite(SqliteSink::open(url.as_str())?),
-            Backend::Postgres => Sink::Pool(pool.clone(), durability),
+            Backend::Postgres => Sink::Postgres(PostgresSink::new(url, durability)),
         })
     }
 
@@ -312,12 +313,55 @@ impl Sink {
     /// Writes `rows` in one transaction (blocking).
     pub fn write(&mut self, rows: &[NewAuditEvent]) -> Result<(), String> {
         match self {
-            Sink::Pool(pool, durability) => {
-                let mut conn = pool.get().map_err(|e| e.to_string())?;
-                write_rows(&mut conn, rows, *durability).map_err(|e| e.to_string())
-            }
+            Sink::Postgres(postgres) => postgres.write(rows).map_err(|e| e.to_string()),
             Sink::Sqlite(sqlite) => sqlite.insert(rows).map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// The PostgreSQL writer: diesel `COPY … FROM STDIN (FORMAT binary)` on a
+/// connection of its own, opened when first needed and again after any
+/// failure. Not one from the pool: a checkout runs r2d2's `SELECT 1` first,
+/// a round trip per batch, and the writer holding a pooled connection for
+/// good would leave `--db-pool-size 1` none for requests.
+pub struct PostgresSink {
+    url: String,
+    durability: AuditDurability,
+    conn: Option<DbConnection>,
+}
+
+/// How long opening the writer's connection may take, as for the pool's.
+const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
+/// The writer's session in `pg_stat_activity`.
+pub const PG_APPLICATION_NAME: &str = "keygate-audit-writer";
+
+impl PostgresSink {
+    fn new(url: &DatabaseUrl, durability: AuditDurability) -> Self {
+        // libpq waits for a connection without limit unless told; the
+        // session is named for operators (both unless the URL says).
+        let mut url = url.as_str().to_owned();
+        for (key, value) in
+            [("connect_timeout", PG_CONNECT_TIMEOUT_SECS.to_string()), ("application_name", PG_APPLICATION_NAME.into())]
+        {
+            if !url.contains(&format!("{key}=")) {
+                let glue = if url.contains('?') { '&' } else { '?' };
+                url = format!("{url}{glue}{key}={value}");
+            }
+        }
+        Self { url, durability, conn: None }
+    }
+
+    fn write(&mut self, rows: &[NewAuditEvent]) -> anyhow::Result<()> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(<DbConnection as diesel::Connection>::establish(&self.url)?),
+        };
+        let written = write_rows(conn, rows, self.durability);
+        if written.is_err() {
+            // Perhaps the connection broke: the retry opens a new one.
+            self.conn = None;
+        }
+        Ok(written?)
     }
 }
 
@@ -562,11 +606,19 @@ pub fn insert_rows(conn: &mut DbConnection, rows: &[NewAuditEvent]) -> QueryResu
 
 /// [`insert_rows`] as the writer commits them. With
 /// [`AuditDurability::Server`] the transaction's commit does not wait for
-/// PostgreSQL's fsync (`SET LOCAL`: this transaction only, the pooled
-/// connection keeps its setting). Under load that wait was most of a
-/// batch's time: the token call's p99 on the bench went from 14–24 ms to
-/// about 5 ms.
+/// PostgreSQL's fsync (`SET LOCAL`: this transaction only, the connection
+/// keeps its setting). Under load that wait was most of a batch's time: the
+/// token call's p99 on the bench went from 14–24 ms to about 5 ms. On
+/// PostgreSQL, outside a transaction of the caller's, `BEGIN` and the `SET
+/// LOCAL` go in one round trip, and the `COPY` streams the rows: three
+/// round trips a batch with the `COMMIT`.
 pub fn write_rows(conn: &mut DbConnection, rows: &[NewAuditEvent], durability: AuditDurability) -> QueryResult<()> {
+    if let DbConnection::Postgres(c) = conn {
+        if AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth()?.is_none() {
+            return copy_in_one_transaction(c, rows, durability);
+        }
+    }
+    // Inside a transaction of the caller's: a savepoint, through diesel.
     db::write_tx(conn, |conn| {
         match conn {
             DbConnection::Postgres(c) => {
@@ -585,10 +637,32 @@ pub fn write_rows(conn: &mut DbConnection, rows: &[NewAuditEvent], durability: A
     })
 }
 
+/// The writer's transaction on PostgreSQL: `BEGIN` and the `SET LOCAL` in
+/// one round trip, the `COPY`, the `COMMIT`.
+fn copy_in_one_transaction(
+    c: &mut PgConnection,
+    rows: &[NewAuditEvent],
+    durability: AuditDurability,
+) -> QueryResult<()> {
+    c.batch_execute(match durability {
+        AuditDurability::Server => "BEGIN; SET LOCAL synchronous_commit = off",
+        AuditDurability::Disk => "BEGIN",
+    })?;
+    match diesel::copy_from(audit_events::table).from_insertable(rows).execute(c) {
+        Ok(_) => c.batch_execute("COMMIT"),
+        Err(e) => {
+            // Nothing of the batch stays; the writer retries all of it.
+            let _ = c.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::{EventContext, SecurityEvent};
+    use crate::db::DbPool;
 
     fn pool() -> (tempfile::TempDir, DbPool) {
         let dir = tempfile::tempdir().unwrap();
@@ -606,7 +680,7 @@ mod tests {
     async fn every_row_sent_is_written_by_shutdown_even_through_a_tiny_queue() {
         let (_dir, pool) = pool();
         let url = crate::db::DatabaseUrl::parse(_dir.path().join("a.db").to_str().unwrap()).unwrap();
-        let (sender, writer) = AuditWriter::start(Sink::open(&pool, &url, AuditDurability::default()).unwrap(), 4);
+        let (sender, writer) = AuditWriter::start(Sink::open(&url, AuditDurability::default()).unwrap(), 4);
         let mut tasks = tokio::task::JoinSet::new();
         for task in 0..8 {
             let sender = sender.clone();

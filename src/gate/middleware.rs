@@ -380,7 +380,7 @@ mod tests {
         let pool = crate::db::build_pool(&url, 2).unwrap();
         crate::db::run_migrations(&mut pool.get().unwrap()).unwrap();
         let db = crate::db::Db::new(pool.clone(), &url, 0);
-        let (audit, writer) = AuditWriter::start(Sink::open(&pool, &url, Default::default()).unwrap(), 16);
+        let (audit, writer) = AuditWriter::start(Sink::open(&url, Default::default()).unwrap(), 16);
         let gate = Arc::new(Gate {
             db: db.clone(),
             tokens: Arc::new(crate::tokens::cache::TokenCache::new()),

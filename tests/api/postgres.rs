@@ -265,3 +265,57 @@ async fn the_hourly_task_creates_the_coming_partitions() {
     assert!(exists(name(first(later))), "that month");
     assert!(exists(name(month_after)), "and the one after");
 }
+
+/// The audit writer's PostgreSQL session is its own (not a pooled one, whose
+/// checkout costs a `SELECT 1` round trip per batch), named in
+/// `pg_stat_activity`; when it dies, the writer opens another and no row is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_writer_has_a_named_session_of_its_own_and_replaces_it_when_it_dies() {
+    use diesel::prelude::*;
+    use keygate::audit::writer::PG_APPLICATION_NAME;
+    let Some(mut app) = spawn_app_on_postgres().await else { return };
+    let seller = app.seller("ana@shop.test").await;
+    let (token, _) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    let client = reqwest::Client::new();
+    let call = || client.get(format!("{}/api/v1/token", app.address)).bearer_auth(&token).send();
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let writers = || -> Vec<i32> {
+        diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(PG_APPLICATION_NAME)
+        .load::<Pid>(&mut app.pool.get().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|p| p.pid)
+        .collect()
+    };
+    let first = writers();
+    assert_eq!(first.len(), 1, "one writer session: {first:?}");
+    diesel::sql_query(format!("SELECT pg_terminate_backend({})", first[0]))
+        .execute(&mut app.pool.get().unwrap())
+        .unwrap();
+
+    for _ in 0..5 {
+        assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let second = loop {
+        let now = writers();
+        if now.len() == 1 && now != first {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new writer session: {now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_ne!(second, first);
+    app.shutdown().await;
+    assert_eq!(app.events("api_request").len(), 6, "every answered request has its row");
+}
