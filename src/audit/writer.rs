@@ -330,8 +330,6 @@ pub struct PostgresSink {
     conn: Option<DbConnection>,
 }
 
-/// How long opening the writer's connection may take, as for the pool's.
-const PG_CONNECT_TIMEOUT_SECS: u32 = 5;
 /// The writer's session in `pg_stat_activity`.
 pub const PG_APPLICATION_NAME: &str = "keygate-audit-writer";
 
@@ -340,9 +338,10 @@ impl PostgresSink {
         // libpq waits for a connection without limit unless told; the
         // session is named for operators (both unless the URL says).
         let mut url = url.as_str().to_owned();
-        for (key, value) in
-            [("connect_timeout", PG_CONNECT_TIMEOUT_SECS.to_string()), ("application_name", PG_APPLICATION_NAME.into())]
-        {
+        for (key, value) in [
+            ("connect_timeout", db::CONNECT_TIMEOUT.as_secs().to_string()),
+            ("application_name", PG_APPLICATION_NAME.into()),
+        ] {
             if !url.contains(&format!("{key}=")) {
                 let glue = if url.contains('?') { '&' } else { '?' };
                 url = format!("{url}{glue}{key}={value}");

@@ -224,6 +224,10 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
+/// How long getting a database connection may take: a pool checkout, a
+/// pipelined read connection, the audit writer's own.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<DbPool> {
     if url.backend() == Backend::Sqlite {
         // WAL is a property of the file: set it once, from one connection,
@@ -240,7 +244,7 @@ pub fn build_pool(url: &DatabaseUrl, max_size: u32) -> anyhow::Result<DbPool> {
         // connection cannot drop, so that is pure cost on every request; a
         // PostgreSQL connection can (a restart), so there it stays.
         .test_on_check_out(url.backend() == Backend::Postgres)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(CONNECT_TIMEOUT)
         .connection_customizer(Box::new(SqlitePragmas))
         .build(manager)
         .map_err(Into::into)

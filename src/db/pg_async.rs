@@ -16,7 +16,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::QueryResult;
@@ -24,10 +23,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::Mutex;
 use tokio_postgres::config::{Host, SslMode};
 
-use super::{Backend, DatabaseUrl, Read};
-
-/// How long opening a connection may take, as for the r2d2 pool.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use super::{Backend, DatabaseUrl, Read, CONNECT_TIMEOUT};
 
 type Slot = Mutex<Option<Arc<AsyncPgConnection>>>;
 
