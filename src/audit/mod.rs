@@ -11,6 +11,8 @@ mod statement;
 pub mod summary;
 pub mod writer;
 
+use std::borrow::Cow;
+
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -167,10 +169,12 @@ pub struct NewAuditEvent {
     pub actor_id: Option<i64>,
     pub subject: Option<String>,
     pub token_id: Option<String>,
-    pub method: Option<String>,
+    /// `Cow`: nearly always a standard method's or a scope's own static
+    /// name, not a string allocated per request.
+    pub method: Option<Cow<'static, str>>,
     pub path: Option<String>,
     pub status: Option<i32>,
-    pub required_scope: Option<String>,
+    pub required_scope: Option<Cow<'static, str>>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub latency_us: Option<i64>,
@@ -216,7 +220,7 @@ impl NewAuditEvent {
 pub struct ApiRequest {
     pub seller_id: Option<i64>,
     pub token_id: Option<String>,
-    pub method: String,
+    pub method: Cow<'static, str>,
     pub path: String,
     pub status: u16,
     pub outcome: Outcome,
@@ -243,7 +247,7 @@ impl NewAuditEvent {
             method: Some(request.method),
             path: Some(truncate(request.path, MAX_TEXT)),
             status: Some(i32::from(request.status)),
-            required_scope: request.required_scope.map(str::to_owned),
+            required_scope: request.required_scope.map(Cow::Borrowed),
             ip: request.ip,
             user_agent: request.user_agent.map(|ua| truncate(ua, MAX_TEXT)),
             latency_us: Some(request.latency_us),

@@ -97,7 +97,8 @@ pub async fn authenticate(
     let claimed = TokenKind::of_prefix(plain.prefix()).ok_or(GateError::InvalidToken(
         "it is not an access token: send an API token (kgp_, kgs_) or an OAuth access token (kgo_)",
     ))?;
-    let id = plain.id().to_string();
+    let (id, secret) = plain.into_parts();
+    let id = id.into_string();
     let stored = match lookup(gate, &id).await {
         Ok(Some(stored)) => stored,
         Ok(None) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
@@ -115,7 +116,7 @@ pub async fn authenticate(
         return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));
     }
     let now = gate.clock.now();
-    match gate.verifier.check(&stored, plain.secret(), now, from).await {
+    match gate.verifier.check(&stored, secret.as_str(), now, from).await {
         Ok(check) if check.is_valid() => {}
         Ok(_) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {

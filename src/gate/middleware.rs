@@ -4,6 +4,8 @@
 //! adds the credential's headers and writes the request's audit row,
 //! whatever happened inside.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
@@ -11,6 +13,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
@@ -36,7 +39,7 @@ struct Trail {
 /// The request as the audit row records it, read before routing (the
 /// router needs the request to itself afterwards).
 struct Seen {
-    method: String,
+    method: Cow<'static, str>,
     path: String,
     user_agent: Option<String>,
     request_id: String,
@@ -60,7 +63,7 @@ pub async fn api_gate(
     // Seen and Trail are boxed (one small allocation each) to keep this
     // future, which actix boxes, within the allocator's per-thread cache.
     let seen = Box::new(Seen {
-        method: req.method().to_string(),
+        method: method_name(req.method()),
         path: req.path().to_owned(),
         user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
         request_id: crate::request_id::of(req.request()),
@@ -210,13 +213,13 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
         }
     }
     if let Some(limit) = limit {
-        let (mut max, mut window, mut left, mut reset) =
-            (itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new());
+        let (mut max, mut left, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new());
         let (max, left) = (max.format(limit.limit).as_bytes(), left.format(limit.remaining).as_bytes());
-        let (window, reset) = (window.format(limit.window_secs).as_bytes(), reset.format(limit.reset_secs).as_bytes());
-        headers.insert(RATELIMIT_POLICY, header_text(&[max, b";w=", window]));
+        let reset = reset.format(limit.reset_secs).as_bytes();
+        let (policy, max_value) = quota_headers(limit.limit, limit.window_secs);
+        headers.insert(RATELIMIT_POLICY, policy);
         headers.insert(RATELIMIT, header_text(&[b"limit=", max, b", remaining=", left, b", reset=", reset]));
-        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit.limit));
+        headers.insert(X_RATELIMIT_LIMIT, max_value);
         headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(limit.remaining));
         let reset_at = now.timestamp().max(0) as u64 + limit.reset_secs;
         headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset_at));
@@ -227,6 +230,41 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
 /// digits only, so always a valid one).
 fn header_text(parts: &[&[u8]]) -> HeaderValue {
     HeaderValue::from_maybe_shared(web::Bytes::from(parts.concat())).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The method as the audit row keeps it: a standard one by its static name,
+/// without an allocation.
+fn method_name(method: &Method) -> Cow<'static, str> {
+    Cow::Borrowed(match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        other => return Cow::Owned(other.to_owned()),
+    })
+}
+
+/// `RateLimit-Policy` and `X-RateLimit-Limit` depend only on the quota,
+/// which is the same for every caller on the default limit: built once per
+/// quota change on this thread (one entry, so bounded), then cloned (a
+/// reference count) instead of built twice a request.
+fn quota_headers(limit: u32, window_secs: u64) -> (HeaderValue, HeaderValue) {
+    thread_local! {
+        static LAST: RefCell<Option<(u32, u64, HeaderValue, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((l, w, policy, max)) if *l == limit && *w == window_secs => (policy.clone(), max.clone()),
+        _ => {
+            let (mut max, mut window) = (itoa::Buffer::new(), itoa::Buffer::new());
+            let policy = header_text(&[max.format(limit).as_bytes(), b";w=", window.format(window_secs).as_bytes()]);
+            let max = HeaderValue::from(limit);
+            *last = Some((limit, window_secs, policy.clone(), max.clone()));
+            (policy, max)
+        }
+    })
 }
 
 /// The one place that writes the request's audit row. The answer leaves
@@ -364,6 +402,42 @@ mod tests {
         let oauth = caller(TokenKind::OAuth, "products:read");
         assert_eq!(authorize(&oauth, &RouteMatch::Operation(Some(Scope::ProductsRead))), Ok(()));
         assert!(Arc::strong_count(&oauth.credential) >= 1);
+    }
+
+    /// The audit row's method: a standard one without an allocation, any
+    /// other exactly as sent.
+    #[test]
+    fn methods_are_named_as_sent() {
+        for name in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
+            let named = method_name(&Method::from_bytes(name.as_bytes()).unwrap());
+            assert!(matches!(named, Cow::Borrowed(n) if n == name), "{name}");
+        }
+        for name in ["PROPFIND", "TRACE", "get"] {
+            assert_eq!(method_name(&Method::from_bytes(name.as_bytes()).unwrap()), name);
+        }
+    }
+
+    /// The quota headers kept from the last caller never answer another
+    /// caller with another quota: alternating limits get their own values.
+    #[test]
+    fn quota_headers_follow_each_callers_quota() {
+        let mut headers = HeaderMap::new();
+        let auth = caller(TokenKind::Service, "orders:read");
+        let state = |limit, window_secs| LimitState {
+            limit,
+            window_secs,
+            remaining: limit - 1,
+            reset_secs: 1,
+            retry_after_secs: None,
+        };
+        for (limit, window) in [(600, 60), (600, 60), (50, 60), (600, 60), (600, 3600), (50, 60)] {
+            credential_headers(&mut headers, &auth, Some(state(limit, window)));
+            let text = |name: &HeaderName| headers.get(name).unwrap().to_str().unwrap().to_owned();
+            assert_eq!(text(&RATELIMIT_POLICY), format!("{limit};w={window}"));
+            assert_eq!(text(&X_RATELIMIT_LIMIT), limit.to_string());
+            assert_eq!(text(&X_RATELIMIT_REMAINING), (limit - 1).to_string());
+            assert_eq!(text(&RATELIMIT), format!("limit={limit}, remaining={}, reset=1", limit - 1));
+        }
     }
 
     /// A handler that panics still gets its answer (500 JSON) and its row.
