@@ -28,6 +28,12 @@ use crate::limits::{LimitState, Quota};
 use crate::remote::ClientView;
 use crate::tokens::Scope;
 
+/// The request as seen and what the gate learnt of it, in one allocation.
+struct Pass {
+    seen: Seen,
+    trail: Trail,
+}
+
 /// What the steps learnt, for the answer's headers and the audit row.
 #[derive(Default)]
 struct Trail {
@@ -60,23 +66,24 @@ pub async fn api_gate(
         .cloned()
         .ok_or_else(|| actix_web::error::ErrorInternalServerError("the gate is not registered"))?;
     let (route, route_label) = gate.routes.resolve(req.method(), req.path());
-    // Seen and Trail are boxed (one small allocation each) to keep this
-    // future, which actix boxes, within the allocator's per-thread cache.
-    let seen = Box::new(Seen {
-        method: method_name(req.method()),
-        path: req.path().to_owned(),
-        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        request_id: crate::request_id::of(req.request()),
-        client: crate::remote::of_service_request(&req, &gate.trusted_proxies),
-        required: match route {
-            RouteMatch::Operation(scope) => scope,
-            _ => None,
+    // Boxed (one small allocation) to keep this future, which actix boxes,
+    // within the allocator's per-thread cache.
+    let mut pass = Box::new(Pass {
+        seen: Seen {
+            method: method_name(req.method()),
+            path: req.path().to_owned(),
+            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            request_id: crate::request_id::of(req.request()),
+            client: crate::remote::of_service_request(&req, &gate.trusted_proxies),
+            required: match route {
+                RouteMatch::Operation(scope) => scope,
+                _ => None,
+            },
+            route_label,
         },
-        route_label,
+        trail: Trail::default(),
     });
-
-    let mut trail = Box::<Trail>::default();
-    let (mut response, outcome) = match check(&gate, seen.client, &route, &req, &mut trail).await {
+    let (mut response, outcome) = match check(&gate, pass.seen.client, &route, &req, &mut pass.trail).await {
         Ok(auth) => {
             if let Some(auth) = auth {
                 req.extensions_mut().insert(auth);
@@ -84,38 +91,38 @@ pub async fn api_gate(
             match crate::panics::catch(next.call(req)).await {
                 Ok(Ok(response)) => {
                     let outcome = if response.status().is_success() { Outcome::Ok } else { Outcome::Error };
-                    (crate::error::as_json_refusal(response.map_into_boxed_body(), &seen.request_id), outcome)
+                    (crate::error::as_json_refusal(response.map_into_boxed_body(), &pass.seen.request_id), outcome)
                 }
                 Ok(Err(e)) => {
                     // An error no handler turned into an answer: recorded,
                     // then left to actix to answer.
                     let status = e.as_response_error().status_code().as_u16();
-                    finish(&gate, *seen, *trail, Outcome::Error, status, started).await?;
+                    finish(&gate, *pass, Outcome::Error, status, started).await?;
                     return Err(e);
                 }
                 Err(why) => {
                     // A panic: the request went with it, so the answer is
                     // an error actix renders (500 JSON), after its row.
-                    tracing::error!(panic = %why, request_id = %seen.request_id, "an API request panicked");
-                    let request_id = seen.request_id.clone();
-                    finish(&gate, *seen, *trail, Outcome::Error, 500, started).await?;
+                    tracing::error!(panic = %why, request_id = %pass.seen.request_id, "an API request panicked");
+                    let request_id = pass.seen.request_id.clone();
+                    finish(&gate, *pass, Outcome::Error, 500, started).await?;
                     return Err(crate::panics::Panicked { api: true, request_id }.into());
                 }
             }
         }
         Err(refusal) => {
             if matches!(refusal, GateError::InvalidToken(_)) {
-                if let Some(delay) = gate.tarpit.failed(seen.client.ip) {
+                if let Some(delay) = gate.tarpit.failed(pass.seen.client.ip) {
                     Box::pin(tokio::time::sleep(delay)).await;
                 }
             }
-            (req.into_response(refusal.response(&seen.request_id)), refusal.outcome())
+            (req.into_response(refusal.response(&pass.seen.request_id)), refusal.outcome())
         }
     };
-    if let Some(auth) = &trail.auth {
-        credential_headers(response.headers_mut(), auth, trail.limit);
+    if let Some(auth) = &pass.trail.auth {
+        credential_headers(response.headers_mut(), auth, pass.trail.limit);
     }
-    finish(&gate, *seen, *trail, outcome, response.status().as_u16(), started).await?;
+    finish(&gate, *pass, outcome, response.status().as_u16(), started).await?;
     Ok(response)
 }
 
@@ -213,16 +220,62 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
         }
     }
     if let Some(limit) = limit {
-        let (mut max, mut left, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new());
-        let (max, left) = (max.format(limit.limit).as_bytes(), left.format(limit.remaining).as_bytes());
-        let reset = reset.format(limit.reset_secs).as_bytes();
         let (policy, max_value) = quota_headers(limit.limit, limit.window_secs);
         headers.insert(RATELIMIT_POLICY, policy);
-        headers.insert(RATELIMIT, header_text(&[b"limit=", max, b", remaining=", left, b", reset=", reset]));
         headers.insert(X_RATELIMIT_LIMIT, max_value);
-        headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(limit.remaining));
-        let reset_at = now.timestamp().max(0) as u64 + limit.reset_secs;
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset_at));
+        // The three that change with every request share one buffer (one
+        // allocation); each header is a slice of it.
+        let (mut max, mut left, mut reset, mut reset_at) =
+            (itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new(), itoa::Buffer::new());
+        let (max, left) = (max.format(limit.limit).as_bytes(), left.format(limit.remaining).as_bytes());
+        let reset = reset.format(limit.reset_secs).as_bytes();
+        let reset_at = reset_at.format(now.timestamp().max(0) as u64 + limit.reset_secs).as_bytes();
+        let mut text = HeaderText::default();
+        let ratelimit = text.push(&[b"limit=", max, b", remaining=", left, b", reset=", reset]);
+        let remaining = text.push(&[left]);
+        let reset_at = text.push(&[reset_at]);
+        let text = web::Bytes::from_owner(text);
+        for (name, range) in [(RATELIMIT, ratelimit), (X_RATELIMIT_REMAINING, remaining), (X_RATELIMIT_RESET, reset_at)]
+        {
+            headers.insert(
+                name,
+                HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or_else(|_| HeaderValue::from_static("")),
+            );
+        }
+    }
+}
+
+/// The rate-limit headers' text, written on the stack and handed over to
+/// `Bytes` whole: digits and ASCII only, at most 96 bytes (the longest
+/// numbers: 6 + 10 + 12 + 10 + 8 + 20, then 10 and 20).
+struct HeaderText {
+    text: [u8; 96],
+    len: usize,
+}
+
+impl Default for HeaderText {
+    fn default() -> Self {
+        Self { text: [0; 96], len: 0 }
+    }
+}
+
+impl HeaderText {
+    /// Appends the parts; returns where they are. Never overflows: what
+    /// would not fit is left out (it cannot happen with these numbers).
+    fn push(&mut self, parts: &[&[u8]]) -> std::ops::Range<usize> {
+        let start = self.len;
+        for part in parts {
+            let end = (self.len + part.len()).min(self.text.len());
+            self.text[self.len..end].copy_from_slice(&part[..end - self.len]);
+            self.len = end;
+        }
+        start..self.len
+    }
+}
+
+impl AsRef<[u8]> for HeaderText {
+    fn as_ref(&self) -> &[u8] {
+        &self.text[..self.len]
     }
 }
 
@@ -275,8 +328,7 @@ fn quota_headers(limit: u32, window_secs: u64) -> (HeaderValue, HeaderValue) {
 /// strings, nor the rare summaries' path, which is boxed).
 fn finish(
     gate: &Gate,
-    seen: Seen,
-    trail: Trail,
+    Pass { seen, trail }: Pass,
     outcome: Outcome,
     status: u16,
     started: Instant,
@@ -437,7 +489,27 @@ mod tests {
             assert_eq!(text(&X_RATELIMIT_LIMIT), limit.to_string());
             assert_eq!(text(&X_RATELIMIT_REMAINING), (limit - 1).to_string());
             assert_eq!(text(&RATELIMIT), format!("limit={limit}, remaining={}, reset=1", limit - 1));
+            let reset_at: i64 = text(&X_RATELIMIT_RESET).parse().unwrap();
+            assert!((reset_at - (chrono::Utc::now().timestamp() + 1)).abs() <= 2, "{reset_at}");
         }
+        // The longest numbers fit whole.
+        let reset_secs = 9_999_999_999_999_999_999;
+        let longest = LimitState {
+            limit: u32::MAX,
+            window_secs: 60,
+            remaining: u32::MAX - 1,
+            reset_secs,
+            retry_after_secs: None,
+        };
+        credential_headers(&mut headers, &auth, Some(longest));
+        assert_eq!(
+            headers.get(&RATELIMIT).unwrap(),
+            &format!("limit={}, remaining={}, reset={reset_secs}", u32::MAX, u32::MAX - 1)
+        );
+        assert_eq!(headers.get(&X_RATELIMIT_REMAINING).unwrap(), &(u32::MAX - 1).to_string());
+        let reset_at = chrono::Utc::now().timestamp() as u64 + reset_secs;
+        let sent: u64 = headers.get(&X_RATELIMIT_RESET).unwrap().to_str().unwrap().parse().unwrap();
+        assert!(sent.abs_diff(reset_at) <= 2 && sent >= 10_000_000_000_000_000_000, "{sent}");
     }
 
     /// A handler that panics still gets its answer (500 JSON) and its row.
