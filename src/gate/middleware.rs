@@ -237,17 +237,14 @@ fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Opti
         let text = web::Bytes::from_owner(text);
         for (name, range) in [(RATELIMIT, ratelimit), (X_RATELIMIT_REMAINING, remaining), (X_RATELIMIT_RESET, reset_at)]
         {
-            headers.insert(
-                name,
-                HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or_else(|_| HeaderValue::from_static("")),
-            );
+            headers.insert(name, header_value(text.slice(range)));
         }
     }
 }
 
 /// The rate-limit headers' text, written on the stack and handed over to
-/// `Bytes` whole: digits and ASCII only, at most 96 bytes (the longest
-/// numbers: 6 + 10 + 12 + 10 + 8 + 20, then 10 and 20).
+/// `Bytes` whole: digits and ASCII only, at most 96 bytes (the longest is
+/// the three per-request values: 6 + 10 + 12 + 10 + 8 + 20, then 10 and 20).
 struct HeaderText {
     text: [u8; 96],
     len: usize,
@@ -279,10 +276,10 @@ impl AsRef<[u8]> for HeaderText {
     }
 }
 
-/// The parts, one after the other, as a header value (ASCII text and
-/// digits only, so always a valid one).
-fn header_text(parts: &[&[u8]]) -> HeaderValue {
-    HeaderValue::from_maybe_shared(web::Bytes::from(parts.concat())).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// Text from a [`HeaderText`] as a header value (ASCII text and digits
+/// only, so always a valid one), sharing its buffer.
+fn header_value(text: web::Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The method as the audit row keeps it: a standard one by its static name,
@@ -312,7 +309,9 @@ fn quota_headers(limit: u32, window_secs: u64) -> (HeaderValue, HeaderValue) {
         Some((l, w, policy, max)) if *l == limit && *w == window_secs => (policy.clone(), max.clone()),
         _ => {
             let (mut max, mut window) = (itoa::Buffer::new(), itoa::Buffer::new());
-            let policy = header_text(&[max.format(limit).as_bytes(), b";w=", window.format(window_secs).as_bytes()]);
+            let mut text = HeaderText::default();
+            text.push(&[max.format(limit).as_bytes(), b";w=", window.format(window_secs).as_bytes()]);
+            let policy = header_value(web::Bytes::from_owner(text));
             let max = HeaderValue::from(limit);
             *last = Some((limit, window_secs, policy.clone(), max.clone()));
             (policy, max)

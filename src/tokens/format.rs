@@ -118,11 +118,7 @@ pub struct Secret([u8; SECRET_LEN]);
 
 impl Secret {
     fn generate() -> Self {
-        let mut secret = [0u8; SECRET_LEN];
-        for b in &mut secret {
-            *b = OsRng.sample(Alphanumeric);
-        }
-        Self(secret)
+        Self(std::array::from_fn(|_| OsRng.sample(Alphanumeric)))
     }
 
     pub fn as_str(&self) -> &str {
