@@ -123,16 +123,25 @@ H_CPU_US=$(median "${H_CPU[@]}") T_CPU_US=$(median "${T_CPU[@]}") O_CPU_US=$(med
 A_RPS=$(median "${A_R[@]}") A_P99=$(median "${A_99[@]}") A_CPU_US=$(median "${A_CPU[@]}")
 sample_rss
 
-# The token endpoint: 32 refresh chains side by side, each spending its
-# current refresh token (a real client's pattern), then 1000 code exchanges
-# by 32 clients. Each prints count, per second, p50, p99, errors, server CPU
-# µs per operation (measured over its timed phase only).
-read -r _ RF_N RF_RPS RF_P50 RF_P99 RF_ERR RF_CPU < <(oauth refresh 32 "${DURATION%s}")
-printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s refreshes, %s errors)\n' \
-  "POST /oauth/token refresh_token" "$RF_RPS" "$RF_P50" "$RF_P99" "$RF_CPU" "$RF_N" "$RF_ERR" >&2
-read -r _ EX_N EX_RPS EX_P50 EX_P99 EX_ERR EX_CPU < <(oauth exchange "${BENCH_CODES:-1000}" 32)
-printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s exchanges, %s errors)\n' \
-  "POST /oauth/token authorization_code" "$EX_RPS" "$EX_P50" "$EX_P99" "$EX_CPU" "$EX_N" "$EX_ERR" >&2
+# The token endpoint. SPEC §6's figures first: refresh chains at 4
+# connections (each spends its current refresh token, a real client's
+# pattern) and code exchanges by 4 clients; then the same at 32 for the
+# contended case. Each prints count, per second, p50, p99, errors, server
+# CPU µs per operation and the argon2 pool's share of it, measured over its
+# timed phase only. Each run collects its codes from addresses of its own
+# (BENCH_ADDRESS_NET), which the authorize limit has not seen.
+token_endpoint() { # NAME NET LABEL MODE ARGS: prints a line, sets the array NAME
+  local name=$1 net=$2 label=$3; shift 3
+  local line; line=$(BENCH_ADDRESS_NET=$net oauth "$@")
+  read -r -a "$name" <<<"$line"
+  local -n f=$name
+  printf '  %-34s %10s req/s   p50 %7s ms   p99 %7s ms   CPU %6s µs/req   (%s done, %s errors, argon2 %s%% of the CPU)\n' \
+    "POST /oauth/token $label" "${f[2]}" "${f[3]}" "${f[4]}" "${f[6]}" "${f[1]}" "${f[5]}" "${f[7]}" >&2
+}
+token_endpoint RF4 20 "refresh, 4 chains" refresh 4 "${DURATION%s}"
+token_endpoint EX4 10 "exchange, 4 clients" exchange "${BENCH_CODES:-1000}" 4
+token_endpoint RF32 30 "refresh, 32 chains" refresh 32 "${DURATION%s}"
+token_endpoint EX32 40 "exchange, 32 clients" exchange "${BENCH_CODES:-1000}" 32
 sample_rss
 
 # An argon2 flood: failed sign-ins from 64 addresses at once, each costing
@@ -172,6 +181,15 @@ pass() {
   [[ $ok == NO ]] && echo "${4:-?}" >>"$WORK/missed"
   echo "$ok"
 }
+# SPEC §6 sets the token endpoint's rates and p99 for SQLite; on
+# PostgreSQL the figures are shown and only errors count.
+if [[ $BACKEND == sqlite ]]; then
+  sqlite_only() { pass "$@"; }
+  RF_TARGET="≥ 1600/s; p99 ≤ 10 ms; no error" EX_TARGET="≥ 600/s; p99 ≤ 10 ms; no error"
+else
+  sqlite_only() { echo "—"; }
+  RF_TARGET="no error (rate and p99: SQLite's)" EX_TARGET=$RF_TARGET
+fi
 
 cat <<TABLE
 
@@ -186,8 +204,9 @@ cat <<TABLE
 | /api/v1/token latency p50 / p99 | $T_P50 / $T_P99 ms | p99 ≤ 10 ms | $(pass "$T_P99" "<=" 10 "token p99") |
 | OAuth access token: gate ratio; CPU per request ÷ the API token's | $(ratio "$A_RPS" "$H_RPS") ($A_RPS ÷ $H_RPS); $A_CPU_US µs, $(ratio "$A_CPU_US" "$T_CPU_US")× | ≥ 0.5; ≈ 1× | $(pass "$(ratio "$A_RPS" "$H_RPS")" ">=" 0.5 "OAuth gate ratio") |
 | OAuth access token: /api/v1/token p99 | $A_P99 ms | p99 ≤ 10 ms | $(pass "$A_P99" "<=" 10 "OAuth p99") |
-| POST /oauth/token refresh (32 chains): refreshes/s, p50 / p99, CPU | $RF_RPS/s, $RF_P50 / $RF_P99 ms, $RF_CPU µs ($RF_ERR errors) | no error | $(pass "$RF_ERR" "==" 0 "refresh errors") |
-| POST /oauth/token code exchange (32 clients): exchanges/s, p50 / p99, CPU | $EX_RPS/s, $EX_P50 / $EX_P99 ms, $EX_CPU µs ($EX_ERR errors) | no error | $(pass "$EX_ERR" "==" 0 "exchange errors") |
+| POST /oauth/token refresh, 4 chains: refreshes/s; p50 / p99; CPU; argon2's share | ${RF4[2]}/s; ${RF4[3]} / ${RF4[4]} ms; ${RF4[6]} µs; ${RF4[7]}% (${RF4[5]} errors) | $RF_TARGET | $(sqlite_only "${RF4[2]}" ">=" 1600 "refreshes/s") $(sqlite_only "${RF4[4]}" "<=" 10 "refresh p99") $(pass "${RF4[5]}" "==" 0 "refresh errors") |
+| POST /oauth/token code exchange, 4 clients: exchanges/s; p50 / p99; CPU; argon2's share | ${EX4[2]}/s; ${EX4[3]} / ${EX4[4]} ms; ${EX4[6]} µs; ${EX4[7]}% (${EX4[5]} errors) | $EX_TARGET | $(sqlite_only "${EX4[2]}" ">=" 600 "exchanges/s") $(sqlite_only "${EX4[4]}" "<=" 10 "exchange p99") $(pass "${EX4[5]}" "==" 0 "exchange errors") |
+| the same at 32 chains / 32 clients: per second; p50 / p99; CPU; argon2's share | refresh ${RF32[2]}/s; ${RF32[3]} / ${RF32[4]} ms; ${RF32[6]} µs; ${RF32[7]}% (${RF32[5]} errors); exchange ${EX32[2]}/s; ${EX32[3]} / ${EX32[4]} ms; ${EX32[6]} µs; ${EX32[7]}% (${EX32[5]} errors) | no error | $(pass "$((RF32[5] + EX32[5]))" "==" 0 "errors at 32") |
 | /api/v1/orders?limit=20 req/s, p99 | $O_RPS, $O_P99 ms | p99 ≤ 10 ms | $(pass "$O_P99" "<=" 10 "orders p99") |
 | audit ratio: rows ÷ requests sent (loadgen phase, after SIGTERM) | $AUDIT ($ROWS ÷ $AUDIT_SENT) | exactly 1 | $(pass "$AUDIT" "==" 1 "audit ratio") |
 | all API rows ÷ requests wrk wrote (wrk drops its in-flight requests at the end) | $(ratio "$ALL_ROWS" "$((TOTAL_SENT + AUDIT_SENT))") ($ALL_ROWS ÷ $((TOTAL_SENT + AUDIT_SENT))) | — | — |

@@ -12,11 +12,13 @@
 //!   spending its current refresh token for the next pair, as a real client
 //!   does (never the same token twice);
 //! - `exchange` first collects CODES authorization codes (from many loopback
-//!   addresses: `/oauth/authorize` allows 5 per 10 s per address), then
-//!   exchanges them with CONCURRENCY clients at once.
+//!   addresses, `127.<net>.x.y` with `<net>` from `BENCH_ADDRESS_NET`:
+//!   `/oauth/authorize` allows 5 per 10 s per address), then exchanges them
+//!   with CONCURRENCY clients at once.
 //!
-//! Both print `<MODE> count per_second p50_ms p99_ms errors cpu_us_per_op`,
-//! the last from the server's /proc/PID/stat when BENCH_SERVER_PID is set,
+//! Both print `<MODE> count per_second p50_ms p99_ms errors cpu_us_per_op
+//! argon2_percent`, the last two from the server's /proc/PID/stat (and its
+//! argon2 threads', `keygate-argon2*`) when BENCH_SERVER_PID is set,
 //! measured over the timed phase only.
 
 use std::collections::HashMap;
@@ -170,11 +172,29 @@ async fn mint(setup: &std::sync::Arc<Setup>, n: usize, net: u8) -> Vec<(String, 
     codes
 }
 
-fn server_ticks() -> Option<u64> {
+/// The second octet of the loopback addresses codes are collected from:
+/// `BENCH_ADDRESS_NET` when set, so that runs seconds apart use addresses
+/// the authorize limit has not seen (5 per 10 s per address).
+fn address_net(default: u8) -> u8 {
+    std::env::var("BENCH_ADDRESS_NET").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+/// The server's CPU so far in clock ticks: (all threads, the argon2 pool's).
+fn server_ticks() -> Option<(u64, u64)> {
     let pid = std::env::var("BENCH_SERVER_PID").ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let ticks = |stat: &str| -> Option<u64> {
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    let all = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let mut argon2 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("keygate-argon2") {
+            argon2 += std::fs::read_to_string(task.path().join("stat")).ok().and_then(|s| ticks(&s)).unwrap_or(0);
+        }
+    }
+    Some((all, argon2))
 }
 
 fn ticks_per_second() -> f64 {
@@ -187,7 +207,9 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn report(mode: &str, mut latencies: Vec<Duration>, elapsed: Duration, errors: usize, ticks: Option<(u64, u64)>) {
+type Ticks = Option<((u64, u64), (u64, u64))>;
+
+fn report(mode: &str, mut latencies: Vec<Duration>, elapsed: Duration, errors: usize, ticks: Ticks) {
     latencies.sort();
     let at = |q: f64| {
         latencies
@@ -195,10 +217,12 @@ fn report(mode: &str, mut latencies: Vec<Duration>, elapsed: Duration, errors: u
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let count = latencies.len();
-    let cpu =
-        ticks.map_or(0.0, |(before, after)| (after - before) as f64 / ticks_per_second() * 1e6 / count.max(1) as f64);
+    let ((before, argon2_before), (after, argon2_after)) = ticks.unwrap_or_default();
+    let cpu = (after - before) as f64 / ticks_per_second() * 1e6 / count.max(1) as f64;
+    // The argon2 pool's share of the server's CPU over the phase.
+    let argon2 = (argon2_after - argon2_before) as f64 * 100.0 / (after - before).max(1) as f64;
     println!(
-        "{mode} {count} {:.1} {:.2} {:.2} {errors} {cpu:.1}",
+        "{mode} {count} {:.1} {:.2} {:.2} {errors} {cpu:.1} {argon2:.1}",
         count as f64 / elapsed.as_secs_f64(),
         at(0.50),
         at(0.99)
@@ -231,7 +255,7 @@ async fn main() {
             let (chains, seconds) = (number(8, 32), number(9, 10) as u64);
             setup.code(&home).await.expect("consent");
             let mut starts = Vec::new();
-            for (code, verifier) in mint(&setup, chains, 20).await {
+            for (code, verifier) in mint(&setup, chains, address_net(20)).await {
                 let tokens = setup.exchange(&http, &code, &verifier).await.expect("tokens");
                 starts.push(tokens["refresh_token"].as_str().unwrap().to_owned());
             }
@@ -272,7 +296,7 @@ async fn main() {
             let (codes, concurrency) = (number(8, 1000), number(9, 32).max(1));
             // Consent once; then every authorize is answered with a code at once.
             setup.code(&home).await.expect("consent");
-            let mut pending = mint(&setup, codes, 10).await;
+            let mut pending = mint(&setup, codes, address_net(10)).await;
             let per_client = pending.len().div_ceil(concurrency);
             let before = server_ticks();
             let began = Instant::now();

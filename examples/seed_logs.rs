@@ -1,10 +1,14 @@
 //! Fills the audit table for the API Logs benchmark:
 //! `seed_logs DATABASE_URL SELLER_EMAIL ROWS`. Rows spread over the last 30
-//! days, over 5 tokens and 50 addresses, 90 % ok and the rest refusals.
+//! days, over 5 tokens and 50 addresses, 90 % ok and the rest refusals; one
+//! row in a hundred made by an OAuth app (`SEED_APP`), for the app filter.
 
 use keygate::audit::writer::insert_rows;
 use keygate::audit::{ApiRequest, NewAuditEvent};
 use keygate::db::{build_pool, run_migrations, DatabaseUrl};
+
+/// The client_id of the seeded app's rows.
+const SEED_APP: &str = "kgc_SeedAppBench0001";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -40,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             user_agent: Some("seed".into()),
             latency_us: 800,
             request_id: format!("{i:032x}"),
-            client_id: None,
+            client_id: (i % 100 == 0).then(|| SEED_APP.to_owned()),
         });
         row.occurred_at = at;
         batch.push(row);

@@ -35,6 +35,7 @@ pub struct Metrics {
     slots: Box<[OnceLock<IntCounter>]>,
     gate_seconds: Histogram,
     pub audit_rows_written: IntCounter,
+    pub audit_batches_written: IntCounter,
     pub token_cache_hits: IntCounter,
     pub token_cache_misses: IntCounter,
     oauth_tokens: IntCounterVec,
@@ -69,6 +70,10 @@ impl Metrics {
         );
         let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help).expect("valid metric"));
         let audit_rows_written = counter("keygate_audit_rows_written_total", "Audit rows committed by the writer");
+        let audit_batches_written = counter(
+            "keygate_audit_batches_written_total",
+            "Transactions the audit writer committed (rows ÷ this: rows a batch)",
+        );
         let token_cache_hits = counter("keygate_token_cache_hits_total", "Gate token lookups answered from memory");
         let token_cache_misses =
             counter("keygate_token_cache_misses_total", "Gate token lookups that read the database");
@@ -93,6 +98,7 @@ impl Metrics {
             slots,
             gate_seconds,
             audit_rows_written,
+            audit_batches_written,
             token_cache_hits,
             token_cache_misses,
             oauth_tokens,

@@ -43,7 +43,13 @@ impl LastUsed {
         }
         let (db, row_id, ip) = (self.db.clone(), credential.row_id, ip.map(|ip| ip.to_string()));
         tokio::spawn(async move {
-            let written = db.run(move |conn| store::note_use(conn, row_id, crate::db::now(), ip.as_deref())).await;
+            // A transaction of one statement: it queues with the process's other
+            // writers rather than polling SQLite's lock (`db::sqlite_writer`).
+            let written = db
+                .run(move |conn| {
+                    crate::db::write_tx(conn, |conn| store::note_use(conn, row_id, crate::db::now(), ip.as_deref()))
+                })
+                .await;
             if let Err(e) = written {
                 tracing::warn!(error = %e, "could not record last use of a token");
             }

@@ -46,6 +46,7 @@ async fn metrics_count_requests_by_route_status_and_outcome_for_loopback_clients
         "keygate_gate_duration_seconds_count",
         "keygate_audit_queue_depth",
         "keygate_audit_rows_written_total",
+        "keygate_audit_batches_written_total",
         "keygate_argon2_jobs_waiting",
         "keygate_token_cache_hits_total",
         "keygate_token_cache_misses_total",

@@ -63,34 +63,40 @@ async fn sign_in_throttling_counts_on_postgres() {
     assert_eq!(attacker.login(crate::helpers::PASSWORD).await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
-#[tokio::test]
-async fn the_audit_writer_skips_the_fsync_wait_only_for_its_own_transactions_unless_told_to_wait() {
-    use diesel::prelude::*;
-    use keygate::audit::writer::{write_rows, AuditDurability};
+#[test]
+fn the_audit_writer_skips_the_fsync_wait_only_in_its_own_session_unless_told_to_wait() {
+    use keygate::audit::writer::{AuditDurability, Sink};
     use keygate::audit::{EventContext, NewAuditEvent, SecurityEvent};
-    let Some(app) = spawn_app_on_postgres().await else { return };
-    let mut conn = app.pool.get().unwrap();
+    use keygate::db::DatabaseUrl;
+    let Some(database) = crate::helpers::TestDatabase::create() else { return };
+    let url = DatabaseUrl::parse(&database.url).unwrap();
+    let pool = keygate::db::build_pool(&url, 2).unwrap();
+    keygate::db::run_migrations(&mut pool.get().unwrap()).unwrap();
+    let row = || NewAuditEvent::security(SecurityEvent::Logout, EventContext::default());
+    for (durability, expected) in [(AuditDurability::Server, "off"), (AuditDurability::Disk, "on")] {
+        let mut sink = Sink::open(&url, durability).unwrap();
+        sink.write(&[row(), row()]).unwrap();
+        let setting = sink.session_setting("synchronous_commit").unwrap();
+        assert_eq!(setting.as_deref(), Some(expected), "{durability:?}");
+    }
+    let mut conn = pool.get().unwrap();
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Text)]
         synchronous_commit: String,
     }
-    let setting = |conn: &mut keygate::db::DbConnection| {
-        diesel::sql_query("SHOW synchronous_commit").get_result::<Setting>(conn).unwrap().synchronous_commit
-    };
-    let row = || NewAuditEvent::security(SecurityEvent::Logout, EventContext::default());
-    // Inside an outer transaction the writer's own becomes a savepoint, and
-    // its `SET LOCAL` is still visible until the outer one ends.
-    for (durability, inside) in [(AuditDurability::Server, "off"), (AuditDurability::Disk, "on")] {
-        let seen = diesel::Connection::transaction::<_, diesel::result::Error, _>(&mut *conn, |conn| {
-            write_rows(conn, &[row()], durability)?;
-            Ok(setting(conn))
-        })
-        .unwrap();
-        assert_eq!(seen, inside, "{durability:?}");
-        assert_eq!(setting(&mut conn), "on", "the pooled connection keeps its own setting after {durability:?}");
+    let pooled: Setting =
+        diesel::RunQueryDsl::get_result(diesel::sql_query("SHOW synchronous_commit"), &mut *conn).unwrap();
+    assert_eq!(pooled.synchronous_commit, "on", "the pool's sessions keep their own setting");
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
     }
-    assert_eq!(app.events("logout").len(), 2, "both rows were written");
+    let written: Count =
+        diesel::RunQueryDsl::get_result(diesel::sql_query("SELECT count(*) AS count FROM audit_events"), &mut *conn)
+            .unwrap();
+    assert_eq!(written.count, 4, "both batches were written");
 }
 
 #[tokio::test]
