@@ -4,19 +4,34 @@
 # in the seller's view and in the admin's. Server time is curl's total on
 # loopback. The first view after start (nothing cached yet) is reported on its
 # own; the table gives medians of 5.
-#   bench/logs.sh [ROWS]
+#   bench/logs.sh [ROWS]              SQLite
+#   bench/logs.sh [ROWS] --postgres   a fresh database on $BENCH_POSTGRES_URL
 # KEYGATE_BENCH_DB=path keeps the seeded SQLite file there and reuses it when
 # it already exists (seeding 1M rows takes a few seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS=${1:-1000000}
+ROWS=1000000 BACKEND=SQLite
+for arg in "$@"; do
+  case $arg in
+    --postgres) BACKEND=PostgreSQL ;;
+    *[!0-9]* | '') echo "usage: bench/logs.sh [ROWS] [--postgres]" >&2; exit 2 ;;
+    *) ROWS=$arg ;;
+  esac
+done
 PORT=${BENCH_PORT:-18090}
 cargo build --release -q --bin keygate --example seed_logs
 KG=target/release/keygate
 WORK=$(mktemp -d)
 trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export DATABASE_URL="${KEYGATE_BENCH_DB:-$WORK/logs.db}" KEYGATE_PASSWORD='benchmark password 123' RUST_LOG=warn
-if [ ! -e "$DATABASE_URL" ]; then
+if [[ $BACKEND == PostgreSQL ]]; then
+  PG_ADMIN=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+  DB=keygate_logs_$$
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
+  trap 'kill "${SERVER:-0}" 2>/dev/null || true; sleep 0.5; psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null; rm -rf "$WORK"' EXIT
+  export DATABASE_URL="${PG_ADMIN%/*}/$DB?sslmode=disable"
+fi
+if [[ $BACKEND == PostgreSQL || ! -e "$DATABASE_URL" ]]; then
   $KG user create --email seller@bench.test >/dev/null 2>&1
   $KG user create --email admin@bench.test --role admin >/dev/null 2>&1
   time target/release/examples/seed_logs "$DATABASE_URL" seller@bench.test "$ROWS"
@@ -83,7 +98,7 @@ ADMIN_EXPIRED=$(page "/admin/logs")
 
 cat <<TABLE
 
-| API Logs with $ROWS rows (SQLite), median of 5 | seller | admin | target |
+| API Logs with $ROWS rows ($BACKEND), median of 5 | seller | admin | target |
 |---|---|---|---|
 | first page | $(ms "$FIRST") ms | $(ms "$ADMIN_FIRST") ms | < 50 ms |
 | filtered page (outcome + method) | $(ms "$FILTERED") ms | $(ms "$ADMIN_FILTERED") ms | < 50 ms |

@@ -1007,8 +1007,8 @@ mod tests {
         }
     }
 
-    /// The client index holds only rows of an OAuth app (one b-tree insert
-    /// fewer for every other row) and still serves the app filter.
+    /// On SQLite no row pays for a per-app index (the writer's CPU is
+    /// keygate's own there): the app filter reads the seller index.
     #[test]
     fn on_sqlite_an_app_filter_reads_the_seller_index_and_no_row_pays_for_an_app_index() {
         let (_dir, pool) = pool();

@@ -163,6 +163,44 @@ async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_month
     assert_eq!(after, before - 2, "recent rows stay");
 }
 
+/// Every index on the audit table is one more b-tree insert per request in
+/// PostgreSQL's backend, so none repeats another: reads by `id` and keyset
+/// pages ordered by it use the primary key `(id, occurred_at)` (no `(id)`
+/// index beside it).
+#[tokio::test]
+async fn the_audit_table_keeps_no_index_the_primary_key_already_gives() {
+    use diesel::prelude::*;
+    let Some(app) = spawn_app_on_postgres().await else { return };
+    let mut conn = app.pool.get().unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let mut indexes: Vec<String> =
+        diesel::sql_query("SELECT indexname::text AS line FROM pg_indexes WHERE tablename = 'audit_events' ORDER BY 1")
+            .load::<Line>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            // The primary key's name depends on the table's history (`_pkey1`).
+            .map(|name| if name.starts_with("audit_events_pkey") { "the primary key".to_owned() } else { name })
+            .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            "audit_events_client_idx",
+            "audit_events_ip_idx",
+            "audit_events_seller_idx",
+            "audit_events_throttle_idx",
+            "audit_events_time_idx",
+            "the primary key",
+        ],
+        "{indexes:?}"
+    );
+}
+
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -1,0 +1,1 @@
+CREATE INDEX audit_events_id_idx ON audit_events (id);
