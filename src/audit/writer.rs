@@ -218,15 +218,14 @@ impl AuditWriter {
         let (finished, done) = oneshot::channel();
         let (thread_healthy, thread_gather) = (healthy.clone(), gather.clone());
         let spawned = std::thread::Builder::new().name("keygate-audit".into()).spawn(move || {
+            // Before it first waits: a sender finds nobody to wake only while
+            // the writer is not waiting anyway.
             let _ = thread_gather.writer.set(std::thread::current());
             run(sink, rx, &thread_healthy, &thread_gather);
             let _ = finished.send(());
         });
-        match spawned {
-            Ok(thread) => {
-                let _ = gather.writer.set(thread.thread().clone());
-            }
-            Err(e) => tracing::error!(error = %e, "could not start the audit writer"),
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the audit writer");
         }
         (AuditSender { tx: tx.clone(), healthy, gather }, AuditWriter { tx, done: Some(done) })
     }
@@ -390,8 +389,8 @@ impl Sink {
     }
 
     /// What the writer's own PostgreSQL session says of a setting (`SHOW`),
-    /// opening the session if it has none yet; `None` on SQLite. For
-    /// operators' checks and the tests.
+    /// opening the session if it has none yet; `None` on SQLite. The tests
+    /// check the writer's durability setting with it.
     pub fn session_setting(&mut self, name: &str) -> anyhow::Result<Option<String>> {
         #[derive(diesel::QueryableByName)]
         struct Shown {

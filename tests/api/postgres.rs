@@ -106,11 +106,6 @@ async fn the_audit_trail_is_partitioned_by_month_and_retention_drops_whole_month
     let Some(app) = spawn_app_on_postgres().await else { return };
     let mut conn = app.pool.get().unwrap();
 
-    #[derive(diesel::QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        name: String,
-    }
     let partitions = |conn: &mut keygate::db::DbConnection| -> Vec<String> {
         diesel::sql_query(
             "SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
@@ -172,17 +167,12 @@ async fn the_audit_table_keeps_no_index_the_primary_key_already_gives() {
     use diesel::prelude::*;
     let Some(app) = spawn_app_on_postgres().await else { return };
     let mut conn = app.pool.get().unwrap();
-    #[derive(diesel::QueryableByName)]
-    struct Line {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        line: String,
-    }
     let mut indexes: Vec<String> =
-        diesel::sql_query("SELECT indexname::text AS line FROM pg_indexes WHERE tablename = 'audit_events' ORDER BY 1")
-            .load::<Line>(&mut conn)
+        diesel::sql_query("SELECT indexname::text AS name FROM pg_indexes WHERE tablename = 'audit_events'")
+            .load::<Name>(&mut conn)
             .unwrap()
             .into_iter()
-            .map(|l| l.line)
+            .map(|n| n.name)
             // The primary key's name depends on the table's history (`_pkey1`).
             .map(|name| if name.starts_with("audit_events_pkey") { "the primary key".to_owned() } else { name })
             .collect();
@@ -199,6 +189,12 @@ async fn the_audit_table_keeps_no_index_the_primary_key_already_gives() {
         ],
         "{indexes:?}"
     );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
 }
 
 #[derive(diesel::QueryableByName)]
