@@ -145,6 +145,12 @@ impl Metrics {
             state.hasher.waiting(),
         );
         gauge("keygate_token_cache_entries", "Credentials the gate holds in memory", state.gate.tokens.len());
+        // A count that only grows, rendered as a gauge: the hasher keeps it.
+        gauge(
+            "keygate_argon2_runs",
+            "argon2 checks and hashes run since start (passwords, API token and client secrets)",
+            state.hasher.runs(),
+        );
         let mut families = self.registry.gather();
         families.extend(gauges.gather());
         families.sort_by(|a, b| a.name().cmp(b.name()));

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::{self, EventContext, SecurityEvent};
 use crate::db;
 use crate::error::json_error;
+use crate::gate::anonymous::Source;
 use crate::mail::Mail;
 use crate::oauth::apps;
 use crate::state::AppState;
@@ -84,6 +85,11 @@ impl LeakReportKeys {
             .decode(signature.trim())
             .map_err(|_| "the signature is not base64")?;
         let signature = Signature::from_der(&der).map_err(|_| "the signature is not a DER-encoded ECDSA signature")?;
+        // (r, n - s) verifies as well as (r, s), and both are accepted: P-256
+        // signers (Go's crypto/ecdsa, OpenSSL, this crate's own) do not
+        // normalise s, so a low-S rule would refuse about half of the
+        // genuine reports. Nothing here is keyed by the signature's bytes,
+        // so a mauled copy gains nothing a replay of the original would not.
         key.verify(body, &signature).map_err(|_| "the signature does not match the body")
     }
 }
@@ -119,8 +125,10 @@ pub async fn report(req: HttpRequest, state: web::Data<AppState>, payload: web::
         );
     };
     let from = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
-    let ip_key = from.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip_key = crate::remote::throttle_key(from);
+    let ctx = EventContext { ip: from.map(|ip| ip.to_string()), ..EventContext::default() };
     if let Some(wait) = state.leak_report_failures.exhausted(&ip_key) {
+        record_rejection(&state, from, StatusCode::TOO_MANY_REQUESTS, "too many rejected reports", &ctx).await;
         let mut response = refuse(
             &req,
             StatusCode::TOO_MANY_REQUESTS,
@@ -130,7 +138,6 @@ pub async fn report(req: HttpRequest, state: web::Data<AppState>, payload: web::
         response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
         return response;
     }
-    let ctx = EventContext { ip: from.map(|ip| ip.to_string()), ..EventContext::default() };
     let body = match payload.to_bytes_limited(MAX_BODY).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => {
@@ -154,13 +161,7 @@ pub async fn report(req: HttpRequest, state: web::Data<AppState>, payload: web::
         Ok(key_id) => key_id,
         Err(why) => {
             state.leak_report_failures.record(ip_key);
-            let detail = format!("a leak report was rejected: {why}; nothing changed");
-            let event = EventContext { detail: Some(detail), ..ctx };
-            if let Err(e) =
-                state.db.run(move |conn| audit::record(conn, SecurityEvent::LeakReportRejected, event)).await
-            {
-                tracing::error!(error = %e, "could not record a rejected leak report");
-            }
+            record_rejection(&state, from, StatusCode::UNAUTHORIZED, why, &ctx).await;
             return refuse(
                 &req,
                 StatusCode::UNAUTHORIZED,
@@ -213,6 +214,36 @@ pub async fn report(req: HttpRequest, state: web::Data<AppState>, payload: web::
         tracing::error!(error = %e, "could not record a leak report");
     }
     HttpResponse::Ok().json(answer)
+}
+
+/// A rejected report's row: a few a minute per address get one each, the
+/// rest are counted into one summary row per address and minute (as the
+/// gate does for anonymous refusals), so unsigned reports from many
+/// addresses cannot grow the audit table by a row each.
+async fn record_rejection(state: &AppState, from: Option<IpAddr>, status: StatusCode, why: &str, ctx: &EventContext) {
+    let source = Source { ip: from, user_agent: None, seller_id: None };
+    let mut summaries = Vec::new();
+    let own = state.leak_report_rows.admit(
+        source,
+        None,
+        status.as_u16(),
+        crate::audit::Outcome::Failed,
+        db::now(),
+        &mut summaries,
+    );
+    for summary in summaries {
+        if state.audit.send(summary).await.is_err() {
+            tracing::error!("the audit writer is closed; a summary of rejected leak reports was not written");
+        }
+    }
+    if !own {
+        return;
+    }
+    let detail = format!("a leak report was rejected ({} {why}); nothing changed", status.as_u16());
+    let event = EventContext { detail: Some(detail), ..ctx.clone() };
+    if let Err(e) = state.db.run(move |conn| audit::record(conn, SecurityEvent::LeakReportRejected, event)).await {
+        tracing::error!(error = %e, "could not record a rejected leak report");
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -372,5 +403,39 @@ mod tests {
         assert!(format!("{error:#}").contains("key k1: not a P-256 public key"), "{error:#}");
         let error = LeakReportKeys::parse(r#"{"public_keys": []}"#).unwrap_err();
         assert!(format!("{error:#}").contains("no public key"), "{error:#}");
+    }
+
+    /// The partner's signer does not normalise s (neither does Go's
+    /// crypto/ecdsa nor this crate's): both forms of a genuine signature are
+    /// accepted, and neither verifies another body.
+    #[test]
+    fn both_forms_of_a_genuine_signature_verify_and_neither_signs_another_body() {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::EncodePublicKey;
+        let signer = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let pem = signer.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        let keys = LeakReportKeys::parse(
+            &serde_json::json!({"public_keys": [{"key_identifier": "k", "key": pem}]}).to_string(),
+        )
+        .unwrap();
+        let encode = |s: &Signature| base64::engine::general_purpose::STANDARD.encode(s.to_der().as_bytes());
+        let mut seen_high = false;
+        for i in 0..64 {
+            let body = format!("[{i}]");
+            let signature: Signature = signer.sign(body.as_bytes());
+            let (low, high) = match signature.normalize_s() {
+                Some(low) => (low, signature),
+                None => {
+                    let (r, s) = signature.split_scalars();
+                    (signature, Signature::from_scalars(r, -*s).unwrap())
+                }
+            };
+            seen_high |= signature == high;
+            for form in [low, high] {
+                assert_eq!(keys.verify("k", &encode(&form), body.as_bytes()), Ok(()));
+                assert!(keys.verify("k", &encode(&form), b"[\"another\"]").is_err());
+            }
+        }
+        assert!(seen_high, "the signer produced high-S signatures of its own");
     }
 }

@@ -16,6 +16,7 @@ use crate::audit::writer::{AuditWriter, Sink};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, Db, DbPool};
+use crate::gate::anonymous::Anonymous;
 use crate::gate::{Gate, Verifier};
 use crate::hashing::Hasher;
 use crate::limits::{self, FailureBudget, RateLimits};
@@ -36,6 +37,8 @@ pub struct Application {
     instance_id: String,
     refresh: tokio::task::JoinHandle<()>,
     gate: Arc<Gate>,
+    /// Summarised refusals besides the gate's, flushed at shutdown.
+    summarised: Vec<Arc<Anonymous>>,
     /// `--metrics-bind`'s server: its port, and the server.
     metrics: Option<(u16, actix_web::dev::Server)>,
 }
@@ -113,6 +116,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
         });
         let gate_for_shutdown = gate.clone();
+        let leak_report_rows = Arc::new(crate::gate::anonymous::Anonymous::leak_reports());
         let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -143,6 +147,7 @@ impl Application {
                 .map(crate::secret_scanning::LeakReportKeys::load)
                 .transpose()?
                 .map(Arc::new),
+            leak_report_rows: leak_report_rows.clone(),
             leak_report_failures: FailureBudget::new(
                 crate::secret_scanning::REJECTED_PER_MINUTE,
                 Duration::from_secs(60),
@@ -151,7 +156,8 @@ impl Application {
         });
         spawn_hourly_task(db.clone(), config.log_retention_days);
         spawn_reminder_task(db.clone(), mailer, config.public_url.clone());
-        spawn_summary_task(gate.clone());
+        let summarised = vec![Arc::clone(&leak_report_rows)];
+        spawn_summary_task(gate.clone(), summarised.clone());
 
         let metrics = match config.metrics_bind {
             Some(address) => Some(metrics_server(address, config.bind, state.clone())?),
@@ -195,7 +201,7 @@ impl Application {
             None => server.listen(listener)?,
         }
         .run();
-        Ok(Self { port, server, audit, tokens, db, instance_id, refresh, gate: gate_for_shutdown, metrics })
+        Ok(Self { port, server, audit, tokens, db, instance_id, refresh, gate: gate_for_shutdown, summarised, metrics })
     }
 
     /// The port of `--metrics-bind`, when it is set.
@@ -235,7 +241,8 @@ impl Application {
             let _ = task.await;
         }
         // The summaries of refused requests still being counted.
-        for summary in self.gate.anonymous.finished(None) {
+        let unfinished = self.summarised.iter().flat_map(|t| t.finished(None));
+        for summary in self.gate.anonymous.finished(None).into_iter().chain(unfinished).collect::<Vec<_>>() {
             if self.gate.audit.send(summary).await.is_err() {
                 tracing::error!("the audit writer closed before the request summaries were written");
             }
@@ -356,12 +363,16 @@ fn spawn_reminder_task(db: Db, mailer: crate::mail::Mailer, public_url: crate::c
 
 /// Every few seconds: writes the summary rows of refused requests whose
 /// minute is over (see `gate::anonymous`).
-fn spawn_summary_task(gate: Arc<Gate>) {
+/// Writes the summaries of minutes that are over: the gate's anonymous
+/// refusals and the other summarised tables (`summarised`).
+fn spawn_summary_task(gate: Arc<Gate>, summarised: Vec<Arc<Anonymous>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            for summary in gate.anonymous.finished(Some(db::now())) {
+            let now = Some(db::now());
+            let done = gate.anonymous.finished(now).into_iter().chain(summarised.iter().flat_map(|t| t.finished(now)));
+            for summary in done.collect::<Vec<_>>() {
                 if gate.audit.send(summary).await.is_err() {
                     return;
                 }

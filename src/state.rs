@@ -38,13 +38,15 @@ pub struct AppState {
     /// `/oauth/authorize` requests per client address.
     pub authorize_limits: RateLimits<IpAddr>,
     /// Token-endpoint requests per client and per address.
-    pub oauth_limits: RateLimits<String>,
+    pub oauth_limits: RateLimits<crate::oauth::apps::LimitKey>,
     /// Failed OAuth client authentications per address and client.
-    pub client_auth_failures: FailureBudget<String>,
+    pub client_auth_failures: FailureBudget<(IpAddr, crate::oauth::apps::ClientId)>,
     /// The secret-scanning partner's keys; `None`: leak reports are off.
     pub leak_keys: Option<Arc<crate::secret_scanning::LeakReportKeys>>,
     /// Rejected leak reports per client address.
     pub leak_report_failures: FailureBudget<IpAddr>,
+    /// The rows of rejected leak reports, summarised past a few a minute.
+    pub leak_report_rows: Arc<crate::gate::anonymous::Anonymous>,
     /// Email to sellers; off without `--smtp-url`.
     pub mailer: crate::mail::Mailer,
     /// The application's clock (tests move it).

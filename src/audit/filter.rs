@@ -32,6 +32,19 @@ pub struct LogFilter {
     pub to: Option<NaiveDateTime>,
 }
 
+impl crate::bounded::Weigh for LogFilter {
+    /// What a cached view's key holds: the filter's own text.
+    fn weight(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<Self>()
+            + text(&self.token_id)
+            + text(&self.method)
+            + text(&self.path)
+            + text(&self.ip)
+            + text(&self.client_id)
+    }
+}
+
 type Boxed<'a> = audit_events::BoxedQuery<'a, crate::db::MultiBackend>;
 
 pub(super) fn like_prefix(path: &str) -> String {

@@ -128,6 +128,7 @@ impl SecurityEvent {
             | SecurityEvent::PasswordChangeFailed
             | SecurityEvent::PasswordChangeThrottled
             | SecurityEvent::AuthorizationDenied
+            | SecurityEvent::LeakReportRejected
             | SecurityEvent::RefreshReuseDetected
             | SecurityEvent::CodeReplayed => Outcome::Failed,
             _ => Outcome::Ok,
@@ -257,6 +258,18 @@ impl NewAuditEvent {
             client_id: request.client_id,
         }
     }
+}
+
+/// The first `max` bytes of `s` at most, cut on a character boundary.
+pub fn clipped(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.

@@ -14,7 +14,7 @@ use diesel::sql_types::{BigInt, Text};
 use super::filter::{LogFilter, Sql, Value, REQUESTS};
 use super::highlights::{bursts, combine, oauth_alarms, small_scope, AddressBook, Highlight};
 use super::Outcome;
-use crate::bounded::BoundedMap;
+use crate::bounded::{BoundedMap, Bounds};
 use crate::db::{DbConnection, DbPool};
 
 /// Requests over time, split by outcome class, in `buckets` equal slices of
@@ -85,7 +85,8 @@ pub struct LogSummaries {
 impl Default for LogSummaries {
     fn default() -> Self {
         Self {
-            charts: BoundedMap::new(CACHE_ENTRIES),
+            // Filters are typed by the seller: a view's key is weighed.
+            charts: BoundedMap::with_bounds(Bounds::of::<LogFilter, (Instant, Chart)>(CACHE_ENTRIES, 2048)),
             highlights: BoundedMap::new(CACHE_ENTRIES),
             books: BoundedMap::new(CACHE_ENTRIES),
         }
@@ -112,7 +113,8 @@ impl LogSummaries {
             }
         }
         let chart = chart(conn, filter, start, end, buckets)?;
-        self.charts.put(filter.clone(), (Instant::now(), chart.clone()));
+        // A filter too heavy to keep (see `BoundedMap`) is simply not cached.
+        let _ = self.charts.put(filter.clone(), (Instant::now(), chart.clone()));
         Ok(chart)
     }
 
@@ -132,7 +134,8 @@ impl LogSummaries {
                 return Ok(found);
             }
         }
-        let handle = self.books.lock().get_or_insert(seller_id, Arc::default).clone();
+        let handle =
+            self.books.lock().get_or_insert_mut(seller_id, Arc::default).map_or_else(Arc::default, |b| b.clone());
         let new_addresses = {
             // One look at a time per scope; others wait for it rather than repeat it.
             let mut book = handle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -168,7 +171,26 @@ impl LogSummaries {
         };
         let more = bursts(conn, seller_id, now)?.into_iter().chain(oauth_alarms(conn, seller_id, now)?);
         let found = combine(new_addresses, more);
-        self.highlights.put(seller_id, (Instant::now(), found.clone()));
+        let _ = self.highlights.put(seller_id, (Instant::now(), found.clone()));
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_views_are_bounded_in_bytes_whatever_the_filters() {
+        let summaries = LogSummaries::default();
+        let chart = Chart { buckets: Vec::new(), start: crate::db::now(), end: crate::db::now() };
+        for i in 0..5_000 {
+            let filter = LogFilter { path: Some(format!("/{i}{}", "p".repeat(1_900))), ..LogFilter::default() };
+            let _ = summaries.charts.put(filter, (Instant::now(), chart.clone()));
+        }
+        assert!(summaries.charts.len() <= CACHE_ENTRIES);
+        assert!(summaries.charts.bytes() <= summaries.charts.bounds().bytes);
+        let huge = LogFilter { path: Some("p".repeat(100_000)), ..LogFilter::default() };
+        assert!(summaries.charts.put(huge, (Instant::now(), chart)).is_err());
     }
 }

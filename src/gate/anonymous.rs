@@ -1,5 +1,8 @@
 //! Refused requests without a valid credential, past a budget.
 //!
+//! The same table summarises rejected leak reports (unsigned, from anyone):
+//! [`Anonymous::leak_reports`].
+//!
 //! Every request to `/api/` is accounted for, but an anonymous flood must
 //! not grow the audit table by a row a request: from one address (and one
 //! user agent, and one seller when a real token id was named),
@@ -10,18 +13,22 @@
 //! the chart counts the requests it stands for.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
-use lru::LruCache;
 
 use crate::audit::{EventKind, NewAuditEvent, Outcome};
+use crate::bounded::{BoundedMap, Bounds, Weigh};
 
 /// Refusals a minute per key that get a row of their own.
 pub const FREE_PER_MINUTE: u32 = 60;
 /// Keys tracked at most; a key pushed out has its summary written.
 pub const MAX_KEYS: usize = 100_000;
+/// The heaviest key: an address, a seller and a user agent cut to
+/// `audit::MAX_TEXT` bytes.
+const MAX_KEY_BYTES: usize = std::mem::size_of::<Source>() + crate::audit::MAX_TEXT;
+/// The table's bytes at most: a flood of long user agents from many
+/// addresses pushes out the oldest sources (their summaries are written).
+const MAX_BYTES: usize = 32 << 20;
 /// The `event` of a summary row.
 pub const SUMMARY_EVENT: &str = "api_requests_summarized";
 
@@ -32,6 +39,12 @@ pub struct Source {
     pub user_agent: Option<String>,
     /// The seller whose token id was named, when it was a real one.
     pub seller_id: Option<i64>,
+}
+
+impl Weigh for Source {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>() + self.user_agent.as_ref().map_or(0, String::capacity)
+    }
 }
 
 #[derive(Debug)]
@@ -53,8 +66,25 @@ struct Folded {
 }
 
 pub struct Anonymous {
-    windows: Mutex<LruCache<Source, Window>>,
+    windows: BoundedMap<Source, Window>,
+    rows: Rows,
 }
+
+/// What the rows of one table say.
+struct Rows {
+    /// Refusals a minute per source that get a row of their own.
+    free_per_minute: u32,
+    kind: EventKind,
+    /// The `event` of a summary row.
+    event: &'static str,
+    /// What is counted, in the summary's words.
+    what: &'static str,
+}
+
+/// The `event` of a summary of rejected leak reports.
+pub const LEAK_REPORTS_SUMMARY_EVENT: &str = "leak_reports_summarized";
+/// Rejected leak reports a minute per address that get a row of their own.
+pub const LEAK_REPORTS_FREE_PER_MINUTE: u32 = 5;
 
 impl Default for Anonymous {
     fn default() -> Self {
@@ -68,7 +98,30 @@ fn minute_of(at: NaiveDateTime) -> i64 {
 
 impl Anonymous {
     pub fn new(max_keys: usize) -> Self {
-        Self { windows: Mutex::new(LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN))) }
+        let rows = Rows {
+            free_per_minute: FREE_PER_MINUTE,
+            kind: EventKind::Api,
+            event: SUMMARY_EVENT,
+            what: "refused requests",
+        };
+        Self::with_rows(max_keys, rows)
+    }
+
+    /// Rejected leak reports, per address: a few a minute get a row each,
+    /// the rest one summary row, as for the gate's anonymous refusals.
+    pub fn leak_reports() -> Self {
+        let rows = Rows {
+            free_per_minute: LEAK_REPORTS_FREE_PER_MINUTE,
+            kind: EventKind::Security,
+            event: LEAK_REPORTS_SUMMARY_EVENT,
+            what: "rejected leak reports",
+        };
+        Self::with_rows(MAX_KEYS, rows)
+    }
+
+    fn with_rows(max_keys: usize, rows: Rows) -> Self {
+        let bounds = Bounds { entries: max_keys, bytes: MAX_BYTES, key_bytes: MAX_KEY_BYTES };
+        Self { windows: BoundedMap::with_bounds(bounds), rows }
     }
 
     /// Counts one refused request. `true`: it gets a row of its own; `false`:
@@ -85,22 +138,23 @@ impl Anonymous {
         finished: &mut Vec<NewAuditEvent>,
     ) -> bool {
         let minute = minute_of(at);
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = self.windows.lock();
         if !windows.contains(&source) {
             let fresh = Window { minute, seen: 0, folded: None };
-            if let Some((pushed_out, window)) = windows.push(source.clone(), fresh) {
-                if pushed_out != source {
-                    finished.extend(summary(&pushed_out, window));
-                }
+            // A source too heavy to track (never: the user agent is cut
+            // before it gets here) gets a row of its own.
+            let Ok(pushed_out) = windows.put(source.clone(), fresh) else { return true };
+            for (pushed_out, window) in pushed_out {
+                finished.extend(self.rows.summary(&pushed_out, window));
             }
         }
         let Some(window) = windows.get_mut(&source) else { return true };
         if window.minute != minute {
             let done = std::mem::replace(window, Window { minute, seen: 0, folded: None });
-            finished.extend(summary(&source, done));
+            finished.extend(self.rows.summary(&source, done));
         }
         window.seen = window.seen.saturating_add(1);
-        if window.seen <= FREE_PER_MINUTE {
+        if window.seen <= self.rows.free_per_minute {
             return true;
         }
         let folded = window.folded.get_or_insert_with(|| Folded {
@@ -126,56 +180,61 @@ impl Anonymous {
     /// them, at shutdown), taken out of the table.
     pub fn finished(&self, now: Option<NaiveDateTime>) -> Vec<NewAuditEvent> {
         let minute = now.map(minute_of);
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = self.windows.lock();
         let mut done = Vec::new();
         for (source, window) in windows.iter_mut() {
             let over = minute.is_none_or(|m| window.minute < m);
             if over && window.folded.is_some() {
                 let folded = Window { minute: window.minute, seen: window.seen, folded: window.folded.take() };
-                done.extend(summary(source, folded));
+                done.extend(self.rows.summary(source, folded));
             }
         }
         done
     }
 
     pub fn tracked(&self) -> usize {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.windows.len()
     }
 }
 
-/// The summary row of a window, if anything was folded into it.
-fn summary(source: &Source, window: Window) -> Option<NewAuditEvent> {
-    let folded = window.folded?;
-    let (status, outcome, _) = *folded.by.iter().max_by_key(|(_, _, n)| *n)?;
-    let parts: Vec<String> = folded.by.iter().map(|(status, outcome, n)| format!("{n} × {status} {outcome}")).collect();
-    let detail = format!(
-        "{} more refused requests from this address between {} and {} (past {FREE_PER_MINUTE} a minute, counted here instead of a row each): {}",
-        folded.count,
-        folded.first.format("%H:%M:%S"),
-        folded.last.format("%H:%M:%S UTC"),
-        parts.join(", ")
-    );
-    Some(NewAuditEvent {
-        occurred_at: folded.first,
-        kind: EventKind::Api,
-        event: SUMMARY_EVENT,
-        outcome,
-        seller_id: source.seller_id,
-        actor_id: None,
-        subject: None,
-        token_id: folded.token_id,
-        method: None,
-        path: None,
-        status: Some(i32::from(status)),
-        required_scope: None,
-        ip: source.ip.map(|ip| ip.to_string()),
-        user_agent: source.user_agent.clone(),
-        latency_us: None,
-        request_id: None,
-        detail: Some(detail),
-        request_count: Some(folded.count),
-        client_id: None,
-    })
+impl Rows {
+    /// The summary row of a window, if anything was folded into it.
+    fn summary(&self, source: &Source, window: Window) -> Option<NewAuditEvent> {
+        let folded = window.folded?;
+        let (status, outcome, _) = *folded.by.iter().max_by_key(|(_, _, n)| *n)?;
+        let parts: Vec<String> =
+            folded.by.iter().map(|(status, outcome, n)| format!("{n} × {status} {outcome}")).collect();
+        let detail = format!(
+            "{} more {} from this address between {} and {} (past {} a minute, counted here instead of a row each): {}",
+            folded.count,
+            self.what,
+            folded.first.format("%H:%M:%S"),
+            folded.last.format("%H:%M:%S UTC"),
+            self.free_per_minute,
+            parts.join(", ")
+        );
+        Some(NewAuditEvent {
+            occurred_at: folded.first,
+            kind: self.kind,
+            event: self.event,
+            outcome,
+            seller_id: source.seller_id,
+            actor_id: None,
+            subject: None,
+            token_id: folded.token_id,
+            method: None,
+            path: None,
+            status: Some(i32::from(status)),
+            required_scope: None,
+            ip: source.ip.map(|ip| ip.to_string()),
+            user_agent: source.user_agent.clone(),
+            latency_us: None,
+            request_id: None,
+            detail: Some(detail),
+            request_count: Some(folded.count),
+            client_id: None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -238,5 +297,25 @@ mod tests {
         assert_eq!(finished.len(), 1);
         assert_eq!(finished[0].ip.as_deref(), Some("10.0.0.2"));
         assert_eq!(anonymous.tracked(), 2);
+    }
+
+    #[test]
+    fn a_flood_of_sources_with_long_user_agents_is_bounded_in_bytes() {
+        let anonymous = Anonymous::default();
+        let mut finished = Vec::new();
+        for i in 0..150_000u32 {
+            let source = Source {
+                ip: Some(std::net::IpAddr::from(i.to_be_bytes())),
+                user_agent: Some(format!("{i}{}", "a".repeat(crate::audit::MAX_TEXT - 10))),
+                seller_id: None,
+            };
+            anonymous.admit(source, None, 401, Outcome::Unauthorized, at(1), &mut finished);
+        }
+        let bytes = anonymous.windows.bytes();
+        assert!(bytes <= MAX_BYTES, "{bytes} bytes");
+        assert!(anonymous.tracked() < MAX_KEYS, "the bytes bound first: {}", anonymous.tracked());
+        let huge = Source { ip: None, user_agent: Some("a".repeat(100_000)), seller_id: None };
+        assert!(anonymous.admit(huge, None, 401, Outcome::Unauthorized, at(1), &mut finished), "a row of its own");
+        assert!(anonymous.windows.bytes() <= MAX_BYTES);
     }
 }

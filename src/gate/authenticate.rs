@@ -9,7 +9,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::HeaderValue;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
-use super::error::GateError;
+use super::error::{GateError, Holder};
 use super::Gate;
 use crate::db::DbError;
 use crate::tokens::cache::Lookup;
@@ -70,6 +70,14 @@ fn describe(error: TokenFormatError) -> &'static str {
     }
 }
 
+/// Whom a refusal of this credential speaks to.
+pub fn holder_of(credential: &Credential) -> Holder {
+    match credential.kind {
+        TokenKind::OAuth => Holder::App,
+        TokenKind::Personal | TokenKind::Service => Holder::ApiToken,
+    }
+}
+
 /// `Bearer <token>`, the scheme case-insensitive (RFC 6750 §2.1).
 fn bearer_token(header: &HeaderValue) -> Result<&str, GateError> {
     let value = header.to_str().map_err(|_| GateError::InvalidToken("the Authorization header is not plain text"))?;
@@ -124,11 +132,12 @@ pub async fn authenticate(
             return Err(GateError::Unavailable);
         }
     }
+    let holder = holder_of(credential);
     if stored.revoked_at.is_some() {
-        return Err(GateError::TokenRevoked);
+        return Err(GateError::TokenRevoked { holder });
     }
     if let Some(expired_at) = credential.expires_at.filter(|at| *at <= now) {
-        return Err(GateError::TokenExpired { expired_at });
+        return Err(GateError::TokenExpired { expired_at, holder });
     }
     if let Some(allowed) = &credential.allowed_ips {
         if !from.is_some_and(|ip| allowed.allows(ip)) {

@@ -15,6 +15,17 @@ use crate::tokens::Scope;
 
 pub const REALM: &str = "keygate";
 
+const AUTHORIZE_AGAIN: &str = "send the seller through /oauth/authorize again";
+
+/// Who holds the credential, so that a refusal says what that holder can
+/// do: a seller's integration holds an API token; an app holds an OAuth
+/// access token (and a refresh token, and its way back to the seller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    ApiToken,
+    App,
+}
+
 /// Why a request to the API was refused. The names are the `error` codes
 /// and the audit outcomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +35,16 @@ pub enum GateError {
     /// Malformed, bad checksum, unknown id or wrong secret. The description
     /// says which, except that an unknown id and a wrong secret read the same.
     InvalidToken(&'static str),
-    TokenRevoked,
+    TokenRevoked {
+        holder: Holder,
+    },
     TokenExpired {
         expired_at: NaiveDateTime,
+        holder: Holder,
     },
     InsufficientScope {
         required: Scope,
+        holder: Holder,
     },
     RateLimited {
         retry_after_secs: u64,
@@ -58,7 +73,7 @@ impl GateError {
         match self {
             GateError::Unauthorized => "unauthorized",
             GateError::InvalidToken(_) => "invalid_token",
-            GateError::TokenRevoked => "token_revoked",
+            GateError::TokenRevoked { .. } => "token_revoked",
             GateError::TokenExpired { .. } => "token_expired",
             GateError::InsufficientScope { .. } => "insufficient_scope",
             GateError::RateLimited { .. } => "rate_limited",
@@ -76,7 +91,7 @@ impl GateError {
         match self {
             GateError::Unauthorized => Outcome::Unauthorized,
             GateError::InvalidToken(_) => Outcome::InvalidToken,
-            GateError::TokenRevoked => Outcome::TokenRevoked,
+            GateError::TokenRevoked { .. } => Outcome::TokenRevoked,
             GateError::TokenExpired { .. } => Outcome::TokenExpired,
             GateError::InsufficientScope { .. } => Outcome::InsufficientScope,
             GateError::RateLimited { .. } => Outcome::RateLimited,
@@ -93,7 +108,7 @@ impl GateError {
         match self {
             GateError::Unauthorized
             | GateError::InvalidToken(_)
-            | GateError::TokenRevoked
+            | GateError::TokenRevoked { .. }
             | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
             GateError::InsufficientScope { .. } | GateError::HttpsRequired | GateError::IpNotAllowed { .. } => {
                 StatusCode::FORBIDDEN
@@ -109,17 +124,27 @@ impl GateError {
     pub fn message(&self) -> String {
         match self {
             GateError::Unauthorized => "This endpoint needs an API token: send `Authorization: Bearer <token>`.".into(),
-            GateError::InvalidToken(why) => format!("The API token is invalid: {why}."),
-            GateError::TokenRevoked => {
+            GateError::InvalidToken(why) => format!("The token is invalid: {why}."),
+            GateError::TokenRevoked { holder: Holder::ApiToken } => {
                 "This API token has been revoked. Create a new token under Settings → API Tokens.".into()
             }
-            GateError::TokenExpired { expired_at } => format!(
+            GateError::TokenRevoked { holder: Holder::App } => {
+                format!("This OAuth access token has been revoked: refresh it with your refresh token, or {AUTHORIZE_AGAIN}.")
+            }
+            GateError::TokenExpired { expired_at, holder: Holder::ApiToken } => format!(
                 "This API token expired at {}. Create a new token under Settings → API Tokens.",
                 rfc3339(*expired_at)
             ),
-            GateError::InsufficientScope { required } => {
+            GateError::TokenExpired { expired_at, holder: Holder::App } => format!(
+                "This OAuth access token expired at {}: refresh it (POST /oauth/token with grant_type=refresh_token), or {AUTHORIZE_AGAIN}.",
+                rfc3339(*expired_at)
+            ),
+            GateError::InsufficientScope { required, holder: Holder::ApiToken } => {
                 format!("This token lacks the `{required}` scope this endpoint needs. Use a token with that scope.")
             }
+            GateError::InsufficientScope { required, holder: Holder::App } => format!(
+                "The seller has not granted this app the `{required}` scope this endpoint needs: {AUTHORIZE_AGAIN} with scope={required} (the app must be allowed to ask for it)."
+            ),
             GateError::RateLimited { retry_after_secs } => format!(
                 "This token is over its per-minute rate limit. Retry in {retry_after_secs} s, with exponential backoff."
             ),
@@ -145,11 +170,13 @@ impl GateError {
         match self {
             GateError::Unauthorized => Some(format!("Bearer realm=\"{REALM}\"")),
             GateError::InvalidRequest(_) => Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_request\"")),
-            GateError::InvalidToken(_) | GateError::TokenRevoked | GateError::TokenExpired { .. } => Some(format!(
-                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                description(&self.short_description())
-            )),
-            GateError::InsufficientScope { required } => {
+            GateError::InvalidToken(_) | GateError::TokenRevoked { .. } | GateError::TokenExpired { .. } => {
+                Some(format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                    description(&self.short_description())
+                ))
+            }
+            GateError::InsufficientScope { required, .. } => {
                 Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
             }
             _ => None,
@@ -159,16 +186,16 @@ impl GateError {
     fn short_description(&self) -> String {
         match self {
             GateError::InvalidToken(why) => format!("The token is invalid: {why}"),
-            GateError::TokenRevoked => "The token has been revoked".into(),
-            GateError::TokenExpired { expired_at } => format!("The token expired at {}", rfc3339(*expired_at)),
+            GateError::TokenRevoked { .. } => "The token has been revoked".into(),
+            GateError::TokenExpired { expired_at, .. } => format!("The token expired at {}", rfc3339(*expired_at)),
             other => other.message(),
         }
     }
 
     pub fn response(&self, request_id: &str) -> HttpResponse {
         let extra: Option<(&'static str, Value)> = match self {
-            GateError::TokenExpired { expired_at } => Some(("expired_at", rfc3339(*expired_at).into())),
-            GateError::InsufficientScope { required } => Some(("required_scope", required.as_str().into())),
+            GateError::TokenExpired { expired_at, .. } => Some(("expired_at", rfc3339(*expired_at).into())),
+            GateError::InsufficientScope { required, .. } => Some(("required_scope", required.as_str().into())),
             GateError::RateLimited { retry_after_secs } => Some(("retry_after", (*retry_after_secs).into())),
             GateError::IpNotAllowed { ip } => Some(("ip", ip.map(|ip| ip.to_string()).into())),
             _ => None,
@@ -217,19 +244,19 @@ mod tests {
                 Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token is invalid: its checksum does not match\"".to_owned()),
             ),
             (
-                GateError::TokenRevoked,
+                GateError::TokenRevoked { holder: Holder::ApiToken },
                 401,
                 "token_revoked",
                 Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token has been revoked\"".to_owned()),
             ),
             (
-                GateError::TokenExpired { expired_at },
+                GateError::TokenExpired { expired_at, holder: Holder::ApiToken },
                 401,
                 "token_expired",
                 Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token expired at 2026-01-02T03:04:05Z\"".to_owned()),
             ),
             (
-                GateError::InsufficientScope { required: Scope::OrdersWrite },
+                GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::ApiToken },
                 403,
                 "insufficient_scope",
                 Some("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"orders:write\"".to_owned()),
@@ -245,13 +272,36 @@ mod tests {
             assert_eq!(json["request_id"], "req-1");
             assert!(json["message"].as_str().unwrap().len() > 10);
         }
-        assert_eq!(body(&GateError::TokenExpired { expired_at }).await.2["expired_at"], "2026-01-02T03:04:05Z");
         assert_eq!(
-            body(&GateError::InsufficientScope { required: Scope::OrdersWrite }).await.2["required_scope"],
+            body(&GateError::TokenExpired { expired_at, holder: Holder::ApiToken }).await.2["expired_at"],
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            body(&GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::ApiToken }).await.2
+                ["required_scope"],
             "orders:write"
         );
         let limited = GateError::RateLimited { retry_after_secs: 7 }.response("r");
         assert_eq!(limited.headers().get(header::RETRY_AFTER).unwrap(), "7");
         assert_eq!(body(&GateError::RateLimited { retry_after_secs: 7 }).await.2["retry_after"], 7);
+    }
+
+    /// An app cannot create an API token: it is told to refresh, or to send
+    /// the seller through authorize again.
+    #[test]
+    fn refusals_of_an_oauth_token_speak_to_the_app() {
+        let expired_at = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap().and_hms_opt(3, 4, 5).unwrap();
+        let app = [
+            GateError::TokenRevoked { holder: Holder::App },
+            GateError::TokenExpired { expired_at, holder: Holder::App },
+            GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::App },
+        ];
+        for error in app {
+            let message = error.message();
+            assert!(!message.contains("Settings"), "{message}");
+            assert!(message.contains("/oauth/authorize"), "{message}");
+        }
+        assert!(GateError::TokenRevoked { holder: Holder::App }.message().contains("refresh"));
+        assert!(GateError::TokenRevoked { holder: Holder::ApiToken }.message().contains("Settings → API Tokens"));
     }
 }

@@ -72,7 +72,12 @@ pub async fn api_gate(
         seen: Seen {
             method: method_name(req.method()),
             path: req.path().to_owned(),
-            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            // Kept as the audit row keeps it: also the key of `anonymous`'s table.
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| crate::audit::clipped(ua, crate::audit::MAX_TEXT).to_owned()),
             request_id: crate::request_id::of(req.request()),
             client: crate::remote::of_service_request(&req, &gate.trusted_proxies),
             required: match route {
@@ -187,7 +192,10 @@ async fn limit(gate: &Gate, auth: &Authenticated) -> LimitState {
 fn authorize(auth: &Authenticated, route: &RouteMatch) -> Result<(), GateError> {
     match route {
         RouteMatch::Operation(Some(required)) if !auth.scopes().grants(*required) => {
-            Err(GateError::InsufficientScope { required: *required })
+            Err(GateError::InsufficientScope {
+                required: *required,
+                holder: super::authenticate::holder_of(&auth.credential),
+            })
         }
         _ => Ok(()),
     }
@@ -442,7 +450,10 @@ mod tests {
         let reader = caller(TokenKind::Service, "orders:read");
         assert_eq!(
             authorize(&reader, &orders_write),
-            Err(GateError::InsufficientScope { required: Scope::OrdersWrite })
+            Err(GateError::InsufficientScope {
+                required: Scope::OrdersWrite,
+                holder: crate::gate::error::Holder::ApiToken
+            })
         );
         assert_eq!(authorize(&reader, &RouteMatch::Operation(None)), Ok(()), "no scope needed");
         let personal = caller(TokenKind::Personal, "");

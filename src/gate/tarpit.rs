@@ -38,9 +38,9 @@ impl Default for Tarpit {
 impl Tarpit {
     /// Counts an invalid token from `ip`; returns how long its answer waits.
     pub fn failed(&self, ip: Option<IpAddr>) -> Option<Duration> {
-        let ip = ip?;
+        let ip = crate::remote::throttle_key(ip);
         let mut seen = self.0.lock();
-        let entry = seen.get_or_insert_mut(ip, || Failures { count: 0, since: Instant::now() });
+        let entry = seen.get_or_insert_mut(ip, || Failures { count: 0, since: Instant::now() })?;
         if entry.since.elapsed() >= WINDOW {
             *entry = Failures { count: 0, since: Instant::now() };
         }

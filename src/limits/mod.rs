@@ -20,7 +20,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::RateLimiter;
 
-use crate::bounded::BoundedMap;
+use crate::bounded::{BoundedMap, Weigh};
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
@@ -70,7 +70,7 @@ pub struct RateLimits<K: Hash + Eq> {
     shared: Option<(redis::RedisLimiter, &'static str)>,
 }
 
-impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
+impl<K: Hash + Eq + Clone + std::fmt::Display + Weigh> RateLimits<K> {
     /// Limits kept by this instance alone.
     pub fn local(max_keys: usize) -> Self {
         Self { limiters: BoundedMap::new(max_keys), clock: DefaultClock::default(), shared: None }
@@ -115,7 +115,20 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
                 Some((known, limiter)) if *known == quota => limiter.clone(),
                 _ => {
                     let limiter = Arc::new(RateLimiter::direct(quota.governor()).with_middleware());
-                    limiters.put(key.clone(), (quota, limiter.clone()));
+                    if limiters.put(key.clone(), (quota, limiter.clone())).is_err() {
+                        // Callers parse keys into fixed-size values, so this
+                        // is a bug: refuse rather than go unlimited.
+                        tracing::error!(bytes = key.weight(), "a rate-limit key too large to track; refused");
+                        let window_secs = quota.period.as_secs();
+                        let (limit, wait) = (quota.burst.get(), ceil_secs(quota.period));
+                        return LimitState {
+                            limit,
+                            window_secs,
+                            remaining: 0,
+                            reset_secs: wait,
+                            retry_after_secs: Some(wait),
+                        };
+                    }
                     limiter
                 }
             }
@@ -150,6 +163,11 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> RateLimits<K> {
 
     pub fn tracked(&self) -> usize {
         self.limiters.len()
+    }
+
+    /// The bytes the tracked keys take, as the table's bound counts them.
+    pub fn tracked_bytes(&self) -> usize {
+        self.limiters.bytes()
     }
 }
 
@@ -212,6 +230,20 @@ mod tests {
         }
         assert_eq!(limits.tracked(), 1_000);
     }
+
+    #[test]
+    fn a_flood_of_long_keys_is_bounded_in_bytes_and_a_key_too_long_is_refused_not_unlimited() {
+        let limits: RateLimits<String> = RateLimits::local(50_000);
+        for i in 0..100_000 {
+            limits.check_local(&format!("{i:0>200}"), Quota::per_minute(10));
+        }
+        let bounds = limits.limiters.bounds();
+        assert!(limits.tracked_bytes() <= bounds.bytes, "{} > {}", limits.tracked_bytes(), bounds.bytes);
+        assert!(bounds.bytes < 32 << 20, "at most {} bytes", bounds.bytes);
+        let huge = "k".repeat(240_000);
+        assert!(limits.check_local(&huge, Quota::per_minute(10)).retry_after_secs.is_some());
+        assert!(limits.limiters.lock().iter().all(|(k, _)| k.len() == 200), "the huge key was never stored");
+    }
 }
 
 /// Failures counted per key over a window, to refuse early once a key has
@@ -223,7 +255,7 @@ pub struct FailureBudget<K: Hash + Eq> {
     window: Duration,
 }
 
-impl<K: Hash + Eq + Clone> FailureBudget<K> {
+impl<K: Hash + Eq + Clone + Weigh> FailureBudget<K> {
     pub fn new(allowed: u32, window: Duration, max_keys: usize) -> Self {
         Self { failures: BoundedMap::new(max_keys), allowed, window }
     }
@@ -238,11 +270,37 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
 
     pub fn record(&self, key: K) {
         let mut failures = self.failures.lock();
-        let entry = failures.get_or_insert_mut(key, || (0, std::time::Instant::now()));
+        let Some(entry) = failures.get_or_insert_mut(key, || (0, std::time::Instant::now())) else { return };
         if entry.1.elapsed() >= self.window {
             *entry = (0, std::time::Instant::now());
         }
         entry.0 = entry.0.saturating_add(1);
+    }
+
+    /// Claims an attempt for `key` before it is checked, counted as a
+    /// failure until [`release`](Self::release)d: parallel attempts see each
+    /// other's claims, so no more checks run than the budget allows.
+    /// `Err(seconds)` when the window's budget is spent.
+    pub fn claim(&self, key: &K) -> Result<(), u64> {
+        let mut failures = self.failures.lock();
+        let Some(entry) = failures.get_or_insert_mut(key.clone(), || (0, std::time::Instant::now())) else {
+            return Err(ceil_secs(self.window));
+        };
+        let elapsed = entry.1.elapsed();
+        if elapsed >= self.window {
+            *entry = (0, std::time::Instant::now());
+        } else if entry.0 >= self.allowed {
+            return Err(ceil_secs(self.window - elapsed).max(1));
+        }
+        entry.0 = entry.0.saturating_add(1);
+        Ok(())
+    }
+
+    /// Gives back a claim whose check passed, or never ran.
+    pub fn release(&self, key: &K) {
+        if let Some(entry) = self.failures.lock().get_mut(key) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
     }
 }
 
@@ -263,5 +321,25 @@ mod failure_tests {
             budget.record(key);
         }
         assert_eq!(budget.failures.len(), 100);
+    }
+
+    #[test]
+    fn a_key_too_long_to_track_is_refused() {
+        let budget: FailureBudget<String> = FailureBudget::new(3, Duration::from_secs(60), 100);
+        assert!(budget.claim(&"x".repeat(100_000)).is_err());
+        assert_eq!(budget.failures.bytes(), 0);
+    }
+
+    #[test]
+    fn claims_count_before_the_check_and_a_success_gives_its_claim_back() {
+        let budget: FailureBudget<u32> = FailureBudget::new(3, Duration::from_secs(60), 100);
+        for _ in 0..3 {
+            assert_eq!(budget.claim(&1), Ok(()));
+        }
+        assert!(budget.claim(&1).is_err(), "three checks in flight fill the budget");
+        budget.release(&1);
+        assert_eq!(budget.claim(&1), Ok(()), "a passed check gave its claim back");
+        assert!(budget.claim(&1).is_err());
+        assert_eq!(budget.claim(&2), Ok(()), "another key is untouched");
     }
 }

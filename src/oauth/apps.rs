@@ -79,8 +79,62 @@ pub fn new_client_id() -> String {
 
 /// Whether `raw` could be a `client_id` at all (before any lookup).
 pub fn looks_like_client_id(raw: &str) -> bool {
-    raw.strip_prefix(CLIENT_ID_PREFIX)
-        .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+    ClientId::parse(raw).is_some()
+}
+
+/// A value that can be a `client_id`: `kgc_` and 16 letters or digits,
+/// held in 20 bytes. What callers send is parsed into one before it keys
+/// any table, so no table holds a made-up id of any other size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientId([u8; CLIENT_ID_LEN]);
+
+const CLIENT_ID_LEN: usize = CLIENT_ID_PREFIX.len() + 16;
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let rest = raw.strip_prefix(CLIENT_ID_PREFIX)?;
+        let valid = rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_alphanumeric());
+        valid.then(|| Self(raw.as_bytes().try_into().expect("checked length")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII by construction")
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl crate::bounded::Weigh for ClientId {
+    fn weight(&self) -> usize {
+        CLIENT_ID_LEN
+    }
+}
+
+/// Whom the token endpoint's limits count: a client address (one fixed
+/// key for every unknown one) or a client, each of a fixed size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    Address(std::net::IpAddr),
+    Client(ClientId),
+}
+
+impl std::fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitKey::Address(ip) => write!(f, "address:{ip}"),
+            LimitKey::Client(client_id) => write!(f, "client:{client_id}"),
+        }
+    }
+}
+
+impl crate::bounded::Weigh for LimitKey {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
 }
 
 /// A new client secret.
@@ -253,6 +307,16 @@ pub fn names(conn: &mut DbConnection, client_ids: &[String]) -> QueryResult<Vec<
         .select((oauth_apps::client_id, oauth_apps::name, oauth_apps::owner_id))
         .load(conn)?;
     Ok(rows.into_iter().map(|(id, name, owner)| (id, (name, owner))).collect())
+}
+
+/// The redirect rules of every public app that is not suspended: their
+/// origins may call the token endpoints from a browser (CORS).
+pub fn public_redirects(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+    oauth_apps::table
+        .filter(oauth_apps::confidential.eq(0))
+        .filter(oauth_apps::suspended_at.is_null())
+        .select((oauth_apps::redirect_uris, oauth_apps::redirect_prefixes))
+        .load(conn)
 }
 
 /// Every app, newest first, with its owner's email.

@@ -34,6 +34,44 @@ pub enum OAuthError {
     ServerError,
 }
 
+/// `text` in the characters RFC 6749 allows in `error_description`
+/// (%x20-21 / %x23-5B / %x5D-7E): typographic marks become their ASCII
+/// look-alikes, `"` becomes `'`, `\` becomes `/`, anything else `?`.
+pub fn rfc6749_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' | '\u{201c}' | '\u{201d}' | '\u{2018}' | '\u{2019}' => out.push('\''),
+            '\\' => out.push('/'),
+            '\u{2026}' => out.push_str("..."),
+            '\u{2013}' | '\u{2014}' => out.push('-'),
+            '\u{2192}' => out.push_str("->"),
+            '\u{00d7}' => out.push('x'),
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// The longest piece of a caller's input a description quotes.
+pub const QUOTED_CHARS: usize = 60;
+
+/// What a caller sent, for a description: in backquotes, cleaned to the
+/// characters RFC 6749 allows, at most [`QUOTED_CHARS`] of them.
+pub fn quoted(input: &str) -> String {
+    let mut cleaned: String = rfc6749_text(input).replace('`', "'").chars().take(QUOTED_CHARS).collect();
+    if input.chars().count() > QUOTED_CHARS {
+        cleaned.push_str("...");
+    }
+    format!("`{cleaned}`")
+}
+
+/// Whether `text` is what RFC 6749 allows in `error_description`.
+pub fn is_rfc6749_text(text: &str) -> bool {
+    text.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
 impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -61,15 +99,26 @@ impl OAuthError {
         }
     }
 
+    /// The description as RFC 6749 allows it on the wire.
+    pub fn description(&self) -> String {
+        rfc6749_text(&self.to_string())
+    }
+
     /// The JSON answer of the token, revocation and introspection endpoints.
     pub fn response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status());
         response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+        let description = self.description();
         match self {
             OAuthError::InvalidClient { basic: true, .. } => {
+                // RFC 6749 §5.2 with RFC 6750 §3's parameters, so clients
+                // that read the challenge can say why.
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
-                    format!("Basic realm=\"{}\"", crate::gate::error::REALM),
+                    format!(
+                        "Basic realm=\"{}\", error=\"invalid_client\", error_description=\"{description}\"",
+                        crate::gate::error::REALM
+                    ),
                 ));
             }
             OAuthError::SlowDown { retry_after } => {
@@ -80,7 +129,7 @@ impl OAuthError {
             }
             _ => {}
         }
-        response.json(json!({ "error": self.code(), "error_description": self.to_string() }))
+        response.json(json!({ "error": self.code(), "error_description": description }))
     }
 }
 
@@ -124,7 +173,10 @@ mod tests {
     async fn errors_answer_as_rfc_6749_says() {
         let basic = OAuthError::InvalidClient { why: "unknown client".into(), basic: true }.response();
         assert_eq!(basic.status(), 401);
-        assert_eq!(basic.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Basic realm=\"keygate\"");
+        assert_eq!(
+            basic.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Basic realm=\"keygate\", error=\"invalid_client\", error_description=\"unknown client\""
+        );
         let post = OAuthError::InvalidClient { why: "unknown client".into(), basic: false }.response();
         assert!(post.headers().get(header::WWW_AUTHENTICATE).is_none());
         let grant = OAuthError::InvalidGrant("the code expired".into()).response();

@@ -48,6 +48,7 @@ impl OAuth {
             })
             .await?;
         self.tokens.invalidate();
+        self.forget_origins();
         Ok(())
     }
 
@@ -80,27 +81,38 @@ impl OAuth {
         Ok(secret)
     }
 
-    /// Suspends (`suspend`) or reinstates an app. A suspended app's tokens
-    /// stop at once; authorize answers `access_denied`; its client cannot
-    /// authenticate.
+    /// Suspends (`suspend`) or reinstates an app. Suspension is final for
+    /// what was issued: every access and refresh token of the app is
+    /// revoked and its unused codes forgotten, so reinstating it lets
+    /// sellers authorize it again but revives nothing (a suspension is
+    /// about a leak or abuse). While suspended, authorize answers
+    /// `access_denied` and its client cannot authenticate.
     pub async fn set_suspended(&self, app: &App, by: i64, suspend: bool, ctx: EventContext) -> Result<(), DbError> {
         let now = self.now();
-        let (event, word) = if suspend {
-            (SecurityEvent::AppSuspended, "suspended")
-        } else {
-            (SecurityEvent::AppReinstated, "reinstated")
-        };
-        let about = about(app, ctx, format!("{} ({}) {word} by an admin", app.name, app.client_id));
-        let app_id = app.id;
+        let (name, client_id, app_id) = (app.name.clone(), app.client_id.clone(), app.id);
+        let mut about = about(app, ctx, String::new());
         self.db
             .run(move |conn| {
                 db::write_tx(conn, |conn| {
                     apps::set_suspended(conn, app_id, suspend.then_some(by), now)?;
+                    let event = if suspend {
+                        let revoked = refresh::revoke_app_tokens(conn, app_id, now)?;
+                        about.detail = Some(format!(
+                            "{name} ({client_id}) suspended by an admin; {revoked} access token(s) and every refresh token revoked"
+                        ));
+                        SecurityEvent::AppSuspended
+                    } else {
+                        about.detail = Some(format!(
+                            "{name} ({client_id}) reinstated by an admin; sellers must authorize it again"
+                        ));
+                        SecurityEvent::AppReinstated
+                    };
                     audit::record(conn, event, about)
                 })
             })
             .await?;
         self.tokens.invalidate();
+        self.forget_origins();
         Ok(())
     }
 

@@ -9,7 +9,10 @@
 //!   URI with the same scheme, host and port whose path is the prefix's path
 //!   or continues it after a `/`; a query is allowed.
 //! - Refused everywhere: dot segments, encoded `/` or `\`, a backslash,
-//!   userinfo, a fragment, `http` off loopback, anything not absolute.
+//!   userinfo, a fragment, `http` off loopback, anything not absolute, a
+//!   control character or a space, a string that does not begin with
+//!   `https://` (or `http://`) literally, and anything the URL parser would
+//!   drop or rewrite: the string matched is the string redirected to.
 //!
 //! URLs are parsed to refuse, never to accept: the `url` crate normalises
 //! (it resolves `..`), so the raw string is checked for what parsing would
@@ -45,6 +48,12 @@ pub enum RedirectError {
     PrefixQuery(String),
     #[error("`{0}` is longer than 2,000 characters")]
     TooLong(String),
+    #[error("{0} holds a control character or a space, which a redirect URI may not hold")]
+    ControlOrSpace(String),
+    #[error("`{0}` must begin with https:// (or http:// on loopback) exactly as written")]
+    NoScheme(String),
+    #[error("`{raw}` is read by URL parsers as `{parsed}`: register exactly that")]
+    Rewritten { raw: String, parsed: String },
 }
 
 pub const MAX_LEN: usize = 2_000;
@@ -62,6 +71,14 @@ fn refuse_raw(raw: &str) -> Result<(), RedirectError> {
     let owned = || raw.to_owned();
     if raw.len() > MAX_LEN {
         return Err(RedirectError::TooLong(raw.chars().take(60).collect::<String>() + "…"));
+    }
+    // A URL parser drops tabs and newlines and trims spaces: what is matched
+    // must be what is redirected to, so they are refused, not cleaned.
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(RedirectError::ControlOrSpace(format!("{raw:?}")));
+    }
+    if !(raw.starts_with("https://") || raw.starts_with("http://")) {
+        return Err(RedirectError::NoScheme(owned()));
     }
     if raw.contains('#') {
         return Err(RedirectError::Fragment(owned()));
@@ -89,6 +106,11 @@ fn parse(raw: &str) -> Result<Url, RedirectError> {
     let url = Url::parse(raw).map_err(|_| RedirectError::NotAbsolute(raw.to_owned()))?;
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(RedirectError::NotAbsolute(raw.to_owned()));
+    }
+    // `https:///host`, an upper-case host, a default port, a missing `/`,
+    // characters it would escape: anything the parser rewrites is refused.
+    if url.as_str() != raw {
+        return Err(RedirectError::Rewritten { raw: raw.to_owned(), parsed: url.as_str().to_owned() });
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(RedirectError::Userinfo(raw.to_owned()));
@@ -121,6 +143,11 @@ impl RedirectRule {
 
     pub fn as_str(&self) -> &str {
         &self.raw
+    }
+
+    /// The origin (`https://host:port`) a browser at this URI sends.
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
     }
 
     /// The host a seller is sent back to, for the consent page.
@@ -317,6 +344,25 @@ mod tests {
         assert!(RedirectRule::prefix("https://my-wms.com/oauth?x=1").is_err());
         assert!(RedirectRule::uri(&format!("https://my-wms.com/{}", "a".repeat(MAX_LEN))).is_err());
         assert!(RedirectRule::uri("https://my-wms.com/oauth/callback?x=1").is_ok());
+        for rewritten in [
+            "https://my-wms.com/cb\r\nSet-Cookie: x=1",
+            "https://my-wms.com/c\tb",
+            "https://my-wms.com/c b",
+            "https:my-wms.com/cb",
+            "https:/my-wms.com/cb",
+            "https:///my-wms.com/cb",
+            "HTTPS://my-wms.com/cb",
+            "https://MY-WMS.com/cb",
+            "https://my-wms.com:443/cb",
+            "https://my-wms.com",
+            "https://my-wms.com/\u{e9}",
+            "https://my-wms.com/a\"b",
+            "http://127.0.0.1:1/c\nb",
+            "http://0x7f.1/cb",
+        ] {
+            assert!(RedirectRule::uri(rewritten).is_err(), "{rewritten:?}");
+            assert!(RedirectRule::prefix(rewritten).is_err(), "{rewritten:?}");
+        }
         assert!(RedirectRule::uri("http://127.0.0.1/callback").is_ok());
         assert!(RedirectRule::uri("http://[::1]:9000/callback").is_ok());
     }
@@ -334,6 +380,12 @@ mod tests {
         assert!(!loopback.matches_exactly("http://127.0.0.1:53117/other"));
         assert!(!loopback.matches_exactly("http://127.0.0.2:53117/callback"));
         assert!(!loopback.matches_exactly("https://127.0.0.1:53117/callback"));
+        assert!(!loopback.matches_exactly("http://127.0.0.1:53117/callback\r\n"), "the string matched is the one sent");
+        assert!(!loopback.matches_exactly("http://127.0.0.1:53117/call\tback"));
+        let prefix = RedirectRule::prefix("https://my-wms.com/oauth").unwrap();
+        assert!(!prefix.matches_prefix("https://my-wms.com/oauth/cb\r\nLocation: https://evil.example/"));
+        assert!(!prefix.matches_prefix("https:my-wms.com/oauth/cb"));
+        assert!(!prefix.matches_prefix("https:///my-wms.com/oauth/cb"));
         let v6 = RedirectRule::uri("http://[::1]/cb").unwrap();
         assert!(v6.matches_exactly("http://[::1]:4000/cb"));
     }

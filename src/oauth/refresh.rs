@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{api_tokens, oauth_refresh_tokens};
+use crate::db::schema::{api_tokens, oauth_grants, oauth_refresh_tokens};
 use crate::db::DbConnection;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -115,6 +115,19 @@ pub fn revoke_grant_tokens(conn: &mut DbConnection, grant_id: i64, now: NaiveDat
     )
     .set(api_tokens::revoked_at.eq(now))
     .execute(conn)
+}
+
+/// Revokes every token of every grant of an app (it was suspended) and
+/// forgets its unused codes. Returns how many access tokens were live.
+pub fn revoke_app_tokens(conn: &mut DbConnection, app_id: i64, now: NaiveDateTime) -> QueryResult<usize> {
+    let grant_ids: Vec<i64> =
+        oauth_grants::table.filter(oauth_grants::app_id.eq(app_id)).select(oauth_grants::id).load(conn)?;
+    let mut live = 0;
+    for grant_id in grant_ids {
+        live += revoke_grant_tokens(conn, grant_id, now)?;
+        super::codes::forget_unused(conn, grant_id)?;
+    }
+    Ok(live)
 }
 
 /// Forgets refresh tokens that expired a day ago.

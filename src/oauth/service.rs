@@ -4,6 +4,7 @@
 //! the claims of a code or a refresh token are atomic on both backends
 //! (`UPDATE … WHERE used_at IS NULL`), so of many requests racing, one wins.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::apps::{self, App};
 use super::codes::{self, NewCode};
-use super::error::OAuthError;
+use super::error::{quoted, OAuthError};
 use super::grants::{self, Grant};
 use super::refresh::{self, NewRefresh};
 use super::{pkce, seal, CODE_MINUTES};
@@ -48,7 +49,7 @@ impl ClientAuth {
         }
     }
 
-    fn is_basic(&self) -> bool {
+    pub fn is_basic(&self) -> bool {
         matches!(self, ClientAuth::Basic { .. })
     }
 }
@@ -100,7 +101,15 @@ pub struct OAuth {
     clock: Arc<Clock>,
     config: OAuthConfig,
     issuer: PublicUrl,
+    /// The origins of public apps' redirect URIs, read at most every
+    /// [`ORIGINS_TTL`] (at once after a change here).
+    origins: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
 }
+
+/// How long the browser origins are kept before they are read again: a
+/// public app registered on another instance can call from a browser
+/// within this.
+pub const ORIGINS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `true` when `secret` digests to `stored` (constant time).
 /// An OAuth token a secret-scanning report named, and whose it was.
@@ -134,7 +143,33 @@ impl OAuth {
         config: OAuthConfig,
         issuer: PublicUrl,
     ) -> Self {
-        Self { db, hasher, verifier, tokens, clock, config, issuer }
+        Self { db, hasher, verifier, tokens, clock, config, issuer, origins: Default::default() }
+    }
+
+    /// The origins a browser may call the token endpoints from: those of
+    /// the redirect URIs and prefixes of public apps (SPEC §8, CORS).
+    pub async fn browser_origins(&self) -> Result<Arc<HashSet<String>>, DbError> {
+        if let Some((at, origins)) = self.origins.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if at.elapsed() < ORIGINS_TTL {
+                return Ok(origins.clone());
+            }
+        }
+        let rows = self.db.run(apps::public_redirects).await?;
+        let origins: HashSet<String> = rows
+            .iter()
+            .flat_map(|(uris, prefixes)| {
+                let redirects = super::redirect::Redirects::from_stored(uris, prefixes);
+                redirects.uris.into_iter().chain(redirects.prefixes).map(|rule| rule.origin()).collect::<Vec<_>>()
+            })
+            .collect();
+        let origins = Arc::new(origins);
+        *self.origins.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), origins.clone()));
+        Ok(origins)
+    }
+
+    /// Forgets the browser origins after a change to an app.
+    pub(super) fn forget_origins(&self) {
+        *self.origins.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn now(&self) -> NaiveDateTime {
@@ -184,6 +219,7 @@ impl OAuth {
                 })
             })
             .await?;
+        self.forget_origins();
         Ok((app, secret))
     }
 
@@ -206,6 +242,7 @@ impl OAuth {
             })
             .await?;
         self.tokens.invalidate();
+        self.forget_origins();
         Ok(())
     }
 
@@ -246,7 +283,7 @@ impl OAuth {
                 let plain = PlainToken::parse(secret)
                     .ok()
                     .filter(|p| p.prefix() == Prefix::ClientSecret)
-                    .ok_or_else(|| refuse("the client secret is not a keygate client secret (kgcs_…)"))?;
+                    .ok_or_else(|| refuse("the client secret is not a keygate client secret (kgcs_...)"))?;
                 let now = self.now();
                 let stored = app
                     .secret_named(plain.id().as_str(), now)
@@ -438,7 +475,9 @@ impl OAuth {
                     match (&code.redirect_uri, &redirect_uri) {
                         (Some(expected), Some(got)) if expected != got => {
                             return Err(OAuthError::InvalidGrant(format!(
-                                "redirect_uri differs from the one in the authorization request (got {got}, expected {expected})"
+                                "redirect_uri differs from the one in the authorization request (got {}, expected {})",
+                                quoted(got),
+                                quoted(expected)
                             )))
                         }
                         (Some(_), None) => {
@@ -448,7 +487,8 @@ impl OAuth {
                         }
                         (None, Some(got)) if app.redirects().default_uri() != Some(got.as_str()) => {
                             return Err(OAuthError::InvalidGrant(format!(
-                                "redirect_uri {got} was not in the authorization request; leave it out, or send the one you authorized with"
+                                "redirect_uri {} was not in the authorization request; leave it out, or send the one you authorized with",
+                                quoted(got)
                             )))
                         }
                         _ => {}
@@ -532,7 +572,22 @@ impl OAuth {
                     }
                     let grant = grants::find_by_id(conn, current.grant_id)?.ok_or_else(unknown)?;
                     if grant.app_id != app.id {
-                        return Err(OAuthError::InvalidGrant("this refresh token was issued to another client".into()));
+                        // Its secret matched, so another client holds it: stolen.
+                        // The whole chain goes, as for any reuse.
+                        let revoked = refresh::revoke_family(conn, &current.family, now)?;
+                        let about = EventContext {
+                            client_id: Some(app.client_id.clone()),
+                            seller_id: Some(grant.seller_id),
+                            detail: Some(format!(
+                                "a refresh token of another app was presented by {} ({}): it was stolen, so its chain was revoked ({revoked} access token(s))",
+                                app.name, app.client_id
+                            )),
+                            ..ctx
+                        };
+                        audit::record(conn, SecurityEvent::RefreshReuseDetected, about)?;
+                        return Ok(Done::Refused(OAuthError::InvalidGrant(
+                            "this refresh token was issued to another client; as it was presented by this one, it and its chain were revoked".into(),
+                        )));
                     }
                     if let Some(revoked_at) = current.revoked_at {
                         return Err(OAuthError::InvalidGrant(format!(

@@ -6,8 +6,13 @@
 //!   names the URI received and, to the app's owner, why each registered one
 //!   did not match.
 //! - Every other error goes back to the app (303) with `error`,
-//!   `error_description`, `state` as received and `iss` (RFC 9207).
-//! - A grant that already covers the request gets its code without asking.
+//!   `error_description`, `state` byte for byte as received and `iss`
+//!   (RFC 9207) — once the seller has signed in. Before that, the error is
+//!   a page with a plain link to the app (RFC 9700 §4.11.2: no automatic
+//!   redirect of anonymous visitors to an address any seller can register).
+//! - A grant that already covers the request gets its code without asking,
+//!   except for public apps, which see the consent page every time
+//!   (RFC 8252 §8.6).
 //! - 5 requests per 10 s per client address (source document 001); the sixth
 //!   gets a 429 page with `Retry-After`.
 
@@ -21,6 +26,7 @@ use askama::Template;
 use super::Params;
 use crate::limits::Quota;
 use crate::oauth::apps::App;
+use crate::oauth::error::quoted;
 use crate::oauth::pkce;
 use crate::oauth::service::CodeRequest;
 use crate::portal::error::{ErrorPage, PortalError};
@@ -71,42 +77,95 @@ pub struct RequestErrorPage {
     pub message: String,
     pub received: Option<String>,
     pub explained: Vec<(String, String)>,
+    /// For a visitor not signed in: the way back to the app with the error,
+    /// as a link to follow or not (never an automatic redirect), and its host.
+    pub back_to_app: Option<(String, String)>,
 }
 
-/// The query as received: every pair, and which names came twice.
+/// The authorize request as received: each parameter decoded (the first of
+/// each name), the names that came twice, `state` exactly as it arrived,
+/// and the OAuth parameters' raw pairs (for the way back from sign-in and
+/// for the consent form, so a resubmitted request is the same bytes).
 struct Received {
     params: Params,
     repeated: Vec<String>,
+    raw_state: Option<String>,
+    oauth_query: String,
 }
 
-fn receive(encoded: &[u8]) -> Result<Received, String> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(encoded).map_err(|_| "the parameters are not form-encoded".to_owned())?;
+/// Reads a query string (or the consent form's copy of one). Decoding is
+/// lossy for text that is not UTF-8; `state` never goes through it.
+fn receive(raw_query: &str) -> Received {
     let mut seen = HashSet::new();
     let mut repeated = Vec::new();
     let mut first = Vec::new();
-    for (key, value) in pairs {
-        if seen.insert(key.clone()) {
-            first.push((key, value));
-        } else if !repeated.contains(&key) {
-            repeated.push(key);
+    let mut raw_state = None;
+    let mut oauth_pairs = Vec::new();
+    for part in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let Some((key, value)) = url::form_urlencoded::parse(part.as_bytes()).next() else { continue };
+        let (key, value) = (key.into_owned(), value.into_owned());
+        if OAUTH_PARAMS.contains(&key.as_str()) {
+            oauth_pairs.push(part);
+        }
+        if !seen.insert(key.clone()) {
+            if !repeated.contains(&key) {
+                repeated.push(key);
+            }
+            continue;
+        }
+        if key == "state" && !value.is_empty() {
+            raw_state = Some(uri_safe(part.split_once('=').map_or("", |(_, raw)| raw)));
+        }
+        first.push((key, value));
+    }
+    let params = Params::from_pairs(first);
+    Received { params, repeated, raw_state, oauth_query: oauth_pairs.join("&") }
+}
+
+/// A raw query value as it may go into a redirect's query: `%XX` escapes and
+/// the characters a query may hold stay as they are; anything else (a `%`
+/// that starts no escape, a quote, a space) is escaped, which decodes to the
+/// same bytes. So `state` goes back to the app byte for byte (RFC 6749
+/// §4.1.2), whatever its bytes, without ever breaking the `Location` header.
+fn uri_safe(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape_starts =
+            b == b'%' && bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit();
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$'()*+,;=:@/?".contains(&b);
+        if plain || escape_starts {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
-    let encoded = serde_urlencoded::to_string(&first).unwrap_or_default();
-    Ok(Received { params: Params::parse(encoded.as_bytes())?, repeated })
+    out
 }
 
 pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    flow(&req, &state, req.query_string().as_bytes(), false).await
+    flow(&req, &state, req.query_string(), None).await
 }
 
-/// The consent form's answer.
+/// The consent form's answer: its own fields, and the request it answers
+/// as the query string it came with.
 pub async fn decide(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
-    flow(&req, &state, &body, true).await
+    let form = Params::parse(&body).unwrap_or_else(|_| Params::from_pairs(Vec::new()));
+    let answer = Answer {
+        csrf_token: form.get("csrf_token").map(str::to_owned),
+        decision: form.get("decision").map(str::to_owned),
+    };
+    flow(&req, &state, form.get("request").unwrap_or_default(), Some(answer)).await
+}
+
+/// What the seller answered on the consent page.
+struct Answer {
+    csrf_token: Option<String>,
+    decision: Option<String>,
 }
 
 fn error_page(
@@ -116,21 +175,30 @@ fn error_page(
     explained: Vec<(String, String)>,
     user: Option<&CurrentUser>,
 ) -> Result<HttpResponse, PortalError> {
+    refusal_page(status, message, received, explained, None, user)
+}
+
+fn refusal_page(
+    status: StatusCode,
+    message: String,
+    received: Option<&str>,
+    explained: Vec<(String, String)>,
+    back_to_app: Option<(String, String)>,
+    user: Option<&CurrentUser>,
+) -> Result<HttpResponse, PortalError> {
     let layout = match user {
         Some(user) => Layout::for_user("Request refused", user, ""),
         None => Layout::anonymous("Request refused"),
     };
-    let page =
-        RequestErrorPage { layout, status: status.as_u16(), message, received: received.map(str::to_owned), explained };
+    let page = RequestErrorPage {
+        layout,
+        status: status.as_u16(),
+        message,
+        received: received.map(str::to_owned),
+        explained,
+        back_to_app,
+    };
     render(status, &page)
-}
-
-/// Appends `pairs` to a redirect URI as received (which has no fragment:
-/// those are refused at registration and at the match).
-fn with_query(target: &str, pairs: &[(&str, &str)]) -> String {
-    let encoded = serde_urlencoded::to_string(pairs).unwrap_or_default();
-    let separator = if target.contains('?') { '&' } else { '?' };
-    format!("{target}{separator}{encoded}")
 }
 
 fn see_other(location: &str) -> HttpResponse {
@@ -140,10 +208,155 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool) -> Result<HttpResponse, PortalError> {
+/// Why the request cannot be granted, said to the app (RFC 6749 §4.1.2.1).
+struct Refusal {
+    error: &'static str,
+    description: String,
+}
+
+fn refuse(error: &'static str, description: impl Into<String>) -> Refusal {
+    Refusal { error, description: description.into() }
+}
+
+/// The way back to the app: the redirect URI as matched, with `pairs`
+/// encoded, `state` as it arrived and `iss` (RFC 9207).
+struct Return<'a> {
+    target: &'a str,
+    raw_state: Option<&'a str>,
+    issuer: &'a str,
+}
+
+impl Return<'_> {
+    fn location(&self, pairs: &[(&str, &str)]) -> String {
+        let mut query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+        if let Some(state) = self.raw_state {
+            query.push_str("&state=");
+            query.push_str(state);
+        }
+        query.push_str("&iss=");
+        query.push_str(&crate::portal::forms::percent_encode(self.issuer));
+        let separator = if self.target.contains('?') { '&' } else { '?' };
+        format!("{}{separator}{query}", self.target)
+    }
+
+    fn refusal(&self, refusal: &Refusal) -> String {
+        let description = crate::oauth::error::rfc6749_text(&refusal.description);
+        self.location(&[("error", refusal.error), ("error_description", &description)])
+    }
+}
+
+/// What a valid request asks for.
+struct Checked {
+    scopes: ScopeSet,
+    challenge: Option<String>,
+}
+
+/// RFC 6749 §4.1.1 and SPEC §8's profile, once the app and where to return
+/// are known: each check a refusal the app is told of.
+fn check_request(received: &Received, app: &App) -> Result<Checked, Refusal> {
+    let params = &received.params;
+    if let Some(name) = received.repeated.first() {
+        return Err(refuse("invalid_request", format!("{} is given more than once", quoted(name))));
+    }
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(other) => {
+            return Err(refuse(
+                "unsupported_response_type",
+                format!("response_type {} is not supported; use `code`", quoted(other)),
+            ))
+        }
+        None => return Err(refuse("invalid_request", "response_type is required (`code`)")),
+    }
+    let Some(raw_state) = &received.raw_state else {
+        return Err(refuse(
+            "invalid_request",
+            "state is required: send a value of your own and check it comes back unchanged",
+        ));
+    };
+    if raw_state.len() > MAX_STATE {
+        return Err(refuse("invalid_request", format!("state is longer than {MAX_STATE} characters")));
+    }
+    if app.suspended_at.is_some() {
+        return Err(refuse("access_denied", "this app is suspended"));
+    }
+    let challenge = check_pkce(params, app)?;
+    let scopes = check_scopes(params, app)?;
+    Ok(Checked { scopes, challenge })
+}
+
+/// RFC 7636 with S256 only; required of public apps.
+fn check_pkce(params: &Params, app: &App) -> Result<Option<String>, Refusal> {
+    let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
+        (Some(challenge), Some("S256")) => {
+            Some(pkce::parse_challenge(challenge).map_err(|why| refuse("invalid_request", why))?)
+        }
+        (None, Some("S256")) => {
+            return Err(refuse(
+                "invalid_request",
+                "code_challenge is missing: send the base64url SHA-256 of your code_verifier (43 characters)",
+            ))
+        }
+        (_, Some("plain")) => {
+            return Err(refuse("invalid_request", "code_challenge_method `plain` is not supported; use S256"))
+        }
+        (_, Some(other)) => {
+            return Err(refuse(
+                "invalid_request",
+                format!("code_challenge_method {} is not supported; use S256", quoted(other)),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(refuse("invalid_request", "code_challenge_method=S256 is required with a code_challenge"))
+        }
+        (None, None) => None,
+    };
+    if challenge.is_none() && !app.is_confidential() {
+        return Err(refuse(
+            "invalid_request",
+            "PKCE is required: this is a public app; send code_challenge with code_challenge_method=S256",
+        ));
+    }
+    Ok(challenge)
+}
+
+/// The scopes asked for: by default all the app may ask for.
+fn check_scopes(params: &Params, app: &App) -> Result<ScopeSet, Refusal> {
+    let allowed = app.allowed_scopes();
+    let scopes = match params.get("scope") {
+        None => allowed.clone(),
+        Some(raw) => {
+            let mut asked = Vec::new();
+            for word in raw.split(' ').filter(|w| !w.is_empty()) {
+                match word.parse::<Scope>() {
+                    Ok(scope) if allowed.contains(scope) => asked.push(scope),
+                    Ok(scope) => {
+                        return Err(refuse(
+                            "invalid_scope",
+                            format!("this app may not ask for `{scope}`; it may ask for: {}", allowed.to_stored()),
+                        ))
+                    }
+                    Err(e) => return Err(refuse("invalid_scope", format!("unknown scope {}", quoted(&e.0)))),
+                }
+            }
+            ScopeSet::new(asked)
+        }
+    };
+    if scopes.is_empty() {
+        return Err(refuse("invalid_scope", "no scope was asked for"));
+    }
+    Ok(scopes)
+}
+
+async fn flow(
+    req: &HttpRequest,
+    state: &AppState,
+    raw_query: &str,
+    answer: Option<Answer>,
+) -> Result<HttpResponse, PortalError> {
     let from = crate::remote::of_request(req, &state.config.trusted_proxies).ip;
     let quota = Quota::new(state.config.oauth.authorize_per_10s, WINDOW);
-    let key = from.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let key = crate::remote::throttle_key(from);
     if let Some(wait) = state.authorize_limits.check(&key, quota).await.retry_after_secs {
         let message = format!(
             "More than {} authorization requests in {} seconds from your address. Wait {wait} s, then try again.",
@@ -156,10 +369,7 @@ async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool)
         return Ok(response);
     }
     let user = maybe_user(req).await?;
-    let received = match receive(encoded) {
-        Ok(received) => received,
-        Err(why) => return error_page(StatusCode::BAD_REQUEST, why, None, Vec::new(), user.as_ref()),
-    };
+    let received = receive(raw_query);
     let params = &received.params;
     for name in ["client_id", "redirect_uri"] {
         if received.repeated.iter().any(|r| r == name) {
@@ -172,25 +382,29 @@ async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool)
         return error_page(StatusCode::BAD_REQUEST, message, params.get("redirect_uri"), Vec::new(), user.as_ref());
     };
     let Some((app, owner)) = state.oauth.app(client_id).await? else {
-        let message = format!("No app has the client_id `{client_id}`.");
+        let message = format!("No app has the client_id {}.", quoted(client_id));
         return error_page(StatusCode::BAD_REQUEST, message, params.get("redirect_uri"), Vec::new(), user.as_ref());
     };
     let redirects = app.redirects();
     let sent = params.get("redirect_uri");
     let target = match sent {
-        Some(uri) if redirects.allows(uri) => uri.to_owned(),
+        // The string matched is the string redirected to; the rules refuse
+        // anything a URL parser would rewrite, so it is a valid header too.
+        Some(uri) if redirects.allows(uri) && header::HeaderValue::from_str(uri).is_ok() => uri.to_owned(),
         Some(uri) => {
             let is_owner = user.as_ref().is_some_and(|u| u.account.id == app.owner_id);
             let explained = if is_owner { redirects.explain(uri) } else { Vec::new() };
-            let message =
-                format!("“{}” may not be sent back to this address: it is not registered for the app.", app.name);
+            let message = format!(
+                "\u{201c}{}\u{201d} may not be sent back to this address: it is not registered for the app.",
+                app.name
+            );
             return error_page(StatusCode::BAD_REQUEST, message, Some(uri), explained, user.as_ref());
         }
         None => match redirects.default_uri() {
             Some(only) => only.to_owned(),
             None => {
                 let message = format!(
-                    "The request gives no redirect_uri, and “{}” has more than one place it may return to: the request must name one.",
+                    "The request gives no redirect_uri, and \u{201c}{}\u{201d} has more than one place it may return to: the request must name one.",
                     app.name
                 );
                 return error_page(StatusCode::BAD_REQUEST, message, None, Vec::new(), user.as_ref());
@@ -198,150 +412,63 @@ async fn flow(req: &HttpRequest, state: &AppState, encoded: &[u8], posted: bool)
         },
     };
 
-    // From here on, errors go back to the app.
     let issuer = state.config.public_url.as_str().to_owned();
-    let state_value =
-        params.get("state").filter(|_| !received.repeated.iter().any(|r| r == "state")).map(str::to_owned);
-    let back = |error: &str, description: &str| -> HttpResponse {
-        let mut pairs = vec![("error", error), ("error_description", description)];
-        if let Some(value) = &state_value {
-            pairs.push(("state", value));
-        }
-        pairs.push(("iss", &issuer));
-        see_other(&with_query(&target, &pairs))
-    };
-    if let Some(name) = received.repeated.first() {
-        return Ok(back("invalid_request", &format!("`{name}` is given more than once")));
-    }
-    match params.get("response_type") {
-        Some("code") => {}
-        Some(other) => {
-            return Ok(back(
-                "unsupported_response_type",
-                &format!("response_type `{other}` is not supported; use `code`"),
-            ))
-        }
-        None => return Ok(back("invalid_request", "response_type is required (`code`)")),
-    }
-    let Some(state_value) = state_value.clone() else {
-        return Ok(back(
-            "invalid_request",
-            "state is required: send a value of your own and check it comes back unchanged",
-        ));
-    };
-    if state_value.len() > MAX_STATE {
-        return Ok(back("invalid_request", &format!("state is longer than {MAX_STATE} characters")));
-    }
-    if app.suspended_at.is_some() {
-        return Ok(back("access_denied", "this app is suspended"));
-    }
-    let challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
-        (Some(challenge), Some("S256")) => match pkce::parse_challenge(challenge) {
-            Ok(challenge) => Some(challenge),
-            Err(why) => return Ok(back("invalid_request", &why)),
-        },
-        (None, Some("S256")) => {
-            return Ok(back(
-                "invalid_request",
-                "code_challenge is missing: send the base64url SHA-256 of your code_verifier (43 characters)",
-            ))
-        }
-        (_, Some("plain")) => {
-            return Ok(back("invalid_request", "code_challenge_method `plain` is not supported; use S256"))
-        }
-        (_, Some(other)) => {
-            return Ok(back("invalid_request", &format!("code_challenge_method `{other}` is not supported; use S256")))
-        }
-        (Some(_), None) => {
-            return Ok(back("invalid_request", "code_challenge_method=S256 is required with a code_challenge"))
-        }
-        (None, None) => None,
-    };
-    if challenge.is_none() && !app.is_confidential() {
-        return Ok(back(
-            "invalid_request",
-            "PKCE is required: this is a public app; send code_challenge with code_challenge_method=S256",
-        ));
-    }
-    let allowed = app.allowed_scopes();
-    let scopes = match params.get("scope") {
-        None => allowed.clone(),
-        Some(raw) => {
-            let mut asked = Vec::new();
-            for word in raw.split(' ').filter(|w| !w.is_empty()) {
-                match word.parse::<Scope>() {
-                    Ok(scope) if allowed.contains(scope) => asked.push(scope),
-                    Ok(scope) => {
-                        return Ok(back(
-                            "invalid_scope",
-                            &format!("this app may not ask for `{scope}`; it may ask for: {}", allowed.to_stored()),
-                        ))
-                    }
-                    Err(e) => return Ok(back("invalid_scope", &format!("unknown scope `{}`", e.0))),
-                }
-            }
-            ScopeSet::new(asked)
+    let back = Return { target: &target, raw_state: received.raw_state.as_deref(), issuer: &issuer };
+    let checked = match check_request(&received, &app) {
+        Ok(checked) => checked,
+        // Only a signed-in seller is sent back to the app on an error: an
+        // anonymous visitor is never bounced to an address any seller could
+        // register (RFC 9700 §4.11.2), only offered a link.
+        Err(refusal) if user.is_some() => return Ok(see_other(&back.refusal(&refusal))),
+        Err(refusal) => {
+            let host = url::Url::parse(&target).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+            let message = format!("The app\u{2019}s request is not valid: {}.", refusal.description);
+            let link = (back.refusal(&refusal), host);
+            return refusal_page(StatusCode::BAD_REQUEST, message, None, Vec::new(), Some(link), None);
         }
     };
-    if scopes.is_empty() {
-        return Ok(back("invalid_scope", "no scope was asked for"));
-    }
 
     // The seller: signed in, or sent to sign in and straight back.
     let Some(user) = user else {
-        let oauth_only: Vec<(&str, &str)> = params.pairs().filter(|(k, _)| OAUTH_PARAMS.contains(k)).collect();
-        let next = format!("/oauth/authorize?{}", serde_urlencoded::to_string(&oauth_only).unwrap_or_default());
+        let next = format!("/oauth/authorize?{}", received.oauth_query);
         return Ok(see_other(&format!("/login?next={}", crate::portal::forms::percent_encode(&next))));
     };
+    let Checked { scopes, challenge } = checked;
     let grant = state.oauth.grant(app.id, user.account.id).await?;
     let ctx = crate::portal::session::actor_context(req, &user);
-    let success = |code: &str| {
-        let pairs = [("code", code), ("state", state_value.as_str()), ("iss", issuer.as_str())];
-        see_other(&with_query(&target, &pairs))
+    let consent_page = Consent {
+        user: &user,
+        app: &app,
+        owner,
+        target: &target,
+        grant: grant.as_ref(),
+        request: &received.oauth_query,
     };
-    if posted {
-        if !user.verify_csrf(params.get("csrf_token")) {
-            return consent(
-                &user,
-                &app,
-                owner,
-                &target,
-                &scopes,
-                grant.as_ref(),
-                params,
-                Some(CSRF_FAILED.into()),
-                StatusCode::FORBIDDEN,
-            );
+    if let Some(answer) = answer {
+        if !user.verify_csrf(answer.csrf_token.as_deref()) {
+            return consent_page.render(&scopes, Some(CSRF_FAILED.into()), StatusCode::FORBIDDEN);
         }
-        return match params.get("decision") {
+        return match answer.decision.as_deref() {
             Some("allow") => {
                 let request = code_request(user.account.id, scopes, sent, challenge, true);
                 let code = state.oauth.issue_code(&app, request, ctx).await?;
-                Ok(success(&code))
+                Ok(see_other(&back.location(&[("code", &code)])))
             }
             Some("deny") => {
                 state.oauth.record_denial(&app, user.account.id, ctx).await?;
-                Ok(back("access_denied", "the seller denied the request"))
+                Ok(see_other(&back.refusal(&refuse("access_denied", "the seller denied the request"))))
             }
-            _ => consent(
-                &user,
-                &app,
-                owner,
-                &target,
-                &scopes,
-                grant.as_ref(),
-                params,
-                Some("Choose Allow or Deny.".into()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
+            _ => consent_page.render(&scopes, Some("Choose Allow or Deny.".into()), StatusCode::UNPROCESSABLE_ENTITY),
         };
     }
-    if grant.as_ref().is_some_and(|g| g.covers(&scopes)) {
+    // Public apps are asked every time: any program on the seller's machine
+    // can claim a loopback redirect (RFC 8252 §8.6).
+    if app.is_confidential() && grant.as_ref().is_some_and(|g| g.covers(&scopes)) {
         let request = code_request(user.account.id, scopes, sent, challenge, false);
         let code = state.oauth.issue_code(&app, request, ctx).await?;
-        return Ok(success(&code));
+        return Ok(see_other(&back.location(&[("code", &code)])));
     }
-    consent(&user, &app, owner, &target, &scopes, grant.as_ref(), params, None, StatusCode::OK)
+    consent_page.render(&scopes, None, StatusCode::OK)
 }
 
 fn code_request(
@@ -354,48 +481,53 @@ fn code_request(
     CodeRequest { seller_id, scopes, redirect_uri: sent.map(str::to_owned), challenge, consented }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn consent(
-    user: &CurrentUser,
-    app: &App,
+/// The consent page of one request.
+struct Consent<'a> {
+    user: &'a CurrentUser,
+    app: &'a App,
     owner: String,
-    target: &str,
-    scopes: &ScopeSet,
-    grant: Option<&crate::oauth::grants::Grant>,
-    params: &Params,
-    error: Option<String>,
-    status: StatusCode,
-) -> Result<HttpResponse, PortalError> {
-    let held = grant.filter(|g| g.revoked_at.is_none()).map(|g| g.scope_set()).unwrap_or_default();
-    let line =
-        |scope: Scope| ScopeLine { name: scope.as_str(), sentence: scope.sentence(), new: !held.contains(scope) };
-    let (writes, reads): (Vec<Scope>, Vec<Scope>) = scopes.iter().partition(|s| s.is_write());
-    let hidden =
-        params.pairs().filter(|(k, _)| OAUTH_PARAMS.contains(k)).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    let return_host = url::Url::parse(target).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let page = ConsentPage {
-        layout: Layout::for_user(format!("Authorize {}", app.name), user, ""),
-        app_name: app.name.clone(),
-        owner,
-        homepage: app.homepage.clone(),
-        return_host,
-        reads: reads.into_iter().map(line).collect(),
-        writes: writes.into_iter().map(line).collect(),
-        already_granted: !held.is_empty(),
-        csrf_token: user.csrf_token.clone(),
-        hidden,
-        error,
-    };
-    let mut response = render(status, &page)?;
-    // The form posts here, and the answer is a redirect to the app: browsers
-    // hold that redirect to `form-action` too, so the app's origin is named.
-    let origin = url::Url::parse(target).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-    let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self' {origin}; \
-         frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-    );
-    if let Ok(value) = header::HeaderValue::from_str(&csp) {
-        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    target: &'a str,
+    grant: Option<&'a crate::oauth::grants::Grant>,
+    /// The request's OAuth parameters as received, posted back by the form.
+    request: &'a str,
+}
+
+impl Consent<'_> {
+    fn render(
+        &self,
+        scopes: &ScopeSet,
+        error: Option<String>,
+        status: StatusCode,
+    ) -> Result<HttpResponse, PortalError> {
+        let held = self.grant.filter(|g| g.revoked_at.is_none()).map(|g| g.scope_set()).unwrap_or_default();
+        let line =
+            |scope: Scope| ScopeLine { name: scope.as_str(), sentence: scope.sentence(), new: !held.contains(scope) };
+        let (writes, reads): (Vec<Scope>, Vec<Scope>) = scopes.iter().partition(|s| s.is_write());
+        let target = url::Url::parse(self.target).ok();
+        let page = ConsentPage {
+            layout: Layout::for_user(format!("Authorize {}", self.app.name), self.user, ""),
+            app_name: self.app.name.clone(),
+            owner: self.owner.clone(),
+            homepage: self.app.homepage.clone(),
+            return_host: target.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default(),
+            reads: reads.into_iter().map(line).collect(),
+            writes: writes.into_iter().map(line).collect(),
+            already_granted: !held.is_empty(),
+            csrf_token: self.user.csrf_token.clone(),
+            hidden: vec![("request".to_owned(), self.request.to_owned())],
+            error,
+        };
+        let mut response = render(status, &page)?;
+        // The form posts here, and the answer is a redirect to the app: browsers
+        // hold that redirect to `form-action` too, so the app's origin is named.
+        let origin = target.map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let csp = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self' {origin}; \
+             frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&csp) {
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+        Ok(response)
     }
-    Ok(response)
 }

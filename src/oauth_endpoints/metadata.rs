@@ -1,8 +1,8 @@
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414): where
 //! everything is, and what this server supports.
 
-use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::state::AppState;
@@ -29,6 +29,22 @@ pub fn body(issuer: &crate::config::PublicUrl) -> serde_json::Value {
         "authorization_response_iss_parameter_supported": true,
         "service_documentation": issuer.join("/api/openapi.json"),
     })
+}
+
+/// Where OpenID Connect clients look first (their default discovery).
+pub const OPENID_PATH: &str = "/.well-known/openid-configuration";
+
+/// keygate is an OAuth 2.0 server, not an OpenID Provider: a client that
+/// looks for OpenID discovery is told, in JSON, where the RFC 8414
+/// document is (openid-client: `discovery(…, { algorithm: 'oauth2' })`).
+pub async fn not_an_openid_provider(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let metadata = state.config.public_url.join(PATH);
+    let message = format!(
+        "keygate is an OAuth 2.0 authorization server, not an OpenID Provider: it issues no ID tokens. \
+         Its metadata (RFC 8414) is at {metadata}; with openid-client, discover with {{ algorithm: 'oauth2' }}."
+    );
+    let extra = [("oauth_authorization_server", serde_json::Value::from(metadata))];
+    crate::error::json_error(StatusCode::NOT_FOUND, "not_found", &message, &crate::request_id::of(&req), extra)
 }
 
 pub async fn document(state: web::Data<AppState>) -> HttpResponse {

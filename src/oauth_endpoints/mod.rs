@@ -4,6 +4,7 @@
 //! `crate::oauth`.
 
 pub mod authorize;
+pub mod cors;
 pub mod metadata;
 pub mod token;
 
@@ -41,24 +42,34 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/oauth/token")
             .wrap(from_fn(json_refusals))
+            .wrap(from_fn(cors::for_public_apps))
             .route(web::post().to(token::token))
             .default_service(web::to(allow_only("POST"))),
     )
     .service(
         web::resource("/oauth/revoke")
             .wrap(from_fn(json_refusals))
+            .wrap(from_fn(cors::for_public_apps))
             .route(web::post().to(token::revoke))
             .default_service(web::to(allow_only("POST"))),
     )
     .service(
         web::resource("/oauth/introspect")
             .wrap(from_fn(json_refusals))
+            .wrap(from_fn(cors::for_public_apps))
             .route(web::post().to(token::introspect))
             .default_service(web::to(allow_only("POST"))),
     )
     .service(
         web::resource(metadata::PATH)
+            .wrap(from_fn(cors::for_anyone))
             .route(web::get().to(metadata::document))
+            .default_service(web::to(allow_only("GET"))),
+    )
+    .service(
+        web::resource(metadata::OPENID_PATH)
+            .wrap(from_fn(cors::for_anyone))
+            .route(web::get().to(metadata::not_an_openid_provider))
             .default_service(web::to(allow_only("GET"))),
     );
 }
@@ -99,11 +110,16 @@ impl Params {
         let mut map = HashMap::with_capacity(pairs.len());
         for (key, value) in pairs {
             if map.contains_key(&key) {
-                return Err(format!("`{key}` is given more than once"));
+                return Err(format!("{} is given more than once", crate::oauth::error::quoted(&key)));
             }
             map.insert(key, value);
         }
         Ok(Self(map))
+    }
+
+    /// Parameters already read, each name once.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs.into_iter().collect())
     }
 
     /// The value, `None` when absent or empty (RFC 6749 §3.1).
@@ -211,6 +227,8 @@ mod tests {
         assert_eq!(params.get("b"), None, "empty is absent");
         assert_eq!(params.get("c"), Some("x y"));
         assert_eq!(Params::parse(b"a=1&a=2").err().as_deref(), Some("`a` is given more than once"));
+        let hostile = Params::parse("x%22%5C%E2%80%A6%0D%0A=1&x%22%5C%E2%80%A6%0D%0A=2".as_bytes()).err().unwrap();
+        assert!(crate::oauth::error::is_rfc6749_text(&hostile), "{hostile}");
     }
 
     #[test]

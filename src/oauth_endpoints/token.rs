@@ -13,7 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{event_context, json_no_store, token_request, Params};
 use crate::limits::Quota;
-use crate::oauth::apps::App;
+use crate::oauth::apps::{App, ClientId, LimitKey};
+use crate::oauth::error::quoted;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::tokens::{Scope, ScopeSet};
@@ -21,18 +22,26 @@ use crate::tokens::{Scope, ScopeSet};
 /// Failed client authentications per minute per address and client.
 pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
 
-/// The client behind the request, within its limits.
+/// The client behind the request, within its limits. A `client_id` that
+/// cannot be one is refused before any table sees it.
 async fn client(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<(Params, App), OAuthError> {
     let from: Option<IpAddr> = crate::remote::of_request(req, &state.config.trusted_proxies).ip;
     let (params, auth) = token_request(req, body)?;
+    let client_id = ClientId::parse(auth.client_id()).ok_or_else(|| OAuthError::InvalidClient {
+        why: format!(
+            "client_id {} is not a keygate client id (kgc_ and 16 letters or digits)",
+            quoted(auth.client_id())
+        ),
+        basic: auth.is_basic(),
+    })?;
     let per_minute = Quota::per_minute(state.config.oauth.token_rate_per_minute);
-    let address = format!("address:{}", from.map(|ip| ip.to_string()).unwrap_or_default());
-    for key in [address.clone(), format!("client:{}", auth.client_id())] {
+    let address = crate::remote::throttle_key(from);
+    for key in [LimitKey::Address(address), LimitKey::Client(client_id)] {
         if let Some(retry_after) = state.oauth_limits.check(&key, per_minute).await.retry_after_secs {
             return Err(OAuthError::SlowDown { retry_after });
         }
     }
-    let failures_key = format!("{address}|{}", auth.client_id());
+    let failures_key = (address, client_id);
     if let Some(retry_after) = state.client_auth_failures.exhausted(&failures_key) {
         return Err(OAuthError::SlowDown { retry_after });
     }
@@ -52,7 +61,7 @@ fn scope_param(params: &Params) -> Result<Option<ScopeSet>, OAuthError> {
     let scopes = raw
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<Scope>().map_err(|e| OAuthError::InvalidScope(format!("unknown scope `{}`", e.0))))
+        .map(|s| s.parse::<Scope>().map_err(|e| OAuthError::InvalidScope(format!("unknown scope {}", quoted(&e.0)))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(ScopeSet::new(scopes)))
 }
@@ -79,7 +88,8 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
                 state.oauth.refresh(app, token, scope_param(&params)?, from, ctx).await
             }
             Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
-                "grant_type `{other}` is not supported: use authorization_code or refresh_token"
+                "grant_type {} is not supported: use authorization_code or refresh_token",
+                quoted(other)
             ))),
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
         }

@@ -192,8 +192,7 @@ impl NewAccount {
         if self == NewAccount::Seller {
             // Each sign-up costs an argon2 hash: a budget per address.
             let ip = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
-            let limit =
-                state.signups.check_local(&ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()), signup_quota());
+            let limit = state.signups.check_local(&crate::remote::throttle_key(ip), signup_quota());
             if let Some(wait) = limit.retry_after_secs {
                 let message =
                     format!("Too many sign-ups from your address. Try again in {} minutes.", wait.div_ceil(60));
@@ -321,7 +320,9 @@ pub async fn login_submit(
     }
 
     let ctx = EventContext { subject: Some(email.as_str().to_owned()), ..client_context(&req) };
-    let (claim_ip, lookup_email) = (ctx.ip.clone(), email.clone());
+    // A client whose address is unknown is counted under one fixed key.
+    let claim_ip = ctx.ip.clone().unwrap_or_else(|| crate::remote::throttle_key(None).to_string());
+    let (claim_ip, lookup_email) = (Some(claim_ip), email.clone());
     // The attempt is claimed before the password is checked, so parallel
     // attempts count each other (see `sign_in`).
     let (claim, account) = state

@@ -101,7 +101,8 @@ impl TokenCache {
         if generation != self.generation() {
             return;
         }
-        self.entries.put(public_id.to_owned(), Entry { generation, lookup });
+        // Ids come parsed from a token string: always small enough to keep.
+        let _ = self.entries.put(public_id.to_owned(), Entry { generation, lookup });
     }
 
     /// Forgets every row: call after committing a change to a token.
@@ -244,10 +245,16 @@ mod tests {
         for i in 0..MAX_ENTRIES + 10 {
             cache.put(&format!("id{i}"), generation, None);
             if i % 1000 == 0 {
+                // As the poller would, so that a slow machine tests the bound, not the clock.
+                cache.polled_at_ms.store(cache.now_ms(), Ordering::Release);
                 assert!(cache.get("in-use").is_some(), "a token in use survives the flood");
             }
         }
         assert!(cache.len() <= MAX_ENTRIES);
+        assert!(cache.entries.bytes() <= cache.entries.bounds().bytes);
+        cache.put(&"x".repeat(100_000), generation, None);
+        assert!(cache.entries.bytes() <= cache.entries.bounds().bytes, "a long id is not kept");
+        cache.polled_at_ms.store(cache.now_ms(), Ordering::Release);
         assert!(cache.get("in-use").is_some());
     }
 

@@ -197,22 +197,35 @@ impl Verifier {
         if let Some(hit) = self.remembered(id, candidates, &digest) {
             return Ok(hit);
         }
-        if self.is_throttled(id, from) {
+        // The check is claimed as a failure before argon2 runs, so checks
+        // of other secrets in parallel see it: no more run than the budget.
+        if !self.claim_check(id, from) {
             return Ok(SecretCheck::Throttled);
         }
         for &(phc, which) in candidates {
             self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if self.hasher.verify(secret.to_owned(), phc.to_owned()).await? {
-                self.remember(id, phc, digest);
-                return Ok(which);
+            match self.hasher.verify(secret.to_owned(), phc.to_owned()).await {
+                Ok(true) => {
+                    self.release_check(id, from);
+                    self.remember(id, phc, digest);
+                    return Ok(which);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.release_check(id, from);
+                    return Err(e);
+                }
             }
         }
-        self.record_failure(id, from);
         Ok(SecretCheck::Wrong)
     }
 
     fn in_flight_lock(&self, id: &str, digest: [u8; 32]) -> Arc<tokio::sync::Mutex<()>> {
-        self.in_flight.lock().get_or_insert((id.to_owned(), digest), Arc::default).clone()
+        let mut in_flight = self.in_flight.lock();
+        // A key too heavy to keep (never, for a parsed id) checks alone.
+        in_flight
+            .get_or_insert_mut((id.to_owned(), digest), Arc::default)
+            .map_or_else(Arc::default, |lock| lock.clone())
     }
 
     fn remembered(&self, id: &str, candidates: &[(&str, SecretCheck)], digest: &[u8; 32]) -> Option<SecretCheck> {
@@ -225,7 +238,7 @@ impl Verifier {
 
     fn remember(&self, id: &str, phc: &str, digest: [u8; 32]) {
         let mut known = self.known.lock();
-        let entries = known.get_or_insert_mut(id.to_owned(), Vec::new);
+        let Some(entries) = known.get_or_insert_mut(id.to_owned(), Vec::new) else { return };
         entries.retain(|known| known.phc != phc);
         entries.push(KnownSecret { phc: phc.to_owned(), digest });
         // A token has at most two live secrets (current and previous).
@@ -234,20 +247,30 @@ impl Verifier {
         }
     }
 
-    fn is_throttled(&self, id: &str, from: Option<IpAddr>) -> bool {
+    /// Counts a check of `id` from `from` as failed until it passes; `false`
+    /// when the window's failures (and checks still running) are spent.
+    fn claim_check(&self, id: &str, from: Option<IpAddr>) -> bool {
         let mut failures = self.failures.lock();
-        failures
-            .get(&(id.to_owned(), from))
-            .is_some_and(|f| f.count >= MAX_FAILED_CHECKS && f.since.elapsed() < FAILURE_WINDOW)
-    }
-
-    fn record_failure(&self, id: &str, from: Option<IpAddr>) {
-        let mut failures = self.failures.lock();
-        let entry = failures.get_or_insert_mut((id.to_owned(), from), || Failures { count: 0, since: Instant::now() });
+        let Some(entry) =
+            failures.get_or_insert_mut((id.to_owned(), from), || Failures { count: 0, since: Instant::now() })
+        else {
+            return false;
+        };
         if entry.since.elapsed() >= FAILURE_WINDOW {
             *entry = Failures { count: 0, since: Instant::now() };
         }
+        if entry.count >= MAX_FAILED_CHECKS {
+            return false;
+        }
         entry.count += 1;
+        true
+    }
+
+    /// Gives back the claim of a check that passed (or could not run).
+    fn release_check(&self, id: &str, from: Option<IpAddr>) {
+        if let Some(entry) = self.failures.lock().get_mut(&(id.to_owned(), from)) {
+            entry.count = entry.count.saturating_sub(1);
+        }
     }
 
     /// How many argon2 checks ran (for tests and metrics).
@@ -331,13 +354,23 @@ mod tests {
         let digest = [7u8; 32];
         for i in 0..MAX_TRACKED + 5_000 {
             let id = format!("{i:016}");
-            verifier.record_failure(&id, None);
+            verifier.claim_check(&id, None);
             verifier.remember(&id, "phc", digest);
             verifier.in_flight_lock(&id, digest);
         }
         assert_eq!(verifier.failures.len(), MAX_TRACKED);
         assert_eq!(verifier.remembered_secrets(), MAX_TRACKED);
         assert_eq!(verifier.in_flight.len(), MAX_TRACKED);
+        // Ids of any length: each table stays within its bytes, and an id
+        // too long to track is throttled, never counted unlimited.
+        for i in 0..20_000 {
+            let id = format!("{i:0>250}");
+            verifier.claim_check(&id, None);
+            verifier.remember(&id, "phc", digest);
+        }
+        assert!(verifier.failures.bytes() <= verifier.failures.bounds().bytes);
+        assert!(verifier.known.bytes() <= verifier.known.bounds().bytes);
+        assert!(!verifier.claim_check(&"x".repeat(100_000), None));
         // The newest entries are the ones kept.
         let newest = format!("{:016}", MAX_TRACKED + 4_999);
         assert!(verifier.remembered(&newest, &[("phc", SecretCheck::Current)], &digest).is_some());
@@ -379,5 +412,24 @@ mod tests {
             verified.check(&token, "wrong", now, None).await.unwrap();
         }
         assert_eq!(verified.check(&token, "right", now, None).await.unwrap(), SecretCheck::Current);
+    }
+
+    /// Before: the failure count was read before argon2 and written after,
+    /// so wrong secrets checked in parallel all saw the old count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn wrong_secrets_in_parallel_get_no_more_checks_than_the_budget() {
+        let verifier = Arc::new(Verifier::new(Hasher::new(2)));
+        let token = Arc::new(token_with("right"));
+        let now = crate::db::now();
+        let mut checks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            checks.spawn(async move { verifier.check(&token, &format!("wrong-{i}"), now, None).await.unwrap() });
+        }
+        let answers = checks.join_all().await;
+        assert_eq!(verifier.argon2_runs(), MAX_FAILED_CHECKS as usize, "{answers:?}");
+        let wrong = answers.iter().filter(|a| **a == SecretCheck::Wrong).count();
+        assert_eq!(wrong, MAX_FAILED_CHECKS as usize);
+        assert_eq!(answers.len() - wrong, answers.iter().filter(|a| **a == SecretCheck::Throttled).count());
     }
 }

@@ -491,7 +491,18 @@ async fn an_admin_suspends_reinstates_and_deletes_any_app() {
 
     let reinstate = format!("/admin/apps/{client_id}/reinstate");
     assert_eq!(app.admin.post_raw(&reinstate, &[("csrf_token", &csrf)]).await.status(), StatusCode::SEE_OTHER);
-    assert_eq!(api(&app, access, "/api/v1/orders").await.0, StatusCode::OK, "reinstated: its tokens work again");
+    // Suspension is final for what was issued: reinstating revives nothing.
+    assert_eq!(
+        api(&app, access, "/api/v1/orders").await.0,
+        StatusCode::UNAUTHORIZED,
+        "reinstated: old tokens stay dead"
+    );
+    let (status, json, _) =
+        token_call(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    assert_eq!((status, json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{json}");
+    let again = crate::oauth::tokens_for(&app, &client, &ana).await;
+    let fresh = again["access_token"].as_str().unwrap();
+    assert_eq!(api(&app, fresh, "/api/v1/orders").await.0, StatusCode::OK, "a new authorization works");
     assert_eq!(app.events("app_suspended").len(), 1);
     assert_eq!(app.events("app_reinstated").len(), 1);
 

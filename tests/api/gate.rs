@@ -384,3 +384,39 @@ async fn an_address_that_keeps_sending_invalid_tokens_is_answered_slowly() {
     assert_eq!(valid.outcome, "ok");
     assert!(latency(valid) < DELAY.as_micros() as i64, "a valid token is never delayed");
 }
+
+/// Before: the table that counts anonymous refusals per source was keyed by
+/// the user agent as sent: up to 100,000 sources of any size (a user agent
+/// can be 30 kB). Now the agent is cut as the audit row keeps it (512
+/// bytes) and the table is bounded in bytes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_long_user_agents_keeps_memory_bounded() {
+    let server = crate::helpers::ChildServer::start(&[]).await;
+    let warm = reqwest::Client::new();
+    for _ in 0..20 {
+        warm.get(format!("{}/api/v1/token", server.base)).send().await.unwrap();
+    }
+    let before = server.rss_mib();
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in 0..8u8 {
+        let base = server.base.clone();
+        tasks.spawn(async move {
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 22, sender + 1]))
+                .build()
+                .unwrap();
+            let mut statuses = Vec::new();
+            for i in 0..400 {
+                let agent = format!("{sender}-{i}-{}", "a".repeat(20_000));
+                let response = http.get(format!("{base}/api/v1/token")).header("user-agent", agent).send().await;
+                statuses.push(response.unwrap().status());
+            }
+            statuses
+        });
+    }
+    let statuses: Vec<StatusCode> = tasks.join_all().await.into_iter().flatten().collect();
+    let after = server.rss_mib();
+    eprintln!("3,200 anonymous requests with distinct 20 kB user agents: RSS {before} -> {after} MiB");
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "each is answered");
+    assert!(after < before + 32, "RSS {before} -> {after} MiB: 64 MB of user agents were sent");
+}

@@ -1,92 +1,13 @@
 //! The attacks of the outside-in review (issue 16), each at a bounded size:
 //! every one of them worked before its fix.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::Barrier;
 
-use crate::helpers::{create_service_token, csrf_from, spawn_app, suite_on_postgres, TestDatabase, User, PASSWORD};
-
-/// The binary under test: this build, or another one named by
-/// `KEYGATE_TEST_BIN` (an older commit's, to show a test failing before its fix).
-fn keygate_bin() -> String {
-    std::env::var("KEYGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate").to_owned())
-}
-
-/// `keygate serve` as its own process, on a database of its own.
-struct ChildServer {
-    child: Child,
-    base: String,
-    url: String,
-    _dir: tempfile::TempDir,
-    _postgres: Option<TestDatabase>,
-}
-
-impl ChildServer {
-    async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let postgres = suite_on_postgres().then(|| TestDatabase::create().expect("PostgreSQL"));
-        let url = match &postgres {
-            Some(pg) => pg.url.clone(),
-            None => dir.path().join("child.db").display().to_string(),
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(keygate_bin())
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("DATABASE_URL", &url)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self { child, base: format!("http://127.0.0.1:{port}"), url, _dir: dir, _postgres: postgres };
-        for _ in 0..200 {
-            if reqwest::get(format!("{}/healthz", server.base)).await.is_ok_and(|r| r.status().is_success()) {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("keygate serve did not start");
-    }
-
-    /// The command line against the same database.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(keygate_bin())
-            .args(args)
-            .env("DATABASE_URL", &self.url)
-            .env("KEYGATE_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    /// Peak resident memory so far, in MiB.
-    fn peak_rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib / 1024
-    }
-
-    fn pool(&self) -> keygate::db::DbPool {
-        keygate::db::build_pool(&keygate::db::DatabaseUrl::parse(&self.url).unwrap(), 2).unwrap()
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::{create_service_token, csrf_from, spawn_app, ChildServer, User, PASSWORD};
 
 /// Finding 1: every failed sign-in ran argon2 on a new blocking thread whose
 /// 19 MiB stayed with it (400 from 400 addresses, 32 in parallel, reached
@@ -278,7 +199,12 @@ async fn kill_9_under_load_loses_no_answered_request() {
             }
         });
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under load: until enough requests were answered (a busy machine
+    // answers fewer a second), then kill -9 in the middle of the stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while answered.lock().unwrap().len() < 600 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();

@@ -628,3 +628,92 @@ impl User {
             .await
     }
 }
+
+/// The binary under test: this build, or another one named by
+/// `KEYGATE_TEST_BIN` (an older commit's, to show a test failing before its fix).
+pub fn keygate_bin() -> String {
+    std::env::var("KEYGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate").to_owned())
+}
+
+/// `keygate serve` as its own process, on a database of its own.
+pub struct ChildServer {
+    pub child: std::process::Child,
+    pub base: String,
+    pub url: String,
+    _dir: tempfile::TempDir,
+    _postgres: Option<TestDatabase>,
+}
+
+impl ChildServer {
+    pub async fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = suite_on_postgres().then(|| TestDatabase::create().expect("PostgreSQL"));
+        let url = match &postgres {
+            Some(pg) => pg.url.clone(),
+            None => dir.path().join("child.db").display().to_string(),
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(keygate_bin())
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { child, base: format!("http://127.0.0.1:{port}"), url, _dir: dir, _postgres: postgres };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", server.base)).await.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("keygate serve did not start");
+    }
+
+    /// The command line against the same database.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(keygate_bin())
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("KEYGATE_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
+    /// Peak resident memory so far, in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
+    pub fn pool(&self) -> keygate::db::DbPool {
+        keygate::db::build_pool(&keygate::db::DatabaseUrl::parse(&self.url).unwrap(), 2).unwrap()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

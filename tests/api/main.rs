@@ -17,6 +17,8 @@ mod interop;
 mod isolation;
 mod logs;
 mod oauth;
+mod oauth_authorize;
+mod oauth_clients;
 mod openapi;
 mod operating;
 mod pages;

@@ -85,7 +85,7 @@ fn consent_form(html: &str) -> Vec<(String, String)> {
 }
 
 /// What an HTML attribute value stands for (named and numeric entities).
-fn unescape_html(value: &str) -> String {
+pub fn unescape_html(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
     while let Some(at) = rest.find('&') {
@@ -769,7 +769,10 @@ async fn client_authentication_errors_follow_rfc_6749() {
     let (status, challenge, json) =
         post(vec![("grant_type", "refresh_token"), ("refresh_token", "x")], Some((&client.client_id, &wrong))).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
-    assert_eq!(challenge.unwrap(), "Basic realm=\"keygate\"");
+    assert_eq!(
+        challenge.unwrap(),
+        "Basic realm=\"keygate\", error=\"invalid_client\", error_description=\"wrong client secret (rotated? the old one stops after its grace)\""
+    );
     let (status, challenge, json) =
         post(vec![("grant_type", "refresh_token"), ("client_id", &client.client_id), ("client_secret", &wrong)], None)
             .await;
@@ -873,6 +876,7 @@ async fn the_limits_hold_in_parallel_and_per_address() {
     let client = register(&app, crate::helpers::ADMIN_EMAIL, &[REDIRECT], &[], false).await;
     let secret = client.secret.clone().unwrap();
     let mut statuses = Vec::new();
+    let started = std::time::Instant::now();
     for i in 0..35u8 {
         let http =
             reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 5, i + 1])).build().unwrap();
@@ -885,7 +889,11 @@ async fn the_limits_hold_in_parallel_and_per_address() {
             .unwrap();
         statuses.push(response.status());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 5, "{statuses:?}");
+    // GCRA gives one request back every 2 s (30 a minute): on a slow
+    // machine the 35 requests may take long enough to earn some back.
+    let earned = (started.elapsed().as_secs() / 2) as usize;
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert!(refused <= 5 && refused + earned >= 5, "{refused} refused in {:?}: {statuses:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -1052,4 +1060,98 @@ async fn no_oauth_secret_is_stored_or_logged_in_plaintext() {
         assert!(!stored.contains(&secret_part), "a secret in the database");
         assert!(!logs.contains(&secret_part), "a secret in the logs");
     }
+}
+
+/// Before: a refresh token presented by another client was answered
+/// `invalid_grant` and nothing else: its secret matched, so it had been
+/// stolen, yet the chain lived on. Now the chain is revoked (SPEC §8).
+#[tokio::test]
+async fn a_refresh_token_presented_by_another_client_revokes_its_chain() {
+    let app = spawn_app().await;
+    let victim = register(&app, crate::helpers::ADMIN_EMAIL, &[REDIRECT], &[], false).await;
+    let thief = register(&app, crate::helpers::ADMIN_EMAIL, &["https://thief.example/cb"], &[], false).await;
+    let seller = app.seller("ana@shop.test").await;
+    for spent_first in [false, true] {
+        let tokens = tokens_for(&app, &victim, &seller).await;
+        let (access, refresh) = (tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap());
+        let mut live = access.to_owned();
+        if spent_first {
+            let (status, next, _) =
+                token_call(&app, &victim, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+            assert_eq!(status, StatusCode::OK, "{next}");
+            live = next["access_token"].as_str().unwrap().to_owned();
+        }
+        let (status, json, _) =
+            token_call(&app, &thief, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+        assert_eq!((status, json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{json}");
+        assert!(json["error_description"].as_str().unwrap().contains("issued to another client"), "{json}");
+        let (status, refusal) = api(&app, &live, "/api/v1/token").await;
+        assert_eq!(
+            (status, refusal["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("token_revoked")),
+            "spent first: {spent_first}"
+        );
+        let (status, _, _) =
+            token_call(&app, &victim, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "the victim's chain is gone");
+    }
+    let events = app.events("refresh_reuse_detected");
+    assert_eq!(events.len(), 2);
+    assert!(events[0].detail.as_deref().unwrap().contains("it was stolen"), "{:?}", events[0].detail);
+}
+
+/// Before: a revoked OAuth access token was told "Create a new token under
+/// Settings → API Tokens", advice for a seller, not for the app holding it.
+#[tokio::test]
+async fn refusals_of_oauth_access_tokens_tell_the_app_what_to_do() {
+    let app = spawn_app().await;
+    let client = register(&app, crate::helpers::ADMIN_EMAIL, &[REDIRECT], &[], false).await;
+    let seller = app.seller("ana@shop.test").await;
+    let (verifier, challenge) = pkce();
+    let path = authorize_path(&[
+        ("response_type", "code"),
+        ("client_id", &client.client_id),
+        ("redirect_uri", &client.redirect),
+        ("state", "s"),
+        ("scope", "orders:read"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let code = authorize_as(&seller, &path, "allow").await["code"].clone();
+    let (_, tokens, _) = token_call(
+        &app,
+        &client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &client.redirect),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/orders", app.address))
+        .bearer_auth(access)
+        .json(&serde_json::json!({"items": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("has not granted this app") && message.contains("/oauth/authorize"), "{message}");
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/oauth/revoke", app.address))
+        .basic_auth(&client.client_id, client.secret.as_ref())
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let (status, refusal) = api(&app, access, "/api/v1/token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.contains("refresh it") && message.contains("/oauth/authorize"), "{message}");
+    assert!(!message.contains("Settings"), "{message}");
 }

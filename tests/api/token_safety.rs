@@ -618,7 +618,8 @@ async fn a_report_with_a_bad_or_missing_signature_changes_nothing() {
     assert!(app.token(&id).revoked_at.is_none(), "nothing changed");
     assert_eq!(call(&local, &app, &token).await.0, StatusCode::OK);
     assert!(app.events("leak_reported").is_empty());
-    assert_eq!(app.events("leak_report_rejected").len(), 7, "every rejected report is a security event");
+    let own_rows = keygate::gate::anonymous::LEAK_REPORTS_FREE_PER_MINUTE as usize;
+    assert_eq!(app.events("leak_report_rejected").len(), own_rows, "the first rejections a minute have a row each");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(smtp.received().is_empty());
 
@@ -647,6 +648,13 @@ async fn a_report_with_a_bad_or_missing_signature_changes_nothing() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["error"], "payload_too_large");
     assert!(app.token(&id).revoked_at.is_none());
+    // Every rejection is accounted for: the rest of the minute's in one
+    // summary row, written when the minute is over or at shutdown.
+    let mut app = app;
+    app.shutdown().await;
+    let summaries = app.events(keygate::gate::anonymous::LEAK_REPORTS_SUMMARY_EVENT);
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].request_count, Some(7 - own_rows as i64));
 }
 
 #[tokio::test]
@@ -686,6 +694,45 @@ async fn rejected_reports_are_throttled_per_address_from_many_addresses_at_once(
     // a minute; another address is served.
     let (status, _) = scanner.send(&client_from([127, 0, 9, 9]), &app, b"[]").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// Before: every rejected report wrote a row of its own, unauthenticated:
+/// 20 a minute per address, so many addresses could grow the audit table
+/// without bound. Now a few a minute per address get a row each and the
+/// rest are counted into one summary row per address and minute.
+#[tokio::test]
+async fn rejected_reports_from_many_addresses_are_summarised_and_all_accounted_for() {
+    let (mut app, scanner, _smtp, _dir) = app_with_scanner().await;
+    let impostor = Scanner { key_id: scanner.key_id.clone(), ..Scanner::new("") };
+    let (addresses, each) = (30u8, 25usize);
+    let mut tasks = tokio::task::JoinSet::new();
+    for address in 0..addresses {
+        let client = client_from([127, 0, 23, address + 1]);
+        let (url, signature) = (format!("{}/secret-scanning/report", app.address), impostor.signature(b"[]"));
+        let key_id = impostor.key_id.clone();
+        tasks.spawn(async move {
+            let sends = (0..each).map(|_| {
+                client
+                    .post(&url)
+                    .header("Github-Public-Key-Identifier", &key_id)
+                    .header("Github-Public-Key-Signature", &signature)
+                    .body("[]")
+                    .send()
+            });
+            one_after_another(sends).await.into_iter().map(|r| r.unwrap().status()).collect::<Vec<_>>()
+        });
+    }
+    let statuses: Vec<StatusCode> = tasks.join_all().await.into_iter().flatten().collect();
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
+    let own = app.events("leak_report_rejected").len();
+    let free = keygate::gate::anonymous::LEAK_REPORTS_FREE_PER_MINUTE as usize;
+    eprintln!("{} rejected reports from {addresses} addresses: {own} rows of their own", statuses.len());
+    assert!(own <= usize::from(addresses) * free, "{own} rows");
+    app.shutdown().await;
+    let summaries = app.events(keygate::gate::anonymous::LEAK_REPORTS_SUMMARY_EVENT);
+    let summarised: i64 = summaries.iter().map(|r| r.request_count.unwrap()).sum();
+    assert_eq!(own as i64 + summarised, statuses.len() as i64, "every rejection is accounted for");
+    assert!(summaries.len() <= usize::from(addresses) * 2, "one summary per address and minute");
 }
 
 async fn one_after_another<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
