@@ -13,7 +13,10 @@
 //! - the base path is the path of `servers[0].url`. A path item's or an
 //!   operation's own `servers` are ignored: keygate forwards every route to one
 //!   upstream, so a per-operation server would be a promise it cannot keep;
-//! - every `$ref` must resolve inside the document (bundle it first).
+//! - every `$ref` must resolve inside the document (bundle it first);
+//! - 3.1's `webhooks` are calls the API makes, not routes: not read.
+//!
+//! `README-crates.md` beside this file says which crates do the reading and why.
 
 mod describe;
 mod pointer;
@@ -124,7 +127,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Problem { pointer: pointer.into(), message: message.into() }
     }
 }

@@ -332,6 +332,12 @@ fn the_scheme_is_the_one_named_keygate_else_the_only_candidate() {
     let spec = parse(&named, KEYGATE).unwrap();
     assert_eq!(spec.scheme, "keygate");
     assert!(spec.catalogue.is_empty(), "an empty catalogue is fine when no operation needs a scope");
+    let needs_one = named.replace("get: {}", "get: {security: [{keygate: [items:read]}]}");
+    assert_one_problem(
+        &problems(&needs_one),
+        "/paths/~1a/get/security/0/keygate/0",
+        "unknown scope `items:read`: the scheme `keygate` declares no scopes",
+    );
     let wrong = two.replace("two: {type: oauth2, flows: {}}", "keygate: {type: apiKey, in: header, name: X-Key}");
     assert_one_problem(
         &problems(&wrong),
@@ -525,4 +531,28 @@ fn yaml_tags_and_merge_keys_are_refused_rather_than_misread() {
         "/paths/~1a",
         "YAML merge keys (`<<`) are not supported",
     );
+}
+
+#[test]
+fn truncated_and_garbled_documents_give_problems_never_a_panic() {
+    let text = std::fs::read_to_string(fixture_path("inventory.yaml")).unwrap();
+    let json = std::fs::read_to_string(fixture_path("inventory-3.0.json")).unwrap();
+    for text in [&text, &json] {
+        assert!(text.is_ascii(), "cut anywhere below");
+        for end in (0..text.len()).step_by(text.len() / 150) {
+            let _ = parse(&text[..end], KEYGATE);
+        }
+        // A fixed pseudo-random walk: each round puts one YAML or JSON
+        // punctuation character somewhere.
+        let garble = b"[]{}:,&*!|>-'\"\n #%@?/\\";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..400 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let at = (state >> 33) as usize % text.len();
+            let with = garble[(state >> 20) as usize % garble.len()] as char;
+            let mut garbled = text.clone();
+            garbled.replace_range(at..at + 1, &with.to_string());
+            let _ = parse(&garbled, KEYGATE);
+        }
+    }
 }
