@@ -259,7 +259,11 @@ fn build(tree: &yaml_serde::Value, reserved: &[Reserved], problems: &mut Vec<Pro
     let info = slices::info(root, problems);
     let base_path = routes::base_path(root, problems);
     let schemes = scheme::choose(tree, problems);
-    let top_security = slices::field::<Vec<slices::Requirement>>(root, "security", "", problems).flatten();
+    let top_security = if routes::null_security(tree, "", problems) {
+        None
+    } else {
+        slices::field::<Vec<slices::Requirement>>(root, "security", "", problems).flatten()
+    };
     let default_access = match &top_security {
         Some(requirements) => security::access(requirements, "/security", &schemes, problems),
         None => Access::any_token(),

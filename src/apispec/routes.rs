@@ -144,6 +144,7 @@ pub(super) fn operations(
     problems: &mut Vec<Problem>,
 ) -> Vec<Operation> {
     let mut operations = Vec::new();
+    let problems_before = problems.len();
     let paths = match root.get("paths") {
         None => None,
         Some(Value::Mapping(paths)) => Some(paths),
@@ -187,6 +188,9 @@ pub(super) fn operations(
                 continue; // parameters, summary, description, servers, x-…
             }
             let at = pointer::push(&item_at, method);
+            if null_security(operation, &at, problems) {
+                continue;
+            }
             let Ok(slice) = slices::typed::<slices::Operation>(operation, &at).map_err(|p| problems.push(p)) else {
                 continue;
             };
@@ -222,10 +226,24 @@ pub(super) fn operations(
             });
         }
     }
-    if operations.is_empty() && problems.is_empty() {
+    if operations.is_empty() && problems.len() == problems_before {
         problems.push(Problem::new("/paths", "the document has no operations: there would be nothing to route"));
     }
     operations
+}
+
+/// `security:` with nothing after it (null) is neither `[]` (public) nor
+/// absent (the document's default): say so rather than guess.
+pub(super) fn null_security(object: &Value, at: &str, problems: &mut Vec<Problem>) -> bool {
+    let null = matches!(object.get("security"), Some(Value::Null));
+    if null {
+        problems.push(Problem::new(
+            pointer::push(at, "security"),
+            "`security` is empty (null): write `security: []` for a public operation, or leave it out for the \
+             document's default",
+        ));
+    }
+    null
 }
 
 /// The path item at `at`, or what its `$ref` leads to. A path item with a

@@ -394,6 +394,13 @@ fn the_base_path_prefixes_every_route_and_a_bad_server_url_is_named() {
 #[test]
 fn a_document_without_operations_is_refused() {
     assert_one_problem(&problems(&with_paths("  {}")), "/paths", "no operations");
+    let only_parameters = with_paths("  /a:\n    parameters: []\n  x-note: {}\n");
+    assert_one_problem(&problems(&only_parameters), "/paths", "no operations");
+    let found =
+        problems(&with_paths("  /a:\n    get:\n      security:\n").replace("info: {title: T, version: '1'}\n", ""));
+    let pointers: Vec<&str> = found.iter().map(|p| p.pointer.as_str()).collect();
+    assert_eq!(pointers, vec!["", "/paths/~1a/get/security"], "{found:#?}");
+    assert!(found[0].message.contains("no `info` object") && found[1].message.contains("write `security: []`"));
     let wrong_type = problems(&with_paths("  /a:\n    get: {operationId: [1]}\n"));
     assert_one_problem(&wrong_type, "/paths/~1a/get/operationId", "invalid type: sequence, expected a string");
     let bad_info = problems(
