@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod apispec;
 pub mod audit;
 pub mod bounded;
 pub mod cli;
