@@ -325,6 +325,126 @@ async fn oauth_journey(c: Client, app: TestApp) {
     assert_eq!(app.events("grant_revoked").len(), 1);
 }
 
+/// A browser app (a public client) on another origin, registered with its
+/// redirect URI there, completes the code exchange and a refresh with
+/// `fetch`: keygate answers CORS for that origin (before: a preflight got
+/// 405 and answers carried no `Access-Control-Allow-Origin`). The same
+/// script on an origin no app registered cannot read the answers.
+#[tokio::test]
+async fn a_browser_app_exchanges_its_code_and_refreshes_from_its_own_origin() {
+    let Some((chromedriver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let client = connect(&driver, &chromium, profile.path()).await;
+    let app = spawn_app().await;
+    let outcome = tokio::spawn(browser_app_journey(client.clone(), app)).await;
+    let closed = client.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    closed.expect("the WebDriver session closes");
+    drop(driver);
+}
+
+async fn browser_app_journey(c: Client, app: TestApp) {
+    app.seller("ana@shop.test").await;
+    let spa = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let origin = format!("http://127.0.0.2:{}", spa.local_addr().unwrap().port());
+    let stranger = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let stranger_origin = format!("http://127.0.0.3:{}", stranger.local_addr().unwrap().port());
+    let redirect_uri = format!("{origin}/callback");
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    let created = commands
+        .create_app(keygate::cli::AppArgs {
+            email: "ana@shop.test",
+            name: "Acme Web",
+            homepage: "",
+            redirect_uris: std::slice::from_ref(&redirect_uri),
+            redirect_prefixes: &[],
+            scopes: &[],
+            public: true,
+        })
+        .await
+        .unwrap();
+    let client_id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["client_id"].as_str().unwrap().to_owned();
+    let (verifier, challenge) = crate::oauth::pkce();
+    let script = format!(
+        r#"(async () => {{
+  const out = document.getElementById("result");
+  const post = (fields) => fetch("{keygate}/oauth/token", {{ method: "POST", body: new URLSearchParams(fields) }});
+  try {{
+    const params = new URLSearchParams(location.search);
+    const first = await post({{ grant_type: "authorization_code", code: params.get("code") || "none",
+      redirect_uri: "{redirect_uri}", client_id: "{client_id}", code_verifier: "{verifier}" }});
+    const tokens = await first.json();
+    const again = await post({{ grant_type: "refresh_token", refresh_token: tokens.refresh_token || "none", client_id: "{client_id}" }});
+    const refreshed = await again.json();
+    out.textContent = JSON.stringify({{ exchanged: first.status, refreshed: again.status,
+      rotated: !!refreshed.refresh_token && refreshed.refresh_token !== tokens.refresh_token, state: params.get("state") }});
+  }} catch (e) {{ out.textContent = "blocked: " + e.name; }}
+}})();"#,
+        keygate = app.address
+    );
+    for listener in [spa, stranger] {
+        let script = script.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    let read = stream.read(&mut buffer).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (kind, body) = if target.starts_with("/app.js") {
+                        ("text/javascript", script)
+                    } else {
+                        ("text/html", r#"<!doctype html><title>Acme Web</title><pre id="result"></pre><script src="/app.js"></script>"#.to_owned())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+    }
+
+    let authorize = format!(
+        "{}/oauth/authorize?{}",
+        app.address,
+        serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("scope", "orders:read"),
+            ("state", "spa-7"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .unwrap()
+    );
+    c.goto(&authorize).await.unwrap();
+    wait_for_path(&c, "/login").await;
+    field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Sign in").await;
+    wait_for_path(&c, "/oauth/authorize").await;
+    click_button(&c, "Allow").await;
+    wait_for_path(&c, "/callback").await;
+    let result: serde_json::Value = serde_json::from_str(&wait_for_text(&c, "#result").await).expect("the app's result");
+    assert_eq!(result, json!({"exchanged": 200, "refreshed": 200, "rotated": true, "state": "spa-7"}));
+    assert_eq!(app.events("oauth_tokens_refreshed").len(), 1);
+
+    // The same script where no app registered: the browser keeps the answer from it.
+    c.goto(&format!("{stranger_origin}/callback?code=x")).await.unwrap();
+    let blocked = wait_for_text(&c, "#result").await;
+    assert_eq!(blocked, "blocked: TypeError", "another origin cannot read the token endpoint's answers");
+}
+
 #[tokio::test]
 async fn an_admin_revokes_another_sellers_token_and_reads_its_log_in_a_real_browser() {
     let Some((chromedriver, chromium)) = browser_binaries() else {
