@@ -19,7 +19,7 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 path: "/api/v1/orders".into(),
                 status: 200,
                 outcome: keygate::audit::Outcome::Ok,
-                required_scope: Some("orders:read"),
+                required_scope: Some("orders:read".into()),
                 ip: Some("203.0.113.7".into()),
                 user_agent: Some("erp-sync/2.1".into()),
                 latency_us: 850,

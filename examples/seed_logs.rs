@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
             path: ["/api/v1/orders", "/api/v1/products", "/api/v1/inventory"][i % 3].into(),
             status,
             outcome: outcome.parse().expect("a known outcome"),
-            required_scope: Some("orders:read"),
+            required_scope: Some("orders:read".into()),
             ip: Some(format!("198.51.100.{}", i % 50)),
             user_agent: Some("seed".into()),
             latency_us: 800,

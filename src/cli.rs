@@ -14,6 +14,7 @@ use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::cache::TokenCache;
 use crate::tokens::input::{parse_cli_expiry, parse_description, parse_kind, parse_scopes, TokenName};
 use crate::tokens::instances;
+use crate::tokens::scopes::ScopeCatalogue;
 use crate::tokens::service::IssueRequest;
 use crate::tokens::store::{self, TokenStoreError};
 use crate::tokens::{TokenId, TokenKind, Tokens};
@@ -65,6 +66,8 @@ pub struct Commands {
     pub db: Db,
     pub tokens: Tokens,
     pub oauth: OAuth,
+    /// The scopes `--scope` may name: the demo API's, or `--api-spec`'s.
+    pub catalogue: ScopeCatalogue,
 }
 
 pub struct AppArgs<'a> {
@@ -93,21 +96,36 @@ impl Commands {
             crate::config::OAuthConfig::default(),
             "http://127.0.0.1:8080".parse().expect("a valid URL"),
         );
-        Self { db, tokens, oauth }
+        let catalogue = ScopeCatalogue::new(crate::shop::SCOPES.iter().copied());
+        Self { db, tokens, oauth, catalogue }
+    }
+
+    /// The commands with the scope catalogue of the API document at `path`
+    /// (`--api-spec`) instead of the demo's.
+    pub fn with_api_spec(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        if let Some(path) = path {
+            let spec = crate::apispec::load(path, crate::gateway::RESERVED)?;
+            self.catalogue =
+                ScopeCatalogue::new(spec.catalogue.iter().map(|e| (e.name.as_str(), e.description.as_str())));
+        }
+        Ok(self)
     }
 
     /// Registers an OAuth app; returns the JSON line to print:
     /// `{"client_id": "…", "client_secret": "…" | null}`.
     pub async fn create_app(&self, args: AppArgs<'_>) -> anyhow::Result<String> {
         let email = Email::parse(args.email).map_err(|e| anyhow!("--email: {e}"))?;
-        let registration = Registration::parse(RegistrationInput {
-            name: args.name,
-            homepage: args.homepage,
-            redirect_uris: args.redirect_uris.iter().map(String::as_str).collect(),
-            redirect_prefixes: args.redirect_prefixes.iter().map(String::as_str).collect(),
-            scopes: args.scopes.iter().map(String::as_str).collect(),
-            confidential: !args.public,
-        })
+        let registration = Registration::parse(
+            RegistrationInput {
+                name: args.name,
+                homepage: args.homepage,
+                redirect_uris: args.redirect_uris.iter().map(String::as_str).collect(),
+                redirect_prefixes: args.redirect_prefixes.iter().map(String::as_str).collect(),
+                scopes: args.scopes.iter().map(String::as_str).collect(),
+                confidential: !args.public,
+            },
+            &self.catalogue,
+        )
         .map_err(|errors| anyhow!("{}", errors.join("\n")))?;
         let owner = self
             .db
@@ -143,7 +161,8 @@ impl Commands {
         let name = TokenName::parse(args.name).map_err(|e| anyhow!("--name: {e}"))?;
         let description = parse_description(args.description).map_err(|e| anyhow!("--description: {e}"))?;
         let kind = parse_kind(args.kind).map_err(|e| anyhow!("--kind: {e}"))?;
-        let scopes = parse_scopes(kind, args.scopes.iter().map(String::as_str)).map_err(|e| anyhow!("--scope: {e}"))?;
+        let scopes = parse_scopes(kind, args.scopes.iter().map(String::as_str), &self.catalogue)
+            .map_err(|e| anyhow!("--scope: {e}"))?;
         if kind == TokenKind::Personal && !args.scopes.is_empty() {
             bail!("--scope: a personal token carries every scope of its account; drop --scope or use --kind service");
         }

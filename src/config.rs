@@ -56,6 +56,94 @@ impl std::str::FromStr for PublicUrl {
     }
 }
 
+/// `--upstream`: the API keygate forwards to. An absolute http(s) URL,
+/// optionally with a base path (`http://inventory:9000/internal`), no query,
+/// fragment or user name; kept without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    url: url::Url,
+}
+
+impl UpstreamUrl {
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// `scheme://host[:port]`: the default audience of the assertion.
+    pub fn origin(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+
+    /// The base path, without a trailing slash ("" for none).
+    pub fn base_path(&self) -> &str {
+        self.url.path().trim_end_matches('/')
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+}
+
+impl std::str::FromStr for UpstreamUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("`{s}` must be an http:// or https:// URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("`{s}` may not have a query, a fragment or a user name"));
+        }
+        Ok(Self { url })
+    }
+}
+
+/// A size in bytes: `10485760`, or with a unit: `512KiB`, `10MiB`, `1GiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let number: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size such as 10MiB or 1048576"))?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" | "K" | "KB" => 1 << 10,
+            "MiB" | "M" | "MB" => 1 << 20,
+            "GiB" | "G" | "GB" => 1 << 30,
+            other => return Err(format!("`{other}` is not a unit: use B, KiB, MiB or GiB")),
+        };
+        number.checked_mul(factor).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+/// A duration: `30s`, `500ms`, `2m`, or seconds alone (`30`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub std::time::Duration);
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| format!("`{s}` is not a duration such as 30s or 500ms"))?;
+        let duration = match unit.trim() {
+            "" | "s" => std::time::Duration::from_secs(number),
+            "ms" => std::time::Duration::from_millis(number),
+            "m" => std::time::Duration::from_secs(number.saturating_mul(60)),
+            other => return Err(format!("`{other}` is not a unit: use ms, s or m")),
+        };
+        if duration.is_zero() || duration > std::time::Duration::from_secs(3600) {
+            return Err(format!("`{s}` must be more than 0 and at most an hour"));
+        }
+        Ok(Self(duration))
+    }
+}
+
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -86,6 +174,12 @@ pub struct Cli {
     #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML) of the API keygate
+    /// stands in front of: its routes and its scope catalogue. Without it,
+    /// the built-in demo API's. `serve` reloads it on SIGHUP.
+    #[arg(long, env = "KEYGATE_API_SPEC", global = true)]
+    pub api_spec: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,7 +187,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the portal and the API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage accounts.
@@ -111,6 +205,19 @@ pub enum Command {
     /// Token reminders by email.
     #[command(subcommand)]
     Reminders(RemindersCommand),
+    /// The API document keygate stands in front of.
+    #[command(subcommand, name = "api-spec")]
+    ApiSpec(ApiSpecCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiSpecCommand {
+    /// Read an OpenAPI document as `serve` would: print its route table and
+    /// scope catalogue, or name every problem with its JSON pointer (exit 1).
+    Check {
+        /// The document (JSON or YAML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +442,68 @@ pub struct ServeArgs {
     /// Token-endpoint requests per minute per OAuth client, and per client address.
     #[arg(long, env = "KEYGATE_OAUTH_TOKEN_RATE_PER_MINUTE", default_value_t = 6_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     pub oauth_token_rate_per_minute: u32,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// keygate in front of an API (`--upstream` with `--api-spec`).
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Forward every request that passes the gate to this API
+    /// (`https://api.internal:8443/base`); needs --api-spec. The demo API is off.
+    #[arg(long, env = "KEYGATE_UPSTREAM")]
+    pub upstream: Option<UpstreamUrl>,
+
+    /// The `aud` of the identity assertion the upstream receives
+    /// (default: the upstream's origin).
+    #[arg(long, env = "KEYGATE_UPSTREAM_AUDIENCE")]
+    pub upstream_audience: Option<String>,
+
+    /// How long the upstream may take to answer (its response head).
+    #[arg(long, env = "KEYGATE_UPSTREAM_TIMEOUT", default_value = "30s")]
+    pub upstream_timeout: Seconds,
+
+    /// The largest request body forwarded (bytes, or 512KiB, 10MiB…).
+    #[arg(long, env = "KEYGATE_UPSTREAM_BODY_LIMIT", default_value = "10MiB")]
+    pub upstream_body_limit: ByteSize,
+
+    /// PEM certificates to trust for an https upstream, instead of the
+    /// system's roots.
+    #[arg(long, env = "KEYGATE_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+}
+
+/// The gateway's settings (SPEC §11).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// `--api-spec`; `None`: the demo API's document.
+    pub api_spec: Option<PathBuf>,
+    pub upstream: Option<UpstreamUrl>,
+    pub audience: Option<String>,
+    pub timeout: std::time::Duration,
+    pub body_limit: u64,
+    pub upstream_ca: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            api_spec: None,
+            upstream: None,
+            audience: None,
+            timeout: std::time::Duration::from_secs(30),
+            body_limit: 10 << 20,
+            upstream_ca: None,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The audience of the identity assertion.
+    pub fn audience(&self) -> String {
+        self.audience.clone().or_else(|| self.upstream.as_ref().map(UpstreamUrl::origin)).unwrap_or_default()
+    }
 }
 
 /// The OAuth server's settings (SPEC §8).
@@ -388,10 +557,11 @@ pub struct Config {
     /// The secret-scanning partner's keys, read at startup.
     pub leak_report_keys: Option<PathBuf>,
     pub oauth: OAuthConfig,
+    pub gateway: GatewayConfig,
 }
 
 impl Config {
-    pub fn new(database_url: DatabaseUrl, args: ServeArgs) -> Self {
+    pub fn new(database_url: DatabaseUrl, api_spec: Option<PathBuf>, args: ServeArgs) -> Self {
         Self {
             database_url,
             bind: args.bind,
@@ -418,6 +588,14 @@ impl Config {
                 refresh_grace: chrono::Duration::seconds(args.oauth_refresh_grace_seconds.into()),
                 token_rate_per_minute: args.oauth_token_rate_per_minute,
                 ..OAuthConfig::default()
+            },
+            gateway: GatewayConfig {
+                api_spec,
+                upstream: args.gateway.upstream,
+                audience: args.gateway.upstream_audience,
+                timeout: args.gateway.upstream_timeout.0,
+                body_limit: args.gateway.upstream_body_limit.0,
+                upstream_ca: args.gateway.upstream_ca,
             },
         }
     }

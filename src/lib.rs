@@ -18,6 +18,7 @@ pub mod cursor;
 pub mod db;
 pub mod error;
 pub mod gate;
+pub mod gateway;
 pub mod hashing;
 pub mod limits;
 pub mod mail;

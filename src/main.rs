@@ -1,7 +1,9 @@
 use clap::Parser;
 
 use keygate::cli::{self, AppArgs, Commands, TokenArgs};
-use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand};
+use keygate::config::{
+    ApiSpecCommand, AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand,
+};
 use keygate::startup::Application;
 
 /// jemalloc instead of glibc's allocator. The gate's requests finish in
@@ -30,9 +32,13 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Cli) -> anyhow::Result<()> {
     let url = args.database_url;
+    let api_spec = args.api_spec;
+    let commands = |url: &keygate::db::DatabaseUrl| -> anyhow::Result<Commands> {
+        Commands::new(cli::open(url)?, url).with_api_spec(api_spec.as_deref())
+    };
     match args.command {
         Command::Serve(serve) => {
-            let config = Config::new(url, serve);
+            let config = Config::new(url, api_spec.clone(), *serve);
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(config.clone()).await?;
                 tracing::info!("keygate listening on http://{}:{}", config.bind.ip(), app.port());
@@ -55,7 +61,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description, allow_ips }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             let args = TokenArgs {
                 email: &email,
                 name: &name,
@@ -70,12 +76,12 @@ fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { token_id }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             eprintln!("{}", runtime()?.block_on(commands.revoke_token(&token_id))?);
             Ok(())
         }
         Command::Token(TokenCommand::AllowIp { token_id, cidrs }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             eprintln!("{}", runtime()?.block_on(commands.set_allowed_ips(&token_id, &cidrs))?);
             Ok(())
         }
@@ -88,7 +94,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
             public,
             homepage,
         }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             let args = AppArgs {
                 email: &email,
                 name: &name,
@@ -102,14 +108,26 @@ fn run(args: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::App(AppCommand::Delete { client_id }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             eprintln!("{}", runtime()?.block_on(commands.delete_app(&client_id))?);
             Ok(())
         }
         Command::Reminders(RemindersCommand::Send { mail, public_url }) => {
-            let commands = Commands::new(cli::open(&url)?, &url);
+            let commands = commands(&url)?;
             eprintln!("{}", runtime()?.block_on(commands.send_reminders(mail.settings(), &public_url))?);
             Ok(())
+        }
+        Command::ApiSpec(ApiSpecCommand::Check { file }) => {
+            match keygate::apispec::load(&file, keygate::gateway::RESERVED) {
+                Ok(spec) => {
+                    print!("{}", spec.describe());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {
             let pruned = cli::prune_logs(&mut *cli::open(&url)?.get()?, retention_days)?;

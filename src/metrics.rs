@@ -23,16 +23,38 @@ use crate::audit::Outcome;
 use crate::state::AppState;
 
 /// Statuses the API answers, each with a slot; others take the slow path.
-const STATUSES: [u16; 16] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503, 502];
-/// Route labels: the API's operations, then the public paths, then one
-/// label for everything that matched no route.
-pub const MAX_ROUTES: usize = 32;
+const STATUSES: [u16; 17] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502, 503, 504];
+/// Route labels with slots of their own (a route table's paths, then one
+/// label for everything that matched no route); others take the slow path.
+pub const MAX_ROUTES: usize = 256;
 pub const UNMATCHED: &str = "unmatched";
+
+/// The request counters of one route table, resolved once per (route,
+/// status, outcome) and kept: a request costs an index and an atomic add.
+/// A table reloaded from a new document gets counters of its own.
+pub struct RouteCounters {
+    labels: Vec<String>,
+    slots: Box<[OnceLock<IntCounter>]>,
+}
+
+impl RouteCounters {
+    /// `labels` are the table's path templates; one more, `unmatched`, is added.
+    pub fn new(mut labels: Vec<String>) -> Self {
+        labels.push(UNMATCHED.to_owned());
+        let routes = labels.len().min(MAX_ROUTES);
+        let slots = (0..routes * STATUSES.len() * Outcome::ALL.len()).map(|_| OnceLock::new()).collect();
+        Self { labels, slots }
+    }
+
+    /// The label of route `index` (`unmatched` past the end).
+    pub fn label(&self, index: usize) -> &str {
+        self.labels.get(index).map_or(UNMATCHED, String::as_str)
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
-    slots: Box<[OnceLock<IntCounter>]>,
     gate_seconds: Histogram,
     pub audit_rows_written: IntCounter,
     pub audit_batches_written: IntCounter,
@@ -91,11 +113,9 @@ impl Metrics {
         for grant_type in ["authorization_code", "refresh_token"] {
             oauth_tokens.with_label_values(&[grant_type, "ok"]);
         }
-        let slots = (0..MAX_ROUTES * STATUSES.len() * Outcome::ALL.len()).map(|_| OnceLock::new()).collect();
         Self {
             registry,
             requests,
-            slots,
             gate_seconds,
             audit_rows_written,
             audit_batches_written,
@@ -105,18 +125,21 @@ impl Metrics {
         }
     }
 
-    /// One API request answered: `route` is the route label's index
-    /// (`api::route_labels`), its label is `label`.
-    pub fn api_request(&self, route: usize, label: &str, status: u16, outcome: Outcome, seconds: f64) {
+    /// One API request answered: `route` is the route label's index in
+    /// `counters` (`RouteTable::resolve`).
+    pub fn api_request(&self, counters: &RouteCounters, route: usize, status: u16, outcome: Outcome, seconds: f64) {
         self.gate_seconds.observe(seconds);
+        let label = counters.label(route);
         let outcome_index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        match STATUSES.iter().position(|s| *s == status).filter(|_| route < MAX_ROUTES) {
-            Some(status_index) => {
-                let slot = (route * STATUSES.len() + status_index) * Outcome::ALL.len() + outcome_index;
-                self.slots[slot]
-                    .get_or_init(|| self.requests.with_label_values(&[label, &status.to_string(), outcome.as_str()]))
-                    .inc();
-            }
+        let slot = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .map(|status_index| (route * STATUSES.len() + status_index) * Outcome::ALL.len() + outcome_index)
+            .filter(|slot| *slot < counters.slots.len());
+        match slot {
+            Some(slot) => counters.slots[slot]
+                .get_or_init(|| self.requests.with_label_values(&[label, &status.to_string(), outcome.as_str()]))
+                .inc(),
             None => self.requests.with_label_values(&[label, &status.to_string(), outcome.as_str()]).inc(),
         }
     }

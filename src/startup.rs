@@ -98,6 +98,13 @@ impl Application {
             config.oauth.clone(),
             config.public_url.clone(),
         ));
+        let live_api = Arc::new(load_api(&config)?);
+        crate::gateway::reload_on_sighup(live_api.clone(), tokens.clone());
+        let mode = live_api.mode.clone();
+        let proxy = match mode {
+            crate::gateway::Mode::Proxy => Some(crate::gateway::proxy::Upstream::new(&config.gateway)?),
+            _ => None,
+        };
         let gate = Arc::new(Gate {
             db: db.clone(),
             tokens: tokens.clone(),
@@ -111,7 +118,7 @@ impl Application {
             anonymous: Default::default(),
             usage: LastUsed::new(db.clone()),
             audit: audit_sender.clone(),
-            routes: crate::api::route_table(),
+            api: live_api.clone(),
             default_rate_limit: config.rate_limit_per_minute,
             trusted_proxies: config.trusted_proxies.clone(),
         });
@@ -183,16 +190,36 @@ impl Application {
                 .wrap(from_fn(crate::panics::guard))
                 .wrap(from_fn(crate::request_id::echo_header))
                 .wrap(TracingLogger::<KeygateRootSpan>::new())
-                .service(
-                    web::scope("/api")
-                        .wrap(from_fn(crate::gate::middleware::api_gate))
-                        .configure(crate::api::configure),
-                )
+                .app_data(web::Data::new(proxy.as_ref().map(crate::gateway::proxy::UpstreamClient::new)))
+                .service(web::scope("/api").wrap(from_fn(crate::gate::middleware::api_gate)).configure(|cfg| {
+                    match (&mode, &proxy) {
+                        (crate::gateway::Mode::Demo, _) => crate::api::configure(cfg),
+                        (_, None) => crate::api::configure_gateway(cfg),
+                        // The operator's API may live under /api/ too: what
+                        // keygate does not answer itself goes upstream.
+                        (_, Some(_)) => {
+                            crate::api::configure_gateway(cfg);
+                            cfg.default_service(web::to(crate::gateway::proxy::forward));
+                        }
+                    }
+                }))
                 .route("/readyz", web::get().to(readyz))
                 .route("/secret-scanning/report", web::post().to(crate::secret_scanning::report))
                 .route(crate::metrics::PATH, web::get().to(crate::metrics::on_main_address))
+                .configure(crate::gateway::check::routes)
                 .configure(crate::oauth_endpoints::routes)
                 .configure(crate::portal::routes)
+                .configure(|cfg| {
+                    // Last: every path keygate does not answer itself goes
+                    // through the gate to the upstream.
+                    if proxy.is_some() {
+                        cfg.service(
+                            web::scope("")
+                                .wrap(from_fn(crate::gate::middleware::api_gate))
+                                .default_service(web::to(crate::gateway::proxy::forward)),
+                        );
+                    }
+                })
         })
         .shutdown_timeout(30);
         let server = server.workers(workers);
@@ -256,6 +283,34 @@ impl Application {
         tracing::info!("audit log flushed; stopped");
         served
     }
+}
+
+/// The API keygate stands in front of: the operator's document, or the
+/// demo's; a document with a problem stops the start, each problem named.
+fn load_api(config: &Config) -> anyhow::Result<crate::gateway::LiveApi> {
+    use crate::gateway::{ApiSource, LiveApi, Mode};
+    let gateway = &config.gateway;
+    let (source, mode) = match (&gateway.api_spec, &gateway.upstream) {
+        (None, None) => (ApiSource::Demo, Mode::Demo),
+        (None, Some(_)) => {
+            anyhow::bail!("--upstream needs --api-spec: the API's OpenAPI document says its routes and scopes")
+        }
+        (Some(path), None) => (ApiSource::File(path.clone()), Mode::ForwardAuth),
+        (Some(path), Some(_)) => (ApiSource::File(path.clone()), Mode::Proxy),
+    };
+    let live = LiveApi::load(source, mode, config.public_url.clone()).map_err(|e| match &gateway.api_spec {
+        Some(path) => anyhow::anyhow!("--api-spec {}: {e}", path.display()),
+        None => anyhow::anyhow!("the demo API's document: {e}"),
+    })?;
+    let api = live.current();
+    tracing::info!(
+        routes = api.routes.operations().len(),
+        scopes = api.catalogue.entries().len(),
+        mode = ?live.mode,
+        "the API: {}",
+        api.title
+    );
+    Ok(live)
 }
 
 /// The rustls server settings from PEM files, with the `ring` provider.

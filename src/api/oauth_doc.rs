@@ -6,7 +6,6 @@
 use serde_json::{json, Map, Value};
 
 use crate::oauth_endpoints::metadata;
-use crate::tokens::Scope;
 
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
@@ -136,7 +135,6 @@ pub fn add(paths: &mut Map<String, Value>) {
 }
 
 pub fn schemas() -> Map<String, Value> {
-    let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
     let mut token_request = client_fields();
     token_request.extend(
         json!({
@@ -145,7 +143,7 @@ pub fn schemas() -> Map<String, Value> {
             "redirect_uri": {"type": "string", "description": "authorization_code: as sent to /oauth/authorize"},
             "code_verifier": {"type": "string", "description": "authorization_code: the PKCE verifier (RFC 7636)"},
             "refresh_token": {"type": "string", "description": "refresh_token: the refresh token"},
-            "scope": {"type": "string", "description": format!("refresh_token: a narrower set, space-separated, of {}", scopes.join(" "))},
+            "scope": {"type": "string", "description": "refresh_token: a narrower set of the refresh token's scopes, space-separated"},
         })
         .as_object()
         .cloned()

@@ -5,8 +5,6 @@
 //! can give, with its body and headers. `tests/api/contract.rs` holds the
 //! server to it with schemathesis.
 
-use std::sync::OnceLock;
-
 use actix_web::HttpResponse;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -14,10 +12,10 @@ use utoipa::openapi::schema::ComponentsBuilder;
 use utoipa::ToSchema;
 
 use super::{rules, ApiRoute, Param, ROUTES};
-use crate::tokens::Scope;
 
 pub const PATH: &str = "/api/openapi.json";
-const BEARER: &str = "bearer";
+/// The security scheme keygate checks, by the name the gateway looks for.
+const BEARER: &str = "keygate";
 
 /// A response type, by name, with a way to add its schema.
 #[derive(Clone, Copy)]
@@ -178,7 +176,7 @@ fn path_parameter(name: &str) -> Param {
 }
 
 fn operation(route: &ApiRoute) -> Value {
-    let scopes: Vec<&str> = route.scope.iter().map(|s| s.as_str()).collect();
+    let scopes: Vec<&str> = route.scope.iter().copied().collect();
     let mut parameters = Vec::new();
     for name in route.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
         let param = path_parameter(name);
@@ -314,6 +312,7 @@ pub fn document() -> Value {
             "scheme": "bearer",
             "bearerFormat": "keygate token (kgp_…, kgs_… or an OAuth access token kgo_…)",
             "description": "A personal or service token from Settings → API Tokens, or an OAuth access token.",
+            "x-keygate-scopes": crate::shop::SCOPES.iter().map(|(name, description)| (name.to_string(), json!(description))).collect::<Map<String, Value>>(),
         },
         "clientBasic": {
             "type": "http",
@@ -321,7 +320,7 @@ pub fn document() -> Value {
             "description": "OAuth client authentication (client_secret_basic); client_secret_post and public clients send client_id in the form instead.",
         },
     });
-    let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let scopes: Vec<&str> = crate::shop::SCOPES.iter().map(|(name, _)| *name).collect();
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -339,16 +338,19 @@ pub fn document() -> Value {
     })
 }
 
-/// The document, built once: what `/api/openapi.json` serves and what the
-/// portal's API reference (`/docs/api`) renders.
-pub fn cached() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(document)
+/// The demo API's own document, as the gateway loads it: the shop's
+/// operations and its scheme, without keygate's own paths (which every
+/// mode adds; a document may not declare them).
+pub fn demo_document() -> Value {
+    let mut document = document();
+    if let Some(paths) = document["paths"].as_object_mut() {
+        paths.retain(|path, _| !crate::gateway::is_reserved(path));
+    }
+    document
 }
 
-pub async fn serve() -> HttpResponse {
-    static JSON: OnceLock<String> = OnceLock::new();
-    let json = JSON
-        .get_or_init(|| serde_json::to_string_pretty(cached()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
-    HttpResponse::Ok().content_type("application/json").body(json.as_str())
+/// `GET /api/openapi.json`: the document of the API in force (the demo's,
+/// or the operator's with keygate's additions), serialised when loaded.
+pub async fn serve(gate: actix_web::web::Data<crate::gate::Gate>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(gate.api.current().served.clone())
 }

@@ -2,13 +2,14 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::json::{ApiError, Errors};
-use crate::gate::Authenticated;
+use crate::gate::{Authenticated, Gate};
 use crate::time::rfc3339;
+use crate::tokens::scopes::ScopeCatalogue;
 use crate::tokens::Credential;
 
 #[derive(Serialize, ToSchema)]
@@ -19,7 +20,8 @@ pub struct TokenInfo {
     /// `personal`, `service` or `oauth`.
     pub kind: String,
     pub seller: i64,
-    pub scopes: Vec<&'static str>,
+    /// What the token may do now (a personal token: every scope of the API).
+    pub scopes: Vec<String>,
     pub created_at: String,
     pub expires_at: Option<String>,
     /// When the secret is due for rotation (API tokens; null for OAuth).
@@ -33,25 +35,31 @@ pub struct TokenInfo {
 
 /// The caller's own credential. The body is the same for every call with it,
 /// so it is serialised once per credential and kept with it.
-pub async fn show(req: HttpRequest, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn show(req: HttpRequest, auth: Authenticated, gate: web::Data<Gate>) -> Result<HttpResponse, ApiError> {
     let credential = &auth.credential;
     let body = match credential.token_info.get() {
         Some(body) => body.clone(),
         None => {
-            let body = serde_json::to_vec(&info(credential)).map_err(|e| Errors::from_request(&req).internal(e))?;
+            let catalogue = &gate.api.current().catalogue;
+            let body =
+                serde_json::to_vec(&info(credential, catalogue)).map_err(|e| Errors::from_request(&req).internal(e))?;
             credential.token_info.get_or_init(|| Bytes::from(body)).clone()
         }
     };
     Ok(HttpResponse::Ok().insert_header(ContentType::json()).body(body))
 }
 
-fn info(credential: &Credential) -> TokenInfo {
+fn info(credential: &Credential, catalogue: &ScopeCatalogue) -> TokenInfo {
+    let scopes = match credential.every_scope {
+        true => catalogue.all(),
+        false => credential.scopes.current(catalogue),
+    };
     TokenInfo {
         id: credential.public_id.clone(),
         name: credential.name.clone(),
         kind: credential.kind.as_str().to_owned(),
         seller: credential.seller_id,
-        scopes: credential.scopes.iter().map(|s| s.as_str()).collect(),
+        scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
         created_at: rfc3339(credential.created_at),
         expires_at: credential.expires_at.map(rfc3339),
         rotation_due_at: credential.rotation_due_at.map(rfc3339),

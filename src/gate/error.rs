@@ -11,7 +11,6 @@ use serde_json::Value;
 use crate::audit::Outcome;
 use crate::error::json_error;
 use crate::time::rfc3339;
-use crate::tokens::Scope;
 
 pub const REALM: &str = "keygate";
 
@@ -43,7 +42,8 @@ pub enum GateError {
         holder: Holder,
     },
     InsufficientScope {
-        required: Scope,
+        /// The scopes missing, space-separated (RFC 6750 §3's `scope`).
+        required: String,
         holder: Holder,
     },
     RateLimited {
@@ -256,7 +256,7 @@ mod tests {
                 Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The token expired at 2026-01-02T03:04:05Z\"".to_owned()),
             ),
             (
-                GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::ApiToken },
+                GateError::InsufficientScope { required: "orders:write".into(), holder: Holder::ApiToken },
                 403,
                 "insufficient_scope",
                 Some("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"orders:write\"".to_owned()),
@@ -277,7 +277,7 @@ mod tests {
             "2026-01-02T03:04:05Z"
         );
         assert_eq!(
-            body(&GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::ApiToken }).await.2
+            body(&GateError::InsufficientScope { required: "orders:write".into(), holder: Holder::ApiToken }).await.2
                 ["required_scope"],
             "orders:write"
         );
@@ -294,7 +294,7 @@ mod tests {
         let app = [
             GateError::TokenRevoked { holder: Holder::App },
             GateError::TokenExpired { expired_at, holder: Holder::App },
-            GateError::InsufficientScope { required: Scope::OrdersWrite, holder: Holder::App },
+            GateError::InsufficientScope { required: "orders:write".into(), holder: Holder::App },
         ];
         for error in app {
             let message = error.message();

@@ -20,10 +20,11 @@ use actix_web::{web, HttpMessage};
 use super::anonymous::Source;
 use super::authenticate::{authenticate, Authenticated, Caller};
 use super::error::GateError;
-use super::routes::RouteMatch;
+use super::routes::{Access, RouteMatch};
 use super::Gate;
 use crate::audit::writer::WriterClosed;
 use crate::audit::{ApiRequest, NewAuditEvent, Outcome};
+use crate::gateway::Api;
 use crate::limits::{LimitState, Quota};
 use crate::remote::ClientView;
 use crate::tokens::Scope;
@@ -50,9 +51,12 @@ struct Seen {
     user_agent: Option<String>,
     request_id: String,
     client: ClientView,
-    required: Option<Scope>,
-    /// The route's index for the metrics (`RouteTable::label`).
+    /// The scope text of the matched operation, for the audit row.
+    required: Option<std::sync::Arc<str>>,
+    /// The route's index for the metrics (`RouteTable::counters`).
     route_label: usize,
+    /// The API the request was checked against (a reload does not change it).
+    api: std::sync::Arc<Api>,
 }
 
 /// The API's middleware; see the module comment.
@@ -65,7 +69,8 @@ pub async fn api_gate(
         .app_data::<web::Data<Gate>>()
         .cloned()
         .ok_or_else(|| actix_web::error::ErrorInternalServerError("the gate is not registered"))?;
-    let (route, route_label) = gate.routes.resolve(req.method(), req.path());
+    let api = gate.api.current();
+    let (route, route_label) = api.routes.resolve(req.method(), req.path());
     // Boxed (one small allocation) to keep this future, which actix boxes,
     // within the allocator's per-thread cache.
     let mut pass = Box::new(Pass {
@@ -81,14 +86,15 @@ pub async fn api_gate(
             request_id: crate::request_id::of(req.request()),
             client: crate::remote::of_service_request(&req, &gate.trusted_proxies),
             required: match route {
-                RouteMatch::Operation(scope) => scope,
+                RouteMatch::Operation(i) => api.routes.operation(i).required.clone(),
                 _ => None,
             },
             route_label,
+            api,
         },
         trail: Trail::default(),
     });
-    let (mut response, outcome) = match check(&gate, pass.seen.client, &route, &req, &mut pass.trail).await {
+    let (mut response, outcome) = match check(&gate, &pass.seen, &route, &req, &mut pass.trail).await {
         Ok(auth) => {
             if let Some(auth) = auth {
                 req.extensions_mut().insert(auth);
@@ -135,14 +141,19 @@ pub async fn api_gate(
 /// `Ok(None)`: a public route, no credential needed.
 async fn check(
     gate: &Gate,
-    client: ClientView,
+    seen: &Seen,
     route: &RouteMatch,
     req: &ServiceRequest,
     trail: &mut Trail,
 ) -> Result<Option<Authenticated>, GateError> {
-    if *route == RouteMatch::Public {
-        // The OpenAPI document is for anyone; it still gets its audit row.
-        return Ok(None);
+    let (api, client) = (&seen.api, seen.client);
+    match route {
+        // Never matched, never forwarded, and the token is not looked at.
+        RouteMatch::Refused(why) => return Err(GateError::InvalidRequest(why)),
+        // Public operations (the OpenAPI document, `security: []`) are for
+        // anyone; they still get their audit row.
+        RouteMatch::Operation(i) if api.routes.operation(*i).access == Access::Public => return Ok(None),
+        _ => {}
     }
     transport(client)?;
     let auth = authenticate(gate, authorization(req)?, client.ip, &mut trail.caller).await?;
@@ -151,14 +162,15 @@ async fn check(
     // Every authenticated request counts, refused ones included.
     let limit = limit(gate, &auth).await;
     trail.limit = Some(limit);
-    authorize(&auth, route)?;
+    authorize(&auth, route, api)?;
     if let Some(retry_after_secs) = limit.retry_after_secs {
         return Err(GateError::RateLimited { retry_after_secs });
     }
     match route {
         RouteMatch::NotFound => Err(GateError::NotFound),
         RouteMatch::MethodNotAllowed { allow } => Err(GateError::MethodNotAllowed { allow: allow.clone() }),
-        RouteMatch::Operation(_) | RouteMatch::Public => Ok(Some(auth)),
+        RouteMatch::Refused(why) => Err(GateError::InvalidRequest(why)),
+        RouteMatch::Operation(_) => Ok(Some(auth)),
     }
 }
 
@@ -188,16 +200,22 @@ async fn limit(gate: &Gate, auth: &Authenticated) -> LimitState {
     gate.limits.check(&credential.public_id, Quota::per_minute(per_minute)).await
 }
 
-/// The route's scope, against what the credential may do now.
-fn authorize(auth: &Authenticated, route: &RouteMatch) -> Result<(), GateError> {
-    match route {
-        RouteMatch::Operation(Some(required)) if !auth.scopes().grants(*required) => {
-            Err(GateError::InsufficientScope {
-                required: *required,
-                holder: super::authenticate::holder_of(&auth.credential),
-            })
-        }
-        _ => Ok(()),
+/// The route's scopes, against what the credential may do now: its own
+/// scopes (or every scope of the catalogue for a personal token), of which
+/// a retired one grants nothing.
+pub fn authorize(auth: &Authenticated, route: &RouteMatch, api: &Api) -> Result<(), GateError> {
+    let RouteMatch::Operation(i) = route else { return Ok(()) };
+    let credential = &auth.credential;
+    let grants = |scope: &Scope| match credential.every_scope {
+        true => api.catalogue.contains(scope),
+        false => credential.scopes.grants(scope, &api.catalogue),
+    };
+    match api.routes.operation(*i).access.missing(grants) {
+        None => Ok(()),
+        Some(lacking) => Err(GateError::InsufficientScope {
+            required: lacking.iter().map(Scope::as_str).collect::<Vec<_>>().join(" "),
+            holder: super::authenticate::holder_of(credential),
+        }),
     }
 }
 
@@ -342,8 +360,8 @@ fn finish(
 ) -> impl Future<Output = Result<(), actix_web::Error>> + '_ {
     let elapsed = started.elapsed();
     crate::metrics::global().api_request(
+        seen.api.routes.counters(),
         seen.route_label,
-        gate.routes.label(seen.route_label),
         status,
         outcome,
         elapsed.as_secs_f64(),
@@ -355,7 +373,7 @@ fn finish(
         path: seen.path,
         status,
         outcome,
-        required_scope: seen.required.map(Scope::as_str),
+        required_scope: seen.required,
         ip: seen.client.ip.map(|ip| ip.to_string()),
         user_agent: seen.user_agent,
         latency_us: elapsed.as_micros() as i64,
@@ -442,27 +460,32 @@ mod tests {
         assert_eq!(transport(remote_tls), Ok(()));
         assert_eq!(transport(remote_plain), Err(GateError::HttpsRequired));
 
-        let orders_read = RouteMatch::Operation(Some(Scope::OrdersRead));
-        let orders_write = RouteMatch::Operation(Some(Scope::OrdersWrite));
+        let api =
+            Api::load(&crate::gateway::ApiSource::Demo, &crate::gateway::Mode::Demo, &"http://k".parse().unwrap())
+                .expect("the demo API");
+        let route = |method: Method, path: &str| api.routes.matches(&method, path);
+        let (orders_read, orders_write) = (route(Method::GET, "/api/v1/orders"), route(Method::POST, "/api/v1/orders"));
         let service = caller(TokenKind::Service, "orders:write");
-        assert_eq!(authorize(&service, &orders_read), Ok(()), "write implies read");
-        assert_eq!(authorize(&service, &orders_write), Ok(()));
+        assert_eq!(authorize(&service, &orders_read, &api), Ok(()), "write implies read");
+        assert_eq!(authorize(&service, &orders_write, &api), Ok(()));
         let reader = caller(TokenKind::Service, "orders:read");
         assert_eq!(
-            authorize(&reader, &orders_write),
+            authorize(&reader, &orders_write, &api),
             Err(GateError::InsufficientScope {
-                required: Scope::OrdersWrite,
+                required: "orders:write".into(),
                 holder: crate::gate::error::Holder::ApiToken
             })
         );
-        assert_eq!(authorize(&reader, &RouteMatch::Operation(None)), Ok(()), "no scope needed");
+        let any_token = route(Method::GET, "/api/v1/token");
+        assert_eq!(authorize(&reader, &any_token, &api), Ok(()), "no scope needed");
         let personal = caller(TokenKind::Personal, "");
-        assert_eq!(personal.scopes(), &ScopeSet::all(), "a personal token carries every scope of its account");
-        assert_eq!(authorize(&personal, &RouteMatch::Operation(Some(Scope::ReportsRead))), Ok(()));
-        let unknown_scope = caller(TokenKind::Service, "orders:read bogus");
-        assert!(unknown_scope.scopes().is_empty(), "an unknown stored scope grants nothing");
+        assert!(personal.credential.every_scope, "a personal token carries every scope of the catalogue");
+        assert_eq!(authorize(&personal, &route(Method::GET, "/api/v1/reports/sales"), &api), Ok(()));
+        let retired = caller(TokenKind::Service, "orders:read bogus:read");
+        assert_eq!(retired.scopes(), &ScopeSet::parse("bogus:read orders:read"), "kept as stored");
+        assert_eq!(authorize(&retired, &orders_read, &api), Ok(()));
         let oauth = caller(TokenKind::OAuth, "products:read");
-        assert_eq!(authorize(&oauth, &RouteMatch::Operation(Some(Scope::ProductsRead))), Ok(()));
+        assert_eq!(authorize(&oauth, &route(Method::GET, "/api/v1/products"), &api), Ok(()));
         assert!(Arc::strong_count(&oauth.credential) >= 1);
     }
 
@@ -547,7 +570,20 @@ mod tests {
             anonymous: Default::default(),
             usage: crate::tokens::usage::LastUsed::new(db),
             audit,
-            routes: super::super::RouteTable::new([], &[(Method::GET, "/api/boom")]),
+            api: Arc::new(crate::gateway::LiveApi::fixed(
+                Api::of(
+                    "boom",
+                    Default::default(),
+                    vec![super::super::Operation::new(
+                        Method::GET,
+                        "/api/boom",
+                        super::super::Access::Public,
+                        super::super::Handler::Keygate,
+                    )],
+                )
+                .unwrap(),
+                crate::gateway::Mode::Demo,
+            )),
             default_rate_limit: 600,
             trusted_proxies: Vec::new(),
         });

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub use crate::tokens::verify::{SecretCheck, Verifier};
 pub use authenticate::Authenticated;
 pub use error::GateError;
-pub use routes::{RouteEntry, RouteMatch, RouteTable};
+pub use routes::{Access, Handler, Operation, RouteMatch, RouteTable};
 
 use crate::audit::writer::AuditSender;
 use crate::db::Db;
@@ -38,7 +38,8 @@ pub struct Gate {
     pub anonymous: anonymous::Anonymous,
     pub usage: LastUsed,
     pub audit: AuditSender,
-    pub routes: RouteTable,
+    /// The API in force: its route table and scope catalogue.
+    pub api: Arc<crate::gateway::LiveApi>,
     /// Requests per minute per credential without an override.
     pub default_rate_limit: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,

@@ -15,7 +15,8 @@ use rand::rngs::OsRng;
 use super::redirect::{RedirectRule, Redirects};
 use crate::db::schema::{accounts, oauth_apps};
 use crate::db::DbConnection;
-use crate::tokens::{PlainToken, Prefix, Scope, ScopeSet, StoredSecret};
+use crate::tokens::scopes::ScopeCatalogue;
+use crate::tokens::{PlainToken, Prefix, ScopeSet, StoredSecret};
 
 pub const CLIENT_ID_PREFIX: &str = "kgc_";
 pub const MAX_NAME_CHARS: usize = 64;
@@ -53,9 +54,9 @@ impl App {
         Redirects::from_stored(&self.redirect_uris, &self.redirect_prefixes)
     }
 
-    /// The scopes the app may ask for; an unknown stored word grants nothing.
+    /// The scopes the app may ask for (a retired one grants nothing).
     pub fn allowed_scopes(&self) -> ScopeSet {
-        ScopeSet::parse(&self.scopes).unwrap_or_default()
+        ScopeSet::parse(&self.scopes)
     }
 
     /// The secret a presented client secret's id names: the current one, or
@@ -167,7 +168,7 @@ pub struct Registration {
 impl Registration {
     /// Every field's problem at once, or the registration. No scope named
     /// means every scope.
-    pub fn parse(input: RegistrationInput<'_>) -> Result<Self, Vec<String>> {
+    pub fn parse(input: RegistrationInput<'_>, catalogue: &ScopeCatalogue) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let name = input.name.trim();
         if name.is_empty() {
@@ -216,11 +217,11 @@ impl Registration {
         }
         let named: Vec<&str> = input.scopes.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
         let scopes = if named.is_empty() {
-            ScopeSet::all()
+            catalogue.all()
         } else {
             let mut known = Vec::new();
             for raw in named {
-                match raw.parse::<Scope>() {
+                match catalogue.parse(raw) {
                     Ok(scope) => known.push(scope),
                     Err(e) => errors.push(format!("Unknown scope `{}`.", e.0)),
                 }
@@ -391,6 +392,10 @@ pub fn find_by_secret_id(conn: &mut DbConnection, secret_id: &str) -> QueryResul
 mod tests {
     use super::*;
 
+    fn demo() -> ScopeCatalogue {
+        ScopeCatalogue::new(crate::shop::SCOPES.iter().copied())
+    }
+
     fn input<'a>() -> RegistrationInput<'a> {
         RegistrationInput {
             name: "Acme WMS",
@@ -404,23 +409,26 @@ mod tests {
 
     #[test]
     fn a_good_registration_parses_and_every_problem_is_named() {
-        let parsed = Registration::parse(input()).unwrap();
-        assert_eq!(parsed.scopes.to_stored(), "orders:read inventory:write");
+        let parsed = Registration::parse(input(), &demo()).unwrap();
+        assert_eq!(parsed.scopes.to_stored(), "inventory:write orders:read");
         assert_eq!(
-            Registration::parse(RegistrationInput { scopes: vec![], ..input() }).unwrap().scopes,
-            ScopeSet::all()
+            Registration::parse(RegistrationInput { scopes: vec![], ..input() }, &demo()).unwrap().scopes,
+            demo().all()
         );
-        let errors = Registration::parse(RegistrationInput {
-            name: " ",
-            homepage: "ftp://x",
-            redirect_uris: vec!["http://wms.example/cb", "https://wms.example/a/../b"],
-            redirect_prefixes: vec!["https://wms.example/oauth?x"],
-            scopes: vec!["orders:delete"],
-            confidential: false,
-        })
+        let errors = Registration::parse(
+            RegistrationInput {
+                name: " ",
+                homepage: "ftp://x",
+                redirect_uris: vec!["http://wms.example/cb", "https://wms.example/a/../b"],
+                redirect_prefixes: vec!["https://wms.example/oauth?x"],
+                scopes: vec!["orders:delete"],
+                confidential: false,
+            },
+            &demo(),
+        )
         .unwrap_err();
         assert_eq!(errors.len(), 6, "{errors:?}");
-        let none = Registration::parse(RegistrationInput { redirect_uris: vec![], ..input() }).unwrap_err();
+        let none = Registration::parse(RegistrationInput { redirect_uris: vec![], ..input() }, &demo()).unwrap_err();
         assert_eq!(none, vec!["Register at least one redirect URI (or a redirect prefix).".to_owned()]);
     }
 

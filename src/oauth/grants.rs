@@ -22,7 +22,7 @@ pub struct Grant {
 
 impl Grant {
     pub fn scope_set(&self) -> ScopeSet {
-        ScopeSet::parse(&self.scopes).unwrap_or_default()
+        ScopeSet::parse(&self.scopes)
     }
 
     /// Whether the grant, still in force, already covers `scopes`: consent
@@ -59,7 +59,7 @@ pub fn allow(
             let widened = if grant.revoked_at.is_some() {
                 scopes.clone()
             } else {
-                ScopeSet::new(grant.scope_set().iter().chain(scopes.iter()))
+                ScopeSet::new(grant.scope_set().iter().chain(scopes.iter()).cloned())
             };
             diesel::update(oauth_grants::table.find(grant.id))
                 .set((

@@ -514,12 +514,7 @@ impl OAuth {
                     if grant.revoked_at.is_some() {
                         return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
                     }
-                    let scopes = ScopeSet::parse(&code.scopes)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter(|s| grant.scope_set().contains(*s) && app.allowed_scopes().contains(*s))
-                        .collect::<Vec<_>>();
-                    let scopes = ScopeSet::new(scopes);
+                    let scopes = ScopeSet::parse(&code.scopes).within(&grant.scope_set()).within(&app.allowed_scopes());
                     let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
                     let about = EventContext {
                         client_id: Some(app.client_id.clone()),
@@ -604,9 +599,9 @@ impl OAuth {
                             rfc3339(current.expires_at)
                         )));
                     }
-                    let held = ScopeSet::parse(&current.scopes).unwrap_or_default();
+                    let held = ScopeSet::parse(&current.scopes);
                     if let Some(narrower) = &narrower {
-                        if let Some(extra) = narrower.iter().find(|s| !held.contains(*s)) {
+                        if let Some(extra) = narrower.iter().find(|s| !held.contains(s)) {
                             return Err(OAuthError::InvalidScope(format!(
                                 "`{extra}` is not among this refresh token's scopes ({}); a refresh can only narrow them",
                                 held.to_stored()
@@ -615,7 +610,7 @@ impl OAuth {
                     }
                     if refresh::spend(conn, current.id, ip.as_deref(), now)? {
                         let scopes = narrower.clone().unwrap_or(held);
-                        let scopes = ScopeSet::new(scopes.iter().filter(|s| grant.scope_set().contains(*s) && app.allowed_scopes().contains(*s)));
+                        let scopes = scopes.within(&grant.scope_set()).within(&app.allowed_scopes());
                         let (pair, successor_id, successor) = this.token_pair(conn, now, &app, &grant, &current.family, &scopes)?;
                         let payload = serde_json::to_string(&successor).map_err(|_| OAuthError::ServerError)?;
                         refresh::keep_successor(conn, current.id, successor_id, &seal::seal(plain.secret(), current.id, &payload))?;

@@ -34,7 +34,7 @@ use crate::portal::pages::Layout;
 use crate::portal::session::{maybe_user, CurrentUser};
 use crate::portal::{render, CSRF_FAILED};
 use crate::state::AppState;
-use crate::tokens::{Scope, ScopeSet};
+use crate::tokens::scopes::{Scope, ScopeCatalogue, ScopeSet};
 
 /// The window of the per-address limit (`OAuthConfig::authorize_per_10s`).
 pub const WINDOW: Duration = Duration::from_secs(10);
@@ -47,8 +47,8 @@ const OAUTH_PARAMS: &[&str] =
     &["response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method"];
 
 pub struct ScopeLine {
-    pub name: &'static str,
-    pub sentence: &'static str,
+    pub name: String,
+    pub sentence: String,
     /// Not in the grant the seller gave before.
     pub new: bool,
 }
@@ -253,7 +253,7 @@ struct Checked {
 
 /// RFC 6749 §4.1.1 and SPEC §8's profile, once the app and where to return
 /// are known: each check a refusal the app is told of.
-fn check_request(received: &Received, app: &App) -> Result<Checked, Refusal> {
+fn check_request(received: &Received, app: &App, catalogue: &ScopeCatalogue) -> Result<Checked, Refusal> {
     let params = &received.params;
     if let Some(name) = received.repeated.first() {
         return Err(refuse("invalid_request", format!("{} is given more than once", quoted(name))));
@@ -281,7 +281,7 @@ fn check_request(received: &Received, app: &App) -> Result<Checked, Refusal> {
         return Err(refuse("access_denied", "this app is suspended"));
     }
     let challenge = check_pkce(params, app)?;
-    let scopes = check_scopes(params, app)?;
+    let scopes = check_scopes(params, app, catalogue)?;
     Ok(Checked { scopes, challenge })
 }
 
@@ -320,16 +320,17 @@ fn check_pkce(params: &Params, app: &App) -> Result<Option<String>, Refusal> {
     Ok(challenge)
 }
 
-/// The scopes asked for: by default all the app may ask for.
-fn check_scopes(params: &Params, app: &App) -> Result<ScopeSet, Refusal> {
-    let allowed = app.allowed_scopes();
+/// The scopes asked for: by default all the app may ask for (that the
+/// catalogue still has).
+fn check_scopes(params: &Params, app: &App, catalogue: &ScopeCatalogue) -> Result<ScopeSet, Refusal> {
+    let allowed = app.allowed_scopes().current(catalogue);
     let scopes = match params.get("scope") {
         None => allowed.clone(),
         Some(raw) => {
             let mut asked = Vec::new();
             for word in raw.split(' ').filter(|w| !w.is_empty()) {
-                match word.parse::<Scope>() {
-                    Ok(scope) if allowed.contains(scope) => asked.push(scope),
+                match catalogue.parse(word) {
+                    Ok(scope) if allowed.contains(&scope) => asked.push(scope),
                     Ok(scope) => {
                         return Err(refuse(
                             "invalid_scope",
@@ -414,7 +415,8 @@ async fn flow(
 
     let issuer = state.config.public_url.as_str().to_owned();
     let back = Return { target: &target, raw_state: received.raw_state.as_deref(), issuer: &issuer };
-    let checked = match check_request(&received, &app) {
+    let api = state.gate.api.current();
+    let checked = match check_request(&received, &app, &api.catalogue) {
         Ok(checked) => checked,
         // Only a signed-in seller is sent back to the app on an error: an
         // anonymous visitor is never bounced to an address any seller could
@@ -443,6 +445,7 @@ async fn flow(
         target: &target,
         grant: grant.as_ref(),
         request: &received.oauth_query,
+        catalogue: &api.catalogue,
     };
     if let Some(answer) = answer {
         if !user.verify_csrf(answer.csrf_token.as_deref()) {
@@ -490,6 +493,7 @@ struct Consent<'a> {
     grant: Option<&'a crate::oauth::grants::Grant>,
     /// The request's OAuth parameters as received, posted back by the form.
     request: &'a str,
+    catalogue: &'a ScopeCatalogue,
 }
 
 impl Consent<'_> {
@@ -500,9 +504,12 @@ impl Consent<'_> {
         status: StatusCode,
     ) -> Result<HttpResponse, PortalError> {
         let held = self.grant.filter(|g| g.revoked_at.is_none()).map(|g| g.scope_set()).unwrap_or_default();
-        let line =
-            |scope: Scope| ScopeLine { name: scope.as_str(), sentence: scope.sentence(), new: !held.contains(scope) };
-        let (writes, reads): (Vec<Scope>, Vec<Scope>) = scopes.iter().partition(|s| s.is_write());
+        let line = |scope: &Scope| ScopeLine {
+            name: scope.as_str().to_owned(),
+            sentence: self.catalogue.describe(scope).to_owned(),
+            new: !held.contains(scope),
+        };
+        let (writes, reads): (Vec<&Scope>, Vec<&Scope>) = scopes.iter().partition(|s| s.is_write());
         let target = url::Url::parse(self.target).ok();
         let page = ConsentPage {
             layout: Layout::for_user(format!("Authorize {}", self.app.name), self.user, ""),

@@ -6,11 +6,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::state::AppState;
-use crate::tokens::Scope;
+use crate::tokens::scopes::ScopeCatalogue;
 
 pub const PATH: &str = "/.well-known/oauth-authorization-server";
 
-pub fn body(issuer: &crate::config::PublicUrl) -> serde_json::Value {
+pub fn body(issuer: &crate::config::PublicUrl, catalogue: &ScopeCatalogue) -> serde_json::Value {
     let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     json!({
         "issuer": issuer.as_str(),
@@ -18,7 +18,7 @@ pub fn body(issuer: &crate::config::PublicUrl) -> serde_json::Value {
         "token_endpoint": issuer.join("/oauth/token"),
         "revocation_endpoint": issuer.join("/oauth/revoke"),
         "introspection_endpoint": issuer.join("/oauth/introspect"),
-        "scopes_supported": Scope::ALL.map(Scope::as_str),
+        "scopes_supported": catalogue.entries().iter().map(|e| e.scope.as_str()).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -50,5 +50,5 @@ pub async fn not_an_openid_provider(req: HttpRequest, state: web::Data<AppState>
 pub async fn document(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(body(&state.config.public_url))
+        .json(body(&state.config.public_url, &state.gate.api.current().catalogue))
 }

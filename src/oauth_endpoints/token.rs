@@ -17,7 +17,7 @@ use crate::oauth::apps::{App, ClientId, LimitKey};
 use crate::oauth::error::quoted;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::tokens::{Scope, ScopeSet};
+use crate::tokens::scopes::{ScopeCatalogue, ScopeSet};
 
 /// Failed client authentications per minute per address and client.
 pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
@@ -56,12 +56,12 @@ async fn client(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<(Par
     }
 }
 
-fn scope_param(params: &Params) -> Result<Option<ScopeSet>, OAuthError> {
+fn scope_param(params: &Params, catalogue: &ScopeCatalogue) -> Result<Option<ScopeSet>, OAuthError> {
     let Some(raw) = params.get("scope") else { return Ok(None) };
     let scopes = raw
         .split(' ')
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<Scope>().map_err(|e| OAuthError::InvalidScope(format!("unknown scope {}", quoted(&e.0)))))
+        .map(|s| catalogue.parse(s).map_err(|e| OAuthError::InvalidScope(format!("unknown scope {}", quoted(&e.0)))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(ScopeSet::new(scopes)))
 }
@@ -85,7 +85,8 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
             }
             Some("refresh_token") => {
                 let token = required("refresh_token")?;
-                state.oauth.refresh(app, token, scope_param(&params)?, from, ctx).await
+                let narrower = scope_param(&params, &state.gate.api.current().catalogue)?;
+                state.oauth.refresh(app, token, narrower, from, ctx).await
             }
             Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {} is not supported: use authorization_code or refresh_token",

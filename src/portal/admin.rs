@@ -48,7 +48,10 @@ pub async fn tokens(
         layout: Layout::for_user("All tokens", &user, "admin-tokens"),
         tokens: rows
             .iter()
-            .map(|(token, email)| TokenView { seller_email: email.clone(), ..TokenView::new(token, now) })
+            .map(|(token, email)| TokenView {
+                seller_email: email.clone(),
+                ..TokenView::new(token, now, &state.gate.api.current().catalogue)
+            })
             .collect(),
         seller,
         notice,
@@ -102,7 +105,10 @@ fn token_page(
     );
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "admin-tokens"),
-        token: TokenView { seller_email: email, ..TokenView::new(token, db::now()) },
+        token: TokenView {
+            seller_email: email,
+            ..TokenView::new(token, db::now(), &state.gate.api.current().catalogue)
+        },
         base: BASE,
         logs_link,
         allowlist: None,
@@ -182,7 +188,7 @@ pub async fn revoke_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let (token, email) = any_token(&state, &path).await?;
-    let mut page = revoke_page(&user, &token, BASE, None);
+    let mut page = revoke_page(&user, &token, BASE, None, &state.gate.api.current().catalogue);
     page.token.seller_email = email;
     render(StatusCode::OK, &page)
 }

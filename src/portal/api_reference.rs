@@ -16,6 +16,7 @@ use super::pages::Layout;
 use super::render;
 use super::session::CurrentUser;
 use crate::api::openapi;
+use crate::state::AppState;
 
 /// Where the page lives.
 pub const PATH: &str = "/docs/api";
@@ -141,9 +142,12 @@ pub struct ApiReferencePage {
 
 /// Signed-in users only, like the rest of the portal; the document itself
 /// stays public at `/api/openapi.json` for tools and clients.
-pub async fn show(user: CurrentUser) -> Result<HttpResponse, PortalError> {
-    let doc = openapi::cached();
-    let page = ApiReferencePage { layout: Layout::for_user("API reference", &user, "api-reference"), ..page_of(doc) };
+pub async fn show(user: CurrentUser, state: actix_web::web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    let api = state.gate.api.current();
+    let page = ApiReferencePage {
+        layout: Layout::for_user("API reference", &user, "api-reference"),
+        ..page_of(&api.document)
+    };
     render(StatusCode::OK, &page)
 }
 

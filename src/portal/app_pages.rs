@@ -7,18 +7,23 @@ use chrono::NaiveDateTime;
 use super::pages::{display_time, GraceOption, Layout, ScopeGroupView};
 use crate::oauth::apps::App;
 use crate::oauth::listing::{AppStats, AuthorizedApp, LastUse};
-use crate::tokens::{Scope, ScopeSet};
+use crate::tokens::scopes::{Scope, ScopeCatalogue, ScopeSet};
 
-/// A scope in plain words.
+/// A scope in plain words (the catalogue's; a retired scope says so).
 pub struct ScopeWords {
-    pub name: &'static str,
-    pub sentence: &'static str,
+    pub name: String,
+    pub sentence: String,
+    pub retired: bool,
 }
 
 /// Scopes split into what they let an app see and what they let it change.
-pub fn reads_and_writes(scopes: &ScopeSet) -> (Vec<ScopeWords>, Vec<ScopeWords>) {
-    let words = |s: Scope| ScopeWords { name: s.as_str(), sentence: s.sentence() };
-    let (writes, reads): (Vec<Scope>, Vec<Scope>) = scopes.iter().partition(|s| s.is_write());
+pub fn reads_and_writes(scopes: &ScopeSet, catalogue: &ScopeCatalogue) -> (Vec<ScopeWords>, Vec<ScopeWords>) {
+    let words = |s: &Scope| ScopeWords {
+        name: s.as_str().to_owned(),
+        sentence: catalogue.describe(s).to_owned(),
+        retired: !catalogue.contains(s),
+    };
+    let (writes, reads): (Vec<&Scope>, Vec<&Scope>) = scopes.iter().partition(|s| s.is_write());
     (reads.into_iter().map(words).collect(), writes.into_iter().map(words).collect())
 }
 
@@ -53,8 +58,8 @@ pub struct AppView {
 }
 
 impl AppView {
-    pub fn new(app: &App, stats: &AppStats, owner_email: &str, now: NaiveDateTime) -> Self {
-        let (reads, writes) = reads_and_writes(&app.allowed_scopes());
+    pub fn new(app: &App, stats: &AppStats, owner_email: &str, now: NaiveDateTime, catalogue: &ScopeCatalogue) -> Self {
+        let (reads, writes) = reads_and_writes(&app.allowed_scopes(), catalogue);
         let (last_used, last_used_ip) = used(&stats.last_use);
         Self {
             client_id: app.client_id.clone(),
@@ -189,10 +194,9 @@ pub struct AuthorizedView {
 }
 
 impl AuthorizedView {
-    pub fn new(authorized: &AuthorizedApp) -> Self {
-        let granted =
-            ScopeSet::new(authorized.grant.scope_set().iter().filter(|s| authorized.app.allowed_scopes().contains(*s)));
-        let (reads, writes) = reads_and_writes(&granted);
+    pub fn new(authorized: &AuthorizedApp, catalogue: &ScopeCatalogue) -> Self {
+        let granted = authorized.grant.scope_set().within(&authorized.app.allowed_scopes());
+        let (reads, writes) = reads_and_writes(&granted, catalogue);
         let (last_used, last_used_ip) = used(&authorized.last_use);
         Self {
             client_id: authorized.app.client_id.clone(),

@@ -23,6 +23,7 @@ use crate::oauth::apps::{self, App, Registration, RegistrationInput};
 use crate::oauth::listing;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
+use crate::tokens::scopes::ScopeCatalogue;
 use crate::tokens::ScopeSet;
 
 const BASE: &str = "/settings/apps";
@@ -48,7 +49,7 @@ async fn own_app(state: &AppState, user: &CurrentUser, client_id: &str) -> Resul
 async fn view_of(state: &AppState, app: &App, owner: &str) -> Result<AppView, PortalError> {
     let (app_id, now) = (app.id, state.oauth.now());
     let stats = state.db.run(move |conn| listing::app_stats(conn, app_id, now)).await?;
-    Ok(AppView::new(app, &stats, owner, now))
+    Ok(AppView::new(app, &stats, owner, now, &state.gate.api.current().catalogue))
 }
 
 #[derive(Deserialize)]
@@ -75,17 +76,26 @@ pub async fn list(
     let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AppsPage {
         layout: Layout::for_user("Developer apps", &user, "apps"),
-        apps: rows.iter().map(|(stats, app)| AppView::new(app, stats, &email, now)).collect(),
+        apps: rows
+            .iter()
+            .map(|(stats, app)| AppView::new(app, stats, &email, now, &state.gate.api.current().catalogue))
+            .collect(),
         notice,
     };
     render(StatusCode::OK, &page)
 }
 
 /// The form, filled from what was typed (or from the app when editing).
-fn form_page(user: &CurrentUser, editing: Option<&App>, form: Option<&FormFields>, errors: Vec<String>) -> AppFormPage {
+fn form_page(
+    user: &CurrentUser,
+    editing: Option<&App>,
+    form: Option<&FormFields>,
+    errors: Vec<String>,
+    catalogue: &ScopeCatalogue,
+) -> AppFormPage {
     let field = |name: &str, from_app: String| form.map_or(from_app, |f| f.get(name).to_owned());
     let selected = match (form, editing) {
-        (Some(form), _) => ScopeSet::new(form.get_all("scope").filter_map(|s| s.parse().ok())),
+        (Some(form), _) => ScopeSet::new(form.get_all("scope").filter_map(|s| catalogue.parse(s).ok())),
         (None, Some(app)) => app.allowed_scopes(),
         (None, None) => ScopeSet::default(),
     };
@@ -107,7 +117,7 @@ fn form_page(user: &CurrentUser, editing: Option<&App>, form: Option<&FormFields
             (None, Some(form)) => form.get("client_type") != "public",
             (None, None) => true,
         },
-        groups: scope_groups(&selected),
+        groups: scope_groups(&selected, catalogue),
         errors,
         redirect_errors,
         scope_errors,
@@ -116,7 +126,7 @@ fn form_page(user: &CurrentUser, editing: Option<&App>, form: Option<&FormFields
 
 /// Every problem with the form at once, or the registration. Redirect URIs
 /// and prefixes come one a line; the scopes must be chosen.
-fn parse_form(form: &FormFields, confidential: bool) -> Result<Registration, Vec<String>> {
+fn parse_form(form: &FormFields, confidential: bool, catalogue: &ScopeCatalogue) -> Result<Registration, Vec<String>> {
     let scopes: Vec<&str> = form.get_all("scope").collect();
     let input = RegistrationInput {
         name: form.get("name"),
@@ -126,7 +136,7 @@ fn parse_form(form: &FormFields, confidential: bool) -> Result<Registration, Vec
         scopes: scopes.clone(),
         confidential,
     };
-    let parsed = Registration::parse(input);
+    let parsed = Registration::parse(input, catalogue);
     if scopes.iter().all(|s| s.trim().is_empty()) {
         let mut errors = parsed.err().unwrap_or_default();
         errors.push("Choose the scopes the app may ask sellers for.".to_owned());
@@ -144,8 +154,8 @@ fn client_type(form: &FormFields) -> Result<bool, String> {
     }
 }
 
-pub async fn new_form(user: CurrentUser) -> Result<HttpResponse, PortalError> {
-    render(StatusCode::OK, &form_page(&user, None, None, Vec::new()))
+pub async fn new_form(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    render(StatusCode::OK, &form_page(&user, None, None, Vec::new(), &state.gate.api.current().catalogue))
 }
 
 pub async fn create(
@@ -155,16 +165,21 @@ pub async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
     let form = FormFields::parse(&body);
+    let api = state.gate.api.current();
+    let catalogue = &api.catalogue;
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &form_page(&user, None, Some(&form), vec![CSRF_FAILED.into()]));
+        return render(
+            StatusCode::FORBIDDEN,
+            &form_page(&user, None, Some(&form), vec![CSRF_FAILED.into()], catalogue),
+        );
     }
     let confidential = client_type(&form);
-    let parsed = parse_form(&form, *confidential.as_ref().unwrap_or(&true));
+    let parsed = parse_form(&form, *confidential.as_ref().unwrap_or(&true), catalogue);
     let registration = match (confidential, parsed) {
         (Ok(_), Ok(registration)) => registration,
         (confidential, parsed) => {
             let errors = confidential.err().into_iter().chain(parsed.err().unwrap_or_default()).collect();
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &form_page(&user, None, Some(&form), errors));
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &form_page(&user, None, Some(&form), errors, catalogue));
         }
     };
     let (app, secret) = state
@@ -229,7 +244,7 @@ pub async fn edit_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let (app, _) = own_app(&state, &user, &path).await?;
-    render(StatusCode::OK, &form_page(&user, Some(&app), None, Vec::new()))
+    render(StatusCode::OK, &form_page(&user, Some(&app), None, Vec::new(), &state.gate.api.current().catalogue))
 }
 
 pub async fn update(
@@ -241,13 +256,19 @@ pub async fn update(
 ) -> Result<HttpResponse, PortalError> {
     let (app, _) = own_app(&state, &user, &path).await?;
     let form = FormFields::parse(&body);
+    let api = state.gate.api.current();
+    let catalogue = &api.catalogue;
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &form_page(&user, Some(&app), Some(&form), vec![CSRF_FAILED.into()]));
+        let page = form_page(&user, Some(&app), Some(&form), vec![CSRF_FAILED.into()], catalogue);
+        return render(StatusCode::FORBIDDEN, &page);
     }
-    let registration = match parse_form(&form, app.is_confidential()) {
+    let registration = match parse_form(&form, app.is_confidential(), catalogue) {
         Ok(registration) => registration,
         Err(errors) => {
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &form_page(&user, Some(&app), Some(&form), errors))
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form_page(&user, Some(&app), Some(&form), errors, catalogue),
+            )
         }
     };
     state.oauth.update_app(&app, registration, actor_context(&req, &user)).await?;
@@ -402,7 +423,10 @@ async fn admin_page(
     Ok(AdminAppsPage {
         layout: Layout::for_user("All apps", user, "admin-apps"),
         csrf_token: user.csrf_token.clone(),
-        apps: rows.iter().map(|(stats, app, owner)| AppView::new(app, stats, owner, now)).collect(),
+        apps: rows
+            .iter()
+            .map(|(stats, app, owner)| AppView::new(app, stats, owner, now, &state.gate.api.current().catalogue))
+            .collect(),
         notice,
         error,
     })

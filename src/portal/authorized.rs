@@ -37,17 +37,22 @@ pub async fn list(
     let notice = super::flash::take_notice(&state, &req, &user, BASE).await?;
     let page = AuthorizedAppsPage {
         layout: Layout::for_user("Authorized apps", &user, "authorized"),
-        apps: apps.iter().map(AuthorizedView::new).collect(),
+        apps: apps.iter().map(|a| AuthorizedView::new(a, &state.gate.api.current().catalogue)).collect(),
         notice,
     };
     render(StatusCode::OK, &page)
 }
 
-fn revoke_page(user: &CurrentUser, app: &AuthorizedApp, error: Option<String>) -> RevokeGrantPage {
+fn revoke_page(
+    user: &CurrentUser,
+    app: &AuthorizedApp,
+    error: Option<String>,
+    catalogue: &crate::tokens::scopes::ScopeCatalogue,
+) -> RevokeGrantPage {
     RevokeGrantPage {
         layout: Layout::for_user(format!("Revoke {}", app.app.name), user, "authorized"),
         csrf_token: user.csrf_token.clone(),
-        app: AuthorizedView::new(app),
+        app: AuthorizedView::new(app, catalogue),
         error,
     }
 }
@@ -58,7 +63,7 @@ pub async fn revoke_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let app = own_grant(&state, &user, &path).await?;
-    render(StatusCode::OK, &revoke_page(&user, &app, None))
+    render(StatusCode::OK, &revoke_page(&user, &app, None, &state.gate.api.current().catalogue))
 }
 
 pub async fn revoke(
@@ -71,7 +76,10 @@ pub async fn revoke(
     let app = own_grant(&state, &user, &path).await?;
     let form = FormFields::parse(&body);
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &revoke_page(&user, &app, Some(CSRF_FAILED.into())));
+        return render(
+            StatusCode::FORBIDDEN,
+            &revoke_page(&user, &app, Some(CSRF_FAILED.into()), &state.gate.api.current().catalogue),
+        );
     }
     state.oauth.revoke_grant(&app.app, &app.grant, actor_context(&req, &user)).await?;
     let message = format!(

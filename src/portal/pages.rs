@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 
 use super::session::CurrentUser;
 use crate::tokens::allowlist::IpAllowlist;
-use crate::tokens::scopes::CATALOGUE;
+use crate::tokens::scopes::ScopeCatalogue;
 use crate::tokens::store::ApiToken;
 use crate::tokens::{ScopeSet, TokenKind};
 
@@ -94,13 +94,28 @@ pub struct TokenView {
     pub allowed_ips: Vec<String>,
 }
 
+/// A token's IP allowlist, an entry a line; empty: any address.
+pub fn allowlist_entries(token: &ApiToken) -> Vec<String> {
+    token
+        .allowed_ips
+        .as_deref()
+        .and_then(IpAllowlist::from_stored)
+        .map(|list| list.entries().collect())
+        .unwrap_or_default()
+}
+
 impl TokenView {
-    pub fn new(token: &ApiToken, now: NaiveDateTime) -> Self {
+    /// `catalogue`: the scopes in force, to mark the ones the API retired.
+    pub fn new(token: &ApiToken, now: NaiveDateTime, catalogue: &ScopeCatalogue) -> Self {
         let status = token.status(now);
         let scopes = if token.kind == TokenKind::Personal {
             vec!["all scopes of the account".to_owned()]
         } else {
-            token.scope_set().unwrap_or_default().iter().map(|s| s.as_str().to_owned()).collect()
+            let named = |s: &crate::tokens::Scope| match catalogue.contains(s) {
+                true => s.as_str().to_owned(),
+                false => format!("{s} (retired: grants nothing)"),
+            };
+            token.scope_set().iter().map(named).collect()
         };
         let expires = match (token.expires_at, token.lifetime_days) {
             (None, _) => "never".to_owned(),
@@ -133,12 +148,7 @@ impl TokenView {
             seller_email: String::new(),
             issued_marker: token.secret_issued_at.and_utc().timestamp_micros().to_string(),
             grace_until: token.previous_secret_expires_at.filter(|until| *until > now).map(display_time),
-            allowed_ips: token
-                .allowed_ips
-                .as_deref()
-                .and_then(IpAllowlist::from_stored)
-                .map(|list| list.entries().collect())
-                .unwrap_or_default(),
+            allowed_ips: allowlist_entries(token),
         }
     }
 }
@@ -234,34 +244,43 @@ impl LeakView {
 }
 
 pub struct ScopeChoice {
-    pub value: &'static str,
+    pub value: String,
     pub label: &'static str,
+    /// What the scope allows, in the API document's words.
+    pub description: String,
     pub checked: bool,
 }
 
 pub struct ScopeGroupView {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
     pub choices: Vec<ScopeChoice>,
 }
 
-pub fn scope_groups(selected: &ScopeSet) -> Vec<ScopeGroupView> {
-    CATALOGUE
-        .iter()
-        .map(|group| ScopeGroupView {
-            name: group.name,
-            description: group.description,
-            choices: group
-                .scopes
+/// The catalogue's scopes by resource group, for the token and app forms.
+pub fn scope_groups(selected: &ScopeSet, catalogue: &ScopeCatalogue) -> Vec<ScopeGroupView> {
+    catalogue
+        .groups()
+        .into_iter()
+        .map(|(group, entries)| ScopeGroupView {
+            name: capitalised(group),
+            choices: entries
                 .iter()
-                .map(|&scope| ScopeChoice {
-                    value: scope.as_str(),
-                    label: scope.label(),
-                    checked: selected.contains(scope),
+                .map(|entry| ScopeChoice {
+                    value: entry.scope.as_str().to_owned(),
+                    label: entry.scope.label(),
+                    description: entry.description.clone(),
+                    checked: selected.contains(&entry.scope),
                 })
                 .collect(),
         })
         .collect()
+}
+
+/// `orders` → `Orders`, `warehouse_zones` → `Warehouse zones`.
+fn capitalised(group: &str) -> String {
+    let spaced = group.replace(['_', '-', '.'], " ");
+    let mut chars = spaced.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 pub struct ExpiryOption {

@@ -18,6 +18,7 @@ use crate::db;
 use crate::state::AppState;
 use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::input::{parse_description, parse_form_expiry, parse_kind, parse_scopes, TokenName};
+use crate::tokens::scopes::ScopeCatalogue;
 use crate::tokens::service::{IssueRequest, Issued};
 use crate::tokens::store::{self, ApiToken, TokenStoreError};
 use crate::tokens::{PlainToken, ScopeSet, TokenId, TokenKind};
@@ -60,7 +61,8 @@ pub async fn list(
         .await?;
     let notice = flash::take_notice(&state, &req, &user, BASE).await?;
     let banner = rotation_banner(&tokens, now);
-    let tokens: Vec<TokenView> = tokens.iter().map(|t| TokenView::new(t, now)).collect();
+    let api = state.gate.api.current();
+    let tokens: Vec<TokenView> = tokens.iter().map(|t| TokenView::new(t, now, &api.catalogue)).collect();
     let page = TokensPage {
         layout: Layout::for_user("API Tokens", &user, "tokens"),
         live_count: tokens.iter().filter(|t| t.usable).count(),
@@ -122,8 +124,13 @@ fn expiry_preview(expires: &str, expires_on: &str, today: chrono::NaiveDate) -> 
     }
 }
 
-fn new_token_page(user: &CurrentUser, form: Option<&FormFields>, errors: Vec<String>) -> NewTokenPage {
-    new_token_page_with(user, form, errors, Vec::new())
+fn new_token_page(
+    user: &CurrentUser,
+    form: Option<&FormFields>,
+    errors: Vec<String>,
+    catalogue: &ScopeCatalogue,
+) -> NewTokenPage {
+    new_token_page_with(user, form, errors, Vec::new(), catalogue)
 }
 
 fn new_token_page_with(
@@ -131,10 +138,12 @@ fn new_token_page_with(
     form: Option<&FormFields>,
     errors: Vec<String>,
     field_errors: Vec<(&'static str, String)>,
+    catalogue: &ScopeCatalogue,
 ) -> NewTokenPage {
     let field =
         |name: &str, default: &str| form.map_or(default.to_owned(), |f| f.get_opt(name).unwrap_or(default).to_owned());
-    let selected = ScopeSet::new(form.into_iter().flat_map(|f| f.get_all("scope")).filter_map(|s| s.parse().ok()));
+    let selected =
+        ScopeSet::new(form.into_iter().flat_map(|f| f.get_all("scope")).filter_map(|s| catalogue.parse(s).ok()));
     let today = db::now().date();
     let (expires, expires_on) = (field("expires", "90"), field("expires_on", ""));
     NewTokenPage {
@@ -149,14 +158,14 @@ fn new_token_page_with(
         field_errors,
         allowed_ips: field("allowed_ips", ""),
         min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
-        groups: scope_groups(&selected),
+        groups: scope_groups(&selected, catalogue),
         expiry_options: EXPIRY_OPTIONS,
         errors,
     }
 }
 
-pub async fn new_form(user: CurrentUser) -> Result<HttpResponse, PortalError> {
-    render(StatusCode::OK, &new_token_page(&user, None, Vec::new()))
+pub async fn new_form(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    render(StatusCode::OK, &new_token_page(&user, None, Vec::new(), &state.gate.api.current().catalogue))
 }
 
 /// What the create form asks for, every field valid.
@@ -171,11 +180,11 @@ struct NewTokenForm {
 
 /// Every field's problem at once, each with its field, or everything needed
 /// to create the token.
-fn parse_new_token(form: &FormFields) -> Result<NewTokenForm, Vec<(&'static str, String)>> {
+fn parse_new_token(form: &FormFields, catalogue: &ScopeCatalogue) -> Result<NewTokenForm, Vec<(&'static str, String)>> {
     let name = TokenName::parse(form.get("name"));
     let description = parse_description(form.get("description"));
     let kind = parse_kind(form.get("kind"));
-    let scopes = kind.clone().and_then(|kind| parse_scopes(kind, form.get_all("scope")));
+    let scopes = kind.clone().and_then(|kind| parse_scopes(kind, form.get_all("scope"), catalogue));
     let expiry = parse_form_expiry(form.get("expires"), form.get("expires_on"), db::now().date());
     let allowed_ips = IpAllowlist::parse([form.get("allowed_ips")]).map_err(|errors| errors.join(" "));
     match (name, description, kind, scopes, expiry, allowed_ips) {
@@ -211,13 +220,15 @@ pub async fn create(
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
     let form = FormFields::parse(&body);
+    let api = state.gate.api.current();
+    let catalogue = &api.catalogue;
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &new_token_page(&user, Some(&form), vec![CSRF_FAILED.into()]));
+        return render(StatusCode::FORBIDDEN, &new_token_page(&user, Some(&form), vec![CSRF_FAILED.into()], catalogue));
     }
-    let parsed = match parse_new_token(&form) {
+    let parsed = match parse_new_token(&form, catalogue) {
         Ok(parsed) => parsed,
         Err(errors) => {
-            let page = new_token_page_with(&user, Some(&form), Vec::new(), errors);
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), errors, catalogue);
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
@@ -234,12 +245,13 @@ pub async fn create(
     match state.tokens.issue(request, actor_context(&req, &user)).await {
         Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenCreated).await,
         Err(e @ TokenStoreError::DuplicateName(_)) => {
-            let page = new_token_page_with(&user, Some(&form), Vec::new(), vec![("name", e.to_string())]);
+            let page = new_token_page_with(&user, Some(&form), Vec::new(), vec![("name", e.to_string())], catalogue);
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
-        Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => {
-            render(StatusCode::UNPROCESSABLE_ENTITY, &new_token_page(&user, Some(&form), vec![e.to_string()]))
-        }
+        Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed)) => render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &new_token_page(&user, Some(&form), vec![e.to_string()], catalogue),
+        ),
         Err(e) => Err(PortalError::from_store(e)),
     }
 }
@@ -283,17 +295,17 @@ pub async fn secret(
             "tokens",
         ),
         token_string,
-        token: TokenView::new(&token, db::now()),
+        token: TokenView::new(&token, db::now(), &state.gate.api.current().catalogue),
         rotated,
         api_base: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
     };
     render(StatusCode::OK, &page)
 }
 
-fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) -> TokenPage {
+fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm, catalogue: &ScopeCatalogue) -> TokenPage {
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "tokens"),
-        token: TokenView::new(token, db::now()),
+        token: TokenView::new(token, db::now(), catalogue),
         base: BASE,
         logs_link: format!("/settings/logs?token={}", token.public_id),
         rate_limit: None,
@@ -302,7 +314,7 @@ fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm) ->
 }
 
 fn allowlist_form(user: &CurrentUser, token: &ApiToken, value: Option<&str>, error: Option<String>) -> AllowlistForm {
-    let current = || TokenView::new(token, db::now()).allowed_ips.join("\n");
+    let current = || super::pages::allowlist_entries(token).join("\n");
     AllowlistForm {
         csrf_token: user.csrf_token.clone(),
         value: value.map_or_else(current, str::to_owned),
@@ -326,7 +338,7 @@ pub async fn show(
     let token = own_token(&state, &user, &path).await?;
     let notice = flash::take_notice(&state, &req, &user, &show_path(&token.public_id)).await?;
     let form = AllowlistForm { notice, ..allowlist_form(&user, &token, None, None) };
-    render(StatusCode::OK, &token_page(&user, &token, form))
+    render(StatusCode::OK, &token_page(&user, &token, form, &state.gate.api.current().catalogue))
 }
 
 /// Sets or clears the token's IP allowlist; the next request anywhere is
@@ -343,7 +355,13 @@ pub async fn set_allowed_ips(
     let typed = form.get("allowed_ips");
     // The form again, with what was typed and why nothing changed.
     let refuse = |status, error: String| {
-        render(status, &token_page(&user, &token, allowlist_form(&user, &token, Some(typed), Some(error))))
+        let page = token_page(
+            &user,
+            &token,
+            allowlist_form(&user, &token, Some(typed), Some(error)),
+            &state.gate.api.current().catalogue,
+        );
+        render(status, &page)
     };
     if !user.verify_csrf(form.csrf()) {
         return refuse(StatusCode::FORBIDDEN, CSRF_FAILED.into());
@@ -368,7 +386,7 @@ pub async fn revoke_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
-    render(StatusCode::OK, &revoke_page(&user, &token, BASE, None))
+    render(StatusCode::OK, &revoke_page(&user, &token, BASE, None, &state.gate.api.current().catalogue))
 }
 
 /// What the revoke and rotate confirmations share: a title naming the
@@ -380,17 +398,29 @@ struct ConfirmParts {
     token: TokenView,
 }
 
-fn confirm_parts(user: &CurrentUser, token: &ApiToken, verb: &str, base: &str) -> ConfirmParts {
+fn confirm_parts(
+    user: &CurrentUser,
+    token: &ApiToken,
+    verb: &str,
+    base: &str,
+    catalogue: &ScopeCatalogue,
+) -> ConfirmParts {
     let section = if base.starts_with("/admin") { "admin-tokens" } else { "tokens" };
     ConfirmParts {
         layout: Layout::for_user(format!("{verb} {}", token.name), user, section),
         csrf_token: user.csrf_token.clone(),
-        token: TokenView::new(token, db::now()),
+        token: TokenView::new(token, db::now(), catalogue),
     }
 }
 
-pub fn revoke_page(user: &CurrentUser, token: &ApiToken, base: &str, error: Option<String>) -> RevokePage {
-    let ConfirmParts { layout, csrf_token, token: view } = confirm_parts(user, token, "Revoke", base);
+pub fn revoke_page(
+    user: &CurrentUser,
+    token: &ApiToken,
+    base: &str,
+    error: Option<String>,
+    catalogue: &ScopeCatalogue,
+) -> RevokePage {
+    let ConfirmParts { layout, csrf_token, token: view } = confirm_parts(user, token, "Revoke", base, catalogue);
     RevokePage {
         layout,
         csrf_token,
@@ -413,7 +443,8 @@ pub async fn revoke_and_redirect(
 ) -> Result<HttpResponse, PortalError> {
     let form = FormFields::parse(body);
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &revoke_page(user, &token, base, Some(CSRF_FAILED.into())));
+        let page = revoke_page(user, &token, base, Some(CSRF_FAILED.into()), &state.gate.api.current().catalogue);
+        return render(StatusCode::FORBIDDEN, &page);
     }
     let revoked = state.tokens.revoke(&token, actor_context(req, user)).await.map_err(PortalError::from_store)?;
     let owner = if token.seller_id == user.account.id { String::new() } else { format!(" of {}", seller_email) };
@@ -433,8 +464,14 @@ pub async fn revoke(
     revoke_and_redirect(&req, &user, &state, token, &body, BASE, "").await
 }
 
-fn rotate_page(user: &CurrentUser, token: &ApiToken, grace: &str, error: Option<String>) -> RotatePage {
-    let ConfirmParts { layout, csrf_token, token } = confirm_parts(user, token, "Rotate", BASE);
+fn rotate_page(
+    user: &CurrentUser,
+    token: &ApiToken,
+    grace: &str,
+    error: Option<String>,
+    catalogue: &ScopeCatalogue,
+) -> RotatePage {
+    let ConfirmParts { layout, csrf_token, token } = confirm_parts(user, token, "Rotate", BASE, catalogue);
     RotatePage { layout, csrf_token, token, grace_options: GRACE_OPTIONS, grace: grace.to_owned(), error }
 }
 
@@ -444,10 +481,12 @@ pub async fn rotate_form(
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
+    let api = state.gate.api.current();
+    let catalogue = &api.catalogue;
     if let Some(refused) = not_rotatable(&token) {
-        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, "0", Some(refused.to_string())));
+        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, "0", Some(refused.to_string()), catalogue));
     }
-    render(StatusCode::OK, &rotate_page(&user, &token, "0", None))
+    render(StatusCode::OK, &rotate_page(&user, &token, "0", None, catalogue))
 }
 
 /// Why a token cannot be rotated, if it cannot: a revoked or an expired
@@ -484,26 +523,39 @@ pub async fn rotate(
     body: web::Bytes,
 ) -> Result<HttpResponse, PortalError> {
     let token = own_token(&state, &user, &path).await?;
+    let api = state.gate.api.current();
+    let catalogue = &api.catalogue;
     let form = FormFields::parse(&body);
     let grace_field = form.get("grace_minutes");
     if !user.verify_csrf(form.csrf()) {
-        return render(StatusCode::FORBIDDEN, &rotate_page(&user, &token, grace_field, Some(CSRF_FAILED.into())));
+        return render(
+            StatusCode::FORBIDDEN,
+            &rotate_page(&user, &token, grace_field, Some(CSRF_FAILED.into()), catalogue),
+        );
     }
     let grace = match parse_grace(grace_field) {
         Ok(grace) => grace,
-        Err(error) => return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, "0", Some(error))),
+        Err(error) => {
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, "0", Some(error), catalogue))
+        }
     };
     let Some(seen_issued_at) = parse_issued_marker(form.get("issued")) else {
         let error = "The form is missing the token's version; open the rotate page again.".to_owned();
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &rotate_page(&user, &token, grace_field, Some(error)));
+        return render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &rotate_page(&user, &token, grace_field, Some(error), catalogue),
+        );
     };
     if let Some(refused) = not_rotatable(&token) {
-        return render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(refused.to_string())));
+        return render(
+            StatusCode::CONFLICT,
+            &rotate_page(&user, &token, grace_field, Some(refused.to_string()), catalogue),
+        );
     }
     match state.tokens.rotate(&token, grace, Some(seen_issued_at), actor_context(&req, &user)).await {
         Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenRotated).await,
         Err(e @ (TokenStoreError::Revoked | TokenStoreError::ExpiredFixed | TokenStoreError::StaleRotation)) => {
-            render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string())))
+            render(StatusCode::CONFLICT, &rotate_page(&user, &token, grace_field, Some(e.to_string()), catalogue))
         }
         Err(e) => Err(PortalError::from_store(e)),
     }

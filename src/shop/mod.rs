@@ -23,6 +23,19 @@ use crate::db::{self, DbConnection};
 
 pub const ORDER_STATUSES: &[&str] = &["pending", "paid", "shipped", "cancelled"];
 
+/// The demo API's scope catalogue, as its document declares it (the
+/// `x-keygate-scopes` of its security scheme): name and what it lets an
+/// integration do, in the words the consent page shows.
+pub const SCOPES: &[(&str, &str)] = &[
+    ("orders:read", "See your orders and their items"),
+    ("orders:write", "Create orders (and see them)"),
+    ("products:read", "See your products and prices"),
+    ("products:write", "Create and change products and prices (and see them)"),
+    ("inventory:read", "See your stock levels"),
+    ("inventory:write", "Set your stock levels (and see them)"),
+    ("reports:read", "See your sales totals"),
+];
+
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, ToSchema)]
 #[diesel(table_name = products)]
 pub struct Product {

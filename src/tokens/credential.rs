@@ -29,9 +29,13 @@ pub struct Credential {
     pub kind: TokenKind,
     pub name: String,
     pub seller_id: i64,
-    /// What it may do now: a service token's own scopes, every scope of the
-    /// account for a personal token, the grant's scopes for an OAuth token.
+    /// What it may do: a service token's own scopes, the grant's for an
+    /// OAuth token (within what the app may ask for). A scope the catalogue
+    /// no longer has grants nothing.
     pub scopes: ScopeSet,
+    /// A personal token: every scope of the catalogue in force, whatever
+    /// the catalogue is at request time (`scopes` is empty).
+    pub every_scope: bool,
     pub created_at: NaiveDateTime,
     pub expires_at: Option<NaiveDateTime>,
     /// When its secret is due for rotation (API tokens only).
@@ -103,13 +107,10 @@ pub struct StoredCredential {
 
 impl StoredCredential {
     pub fn of_api_token(token: &ApiToken) -> Self {
-        let scopes = match token.kind {
-            // Every seller account holds every scope today; a personal token
-            // follows the account at request time.
-            TokenKind::Personal => ScopeSet::all(),
-            // An unknown word in the stored scopes grants nothing.
-            TokenKind::Service | TokenKind::OAuth => token.scope_set().unwrap_or_default(),
-        };
+        // Every seller account holds every scope of the catalogue; a personal
+        // token follows the account (and the catalogue) at request time.
+        let every_scope = token.kind == TokenKind::Personal;
+        let scopes = if every_scope { ScopeSet::default() } else { token.scope_set() };
         let rotation_due_at = (token.kind != TokenKind::OAuth).then(|| token.rotation_due_at());
         let credential = Credential {
             row_id: token.id,
@@ -118,6 +119,7 @@ impl StoredCredential {
             name: token.name.clone(),
             seller_id: token.seller_id,
             scopes,
+            every_scope,
             created_at: token.created_at,
             expires_at: token.expires_at,
             rotation_due_at,
@@ -188,11 +190,9 @@ impl StoredCredential {
         let credential = Arc::make_mut(&mut stored.credential);
         match grant {
             Some(grant) => {
-                let within = |stored: &str| ScopeSet::parse(stored).unwrap_or_default();
-                let (grant_scopes, app_scopes) = (within(&grant.grant_scopes), within(&grant.app_scopes));
-                credential.scopes = ScopeSet::new(
-                    credential.scopes.iter().filter(|s| grant_scopes.contains(*s) && app_scopes.contains(*s)),
-                );
+                let (grant_scopes, app_scopes) =
+                    (ScopeSet::parse(&grant.grant_scopes), ScopeSet::parse(&grant.app_scopes));
+                credential.scopes = credential.scopes.within(&grant_scopes).within(&app_scopes);
                 credential.oauth = Some(OAuthClient {
                     client_id: grant.client_id.clone(),
                     app_name: grant.app_name.clone(),

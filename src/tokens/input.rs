@@ -3,7 +3,7 @@
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::scopes::{Scope, ScopeSet};
+use super::scopes::{ScopeCatalogue, ScopeSet};
 use super::store::Expiry;
 use super::TokenKind;
 
@@ -55,11 +55,15 @@ pub fn parse_kind(raw: &str) -> Result<TokenKind, String> {
 
 /// Scopes for a token of `kind`: a service token needs at least one; a
 /// personal token carries its account's scopes at request time, so it stores none.
-pub fn parse_scopes<'a>(kind: TokenKind, raw: impl IntoIterator<Item = &'a str>) -> Result<ScopeSet, String> {
+pub fn parse_scopes<'a>(
+    kind: TokenKind,
+    raw: impl IntoIterator<Item = &'a str>,
+    catalogue: &ScopeCatalogue,
+) -> Result<ScopeSet, String> {
     let scopes = raw
         .into_iter()
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<Scope>().map_err(|e| format!("Unknown scope `{}`.", e.0)))
+        .map(|s| catalogue.parse(s).map_err(|e| format!("Unknown scope `{}`.", e.0)))
         .collect::<Result<Vec<_>, _>>()?;
     match kind {
         TokenKind::Personal => Ok(ScopeSet::default()),
@@ -117,6 +121,10 @@ pub fn parse_cli_expiry(raw: Option<&str>, kind: TokenKind) -> Result<Expiry, St
 mod tests {
     use super::*;
 
+    fn demo() -> ScopeCatalogue {
+        ScopeCatalogue::new(crate::shop::SCOPES.iter().copied())
+    }
+
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()
     }
@@ -132,11 +140,14 @@ mod tests {
 
     #[test]
     fn service_tokens_need_a_known_scope() {
-        assert_eq!(parse_scopes(TokenKind::Service, []).unwrap_err(), "A service token needs at least one scope.");
-        let err = parse_scopes(TokenKind::Service, ["orders:read", "orders:delete"]).unwrap_err();
+        assert_eq!(
+            parse_scopes(TokenKind::Service, [], &demo()).unwrap_err(),
+            "A service token needs at least one scope."
+        );
+        let err = parse_scopes(TokenKind::Service, ["orders:read", "orders:delete"], &demo()).unwrap_err();
         assert!(err.contains("orders:delete"), "{err}");
-        assert_eq!(parse_scopes(TokenKind::Service, ["orders:read"]).unwrap().to_stored(), "orders:read");
-        assert!(parse_scopes(TokenKind::Personal, ["orders:read"]).unwrap().is_empty());
+        assert_eq!(parse_scopes(TokenKind::Service, ["orders:read"], &demo()).unwrap().to_stored(), "orders:read");
+        assert!(parse_scopes(TokenKind::Personal, ["orders:read"], &demo()).unwrap().is_empty());
     }
 
     #[test]

@@ -1,101 +1,47 @@
-//! The scope catalogue: one list that feeds the forms, the gate, the OpenAPI
-//! document and the docs.
+//! Scopes as data. The catalogue is read from the API's document (the
+//! demo's, or the operator's with `--api-spec`) into one [`ScopeCatalogue`]:
+//! the forms, the consent page, the gate, `scopes_supported` and the API
+//! reference all read it. A [`Scope`] is a name; what it means, whether it
+//! still exists and what it implies is the catalogue's to say, so a token
+//! keeps the scopes it was given when the catalogue changes, and one the
+//! catalogue no longer has ("retired") grants nothing.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    OrdersRead,
-    OrdersWrite,
-    ProductsRead,
-    ProductsWrite,
-    InventoryRead,
-    InventoryWrite,
-    ReportsRead,
-}
+/// The longest scope name (it travels in headers and space-separated lists).
+pub const MAX_SCOPE_LEN: usize = 64;
 
-/// An API group and the scopes it offers, in display order.
-pub struct ScopeGroup {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub scopes: &'static [Scope],
-}
-
-pub const CATALOGUE: &[ScopeGroup] = &[
-    ScopeGroup {
-        name: "Orders",
-        description: "List, read and create orders.",
-        scopes: &[Scope::OrdersRead, Scope::OrdersWrite],
-    },
-    ScopeGroup {
-        name: "Products",
-        description: "List, read, create and update products.",
-        scopes: &[Scope::ProductsRead, Scope::ProductsWrite],
-    },
-    ScopeGroup {
-        name: "Inventory",
-        description: "Read and set stock levels per SKU.",
-        scopes: &[Scope::InventoryRead, Scope::InventoryWrite],
-    },
-    ScopeGroup { name: "Reports", description: "Sales totals computed from orders.", scopes: &[Scope::ReportsRead] },
-];
+/// A scope's name, such as `orders:read`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope(Arc<str>);
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
-        Scope::OrdersRead,
-        Scope::OrdersWrite,
-        Scope::ProductsRead,
-        Scope::ProductsWrite,
-        Scope::InventoryRead,
-        Scope::InventoryWrite,
-        Scope::ReportsRead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::OrdersRead => "orders:read",
-            Scope::OrdersWrite => "orders:write",
-            Scope::ProductsRead => "products:read",
-            Scope::ProductsWrite => "products:write",
-            Scope::InventoryRead => "inventory:read",
-            Scope::InventoryWrite => "inventory:write",
-            Scope::ReportsRead => "reports:read",
-        }
+    /// A name that can be a scope: 1 to 64 of `A-Z a-z 0-9 : . _ -`.
+    pub fn named(name: &str) -> Option<Scope> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_SCOPE_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b));
+        valid.then(|| Scope(Arc::from(name)))
     }
 
-    pub fn is_write(self) -> bool {
-        self.as_str().ends_with(":write")
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
-    /// `X:write` implies `X:read`.
-    pub fn implies(self, required: Scope) -> bool {
-        self == required || (self.is_write() && self.write_implies_read() == Some(required))
+    /// `G:write` (which implies `G:read` where both exist).
+    pub fn is_write(&self) -> bool {
+        self.0.ends_with(":write")
     }
 
-    fn write_implies_read(self) -> Option<Scope> {
-        match self {
-            Scope::OrdersWrite => Some(Scope::OrdersRead),
-            Scope::ProductsWrite => Some(Scope::ProductsRead),
-            Scope::InventoryWrite => Some(Scope::InventoryRead),
-            _ => None,
-        }
+    /// The resource group: what comes before the last `:` (`orders`).
+    pub fn group(&self) -> &str {
+        self.0.rsplit_once(':').map_or(&self.0, |(group, _)| group)
     }
 
-    /// What the scope lets an app do, in plain words (the consent page).
-    pub fn sentence(self) -> &'static str {
-        match self {
-            Scope::OrdersRead => "See your orders and their items",
-            Scope::OrdersWrite => "Create orders (and see them)",
-            Scope::ProductsRead => "See your products and prices",
-            Scope::ProductsWrite => "Create and change products and prices (and see them)",
-            Scope::InventoryRead => "See your stock levels",
-            Scope::InventoryWrite => "Set your stock levels (and see them)",
-            Scope::ReportsRead => "See your sales totals",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
+    /// `Read and write` or `Read`, for the forms.
+    pub fn label(&self) -> &'static str {
         if self.is_write() {
             "Read and write"
         } else {
@@ -106,7 +52,13 @@ impl Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scope({})", self.0)
     }
 }
 
@@ -114,10 +66,96 @@ impl fmt::Display for Scope {
 #[error("unknown scope `{0}`")]
 pub struct UnknownScope(pub String);
 
-impl FromStr for Scope {
-    type Err = UnknownScope;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| UnknownScope(s.to_owned()))
+/// One scope of the catalogue and what it lets its holder do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogueEntry {
+    pub scope: Scope,
+    pub description: String,
+}
+
+/// The scopes the API offers, in the document's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeCatalogue {
+    entries: Vec<CatalogueEntry>,
+    index: HashMap<Scope, usize>,
+}
+
+impl ScopeCatalogue {
+    /// From `(name, description)` pairs; a name that cannot be a scope, or
+    /// one given twice, is left out (the document loader refuses both).
+    pub fn new<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut catalogue = Self::default();
+        for (name, description) in entries {
+            let Some(scope) = Scope::named(name) else { continue };
+            if catalogue.index.contains_key(&scope) {
+                continue;
+            }
+            catalogue.index.insert(scope.clone(), catalogue.entries.len());
+            catalogue.entries.push(CatalogueEntry { scope, description: description.to_owned() });
+        }
+        catalogue
+    }
+
+    /// `name` as a scope of this catalogue.
+    pub fn parse(&self, name: &str) -> Result<Scope, UnknownScope> {
+        Scope::named(name)
+            .and_then(|scope| self.index.get_key_value(&scope).map(|(known, _)| known.clone()))
+            .ok_or_else(|| UnknownScope(name.to_owned()))
+    }
+
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.index.contains_key(scope)
+    }
+
+    pub fn entries(&self) -> &[CatalogueEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// What the scope lets its holder do, in the document's words; for a
+    /// retired scope, that it is retired.
+    pub fn describe(&self, scope: &Scope) -> &str {
+        match self.index.get(scope) {
+            Some(&i) => &self.entries[i].description,
+            None => "Retired: the API no longer offers this scope; it grants nothing.",
+        }
+    }
+
+    /// Every scope of the catalogue.
+    pub fn all(&self) -> ScopeSet {
+        ScopeSet::new(self.entries.iter().map(|e| e.scope.clone()))
+    }
+
+    /// The catalogue by resource group (`orders`, `products`…), in the
+    /// order the groups first appear.
+    pub fn groups(&self) -> Vec<(&str, Vec<&CatalogueEntry>)> {
+        let mut groups: Vec<(&str, Vec<&CatalogueEntry>)> = Vec::new();
+        for entry in &self.entries {
+            let group = entry.scope.group();
+            match groups.iter_mut().find(|(name, _)| *name == group) {
+                Some((_, members)) => members.push(entry),
+                None => groups.push((group, vec![entry])),
+            }
+        }
+        groups
+    }
+
+    /// Whether holding `held` allows what needs `required`: the same scope,
+    /// or `G:write` for `G:read` where both exist. A scope the catalogue no
+    /// longer has grants nothing.
+    pub fn implies(&self, held: &Scope, required: &Scope) -> bool {
+        if !self.contains(held) {
+            return false;
+        }
+        if held == required {
+            return true;
+        }
+        held.is_write()
+            && required.as_str().strip_suffix(":read").is_some_and(|group| group == held.group())
+            && self.contains(required)
     }
 }
 
@@ -133,34 +171,45 @@ impl ScopeSet {
         Self(scopes)
     }
 
-    pub fn all() -> Self {
-        Self::new(Scope::ALL)
-    }
-
-    /// Parses the stored form; an unknown word is an error, never ignored.
-    pub fn parse(stored: &str) -> Result<Self, UnknownScope> {
-        stored.split_whitespace().map(Scope::from_str).collect::<Result<Vec<_>, _>>().map(Self::new)
+    /// The stored form, as it is: retired scopes are kept (and grant
+    /// nothing); a word that cannot be a scope at all is left out.
+    pub fn parse(stored: &str) -> Self {
+        Self::new(stored.split_whitespace().filter_map(Scope::named))
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        self.0.iter().copied()
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
-    pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> + '_ {
+        self.0.iter()
     }
 
-    /// Whether a holder of this set may call a route that needs `required`.
-    pub fn grants(&self, required: Scope) -> bool {
-        self.0.iter().any(|held| held.implies(required))
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.0.binary_search(scope).is_ok()
+    }
+
+    /// Whether a holder of this set may call what needs `required`.
+    pub fn grants(&self, required: &Scope, catalogue: &ScopeCatalogue) -> bool {
+        self.0.iter().any(|held| catalogue.implies(held, required))
+    }
+
+    /// The scopes the catalogue still has.
+    pub fn current(&self, catalogue: &ScopeCatalogue) -> ScopeSet {
+        Self(self.0.iter().filter(|s| catalogue.contains(s)).cloned().collect())
+    }
+
+    /// Those also in `other`.
+    pub fn within(&self, other: &ScopeSet) -> ScopeSet {
+        Self(self.0.iter().filter(|s| other.contains(s)).cloned().collect())
     }
 
     pub fn to_stored(&self) -> String {
-        self.0.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        self.0.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -168,35 +217,60 @@ impl ScopeSet {
 mod tests {
     use super::*;
 
+    pub fn catalogue() -> ScopeCatalogue {
+        ScopeCatalogue::new([
+            ("orders:read", "See your orders"),
+            ("orders:write", "Create orders"),
+            ("products:read", "See your products"),
+            ("reports:read", "See your sales totals"),
+            ("stock:write", "Set stock (no read scope exists)"),
+        ])
+    }
+
+    fn scope(name: &str) -> Scope {
+        Scope::named(name).unwrap()
+    }
+
     #[test]
-    fn every_scope_round_trips_through_its_name() {
-        for scope in Scope::ALL {
-            assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
+    fn names_are_checked_and_the_catalogue_says_what_exists() {
+        let catalogue = catalogue();
+        assert_eq!(catalogue.parse("orders:read"), Ok(scope("orders:read")));
+        assert_eq!(catalogue.parse("orders:delete"), Err(UnknownScope("orders:delete".into())));
+        for bad in ["", "a b", "x\"y", &"a".repeat(65), "é:read"] {
+            assert!(Scope::named(bad).is_none(), "{bad:?}");
         }
-        assert_eq!("orders:delete".parse::<Scope>(), Err(UnknownScope("orders:delete".into())));
+        assert_eq!(ScopeCatalogue::new([("a", "1"), ("a", "2"), ("bad name", "3")]).entries().len(), 1);
+        assert_eq!(scope("orders:write").group(), "orders");
+        assert_eq!(scope("plain").group(), "plain");
     }
 
     #[test]
-    fn the_catalogue_lists_every_scope_once() {
-        let listed: Vec<Scope> = CATALOGUE.iter().flat_map(|g| g.scopes.iter().copied()).collect();
-        assert_eq!(ScopeSet::new(listed.clone()), ScopeSet::all());
-        assert_eq!(listed.len(), Scope::ALL.len());
+    fn write_implies_read_of_the_same_group_where_both_exist() {
+        let catalogue = catalogue();
+        let set = ScopeSet::new([scope("orders:write")]);
+        assert!(set.grants(&scope("orders:write"), &catalogue));
+        assert!(set.grants(&scope("orders:read"), &catalogue));
+        assert!(!set.grants(&scope("products:read"), &catalogue));
+        assert!(!ScopeSet::new([scope("orders:read")]).grants(&scope("orders:write"), &catalogue));
+        assert!(!ScopeSet::new([scope("stock:write")]).grants(&scope("stock:read"), &catalogue), "no stock:read");
     }
 
     #[test]
-    fn write_implies_read_of_the_same_group_only() {
-        let set = ScopeSet::new([Scope::OrdersWrite]);
-        assert!(set.grants(Scope::OrdersWrite));
-        assert!(set.grants(Scope::OrdersRead));
-        assert!(!set.grants(Scope::ProductsRead));
-        let read_only = ScopeSet::new([Scope::OrdersRead]);
-        assert!(!read_only.grants(Scope::OrdersWrite));
+    fn a_retired_scope_is_kept_but_grants_nothing() {
+        let catalogue = catalogue();
+        let stored = ScopeSet::parse("inventory:write orders:read not/a/scope");
+        assert_eq!(stored.to_stored(), "inventory:write orders:read");
+        assert!(!stored.grants(&scope("inventory:write"), &catalogue));
+        assert!(!stored.grants(&scope("inventory:read"), &catalogue));
+        assert_eq!(stored.current(&catalogue).to_stored(), "orders:read");
+        assert!(catalogue.describe(&scope("inventory:write")).starts_with("Retired"));
     }
 
     #[test]
-    fn stored_form_is_sorted_and_deduplicated() {
-        let set = ScopeSet::parse("products:read orders:read products:read").unwrap();
-        assert_eq!(set.to_stored(), "orders:read products:read");
-        assert!(ScopeSet::parse("orders:read bogus").is_err());
+    fn stored_form_is_sorted_and_deduplicated_and_groups_keep_the_documents_order() {
+        assert_eq!(ScopeSet::parse("products:read orders:read products:read").to_stored(), "orders:read products:read");
+        let catalogue = catalogue();
+        let groups: Vec<&str> = catalogue.groups().into_iter().map(|(g, _)| g).collect();
+        assert_eq!(groups, ["orders", "products", "reports", "stock"]);
     }
 }

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use super::format::TokenId;
 use super::kind::TokenKind;
-use super::scopes::{ScopeSet, UnknownScope};
+use super::scopes::ScopeSet;
 use crate::db::schema::{accounts, api_tokens};
 use crate::db::{DbConnection, DbError};
 
@@ -87,7 +87,7 @@ impl TokenStatus {
 }
 
 impl ApiToken {
-    pub fn scope_set(&self) -> Result<ScopeSet, UnknownScope> {
+    pub fn scope_set(&self) -> ScopeSet {
         ScopeSet::parse(&self.scopes)
     }
 

@@ -368,7 +368,8 @@ async fn browser_app_journey(c: Client, app: TestApp) {
         })
         .await
         .unwrap();
-    let client_id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["client_id"].as_str().unwrap().to_owned();
+    let client_id =
+        serde_json::from_str::<serde_json::Value>(&created).unwrap()["client_id"].as_str().unwrap().to_owned();
     let (verifier, challenge) = crate::oauth::pkce();
     let script = format!(
         r#"(async () => {{
@@ -435,7 +436,8 @@ async fn browser_app_journey(c: Client, app: TestApp) {
     wait_for_path(&c, "/oauth/authorize").await;
     click_button(&c, "Allow").await;
     wait_for_path(&c, "/callback").await;
-    let result: serde_json::Value = serde_json::from_str(&wait_for_text(&c, "#result").await).expect("the app's result");
+    let result: serde_json::Value =
+        serde_json::from_str(&wait_for_text(&c, "#result").await).expect("the app's result");
     assert_eq!(result, json!({"exchanged": 200, "refreshed": 200, "rotated": true, "state": "spa-7"}));
     assert_eq!(app.events("oauth_tokens_refreshed").len(), 1);
 

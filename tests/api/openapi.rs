@@ -12,14 +12,14 @@ async fn the_document_lists_every_route_with_its_scope_and_resolvable_schemas() 
     assert_eq!(response.status(), reqwest::StatusCode::OK, "public, no token needed");
     let doc: Value = response.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(doc["components"]["securitySchemes"]["keygate"]["scheme"], "bearer");
 
     for route in keygate::api::ROUTES {
         let operation = &doc["paths"][route.path][route.method.to_lowercase()];
         assert!(operation.is_object(), "{} {} is documented", route.method, route.path);
         let scopes: Vec<&str> =
-            operation["security"][0]["bearer"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-        assert_eq!(scopes, route.scope.iter().map(|s| s.as_str()).collect::<Vec<_>>(), "{}", route.path);
+            operation["security"][0]["keygate"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        assert_eq!(scopes, route.scope.iter().copied().collect::<Vec<_>>(), "{}", route.path);
         let responses = &operation["responses"];
         for status in ["400", "401", "403", "404", "405", "429", "500", "503"] {
             assert!(responses[status].is_object(), "{} {} declares {status}", route.method, route.path);

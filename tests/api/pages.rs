@@ -46,8 +46,9 @@ async fn pages_use_local_assets_and_no_inline_script() {
 async fn the_token_form_offers_the_whole_scope_catalogue() {
     let app = spawn_app().await;
     let html = app.admin.get_html("/settings/tokens/new").await;
-    for scope in keygate::tokens::Scope::ALL {
+    for (scope, description) in keygate::shop::SCOPES {
         assert!(html.contains(&format!("value=\"{scope}\"")), "{scope}");
+        assert!(html.contains(description), "{description}");
     }
     for group in ["Orders", "Products", "Inventory", "Reports"] {
         assert!(html.contains(&format!("<h3>{group}</h3>")));

@@ -36,7 +36,7 @@ async fn a_service_token_is_shown_once_and_then_listed() {
     let stored = app.token(&id);
     assert_eq!(stored.name, "Warehouse sync");
     assert_eq!(stored.description, "WMS nightly");
-    assert_eq!(stored.scopes, "orders:read inventory:write");
+    assert_eq!(stored.scopes, "inventory:write orders:read", "sorted by name");
     assert_eq!(stored.created_by, app.account_id("ana@shop.test"));
     let days = (stored.expires_at.unwrap() - stored.created_at).num_days();
     assert_eq!(days, 30);
