@@ -25,6 +25,7 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 latency_us: 850,
                 request_id: format!("{i:032x}"),
                 client_id: None,
+                upstream: None,
             })
         })
         .collect()

@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             latency_us: 800,
             request_id: format!("{i:032x}"),
             client_id: (i % 100 == 0).then(|| SEED_APP.to_owned()),
+            upstream: None,
         });
         row.occurred_at = at;
         batch.push(row);

@@ -23,6 +23,7 @@ use crate::audit::Outcome;
 use crate::state::AppState;
 
 /// Statuses the API answers, each with a slot; others take the slow path.
+/// 502 and 504 are the gateway's when the upstream fails (`upstream_error`).
 const STATUSES: [u16; 17] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502, 503, 504];
 /// Route labels with slots of their own (a route table's paths, then one
 /// label for everything that matched no route); others take the slow path.
@@ -216,4 +217,43 @@ pub async fn on_main_address(req: HttpRequest, state: web::Data<AppState>) -> Ht
 /// `/metrics` on `--metrics-bind`: to whoever reaches that address.
 pub async fn on_metrics_address(state: web::Data<AppState>) -> HttpResponse {
     exposition(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exposition's lines of the request counter, as Prometheus reads them.
+    fn request_lines(metrics: &Metrics) -> Vec<String> {
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&metrics.registry.gather(), &mut text).unwrap();
+        String::from_utf8(text)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("keygate_api_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn an_upstream_error_is_counted_under_its_own_outcome_label() {
+        let metrics = Metrics::new();
+        metrics.api_request(3, "/api/v1/orders", 502, Outcome::UpstreamError, 0.001);
+        metrics.api_request(3, "/api/v1/orders", 504, Outcome::UpstreamError, 30.0);
+        metrics.api_request(3, "/api/v1/orders", 504, Outcome::UpstreamError, 30.0);
+        metrics.api_request(3, "/api/v1/orders", 500, Outcome::Error, 0.001);
+        let mut lines = request_lines(&metrics);
+        lines.sort();
+        let line = |status: &str, outcome: &str, n: u32| {
+            format!(
+                "keygate_api_requests_total{{outcome=\"{outcome}\",route=\"/api/v1/orders\",status=\"{status}\"}} {n}"
+            )
+        };
+        assert_eq!(
+            lines,
+            [line("500", "error", 1), line("502", "upstream_error", 1), line("504", "upstream_error", 2)]
+        );
+        // Both gateway statuses have a slot of their own: no label is built per request.
+        assert!(STATUSES.contains(&502) && STATUSES.contains(&504));
+    }
 }

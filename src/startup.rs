@@ -245,6 +245,12 @@ impl Application {
         self.gate.clock.clone()
     }
 
+    /// The audit writer's queue, as the gate sends to it: for tests that
+    /// write rows the way requests do.
+    pub fn audit_sender(&self) -> crate::audit::writer::AuditSender {
+        self.gate.audit.clone()
+    }
+
     /// The gate's token rows, for tests that change tokens behind its back.
     pub fn token_cache(&self) -> Arc<TokenCache> {
         self.tokens.clone()

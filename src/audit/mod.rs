@@ -24,7 +24,7 @@ use crate::db::DbConnection;
 /// Every column of an audit row but `id`, in the table's order. The SQLite
 /// writer's INSERT is built from this list; tests tie it to the schema, to
 /// [`NewAuditEvent`] and to the CSV export.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 21] = [
     "occurred_at",
     "kind",
     "event",
@@ -44,6 +44,8 @@ pub const COLUMNS: [&str; 19] = [
     "detail",
     "request_count",
     "client_id",
+    "upstream_status",
+    "upstream_latency_us",
 ];
 
 /// Portal events that join the trail.
@@ -185,6 +187,10 @@ pub struct NewAuditEvent {
     pub request_count: Option<i64>,
     /// The OAuth app behind the call or the event.
     pub client_id: Option<String>,
+    /// The upstream's status, when it answered a forwarded request.
+    pub upstream_status: Option<i32>,
+    /// The upstream's share of `latency_us`, when the request was forwarded.
+    pub upstream_latency_us: Option<i64>,
 }
 
 /// The longest user agent and path kept.
@@ -212,6 +218,8 @@ impl NewAuditEvent {
             detail: ctx.detail,
             request_count: None,
             client_id: ctx.client_id,
+            upstream_status: None,
+            upstream_latency_us: None,
         }
     }
 }
@@ -232,6 +240,20 @@ pub struct ApiRequest {
     pub request_id: String,
     /// The app of an OAuth access token.
     pub client_id: Option<String>,
+    /// The upstream's part, when the request was forwarded to one
+    /// (`--upstream`); `None` for the demo API and for refusals.
+    pub upstream: Option<UpstreamCall>,
+}
+
+/// What the upstream did with a forwarded request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamCall {
+    /// The status of its answer; `None` when it never answered (connection
+    /// refused or reset, no answer in time: outcome `upstream_error`).
+    pub status: Option<u16>,
+    /// From sending the request upstream until its response head arrived,
+    /// or until the attempt failed: the upstream's share of `latency_us`.
+    pub latency_us: i64,
 }
 
 impl NewAuditEvent {
@@ -256,6 +278,8 @@ impl NewAuditEvent {
             detail: None,
             request_count: None,
             client_id: request.client_id,
+            upstream_status: request.upstream.and_then(|u| u.status).map(i32::from),
+            upstream_latency_us: request.upstream.map(|u| u.latency_us),
         }
     }
 }
@@ -314,6 +338,10 @@ pub struct AuditRow {
     pub request_count: Option<i64>,
     /// The OAuth app behind the call or the event.
     pub client_id: Option<String>,
+    /// The upstream's status; `None` when not forwarded or never answered.
+    pub upstream_status: Option<i32>,
+    /// The upstream's share of `latency_us`; `None` when not forwarded.
+    pub upstream_latency_us: Option<i64>,
 }
 
 /// Deletes events older than the retention period; returns how many went.
@@ -356,5 +384,31 @@ mod tests {
         let columns = insert.split('(').nth(1).unwrap().split(')').next().unwrap();
         let inserted: Vec<&str> = columns.split(", ").map(|c| c.trim_matches('`')).collect();
         assert_eq!(inserted, COLUMNS);
+    }
+
+    #[test]
+    fn an_api_row_records_the_upstreams_status_and_latency_only_when_forwarded() {
+        let request = |upstream| ApiRequest {
+            seller_id: Some(1),
+            token_id: None,
+            method: Cow::Borrowed("GET"),
+            path: "/api/v1/orders".into(),
+            status: 502,
+            outcome: Outcome::UpstreamError,
+            required_scope: None,
+            ip: None,
+            user_agent: None,
+            latency_us: 1_500,
+            request_id: "r".into(),
+            client_id: None,
+            upstream,
+        };
+        let row = |upstream| {
+            let row = NewAuditEvent::api(request(upstream));
+            (row.upstream_status, row.upstream_latency_us)
+        };
+        assert_eq!(row(None), (None, None), "not forwarded");
+        assert_eq!(row(Some(UpstreamCall { status: None, latency_us: 1_200 })), (None, Some(1_200)), "no answer");
+        assert_eq!(row(Some(UpstreamCall { status: Some(503), latency_us: 0 })), (Some(503), Some(0)));
     }
 }

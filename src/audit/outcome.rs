@@ -23,12 +23,15 @@ pub enum Outcome {
     IpNotAllowed,
     /// The server failed, or could not check the request.
     Error,
+    /// The upstream behind the gate (`--upstream`) did not answer: refused
+    /// or reset the connection (502), or not in time (504).
+    UpstreamError,
     /// A security event that did not succeed (a failed sign-in).
     Failed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::Unauthorized,
         Outcome::InvalidToken,
@@ -39,6 +42,7 @@ impl Outcome {
         Outcome::HttpsRequired,
         Outcome::IpNotAllowed,
         Outcome::Error,
+        Outcome::UpstreamError,
         Outcome::Failed,
     ];
 
@@ -54,16 +58,18 @@ impl Outcome {
             Outcome::HttpsRequired => "https_required",
             Outcome::IpNotAllowed => "ip_not_allowed",
             Outcome::Error => "error",
+            Outcome::UpstreamError => "upstream_error",
             Outcome::Failed => "failed",
         }
     }
 
-    /// The chart's classes: 0 ok, 1 refused by the gate, 2 rate limited, 3 errors.
+    /// The chart's classes: 0 ok, 1 refused by the gate, 2 rate limited,
+    /// 3 errors (keygate's own and the upstream's).
     pub fn class(self) -> usize {
         match self {
             Outcome::Ok => 0,
             Outcome::RateLimited => 2,
-            Outcome::Error => 3,
+            Outcome::Error | Outcome::UpstreamError => 3,
             _ => 1,
         }
     }
@@ -147,5 +153,13 @@ mod tests {
         }
         assert_eq!("bogus".parse::<Outcome>(), Err(UnknownOutcome));
         assert_eq!(Outcome::InsufficientScope.class(), 1);
+    }
+
+    #[test]
+    fn an_upstream_error_is_named_upstream_error_and_charted_with_the_errors() {
+        assert_eq!("upstream_error".parse(), Ok(Outcome::UpstreamError));
+        assert_eq!(Outcome::UpstreamError.to_string(), "upstream_error");
+        assert!(Outcome::ALL.contains(&Outcome::UpstreamError));
+        assert_eq!(Outcome::UpstreamError.class(), Outcome::Error.class());
     }
 }

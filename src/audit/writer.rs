@@ -40,7 +40,7 @@ pub use crate::config::AuditDurability;
 use crate::db::schema::audit_events;
 use crate::db::{self, Backend, DatabaseUrl, DbConnection};
 
-/// Rows per multi-row INSERT: 18 columns × 500 rows stays under the bind
+/// Rows per multi-row INSERT: 21 columns × 500 rows stays under the bind
 /// parameter limits of SQLite (32 766) and PostgreSQL (65 535).
 pub const INSERT_CHUNK: usize = 500;
 /// Rows per transaction at most.
@@ -483,7 +483,7 @@ impl PostgresSink {
 /// as the fewest of them (37 rows: 32 + 4 + 1). One multi-row INSERT opens
 /// the table and each of its indexes once for all its rows, where a
 /// single-row statement opens them again for every row (about a fifth of
-/// the writer's time per row). 64 rows × 19 columns = 1,216 parameters.
+/// the writer's time per row). 64 rows × 21 columns = 1,344 parameters.
 pub const SQLITE_ROWS_PER_INSERT: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// The SQLite writer's INSERT of `rows` rows, built from the one list of
@@ -623,7 +623,7 @@ impl SqliteSink {
 /// Binds `rows` to `insert` (made for that many), column by column in the
 /// order of [`COLUMNS`], and runs it.
 fn execute(insert: &mut Prepared, rows: &[NewAuditEvent]) -> rusqlite::Result<()> {
-    const _: () = assert!(COLUMNS.len() == 19, "execute binds 19 values a row");
+    const _: () = assert!(COLUMNS.len() == 21, "execute binds 21 values a row");
     let stamps: Vec<_> = rows.iter().map(|row| SqliteTimestamp::of(row.occurred_at)).collect();
     let values = rows.iter().zip(&stamps).flat_map(|(row, stamp)| {
         let occurred_at = match stamp {
@@ -650,6 +650,8 @@ fn execute(insert: &mut Prepared, rows: &[NewAuditEvent]) -> rusqlite::Result<()
             Value::from(row.detail.as_deref()),
             Value::from(row.request_count),
             Value::from(row.client_id.as_deref()),
+            Value::from(row.upstream_status),
+            Value::from(row.upstream_latency_us),
         ]
     });
     insert.run(values)
@@ -793,7 +795,9 @@ mod tests {
              ifnull(method, '-') || '|' || ifnull(path, '-') || '|' || ifnull(status, '-') || '|' || \
              ifnull(required_scope, '-') || '|' || ifnull(ip, '-') || '|' || ifnull(user_agent, '-') || '|' || \
              ifnull(latency_us, '-') || '|' || ifnull(request_id, '-') || '|' || ifnull(detail, '-') || '|' || \
-             ifnull(request_count, '-') || '|' || ifnull(client_id, '-') || '|' || typeof(status) AS row \
+             ifnull(request_count, '-') || '|' || ifnull(client_id, '-') || '|' || ifnull(upstream_status, '-') || '|' || \
+             ifnull(upstream_latency_us, '-') || '|' || typeof(status) || '|' || typeof(upstream_status) || '|' || \
+             typeof(upstream_latency_us) AS row \
              FROM audit_events ORDER BY id",
         )
         .load(&mut pool.get().unwrap())
@@ -815,6 +819,14 @@ mod tests {
             latency_us: i as i64 * 7,
             request_id: format!("{i:032x}"),
             client_id: i.is_multiple_of(4).then(|| format!("kgc_{i}")),
+            // Not forwarded, forwarded and answered, forwarded and never answered.
+            upstream: match i % 3 {
+                0 => None,
+                1 => {
+                    Some(crate::audit::UpstreamCall { status: Some(200 + (i % 300) as u16), latency_us: i as i64 * 5 })
+                }
+                _ => Some(crate::audit::UpstreamCall { status: None, latency_us: i as i64 * 3 }),
+            },
         });
         event.detail = i.is_multiple_of(6).then(|| format!("detail {i}"));
         event.request_count = i.is_multiple_of(7).then_some(i as i64);
@@ -964,6 +976,7 @@ mod tests {
             latency_us: 850,
             request_id: "r1".into(),
             client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
+            upstream: Some(crate::audit::UpstreamCall { status: Some(503), latency_us: 812 }),
         });
         let mut sink = SqliteSink::open(dir.path().join("a.db").to_str().unwrap()).unwrap();
         sink.insert(std::slice::from_ref(&event)).unwrap();
@@ -972,10 +985,11 @@ mod tests {
         let rows = raw_rows(&pool);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0], rows[1]);
-        assert!(rows[0].ends_with("|integer"), "{}", rows[0]);
+        assert!(rows[0].ends_with("|503|812|integer|integer|integer"), "{}", rows[0]);
         let read: Vec<crate::audit::AuditRow> =
             audit_events::table.select(crate::audit::AuditRow::as_select()).load(&mut pool.get().unwrap()).unwrap();
         assert_eq!(read[0].occurred_at, event.occurred_at);
+        assert_eq!((read[0].upstream_status, read[0].upstream_latency_us), (Some(503), Some(812)));
     }
 
     #[test]

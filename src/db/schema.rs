@@ -152,6 +152,8 @@ diesel::table! {
         detail -> Nullable<Text>,
         request_count -> Nullable<BigInt>,
         client_id -> Nullable<Text>,
+        upstream_status -> Nullable<Integer>,
+        upstream_latency_us -> Nullable<BigInt>,
     }
 }
 

@@ -233,6 +233,8 @@ impl Rows {
             detail: Some(detail),
             request_count: Some(folded.count),
             client_id: None,
+            upstream_status: None,
+            upstream_latency_us: None,
         })
     }
 }

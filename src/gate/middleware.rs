@@ -379,6 +379,7 @@ fn finish(
         latency_us: elapsed.as_micros() as i64,
         request_id: seen.request_id,
         client_id: trail.caller.client_id,
+        upstream: None,
     };
     let mut summaries = Vec::new();
     let mut own = true;

@@ -32,6 +32,7 @@ const OUTCOMES: &[&str] = &[
     "https_required",
     "ip_not_allowed",
     "error",
+    "upstream_error",
     "failed",
 ];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -191,6 +192,47 @@ fn app_link(viewer: Viewer, client_id: &str, owner: Option<i64>) -> String {
     }
 }
 
+/// A latency for the list: tenths of a millisecond below 10 ms, whole
+/// milliseconds below 10 s, then tenths of a second.
+fn short_duration(us: i64) -> String {
+    if us < 10_000 {
+        format!("{:.1} ms", us as f64 / 1_000.0)
+    } else if us < 10_000_000 {
+        format!("{:.0} ms", us as f64 / 1_000.0)
+    } else {
+        format!("{:.1} s", us as f64 / 1_000_000.0)
+    }
+}
+
+/// A latency for an entry's page, as its total is shown there.
+fn exact_duration(us: i64) -> String {
+    format!("{:.1} ms", us as f64 / 1_000.0)
+}
+
+/// The upstream's part of a forwarded request, for the list and for the
+/// entry's page: (line, status, latency). All empty when the request was
+/// not forwarded (no upstream latency), which is every request of the demo
+/// API and every refusal.
+fn upstream_words(row: &AuditRow) -> (String, String, String) {
+    let Some(upstream_us) = row.upstream_latency_us else { return Default::default() };
+    let (listed, status) = match row.upstream_status {
+        Some(status) => (format!("upstream {status}"), status.to_string()),
+        None => ("upstream: no answer".to_owned(), "none: it did not answer".to_owned()),
+    };
+    let (line, latency) = match row.latency_us {
+        Some(total) => {
+            let share =
+                if total > 0 { format!(" ({:.0}%)", 100.0 * upstream_us as f64 / total as f64) } else { String::new() };
+            (
+                format!("{listed} · {} of {}", short_duration(upstream_us), short_duration(total)),
+                format!("{} of {}{share}", exact_duration(upstream_us), exact_duration(total)),
+            )
+        }
+        None => (format!("{listed} · {}", short_duration(upstream_us)), exact_duration(upstream_us)),
+    };
+    (line, status, latency)
+}
+
 fn view(
     row: AuditRow,
     emails: &HashMap<i64, String>,
@@ -212,6 +254,7 @@ fn view(
         _ => row.event.replace('_', " "),
     };
     let app = row.client_id.as_ref().and_then(|c| apps.get(c));
+    let (upstream, upstream_status, upstream_latency) = upstream_words(&row);
     EventView {
         id: row.id,
         time: display_time(row.occurred_at),
@@ -229,7 +272,10 @@ fn view(
         subject: row.subject.unwrap_or_default(),
         ip: row.ip.unwrap_or_default(),
         detail: row.detail.unwrap_or_default(),
-        latency: row.latency_us.map(|us| format!("{:.1} ms", us as f64 / 1000.0)).unwrap_or_default(),
+        latency: row.latency_us.map(exact_duration).unwrap_or_default(),
+        upstream,
+        upstream_status,
+        upstream_latency,
         request_id: row.request_id.unwrap_or_default(),
         required_scope: row.required_scope.unwrap_or_default(),
         seller,
@@ -697,6 +743,8 @@ fn cell(value: &str) -> String {
 /// The export's columns: the row's `id` and every column of
 /// `audit::COLUMNS` once (`occurred_at` named `time`), in reading order,
 /// the token's name beside its id, and the app's name beside its client_id.
+/// Columns added since come last, so a reader that counts columns still
+/// finds the older ones where they were.
 const CSV_COLUMNS: [&str; COLUMNS.len() + 3] = [
     "id",
     "time",
@@ -720,6 +768,8 @@ const CSV_COLUMNS: [&str; COLUMNS.len() + 3] = [
     "request_count",
     "client_id",
     "app",
+    "upstream_status",
+    "upstream_latency_us",
 ];
 
 fn csv_header() -> Vec<String> {
@@ -753,6 +803,8 @@ fn csv_record(row: &AuditRow, apps: &AppNames, names: &TokenNames) -> Vec<String
         num(row.request_count),
         opt(&row.client_id),
         cell(row.client_id.as_ref().and_then(|c| apps.get(c)).map_or("", |(name, _)| name.as_str())),
+        num(row.upstream_status.map(i64::from)),
+        num(row.upstream_latency_us),
     ]
 }
 
@@ -881,6 +933,8 @@ mod tests {
             detail: None,
             request_count: None,
             client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
+            upstream_status: Some(201),
+            upstream_latency_us: Some(4),
         };
         let apps = HashMap::from([("kgc_AbCdEfGhIjKlMnOp".to_owned(), ("=Acme ERP".to_owned(), 2))]);
         let names = HashMap::from([("T".to_owned(), "+Warehouse".to_owned())]);
@@ -895,6 +949,58 @@ mod tests {
         assert_eq!(column("token_id"), "T");
         assert_eq!(column("token_name"), "'+Warehouse", "the token's name beside its id, defused");
         assert_eq!(column("app"), "'=Acme ERP", "the app's name, defused");
+        assert_eq!(column("upstream_status"), "201");
+        assert_eq!(column("upstream_latency_us"), "4");
+        let unanswered = AuditRow { upstream_status: None, ..row.clone() };
+        let record = csv_record(&unanswered, &apps, &names);
+        let column = |name: &str| record[header.iter().position(|h| h == name).unwrap()].clone();
+        assert_eq!((column("upstream_status"), column("upstream_latency_us")), (String::new(), "4".to_owned()));
+    }
+
+    fn api_row(latency_us: i64, upstream_status: Option<i32>, upstream_latency_us: Option<i64>) -> AuditRow {
+        AuditRow {
+            id: 1,
+            occurred_at: crate::db::now(),
+            kind: crate::audit::EventKind::Api,
+            event: "api_request".into(),
+            outcome: Outcome::Ok,
+            seller_id: Some(2),
+            actor_id: None,
+            subject: None,
+            token_id: None,
+            method: Some("GET".into()),
+            path: Some("/api/v1/orders".into()),
+            status: Some(200),
+            required_scope: None,
+            ip: None,
+            user_agent: None,
+            latency_us: Some(latency_us),
+            request_id: None,
+            detail: None,
+            request_count: None,
+            client_id: None,
+            upstream_status,
+            upstream_latency_us,
+        }
+    }
+
+    #[test]
+    fn a_forwarded_request_reads_as_the_upstreams_status_and_share_of_the_latency() {
+        let words = |latency, status, upstream| upstream_words(&api_row(latency, status, upstream));
+        assert_eq!(
+            words(43_210, Some(200), Some(41_020)),
+            ("upstream 200 · 41 ms of 43 ms".into(), "200".into(), "41.0 ms of 43.2 ms (95%)".into())
+        );
+        assert_eq!(words(1_500, Some(404), Some(400)).0, "upstream 404 · 0.4 ms of 1.5 ms");
+        assert_eq!(
+            words(30_000_900, None, Some(30_000_100)),
+            (
+                "upstream: no answer · 30.0 s of 30.0 s".into(),
+                "none: it did not answer".into(),
+                "30000.1 ms of 30000.9 ms (100%)".into()
+            )
+        );
+        assert_eq!(words(850, None, None), Default::default(), "not forwarded: nothing");
     }
 
     #[test]

@@ -435,6 +435,16 @@ pub struct EventView {
     pub ip: String,
     pub detail: String,
     pub latency: String,
+    /// For a forwarded request, one line for the list: the upstream's
+    /// status and its share of the latency ("upstream 200 · 41 ms of
+    /// 43 ms"); empty when the request was not forwarded.
+    pub upstream: String,
+    /// The upstream's status for the entry's page ("200", or that it never
+    /// answered); empty when not forwarded.
+    pub upstream_status: String,
+    /// The upstream's share of the latency for the entry's page; empty when
+    /// not forwarded.
+    pub upstream_latency: String,
     pub request_id: String,
     pub required_scope: String,
     pub seller: String,

@@ -71,6 +71,8 @@ pub struct TestApp {
     pub tokens: Arc<TokenCache>,
     /// The app's clock: tests move it on to see codes and tokens expire.
     pub clock: Arc<keygate::clock::Clock>,
+    /// The app's audit writer, for rows written as requests write them.
+    pub audit: keygate::audit::writer::AuditSender,
     _dir: tempfile::TempDir,
     _postgres: Option<TestDatabase>,
 }
@@ -262,6 +264,7 @@ pub struct EmptyApp {
     pub config: Config,
     tokens: Arc<TokenCache>,
     clock: Arc<keygate::clock::Clock>,
+    audit: keygate::audit::writer::AuditSender,
 }
 
 /// The running server: stop it as SIGTERM would and wait for it to finish.
@@ -315,6 +318,7 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
     let handle = app.handle();
     let tokens = app.token_cache();
     let clock = app.clock();
+    let audit = app.audit_sender();
     let task = tokio::spawn(app.run_until_stopped());
     EmptyApp {
         address,
@@ -326,6 +330,7 @@ async fn spawn_empty_on(postgres: Option<TestDatabase>, customise: impl FnOnce(&
         config: config_for_more,
         tokens,
         clock,
+        audit,
     }
 }
 
@@ -344,6 +349,7 @@ impl EmptyApp {
             config: self.config,
             tokens: self.tokens,
             clock: self.clock,
+            audit: self.audit,
             _dir: self.dir,
             _postgres: self.postgres,
         }

@@ -207,6 +207,7 @@ fn api_row(
         latency_us: 1,
         request_id: "r".into(),
         client_id: None,
+        upstream: None,
     });
     row.occurred_at = at;
     row
@@ -362,4 +363,187 @@ async fn time_presets_narrow_the_log_and_a_bad_one_is_named_beside_its_field() {
     let html = bad.text().await.unwrap();
     assert!(html.contains("<small class=\"field-error\">“nowhere” is not an IP address.</small>"), "{html}");
     assert!(html.contains("“1y” is not a time range"), "every problem at once");
+}
+
+/// A request as the proxy will record it: `NewAuditEvent::api` with the
+/// upstream's part (`None`: not forwarded).
+fn proxied(
+    seller: i64,
+    token: &str,
+    request_id: &str,
+    (status, outcome): (u16, &str),
+    latency_us: i64,
+    upstream: Option<keygate::audit::UpstreamCall>,
+) -> keygate::audit::NewAuditEvent {
+    keygate::audit::NewAuditEvent::api(keygate::audit::ApiRequest {
+        seller_id: Some(seller),
+        token_id: Some(token.into()),
+        method: "GET".into(),
+        path: "/api/v1/orders".into(),
+        status,
+        outcome: outcome.parse().unwrap(),
+        required_scope: Some("orders:read"),
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("erp-sync/2.1".into()),
+        latency_us,
+        request_id: request_id.into(),
+        client_id: None,
+        upstream,
+    })
+}
+
+fn answered(status: u16, latency_us: i64) -> Option<keygate::audit::UpstreamCall> {
+    Some(keygate::audit::UpstreamCall { status: Some(status), latency_us })
+}
+
+fn unanswered(latency_us: i64) -> Option<keygate::audit::UpstreamCall> {
+    Some(keygate::audit::UpstreamCall { status: None, latency_us })
+}
+
+/// Forwarded requests (answered, refused, timed out) and one that was not,
+/// through the app's own audit writer, as the gate sends its rows.
+async fn write_proxied_rows(app: &TestApp, seller: i64, token: &str) {
+    for row in [
+        proxied(seller, token, "fwd-ok", (200, "ok"), 43_000, answered(200, 41_000)),
+        proxied(seller, token, "fwd-refused", (502, "upstream_error"), 1_500, unanswered(1_200)),
+        proxied(seller, token, "fwd-timeout", (504, "upstream_error"), 30_000_900, unanswered(30_000_100)),
+        proxied(seller, token, "fwd-404", (404, "ok"), 2_600, answered(404, 2_000)),
+        proxied(seller, token, "not-forwarded", (200, "ok"), 850, None),
+    ] {
+        app.audit.record(row).await.unwrap();
+    }
+}
+
+/// (status, outcome, latency, upstream status, upstream latency) by request id.
+type Stored = std::collections::HashMap<String, (Option<i32>, String, Option<i64>, Option<i32>, Option<i64>)>;
+
+fn stored(app: &TestApp) -> Stored {
+    app.events("api_request")
+        .into_iter()
+        .map(|r| {
+            let values = (r.status, r.outcome.to_string(), r.latency_us, r.upstream_status, r.upstream_latency_us);
+            (r.request_id.unwrap_or_default(), values)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_upstreams_status_and_latency_are_stored_and_read_back_exactly_nulls_included() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "t", &["orders:read"]).await;
+    let seller = app.account_id("ana@shop.test");
+    write_proxied_rows(&app, seller, &id).await;
+    // Half a year ago, over 2^31 µs: on PostgreSQL it lands in the default
+    // partition, then moves into its month's partition when that is made.
+    let old = keygate::db::now() - chrono::Duration::days(200);
+    let mut row = proxied(seller, &id, "fwd-old", (201, "ok"), 3_000_000_500, answered(201, 3_000_000_000));
+    row.occurred_at = old;
+    app.audit.record(row).await.unwrap();
+    assert!(
+        keygate::audit::partitions::ensure_month(&mut app.pool.get().unwrap(), old.date()).unwrap()
+            == crate::helpers::suite_on_postgres(),
+        "a partition of its own on PostgreSQL (none on SQLite)"
+    );
+    // A request through the gate (the demo API): not forwarded.
+    assert_eq!(app.api_get("/api/v1/orders", Some(&token)).await.status(), StatusCode::OK);
+    app.api_rows(7).await;
+
+    let rows = stored(&app);
+    let ok = |s: &str| s.to_owned();
+    for (request_id, expected) in [
+        ("fwd-ok", (Some(200), ok("ok"), Some(43_000), Some(200), Some(41_000))),
+        ("fwd-refused", (Some(502), ok("upstream_error"), Some(1_500), None, Some(1_200))),
+        ("fwd-timeout", (Some(504), ok("upstream_error"), Some(30_000_900), None, Some(30_000_100))),
+        ("fwd-404", (Some(404), ok("ok"), Some(2_600), Some(404), Some(2_000))),
+        ("not-forwarded", (Some(200), ok("ok"), Some(850), None, None)),
+        ("fwd-old", (Some(201), ok("ok"), Some(3_000_000_500), Some(201), Some(3_000_000_000))),
+    ] {
+        assert_eq!(rows.get(request_id), Some(&expected), "{request_id}");
+    }
+    let through_the_gate: Vec<_> = rows.iter().filter(|(id, _)| id.len() == 32).map(|(_, v)| v).collect();
+    assert_eq!(through_the_gate.len(), 1, "{rows:?}");
+    assert_eq!((through_the_gate[0].3, through_the_gate[0].4), (None, None), "the gate forwards nothing yet");
+
+    if crate::helpers::suite_on_postgres() {
+        use diesel::prelude::*;
+        #[derive(diesel::QueryableByName)]
+        struct Moved {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+            upstream_status: Option<i32>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            upstream_latency_us: Option<i64>,
+        }
+        let partition = format!("audit_events_y{}", old.format("%Ym%m"));
+        let moved: Moved = diesel::sql_query(format!(
+            "SELECT upstream_status, upstream_latency_us FROM {partition} WHERE request_id = 'fwd-old'"
+        ))
+        .get_result(&mut app.pool.get().unwrap())
+        .unwrap();
+        assert_eq!((moved.upstream_status, moved.upstream_latency_us), (Some(201), Some(3_000_000_000)));
+    }
+}
+
+#[tokio::test]
+async fn api_logs_show_a_forwarded_requests_upstream_status_and_its_share_of_the_latency() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "t", &["orders:read"]).await;
+    let seller = app.account_id("ana@shop.test");
+    write_proxied_rows(&app, seller, &id).await;
+    calls(&app, Some(&token), "/api/v1/orders", 1).await;
+    let rows = app.api_rows(6).await;
+    let entry = |request_id: &str| {
+        let row = rows.iter().find(|r| r.request_id.as_deref() == Some(request_id)).unwrap();
+        format!("/settings/logs/{}", row.id)
+    };
+
+    // The list: one line beside the status, for forwarded requests only.
+    let list = ana.get_html("/settings/logs").await;
+    assert_eq!(rows_in(&list), 6 + 2, "six requests, the account and the token created");
+    for line in [
+        "upstream 200 · 41 ms of 43 ms",
+        "upstream: no answer · 1.2 ms of 1.5 ms",
+        "upstream: no answer · 30.0 s of 30.0 s",
+        "upstream 404 · 2.0 ms of 2.6 ms",
+    ] {
+        assert!(list.contains(&format!(">{line}</span>")), "{line}: {list}");
+    }
+    assert_eq!(list.matches("class=\"muted small upstream\"").count(), 4, "nothing for the two not forwarded");
+    assert!(list.contains("502 upstream_error") && list.contains("504 upstream_error"));
+    assert!(list.contains("class=\"bar bar-error\""), "upstream errors are charted with the errors");
+    assert!(list.contains("<option value=\"upstream_error\">upstream_error</option>"), "the outcome filter offers it");
+
+    // The entry's page: both values.
+    let ok = ana.get_html(&entry("fwd-ok")).await;
+    assert!(ok.contains("<dt>Latency</dt><dd>43.0 ms</dd>"), "{ok}");
+    assert!(ok.contains("<dt>Upstream status</dt><dd>200</dd>"), "{ok}");
+    assert!(ok.contains("<dt>Upstream latency</dt><dd>41.0 ms of 43.0 ms (95%)</dd>"), "{ok}");
+    let timeout = ana.get_html(&entry("fwd-timeout")).await;
+    assert!(timeout.contains("504 upstream_error"), "{timeout}");
+    assert!(timeout.contains("<dt>Upstream status</dt><dd>none: it did not answer</dd>"), "{timeout}");
+    assert!(timeout.contains("<dt>Upstream latency</dt><dd>30000.1 ms of 30000.9 ms (100%)</dd>"), "{timeout}");
+    let plain = ana.get_html(&entry("not-forwarded")).await;
+    assert!(plain.contains("<dt>Latency</dt>") && !plain.contains("Upstream"), "{plain}");
+    let admin = app.admin.get_html(&entry("fwd-ok").replace("/settings/", "/admin/")).await;
+    assert!(admin.contains("<dt>Upstream latency</dt><dd>41.0 ms of 43.0 ms (95%)</dd>"), "{admin}");
+    assert!(app.admin.get_html("/admin/logs").await.contains(">upstream 200 · 41 ms of 43 ms</span>"));
+
+    // The outcome filter finds the upstream's failures, and only them.
+    let failed = ana.get_html("/settings/logs?outcome=upstream_error").await;
+    assert_eq!(rows_in(&failed), 2);
+    assert!(failed.contains("data-request-id=\"fwd-refused\"") && failed.contains("data-request-id=\"fwd-timeout\""));
+    assert!(failed.contains("<option value=\"upstream_error\" selected>upstream_error</option>"));
+
+    // The CSV: both columns, empty where NULL.
+    let csv = ana.get(&format!("/settings/logs.csv?token={id}")).await.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(",client_id,app,upstream_status,upstream_latency_us"), "{}", lines[0]);
+    let line = |request_id: &str| *lines.iter().find(|l| l.contains(&format!(",{request_id},"))).unwrap();
+    assert!(line("fwd-ok").ends_with(",200,41000"), "{csv}");
+    assert!(line("fwd-refused").ends_with(",,1200"), "{csv}");
+    assert!(line("fwd-timeout").ends_with(",,30000100"), "{csv}");
+    assert!(line("not-forwarded").ends_with(",,"), "{csv}");
+    let failed_csv = ana.get("/settings/logs.csv?outcome=upstream_error").await.text().await.unwrap();
+    assert_eq!(failed_csv.lines().count(), 1 + 2, "{failed_csv}");
 }

@@ -1,0 +1,2 @@
+ALTER TABLE audit_events DROP COLUMN upstream_latency_us;
+ALTER TABLE audit_events DROP COLUMN upstream_status;
