@@ -202,7 +202,7 @@ impl Client {
                 Ok(answer) => answer,
                 Err(e) => {
                     let error = Error::unreachable(&self.inner.server, &e);
-                    if !repeatable {
+                    if !repeatable || error.is_certificate_problem() {
                         return Err(error);
                     }
                     let why = format!("{method} {path}: {}", crate::error::root_cause(&e));

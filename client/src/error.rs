@@ -75,6 +75,11 @@ impl Error {
         Error::Unreachable { server: server.to_owned(), reason: reason_of(error) }
     }
 
+    /// A certificate keygate's is not trusted here: retrying cannot help.
+    pub fn is_certificate_problem(&self) -> bool {
+        matches!(self, Error::Unreachable { reason, .. } if reason.contains(CA_FILE_HINT))
+    }
+
     /// The answer's body, when the error is an answer of the API.
     pub fn body(&self) -> Option<&str> {
         match self {

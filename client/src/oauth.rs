@@ -111,6 +111,7 @@ pub(crate) async fn token_once(
     }
     let (status, headers, bytes) = match send(request, server).await {
         Ok(answer) => answer,
+        Err(error) if error.is_certificate_problem() => return Err(Failure::Final(error)),
         Err(error) => {
             let why = "the token endpoint did not answer".to_owned();
             return Err(Failure::Retry { asked: None, rate_limited: false, error, why });
@@ -211,7 +212,8 @@ async fn with_retries(
                 }
                 (format!("keygate answered {status}"), retry_after(&headers), status == 429, error)
             }
-            Err(error) => (format!("cannot reach keygate ({error})"), None, false, error),
+            Err(error) if error.is_certificate_problem() => return Err(error),
+            Err(error) => ("keygate did not answer".to_owned(), None, false, error),
         };
         if let Err(exhausted) = waits.sleep(&why, asked).await {
             return Err(if rate_limited { waits.rate_limited(exhausted, asked) } else { waits.gave_up(error) });
