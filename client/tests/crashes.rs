@@ -1,0 +1,182 @@
+//! Processes that stop or die in the middle of a refresh, against a real
+//! keygate: a stopped lock holder, a SIGKILL after the server answered, a
+//! store that cannot be written, and a loop of SIGKILLs at random instants.
+//! The processes announce their steps (`KEYGATE_CLIENT_TEST_STEP_MS`) so a
+//! test knows where each one died.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use keygate_client::TokenFile;
+use rand::Rng;
+use support::process::{command, run, run_within, signal, stderr, stdout, Watched};
+use support::{expire_in, leftovers, start};
+
+/// Every run refreshes: its margin is longer than a token's life.
+const ALWAYS: &str = "99999999";
+
+/// Pauses `pause_ms` before every step of a refresh.
+fn stepping(args: &[&str], env: &[(String, String)], pause_ms: u64) -> Watched {
+    let mut command = command(args, env);
+    command.env("KEYGATE_CLIENT_TEST_STEP_MS", pause_ms.to_string());
+    Watched::spawn(command)
+}
+
+/// Stops (for ten minutes) at `step` of a refresh.
+fn holding_at(step: &str, args: &[&str], env: &[(String, String)]) -> Watched {
+    let mut command = command(args, env);
+    command.env("KEYGATE_CLIENT_TEST_HOLD_AT", step);
+    Watched::spawn(command)
+}
+
+/// F3. Before: every run took the lock, even to read a fresh token, and
+/// waited for it forever and without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_lock_holder_blocks_no_fresh_read_and_a_refresh_gives_up_naming_it() {
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    let tokens = keygate.logged_in(&app).await;
+    let env = keygate.env(&app);
+    let mut holder = holding_at("locked", &["token", "--refresh-margin", ALWAYS], &env);
+    holder.wait_for("test step: locked", Duration::from_secs(30)).await;
+    signal(holder.pid(), libc::SIGSTOP);
+
+    let started = Instant::now();
+    let read = run_within(Duration::from_secs(20), &["token"], &env).await;
+    let fresh_read = started.elapsed();
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert_eq!(stdout(&read).trim(), tokens.access_token);
+
+    let started = Instant::now();
+    let refresh =
+        run_within(Duration::from_secs(30), &["token", "--refresh-margin", ALWAYS, "--lock-timeout", "2"], &env).await;
+    let gave_up = started.elapsed();
+    let err = stderr(&refresh);
+    assert!(!refresh.status.success());
+    let last = err.trim().lines().last().unwrap();
+    assert!(last.contains(&format!("pid {}", holder.pid())) && last.contains("--lock-timeout"), "{err}");
+    assert!(last.contains("stopped") && last.contains("kill -CONT"), "{err}");
+    assert!(err.contains("waiting for the lock"), "a line while it waited: {err}");
+    eprintln!("with the lock holder stopped: `token` (fresh) took {fresh_read:?}; a refresh gave up after {gave_up:?}");
+    holder.kill9().await;
+    assert_eq!(keygate.refreshes(), 0);
+}
+
+/// F4. Before: the new pair of a process killed between the server's
+/// answer and the rename stayed in an orphaned temporary file; a run after
+/// the grace presented the spent refresh token and got `invalid_grant`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_the_answer_is_journalled_loses_nothing_even_past_the_grace() {
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    let before = keygate.logged_in(&app).await;
+    expire_in(&keygate.token_file(), 10);
+    let env = keygate.env(&app);
+    let mut dying = holding_at("journalled", &["token"], &env);
+    dying.wait_for("test step: journalled", Duration::from_secs(30)).await;
+    dying.kill9().await;
+    assert_eq!(keygate.refreshes(), 1, "the server answered");
+    assert_eq!(leftovers(keygate.dir.path()), [".tokens.json.journal"]);
+    let on_disk = TokenFile::new(keygate.token_file()).load().unwrap().unwrap();
+    assert_eq!(on_disk.refresh_token, before.refresh_token, "the rename never happened");
+
+    keygate.advance(61); // past the grace: only the journal holds the new pair now
+    let call = run(&["call", "GET", "/api/v1/orders"], &env).await;
+    assert!(call.status.success(), "{}", stderr(&call));
+    assert_eq!(keygate.refreshes(), 1, "the journal's fresh pair was used, not refreshed again");
+    assert_eq!(keygate.events("refresh_reuse_detected"), 0);
+    assert!(leftovers(keygate.dir.path()).is_empty());
+    let recovered = TokenFile::new(keygate.token_file()).load().unwrap().unwrap();
+    assert_ne!(recovered.refresh_token, before.refresh_token);
+}
+
+/// F12. Before: a save that failed after the server spent the refresh
+/// token said only that the file could not be written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_fails_after_the_answer_says_only_the_grace_can_save_it() {
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    let before = keygate.logged_in(&app).await;
+    expire_in(&keygate.token_file(), 10);
+    let env = keygate.env(&app);
+    // The journal cannot be created: a folder is in its place.
+    let obstacle = keygate.dir.path().join(".tokens.json.journal");
+    std::fs::create_dir(&obstacle).unwrap();
+    let failed = run(&["token"], &env).await;
+    let err = stderr(&failed);
+    assert!(!failed.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("could not be saved") && err.contains("grace") && err.contains("spent"), "{err}");
+    assert!(!err.contains(&before.refresh_token) && !err.contains("kgo_"), "no secret in the message");
+    assert_eq!(keygate.refreshes(), 1);
+
+    // As the message says: fixed, and run again within the grace.
+    std::fs::remove_dir(&obstacle).unwrap();
+    let again = run(&["token"], &env).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(keygate.events("refresh_reuse_detected"), 0, "the grace handed out the same pair");
+    let stored = TokenFile::new(keygate.token_file()).load().unwrap().unwrap();
+    assert_eq!(stdout(&again).trim(), stored.access_token);
+    assert_ne!(stored.refresh_token, before.refresh_token);
+}
+
+/// F4, F5 and the seed's crash loop: runs that each refresh, slowed down so
+/// that a SIGKILL at a random instant lands at any step. After every run
+/// the token file is whole and at most one journal is left; after a kill
+/// that came once the journal was written, the server's clock moves past
+/// the grace, so that only the journal can keep the authorization. It is
+/// kept throughout: no reuse is ever detected and the last call works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_at_random_instants_of_refreshes_lose_no_authorization() {
+    let runs: usize = std::env::var("KEYGATE_CRASH_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(40);
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    keygate.logged_in(&app).await;
+    let env = keygate.env(&app);
+    let mut rng = rand::thread_rng();
+    let (mut kills, mut after_answer, mut after_journal, mut whole, mut most_leftovers) = (0, 0, 0, 0, 0);
+    for run in 0..runs {
+        let mut process = stepping(&["token", "--refresh-margin", ALWAYS], &env, 15);
+        if rng.gen_bool(0.7) {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..140))).await;
+            if process.child.try_wait().unwrap().is_none() {
+                process.kill9().await;
+                kills += 1;
+                let steps = process.steps();
+                if steps.iter().any(|s| s == "answered") {
+                    after_answer += 1;
+                }
+                if steps.iter().any(|s| s == "journalled") {
+                    after_journal += 1;
+                    keygate.advance(61);
+                }
+            }
+        }
+        let (status, _, lines) = process.finish(Duration::from_secs(30)).await;
+        if !status.success() {
+            assert!(status.code().is_none(), "run {run} failed on its own: {lines:?}");
+        }
+        if TokenFile::new(keygate.token_file()).load().unwrap().is_some() {
+            whole += 1;
+        }
+        let left = leftovers(keygate.dir.path());
+        assert!(left.len() <= 1, "run {run}: {left:?}");
+        most_leftovers = most_leftovers.max(left.len());
+    }
+    let last = run(&["token", "--refresh-margin", ALWAYS], &env).await;
+    assert!(last.status.success(), "{}", stderr(&last));
+    let call = run(&["call", "GET", "/api/v1/orders"], &env).await;
+    assert!(call.status.success(), "{}", stderr(&call));
+    eprintln!(
+        "{runs} runs, {kills} SIGKILLs ({after_answer} after the server answered, {after_journal} of them after the \
+         journal was written, each followed by 61 s of server time), {whole}/{runs} token files whole, at most \
+         {most_leftovers} leftover at a time, {} refreshes, {} reuses detected, the last call answered 200",
+        keygate.refreshes(),
+        keygate.events("refresh_reuse_detected"),
+    );
+    assert_eq!(whole, runs);
+    assert_eq!(keygate.events("refresh_reuse_detected"), 0, "the authorization was kept");
+    assert!(leftovers(keygate.dir.path()).is_empty(), "the last locked run removed every leftover");
+    assert!(kills > 0 && after_answer > 0, "the kills reached the answer ({kills}, {after_answer})");
+}
