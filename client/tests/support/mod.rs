@@ -167,6 +167,17 @@ impl Keygate {
 
     /// `logged_in`, storing the tokens in `location`.
     pub async fn logged_in_to(&self, app: &OAuthApp, location: Location) -> Tokens {
+        self.login_as(SELLER, app, location).await.expect("login succeeds")
+    }
+
+    /// `login` for `app` into `location`, with `email` signed in and
+    /// allowing it in the "browser"; what `login` returned.
+    pub async fn login_as(
+        &self,
+        email: &str,
+        app: &OAuthApp,
+        location: Location,
+    ) -> Result<Tokens, keygate_client::Error> {
         let store = Store::open(location, &self.address, &app.client_id, None);
         let (url_tx, url_rx) = tokio::sync::oneshot::channel::<String>();
         let login = {
@@ -185,9 +196,19 @@ impl Keygate {
                 login.run(|url| drop(url_tx.send(url.to_owned()))).await
             })
         };
-        let browser = Browser::signed_in(&self.address, SELLER).await;
+        let browser = Browser::signed_in(&self.address, email).await;
         browser.allow(&url_rx.await.unwrap()).await;
-        login.await.unwrap().expect("login succeeds")
+        login.await.unwrap()
+    }
+
+    /// Refresh tokens the server holds as revoked.
+    pub fn revoked_refresh_tokens(&self) -> i64 {
+        use keygate::db::schema::oauth_refresh_tokens;
+        oauth_refresh_tokens::table
+            .filter(oauth_refresh_tokens::revoked_at.is_not_null())
+            .count()
+            .get_result(&mut self.pool.get().unwrap())
+            .unwrap()
     }
 }
 
