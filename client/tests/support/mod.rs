@@ -242,10 +242,29 @@ impl Keygate {
     }
 }
 
+/// Redis for a test: the store URL (with the test's own key prefix), the
+/// prefix, and a connection of the test's.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+    pub connection: redis::aio::MultiplexedConnection,
+}
+
+impl TestRedis {
+    /// Deletes the test's keys (a failed test leaves them, under its own prefix).
+    pub async fn clean(mut self) {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut self.connection).await.unwrap();
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut self.connection).await.unwrap();
+        }
+    }
+}
+
 /// Redis for the tests that need it, with a key prefix of the test's own;
 /// `None` (the test skips) only when Redis does not answer and
 /// KEYGATE_REQUIRE_REDIS is not 1.
-pub async fn redis(test: &str) -> Option<(String, redis::aio::MultiplexedConnection)> {
+pub async fn redis(test: &str) -> Option<TestRedis> {
     let base = std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let connected = async {
         let client = redis::Client::open(base.as_str())?;
@@ -259,7 +278,7 @@ pub async fn redis(test: &str) -> Option<(String, redis::aio::MultiplexedConnect
     match connected.await {
         Ok(connection) => {
             let prefix = format!("kgc-test:{test}:{}:{}:", std::process::id(), rand::random::<u32>());
-            Some((format!("{base}/?key_prefix={prefix}"), connection))
+            Some(TestRedis { url: format!("{base}/?key_prefix={prefix}"), prefix, connection })
         }
         Err(e) if std::env::var("KEYGATE_REQUIRE_REDIS").as_deref() == Ok("1") => {
             panic!("KEYGATE_REQUIRE_REDIS=1 but Redis at {base} does not answer: {e}")
