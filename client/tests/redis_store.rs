@@ -205,6 +205,8 @@ async fn a_redis_store_that_cannot_be_used_gets_one_line_and_is_not_written() {
     for args in [&["token"][..], &["logout"]] {
         one_line(&run(args, &seven).await, "holds seller 8's tokens, not seller 7's");
     }
+    let lock: bool = redis.connection.exists(format!("{}lock:{app}:7", redis.prefix)).await.unwrap();
+    assert!(!lock, "a refusal under the lock lets go of it at once, not at its TTL");
     let five: String = redis.connection.hget(key("5"), "tokens").await.unwrap();
     let seven_after: String = redis.connection.hget(key("7"), "tokens").await.unwrap();
     assert_eq!((five.as_str(), seven_after.as_str()), ("not json", other.as_str()), "nothing was written");

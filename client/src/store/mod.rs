@@ -261,8 +261,10 @@ impl Store {
             Kind::Redis(redis) => {
                 let (lock, tokens) = redis.lock(settings, for_seller).await?;
                 crate::testing::step("locked").await;
-                if let Some(tokens) = &tokens {
-                    self.check(tokens)?;
+                if let Some(Err(refused)) = tokens.as_ref().map(|tokens| self.check(tokens)) {
+                    // Not left to its TTL: others would wait for it.
+                    lock.release().await;
+                    return Err(refused);
                 }
                 Ok((StoreLock { kind: LockKind::Redis(lock) }, tokens))
             }
