@@ -254,11 +254,11 @@ impl Client {
         if let Some(tokens) = session.cached().filter(|t| t.is_fresh(margin)) {
             return Ok(tokens);
         }
-        let stored =
-            session.store.load().await?.ok_or_else(|| Error::NotLoggedIn { store: session.store.describe() })?;
-        if stored.is_fresh(margin) {
+        if let Some(stored) = session.store.load().await?.filter(|t| t.is_fresh(margin)) {
             return Ok(session.adopt(stored));
         }
+        // Due, or nothing stored: under the lock, which also finishes a save a
+        // crash interrupted (the first login's, too).
         self.refresh(session, None).await
     }
 

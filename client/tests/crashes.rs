@@ -16,6 +16,9 @@ use support::{expire_in, leftovers, start};
 /// Every run refreshes: its margin is longer than a token's life.
 const ALWAYS: &str = "99999999";
 
+/// The steps a refresh announces, in order.
+const STEPS: [&str; 6] = ["locked", "requesting", "answered", "journalled", "renamed", "saved"];
+
 /// Pauses `pause_ms` before every step of a refresh.
 fn stepping(args: &[&str], env: &[(String, String)], pause_ms: u64) -> Watched {
     let mut command = command(args, env);
@@ -91,6 +94,22 @@ async fn a_kill_after_the_answer_is_journalled_loses_nothing_even_past_the_grace
     assert_ne!(recovered.refresh_token, before.refresh_token);
 }
 
+/// The first login killed between its journal and the rename: the next
+/// run finds no token file but finishes the rename under the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_without_a_token_file_is_finished_by_the_next_run() {
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    let tokens = keygate.logged_in(&app).await;
+    std::fs::rename(keygate.token_file(), keygate.dir.path().join(".tokens.json.journal")).unwrap();
+    let out = run(&["token"], &keygate.env(&app)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), tokens.access_token);
+    assert_eq!(TokenFile::new(keygate.token_file()).load().unwrap(), Some(tokens));
+    assert!(leftovers(keygate.dir.path()).is_empty());
+    assert_eq!(keygate.refreshes(), 0);
+}
+
 /// F12. Before: a save that failed after the server spent the refresh
 /// token said only that the file could not be written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +140,9 @@ async fn a_save_that_fails_after_the_answer_says_only_the_grace_can_save_it() {
     assert_ne!(stored.refresh_token, before.refresh_token);
 }
 
-/// F4, F5 and the seed's crash loop: runs that each refresh, slowed down so
-/// that a SIGKILL at a random instant lands at any step. After every run
+/// F4, F5 and the seed's crash loop: runs that each refresh, slowed down
+/// (15 ms a step) so that a SIGKILL at a random instant — a random step, then
+/// 0-20 ms — lands anywhere in it. After every run
 /// the token file is whole and at most one journal is left; after a kill
 /// that came once the journal was written, the server's clock moves past
 /// the grace, so that only the journal can keep the authorization. It is
@@ -139,7 +159,11 @@ async fn sigkills_at_random_instants_of_refreshes_lose_no_authorization() {
     for run in 0..runs {
         let mut process = stepping(&["token", "--refresh-margin", ALWAYS], &env, 15);
         if rng.gen_bool(0.7) {
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..140))).await;
+            // A random instant of the refresh, whatever the machine's speed:
+            // somewhere in or after a step picked at random.
+            let step = STEPS[rng.gen_range(0..STEPS.len())];
+            process.wait_for(&format!("test step: {step}"), Duration::from_secs(30)).await;
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20))).await;
             if process.child.try_wait().unwrap().is_none() {
                 process.kill9().await;
                 kills += 1;

@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_keygate-client");
+/// The binary under test: this build's, or another one's named by
+/// `KEYGATE_CLIENT_TEST_BIN` (to see what an older version does).
+pub fn bin() -> String {
+    std::env::var("KEYGATE_CLIENT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate-client").to_owned())
+}
 
 /// The binary with `args`, `env` and nothing else of the caller's KEYGATE_*.
 pub fn command(args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(BIN);
+    let mut command = tokio::process::Command::new(bin());
     command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     for (key, _) in std::env::vars() {
         if key.starts_with("KEYGATE_") {
