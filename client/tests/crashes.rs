@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use keygate_client::TokenFile;
 use rand::Rng;
-use support::process::{command, run, run_within, signal, stderr, stdout, Watched};
+use support::process::{fixture, run, run_within, signal, stderr, stdout, Watched};
 use support::{expire_in, leftovers, start};
 
 /// Every run refreshes: its margin is longer than a token's life.
@@ -21,14 +21,14 @@ const STEPS: [&str; 6] = ["locked", "requesting", "answered", "journalled", "ren
 
 /// Pauses `pause_ms` before every step of a refresh.
 fn stepping(args: &[&str], env: &[(String, String)], pause_ms: u64) -> Watched {
-    let mut command = command(args, env);
+    let mut command = fixture(args, env);
     command.env("KEYGATE_CLIENT_TEST_STEP_MS", pause_ms.to_string());
     Watched::spawn(command)
 }
 
 /// Stops (for ten minutes) at `step` of a refresh.
 fn holding_at(step: &str, args: &[&str], env: &[(String, String)]) -> Watched {
-    let mut command = command(args, env);
+    let mut command = fixture(args, env);
     command.env("KEYGATE_CLIENT_TEST_HOLD_AT", step);
     Watched::spawn(command)
 }
@@ -52,8 +52,10 @@ async fn a_stopped_lock_holder_blocks_no_fresh_read_and_a_refresh_gives_up_namin
     assert_eq!(stdout(&read).trim(), tokens.access_token);
 
     let started = Instant::now();
-    let refresh =
-        run_within(Duration::from_secs(30), &["token", "--refresh-margin", ALWAYS, "--lock-timeout", "2"], &env).await;
+    let mut wants_a_refresh = env.clone();
+    wants_a_refresh
+        .extend([("KEYGATE_REFRESH_MARGIN".into(), ALWAYS.into()), ("KEYGATE_LOCK_TIMEOUT".into(), "2".into())]);
+    let refresh = run_within(Duration::from_secs(30), &["token"], &wants_a_refresh).await;
     let gave_up = started.elapsed();
     let err = stderr(&refresh);
     assert!(!refresh.status.success());
@@ -108,6 +110,30 @@ async fn a_journal_without_a_token_file_is_finished_by_the_next_run() {
     assert_eq!(TokenFile::new(keygate.token_file()).load().unwrap(), Some(tokens));
     assert!(leftovers(keygate.dir.path()).is_empty());
     assert_eq!(keygate.refreshes(), 0);
+}
+
+/// F5. Before: the temporary files a crash left (older versions named them
+/// `.tokens.json.<pid>-<random>.tmp`, each with live tokens) were never
+/// removed. The next run that takes the lock removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_temporary_files_are_removed_by_the_next_refresh() {
+    let keygate = start(|_| {}).await;
+    let app = keygate.register(false).await;
+    let mut older = keygate.logged_in(&app).await;
+    older.expires_at = keygate_client::store::now() - 3_600; // older than the file: not adopted
+    let dir = keygate.dir.path();
+    for (name, bytes) in [
+        (".tokens.json.4242-0badc0de.tmp", serde_json::to_vec(&older).unwrap()),
+        (".tokens.json.4243-0badc0df.tmp", br#"{"access_token": "kgo_"#.to_vec()),
+        (".tokens.json.4244-0badc0e0.tmp", Vec::new()),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    expire_in(&keygate.token_file(), 10);
+    let out = run(&["token"], &keygate.env(&app)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(leftovers(dir).is_empty(), "{:?}", leftovers(dir));
+    assert_eq!(keygate.refreshes(), 1);
 }
 
 /// F12. Before: a save that failed after the server spent the refresh
@@ -188,7 +214,9 @@ async fn sigkills_at_random_instants_of_refreshes_lose_no_authorization() {
         assert!(left.len() <= 1, "run {run}: {left:?}");
         most_leftovers = most_leftovers.max(left.len());
     }
-    let last = run(&["token", "--refresh-margin", ALWAYS], &env).await;
+    let mut refreshing = env.clone();
+    refreshing.push(("KEYGATE_REFRESH_MARGIN".into(), ALWAYS.into()));
+    let last = run(&["token"], &refreshing).await;
     assert!(last.status.success(), "{}", stderr(&last));
     let call = run(&["call", "GET", "/api/v1/orders"], &env).await;
     assert!(call.status.success(), "{}", stderr(&call));

@@ -45,8 +45,8 @@ async fn a_429_without_retry_after_is_backed_off_aloud_and_named_as_such() {
     let fake = Fake::start(|_, _| Reply::json(429, serde_json::json!({"error": "rate_limited"}))).await;
     let out = run_within(
         Duration::from_secs(30),
-        &api_token_args(&fake.address, &["call", "GET", "/api/v1/orders", "--max-wait", "2"]),
-        &[],
+        &api_token_args(&fake.address, &["call", "GET", "/api/v1/orders"]),
+        &[("KEYGATE_MAX_WAIT".to_owned(), "2".to_owned())],
     )
     .await;
     let err = stderr(&out);
@@ -81,12 +81,20 @@ async fn a_refresh_waits_out_a_429_without_holding_the_lock() {
         ("KEYGATE_TOKEN_FILE".to_owned(), path.display().to_string()),
     ];
     let waiting = Watched::spawn(command(&["token"], &env));
-    waiting.wait_for("waiting 2", Duration::from_secs(20)).await;
+    let started = std::time::Instant::now();
+    while fake.count("/oauth/token") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the refresh was tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Well inside the 2 s it sleeps out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.count("/oauth/token"), 1, "still waiting");
     let free = TokenFile::new(&path).try_lock().unwrap();
     assert!(free.is_some(), "the lock is free while the refresh sleeps out the 429");
     drop(free);
     let (status, out, lines) = waiting.finish(Duration::from_secs(30)).await;
     assert!(status.success(), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("waiting 2")), "a line while it waited: {lines:?}");
     assert_eq!(out.trim(), "kgo_fake_access_1");
     assert_eq!(fake.count("/oauth/token"), 2);
     assert_eq!(TokenFile::new(&path).load().unwrap().unwrap().refresh_token, "kgr_fake_refresh_1");
@@ -105,16 +113,26 @@ async fn a_refresh_token_of_unknown_lifetime_is_kept_until_the_server_refuses_it
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     support::write_tokens(&path, &due_tokens(&fake.address, CLIENT_ID));
-    let client = || {
-        let config = Config { notify: Notify::silent(), ..Config::default() };
-        Client::builder(&fake.address).oauth(OAuthApp::public(CLIENT_ID), &path).config(config).build().unwrap()
-    };
-    assert_eq!(client().access_token().await.unwrap(), "kgo_fake_access_0");
+    let env = [
+        ("KEYGATE_SERVER".to_owned(), fake.address.clone()),
+        ("KEYGATE_CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
+        ("KEYGATE_TOKEN_FILE".to_owned(), path.display().to_string()),
+    ];
+    let first = run_within(Duration::from_secs(30), &["token"], &env).await;
+    assert_eq!(stdout(&first).trim(), "kgo_fake_access_0", "{}", stderr(&first));
     let stored = TokenFile::new(&path).load().unwrap().unwrap();
     assert_eq!(stored.refresh_expires_at, None, "unknown, not now");
     support::expire_in(&path, 5);
-    assert_eq!(client().access_token().await.expect("refreshed again"), "kgo_fake_access_1");
+    let second = run_within(Duration::from_secs(30), &["token"], &env).await;
+    assert_eq!(stdout(&second).trim(), "kgo_fake_access_1", "refreshed again: {}", stderr(&second));
     assert_eq!(fake.count("/oauth/token"), 2);
+
+    // The library, likewise.
+    support::expire_in(&path, 5);
+    let config = Config { notify: Notify::silent(), ..Config::default() };
+    let client =
+        Client::builder(&fake.address).oauth(OAuthApp::public(CLIENT_ID), &path).config(config).build().unwrap();
+    assert_eq!(client.access_token().await.unwrap(), "kgo_fake_access_2");
 }
 
 /// Connection errors and 502/503/504 are retried for idempotent methods
@@ -149,18 +167,16 @@ async fn a_503_is_retried_for_a_get_and_never_for_a_post() {
 #[tokio::test]
 async fn a_server_that_hangs_is_given_up_on_in_bounded_time() {
     let fake = Fake::start(|_, _| Reply::Hang).await;
-    let base = ["--request-timeout", "1", "--max-wait", "2"];
-    let mut args = api_token_args(&fake.address, &["call", "GET", "/api/v1/orders"]);
-    args.extend(base);
-    let get = run_within(Duration::from_secs(60), &args, &[]).await;
+    let env = [("KEYGATE_REQUEST_TIMEOUT".to_owned(), "1".to_owned()), ("KEYGATE_MAX_WAIT".to_owned(), "2".to_owned())];
+    let args = api_token_args(&fake.address, &["call", "GET", "/api/v1/orders"]);
+    let get = run_within(Duration::from_secs(60), &args, &env).await;
     let err = stderr(&get);
     assert!(!get.status.success());
     assert!(err.contains("cannot reach keygate") && err.contains("--request-timeout"), "{err}");
     let gets = fake.count("/api/v1/orders");
     assert!(gets >= 2, "the GET was retried ({gets})");
-    let mut args = api_token_args(&fake.address, &["call", "POST", "/api/v1/products", "--data", "{}"]);
-    args.extend(base);
-    let post = run_within(Duration::from_secs(60), &args, &[]).await;
+    let args = api_token_args(&fake.address, &["call", "POST", "/api/v1/products", "--data", "{}"]);
+    let post = run_within(Duration::from_secs(60), &args, &env).await;
     assert!(!post.status.success());
     assert_eq!(fake.count("/api/v1/products"), 1, "the POST was not");
 }

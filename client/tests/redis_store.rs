@@ -87,7 +87,7 @@ async fn hosts_sharing_one_redis_store_refresh_once_and_end_with_one_working_tok
     make_due(&keygate, &app, &location, 20).await;
 
     let env = host_env(&keygate, &app, &redis.url);
-    let hosts = 12;
+    let hosts: usize = std::env::var("KEYGATE_HOSTS").ok().and_then(|n| n.parse().ok()).unwrap_or(12);
     let (outputs, dirs) = hosts_run(hosts, &["token"], &env).await;
     let token = one_working_token(&keygate, &outputs).await;
     eprintln!(

@@ -13,9 +13,20 @@ pub fn bin() -> String {
     std::env::var("KEYGATE_CLIENT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate-client").to_owned())
 }
 
-/// The binary with `args`, `env` and nothing else of the caller's KEYGATE_*.
+/// The binary under test with `args`, `env` and nothing else of the
+/// caller's KEYGATE_*.
 pub fn command(args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(bin());
+    command_of(&bin(), args, env)
+}
+
+/// This build's binary, for a process that is part of a test's setting (a
+/// lock holder, a process killed at a given step) rather than its subject.
+pub fn fixture(args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
+    command_of(env!("CARGO_BIN_EXE_keygate-client"), args, env)
+}
+
+fn command_of(bin: &str, args: &[&str], env: &[(String, String)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin);
     command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     for (key, _) in std::env::vars() {
         if key.starts_with("KEYGATE_") {
