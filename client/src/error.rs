@@ -30,7 +30,7 @@ pub enum Error {
     #[error("no tokens in {store}: run `keygate-client login` first")]
     NotLoggedIn { store: String },
     /// The token store cannot be used as it is.
-    #[error("the token store {store} {reason}")]
+    #[error("{} {reason}", store_noun(store))]
     TokenStore { store: String, reason: String },
     /// Another process held the refresh lock for longer than
     /// `Config::lock_timeout`.
@@ -65,6 +65,15 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Protocol(String),
+}
+
+/// `the token file tokens.json`, `the token store redis://cache:6379/0 (key …)`.
+fn store_noun(store: &str) -> String {
+    if store.starts_with("redis://") {
+        format!("the token store {store}")
+    } else {
+        format!("the token file {store}")
+    }
 }
 
 const CA_FILE_HINT: &str = "if keygate's certificate comes from your own CA, pass that CA's PEM with --ca-file \

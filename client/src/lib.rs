@@ -25,8 +25,18 @@
 //!   503, 504 and connection errors are retried for idempotent methods.
 //!
 //! The library never blocks a runtime thread (file I/O runs on tokio's
-//! blocking pool); from synchronous code, drive it with a runtime of your
-//! own (`tokio::runtime::Runtime::block_on`, see the README).
+//! blocking pool). From synchronous code, drive it with a runtime of your
+//! own, kept for the program's life:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use keygate_client::{Client, OAuthApp};
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! let app = OAuthApp::public("kgc_…");
+//! let client = Client::builder("https://keygate.example").oauth(app, "tokens.json").build()?;
+//! let orders: serde_json::Value = runtime.block_on(client.get("/api/v1/orders"))?.json()?;
+//! # Ok(()) }
+//! ```
 
 mod client;
 mod config;
