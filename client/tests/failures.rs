@@ -66,7 +66,7 @@ async fn a_429_without_retry_after_is_backed_off_aloud_and_named_as_such() {
 async fn a_refresh_waits_out_a_429_without_holding_the_lock() {
     let fake = Fake::start(|request, nth| match (request.path.as_str(), nth) {
         ("/oauth/token", 0) => {
-            Reply::json(429, serde_json::json!({"error": "slow_down"})).with_header("Retry-After", "2")
+            Reply::json(429, serde_json::json!({"error": "slow_down"})).with_header("Retry-After", "3")
         }
         ("/oauth/token", n) => Reply::json(200, token_answer(n, &[])),
         _ => Reply::json(404, serde_json::json!({})),
@@ -86,15 +86,15 @@ async fn a_refresh_waits_out_a_429_without_holding_the_lock() {
         assert!(started.elapsed() < Duration::from_secs(20), "the refresh was tried");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Well inside the 2 s it sleeps out.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Well inside the 3 s it sleeps out.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(fake.count("/oauth/token"), 1, "still waiting");
     let free = TokenFile::new(&path).try_lock().unwrap();
     assert!(free.is_some(), "the lock is free while the refresh sleeps out the 429");
     drop(free);
     let (status, out, lines) = waiting.finish(Duration::from_secs(30)).await;
     assert!(status.success(), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("waiting 2")), "a line while it waited: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("waiting 3")), "a line while it waited: {lines:?}");
     assert_eq!(out.trim(), "kgo_fake_access_1");
     assert_eq!(fake.count("/oauth/token"), 2);
     assert_eq!(TokenFile::new(&path).load().unwrap().unwrap().refresh_token, "kgr_fake_refresh_1");
