@@ -254,11 +254,16 @@ impl Client {
         if let Some(tokens) = session.cached().filter(|t| t.is_fresh(margin)) {
             return Ok(tokens);
         }
-        if let Some(stored) = session.store.load().await?.filter(|t| t.is_fresh(margin)) {
-            return Ok(session.adopt(stored));
+        match session.store.load().await? {
+            Some(stored) if stored.is_fresh(margin) => return Ok(session.adopt(stored)),
+            Some(_) => {}
+            // Nothing stored: not logged in, unless a first login was killed
+            // before its rename (the lock below finishes it).
+            None if !session.store.has_journal() => {
+                return Err(Error::NotLoggedIn { store: session.store.describe() });
+            }
+            None => {}
         }
-        // Due, or nothing stored: under the lock, which also finishes a save a
-        // crash interrupted (the first login's, too).
         self.refresh(session, None).await
     }
 

@@ -107,6 +107,11 @@ async fn every_bad_flag_and_file_gets_a_clear_error() {
     fails(&["token", "--server", "http://keygate.example"], &base, "plain http off loopback");
     fails(&["token", "--server", "https://keygate.example/api"], &base, "has a path");
     fails(&["token"], &base, "run `keygate-client login` first");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a command that finds no tokens leaves nothing behind"
+    );
     fails(&["call", "FETCH", "/api/v1/orders"], &base, "`FETCH` is not GET, POST, PUT, PATCH or DELETE");
     fails(&["call", "POST", "/api/v1/orders", "--data", "{not json"], &base, "--data is not JSON");
     fails(&["call", "GET", "api/v1/orders", "--api-token", "kgs_x"], &[], "must start with /");

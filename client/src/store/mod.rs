@@ -190,6 +190,15 @@ impl Store {
         }
     }
 
+    /// Whether a file store has a journal a crash left (a cheap check, to
+    /// take the lock only when there may be something to recover).
+    pub fn has_journal(&self) -> bool {
+        match &self.kind {
+            Kind::File { file, .. } => file.journal_path().exists(),
+            Kind::Redis(_) => false,
+        }
+    }
+
     /// Where the tokens are, for messages (never a password).
     pub fn describe(&self) -> String {
         match &self.kind {
