@@ -136,32 +136,76 @@ async fn stale_temporary_files_are_removed_by_the_next_refresh() {
     assert_eq!(keygate.refreshes(), 1);
 }
 
+/// A folder this process cannot write, whoever it runs as: `chattr +i` for
+/// root (whom modes do not stop), mode 0500 for anyone else; undone when
+/// dropped. `None` when root cannot make it immutable (no chattr, or a file
+/// system without the flag).
+struct Unwritable {
+    dir: std::path::PathBuf,
+    immutable: bool,
+}
+
+impl Unwritable {
+    fn new(dir: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let status = std::process::Command::new("chattr").arg("+i").arg(dir).status();
+            return status.is_ok_and(|s| s.success()).then(|| Self { dir: dir.to_owned(), immutable: true });
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+        Some(Self { dir: dir.to_owned(), immutable: false })
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr").arg("-i").arg(&self.dir).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
 /// F12. Before: a save that failed after the server spent the refresh
 /// token said only that the file could not be written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_that_fails_after_the_answer_says_only_the_grace_can_save_it() {
     let keygate = start(|_| {}).await;
     let app = keygate.register(false).await;
-    let before = keygate.logged_in(&app).await;
-    expire_in(&keygate.token_file(), 10);
-    let env = keygate.env(&app);
-    // The journal cannot be created: a folder is in its place.
-    let obstacle = keygate.dir.path().join(".tokens.json.journal");
-    std::fs::create_dir(&obstacle).unwrap();
+    // The token file in a folder of its own (keygate's SQLite lives in the test's).
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("tokens.json");
+    let before = keygate.logged_in_to(&app, keygate_client::Location::File(path.clone())).await;
+    expire_in(&path, 10);
+    let mut env = keygate.env(&app);
+    env.retain(|(key, _)| key != "KEYGATE_TOKEN_FILE");
+    env.push(("KEYGATE_TOKEN_FILE".into(), path.display().to_string()));
+
+    // Nothing can be written next to the token file any more; where that
+    // cannot be arranged, a folder stands where the journal would go.
+    let blocked = Unwritable::new(folder.path());
+    let obstacle = folder.path().join(".tokens.json.journal");
+    if blocked.is_none() {
+        std::fs::create_dir(&obstacle).unwrap();
+    }
     let failed = run(&["token"], &env).await;
     let err = stderr(&failed);
-    assert!(!failed.status.success());
+    assert!(!failed.status.success(), "the save failed");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("could not be saved") && err.contains("grace") && err.contains("spent"), "{err}");
     assert!(!err.contains(&before.refresh_token) && !err.contains("kgo_"), "no secret in the message");
     assert_eq!(keygate.refreshes(), 1);
 
-    // As the message says: fixed, and run again within the grace.
-    std::fs::remove_dir(&obstacle).unwrap();
+    // As the message says: made writable, and run again within the grace.
+    drop(blocked);
+    let _ = std::fs::remove_dir(&obstacle);
     let again = run(&["token"], &env).await;
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(keygate.events("refresh_reuse_detected"), 0, "the grace handed out the same pair");
-    let stored = TokenFile::new(keygate.token_file()).load().unwrap().unwrap();
+    let stored = TokenFile::new(&path).load().unwrap().unwrap();
     assert_eq!(stdout(&again).trim(), stored.access_token);
     assert_ne!(stored.refresh_token, before.refresh_token);
 }
