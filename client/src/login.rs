@@ -1,7 +1,8 @@
 //! `login`: the authorization-code flow with PKCE and a loopback redirect
 //! (RFC 8252 §7.3). The tool listens on `127.0.0.1:<free port>`, sends the
 //! seller to the authorization URL, waits for the redirect, checks `state`
-//! and `iss`, exchanges the code and writes the token file.
+//! and `iss`, exchanges the code, learns whose tokens they are and stores
+//! them — never over a store that holds something else.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,16 +12,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::error::Error;
-use crate::{pkce, token_request, Config, OAuthApp, TokenFile, Tokens};
+use crate::oauth::{self, OAuthApp};
+use crate::store::{LockSettings, Store, Tokens};
+use crate::{pkce, Config};
 
 pub struct Login<'a> {
     pub server: &'a str,
     pub app: &'a OAuthApp,
     pub scopes: &'a [String],
-    pub token_file: &'a TokenFile,
+    pub store: &'a Store,
     pub ca_file: Option<&'a std::path::Path>,
     /// How long to wait for the seller.
     pub timeout: Duration,
+    /// The waits (lock, 429) and how they are told.
+    pub config: &'a Config,
 }
 
 /// The parts of RFC 8414 metadata the flow needs.
@@ -47,8 +52,11 @@ impl Login<'_> {
     /// Runs the flow; `show` gets the authorization URL (to print it, and to
     /// open a browser).
     pub async fn run(&self, show: impl FnOnce(&str)) -> Result<Tokens, Error> {
-        let config = Config::default();
-        let http = crate::http_client(self.ca_file, config.timeout)?;
+        // A store that cannot take these tokens says so before the seller
+        // is sent anywhere.
+        self.store.ready().await?;
+        let config = self.config;
+        let http = crate::http::http_client(self.ca_file, config.timeout)?;
         let metadata = discover(&http, self.server).await?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -90,10 +98,10 @@ impl Login<'_> {
                 metadata.token_endpoint, self.server
             )));
         }
-        let answer = token_request(
+        let answer = oauth::exchange(
             &http,
             self.server,
-            &config,
+            config,
             self.app,
             &[
                 ("grant_type", "authorization_code"),
@@ -103,10 +111,66 @@ impl Login<'_> {
             ],
         )
         .await?;
-        let tokens = answer.into_tokens(self.server, &self.app.client_id, None)?;
-        let _lock = self.token_file.lock()?;
-        self.token_file.save(&tokens)?;
+        let mut tokens = answer.into_tokens(self.server, &self.app.client_id, None, None)?;
+        let seller = match whose(&http, self.server, config, self.app, &tokens).await {
+            Ok(seller) => seller,
+            Err(error) => {
+                self.revoke_quietly(&http, &tokens).await;
+                return Err(error);
+            }
+        };
+        tokens.seller = Some(seller.clone());
+        let settings = LockSettings { wait: config.lock_timeout, ttl: config.lock_ttl, notify: config.notify.clone() };
+        let (lock, stored) = match self.store.lock(&settings, Some(&seller)).await {
+            Ok(locked) => locked,
+            Err(error) => {
+                self.revoke_quietly(&http, &tokens).await;
+                return Err(error);
+            }
+        };
+        let held = stored.and_then(|stored| stored.seller).filter(|held| *held != seller);
+        let saved = match held {
+            Some(held) => Err(Error::TokenStore {
+                store: self.store.describe(),
+                reason: format!(
+                    "holds seller {held}'s tokens and this login was for seller {seller}: nothing was overwritten \
+                     and the new tokens were revoked; run `keygate-client logout` first, or give another token store"
+                ),
+            }),
+            None => self.store.save(&lock, &tokens).await.map(drop),
+        };
+        lock.release().await;
+        if let Err(error) = saved {
+            self.revoke_quietly(&http, &tokens).await;
+            return Err(error);
+        }
         Ok(tokens)
+    }
+
+    /// Tokens that will not be kept should not stay alive at the server.
+    async fn revoke_quietly(&self, http: &reqwest::Client, tokens: &Tokens) {
+        let config = Config { max_retries: 1, notify: crate::Notify::silent(), ..self.config.clone() };
+        let _ = oauth::revoke(http, self.server, &config, self.app, &tokens.refresh_token, "refresh_token").await;
+    }
+}
+
+/// The seller the new tokens act for: the `sub` of the refresh token's
+/// introspection (RFC 7662), which spends nothing and makes no API call.
+async fn whose(
+    http: &reqwest::Client,
+    server: &str,
+    config: &Config,
+    app: &OAuthApp,
+    tokens: &Tokens,
+) -> Result<String, Error> {
+    let said = oauth::introspect(http, server, config, app, &tokens.refresh_token).await?;
+    match &said["sub"] {
+        serde_json::Value::String(id) if said["active"] == true => Ok(id.clone()),
+        serde_json::Value::Number(id) if said["active"] == true => Ok(id.to_string()),
+        _ => Err(Error::Protocol(format!(
+            "{server}/oauth/introspect did not say which seller the new tokens belong to (answer: {})",
+            if said["active"] == true { "active, without sub" } else { "not active" }
+        ))),
     }
 }
 

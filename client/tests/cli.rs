@@ -67,7 +67,7 @@ async fn login_token_and_call_end_to_end() {
     }
     let status = child.wait().await.unwrap();
     assert!(status.success(), "login failed: {rest}");
-    assert!(rest.contains("Signed in: scopes orders:read"), "{rest}");
+    assert!(rest.contains("Signed in: seller ") && rest.contains("scopes orders:read"), "{rest}");
 
     let stored = TokenFile::new(&file).load().unwrap().unwrap();
     assert_eq!((stored.client_id.as_str(), stored.server.as_str()), (app.client_id.as_str(), keygate.address.as_str()));
@@ -107,6 +107,11 @@ async fn every_bad_flag_and_file_gets_a_clear_error() {
     fails(&["token", "--server", "http://keygate.example"], &base, "plain http off loopback");
     fails(&["token", "--server", "https://keygate.example/api"], &base, "has a path");
     fails(&["token"], &base, "run `keygate-client login` first");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a command that finds no tokens leaves nothing behind"
+    );
     fails(&["call", "FETCH", "/api/v1/orders"], &base, "`FETCH` is not GET, POST, PUT, PATCH or DELETE");
     fails(&["call", "POST", "/api/v1/orders", "--data", "{not json"], &base, "--data is not JSON");
     fails(&["call", "GET", "api/v1/orders", "--api-token", "kgs_x"], &[], "must start with /");
@@ -116,7 +121,7 @@ async fn every_bad_flag_and_file_gets_a_clear_error() {
     fails(&["token", "--ca-file", "/nonexistent.pem"], &base, "--ca-file /nonexistent.pem: cannot be read");
 
     std::fs::write(file, b"{\"access_token\": \"kgo_").unwrap();
-    fails(&["token"], &base, "is not a keygate token file");
+    fails(&["token"], &base, "is cut short");
     let folder = dir.path().to_str().unwrap();
     fails(&["token"], &[("KEYGATE_CLIENT_ID", id), ("KEYGATE_TOKEN_FILE", folder)], "cannot be read");
 
@@ -125,16 +130,21 @@ async fn every_bad_flag_and_file_gets_a_clear_error() {
         access_token: "kgo_x".into(),
         refresh_token: "kgr_x".into(),
         expires_at: 0,
-        refresh_expires_at: u64::MAX,
+        refresh_expires_at: Some(u64::MAX),
         scope: "orders:read".into(),
         server: "http://127.0.0.1:9".into(),
         client_id: id.into(),
+        seller: Some("1".into()),
     };
-    TokenFile::new(file).save(&stale).unwrap();
-    fails(&["token", "--server", "http://127.0.0.1:9"], &base, "cannot reach keygate at http://127.0.0.1:9");
-    fails(&["token", "--server", "http://127.0.0.1:8"], &base, "belongs to client");
+    support::write_tokens(std::path::Path::new(file), &stale);
     fails(
-        &["call", "GET", "/api/v1/orders", "--api-token", "kgs_x", "--server", "http://127.0.0.1:9"],
+        &["token", "--server", "http://127.0.0.1:9", "--max-wait", "1"],
+        &base,
+        "cannot reach keygate at http://127.0.0.1:9",
+    );
+    fails(&["token", "--server", "http://127.0.0.1:8"], &base, "holds the tokens of client");
+    fails(
+        &["call", "GET", "/api/v1/orders", "--api-token", "kgs_x", "--server", "http://127.0.0.1:9", "--max-wait", "1"],
         &[],
         "cannot reach keygate",
     );

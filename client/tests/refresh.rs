@@ -176,3 +176,40 @@ async fn rate_limited_calls_wait_for_retry_after_and_succeed() {
     assert!(keygate.api_answers(429, 3).await >= 3, "the limit was hit");
     assert_eq!(keygate.api_answers(200, 63).await, 63);
 }
+
+/// F8. Before: every `invalid_grant` read the same fixed sentence; the
+/// server's `error_description` — a seller's revocation or a reuse — was
+/// dropped.
+#[tokio::test]
+async fn invalid_grant_carries_the_servers_reason_and_a_revocation_reads_unlike_a_reuse() {
+    let keygate = start(|c| c.oauth.refresh_grace = chrono::Duration::zero()).await;
+    let app = keygate.register(false).await;
+    let file = keygate.token_file();
+    let client = || Client::builder(&keygate.address).oauth(app.clone(), &file).build().unwrap();
+
+    // A reuse: a stale copy of the file (a second host's) presents a refresh token already spent.
+    let mut stale = keygate.logged_in(&app).await;
+    expire_in(&file, 10);
+    client().access_token().await.expect("refreshed");
+    stale.expires_at = keygate_client::store::now() + 10;
+    support::write_tokens(&file, &stale);
+    let reuse = client().access_token().await.unwrap_err();
+
+    // The seller's revocation, of a new authorization.
+    keygate.logged_in(&app).await;
+    keygate.revoke_as_seller(&app).await;
+    expire_in(&file, 10);
+    let revocation = client().access_token().await.unwrap_err();
+
+    let (Error::AuthorizationRevoked { description: reused }, Error::AuthorizationRevoked { description: revoked }) =
+        (&reuse, &revocation)
+    else {
+        panic!("{reuse:?} / {revocation:?}")
+    };
+    assert!(reused.contains("refresh token was reused"), "{reused}");
+    assert!(revoked.contains("the seller revoked this app's authorization"), "{revoked}");
+    assert_ne!(reused, revoked);
+    for error in [&reuse, &revocation] {
+        assert!(error.to_string().contains("run `keygate-client login`"), "{error}");
+    }
+}

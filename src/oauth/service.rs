@@ -584,14 +584,16 @@ impl OAuth {
                             "this refresh token was issued to another client; as it was presented by this one, it and its chain were revoked".into(),
                         )));
                     }
+                    // The grant first: a seller's revocation revokes every
+                    // refresh token too, and must not read like a reuse.
+                    if grant.revoked_at.is_some() {
+                        return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
+                    }
                     if let Some(revoked_at) = current.revoked_at {
                         return Err(OAuthError::InvalidGrant(format!(
                             "the authorization was revoked or its refresh token was reused (at {}): the seller must authorize the app again ({AUTHORIZE_AGAIN})",
                             rfc3339(revoked_at)
                         )));
-                    }
-                    if grant.revoked_at.is_some() {
-                        return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
                     }
                     if current.expires_at <= now {
                         return Err(OAuthError::InvalidGrant(format!(

@@ -1,13 +1,15 @@
 //! `keygate-client`: sign in as an OAuth app, print a valid access token
-//! for scripts, or make one API call (SPEC §9).
+//! for scripts, make API calls, say whose tokens are stored, and log out
+//! (SPEC §9).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keygate_client::login::Login;
-use keygate_client::{Client, Error, OAuthApp, TokenFile};
+use keygate_client::{rfc3339, Client, Config, Error, Location, OAuthApp, Store, Tokens};
 
 #[derive(Parser)]
 #[command(name = "keygate-client", version, about = "Call the keygate API as an OAuth app (or with an API token)")]
@@ -21,22 +23,44 @@ struct Cli {
     /// The OAuth app's client secret (kgcs_…); none for a public app.
     #[arg(long, env = "KEYGATE_CLIENT_SECRET", hide_env_values = true, global = true)]
     client_secret: Option<String>,
-    /// Where the tokens are kept.
+    /// The file the tokens are kept in.
     #[arg(long, env = "KEYGATE_TOKEN_FILE", default_value = "tokens.json", global = true)]
     token_file: PathBuf,
+    /// Keep the tokens in Redis instead, shared by every host of the
+    /// integration: redis://[user:password@]host[:port][/db][?key_prefix=P].
+    #[arg(long, env = "KEYGATE_TOKEN_STORE", hide_env_values = true, global = true, conflicts_with = "token_file")]
+    token_store: Option<String>,
+    /// The seller whose tokens to use, when the store holds several.
+    #[arg(long, env = "KEYGATE_SELLER", global = true)]
+    seller: Option<String>,
     /// Call with this API token (kgp_…, kgs_…) instead of as an OAuth app.
     #[arg(long, env = "KEYGATE_API_TOKEN", hide_env_values = true, global = true)]
     api_token: Option<String>,
     /// Also trust this PEM certificate (a keygate with its own CA).
     #[arg(long, env = "KEYGATE_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
+    /// The most one command sleeps in all for 429s and retries (seconds).
+    #[arg(long, env = "KEYGATE_MAX_WAIT", default_value_t = 60, global = true)]
+    max_wait: u64,
+    /// How long to wait for another process's refresh lock (seconds).
+    #[arg(long, env = "KEYGATE_LOCK_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    lock_timeout: u64,
+    /// How long a Redis lock outlives a holder that died (seconds).
+    #[arg(long, env = "KEYGATE_LOCK_TTL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    lock_ttl: u64,
+    /// Refresh when the access token has less than this left (seconds).
+    #[arg(long, env = "KEYGATE_REFRESH_MARGIN", default_value_t = 60, global = true)]
+    refresh_margin: u64,
+    /// How long one HTTP request may take (seconds).
+    #[arg(long, env = "KEYGATE_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    request_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Authorize the app for a seller: PKCE and a loopback redirect; writes the token file.
+    /// Authorize the app for a seller: PKCE and a loopback redirect; stores the tokens.
     Login {
         /// A scope to ask for (repeat); none: every scope the app may ask for.
         #[arg(long = "scope")]
@@ -59,7 +83,14 @@ enum Command {
         /// A JSON body.
         #[arg(long)]
         data: Option<String>,
+        /// Follow next_cursor and print every item, one JSON object a line (GET only).
+        #[arg(long)]
+        all: bool,
     },
+    /// Say whose tokens are stored, their scopes and expiry, where, and whether keygate still honours them.
+    Status,
+    /// Revoke the tokens at keygate, then delete them from the store.
+    Logout,
 }
 
 fn main() -> ExitCode {
@@ -100,12 +131,33 @@ fn app(cli: &Cli) -> Result<OAuthApp, Error> {
     }
 }
 
+fn config(cli: &Cli) -> Config {
+    Config {
+        refresh_margin: Duration::from_secs(cli.refresh_margin),
+        max_wait: Duration::from_secs(cli.max_wait),
+        timeout: Duration::from_secs(cli.request_timeout),
+        lock_timeout: Duration::from_secs(cli.lock_timeout),
+        lock_ttl: Duration::from_secs(cli.lock_ttl),
+        ..Config::default()
+    }
+}
+
+fn location(cli: &Cli) -> Result<Location, Error> {
+    match &cli.token_store {
+        Some(store) => Location::parse(store),
+        None => Ok(Location::File(cli.token_file.clone())),
+    }
+}
+
 fn client(cli: &Cli, server: &str) -> Result<Client, Error> {
-    let mut builder = Client::builder(server);
+    let mut builder = Client::builder(server).config(config(cli));
     builder = match &cli.api_token {
         Some(token) => builder.api_token(token.clone()),
-        None => builder.oauth(app(cli)?, cli.token_file.clone()),
+        None => builder.oauth_in(app(cli)?, location(cli)?),
     };
+    if let Some(seller) = &cli.seller {
+        builder = builder.seller(seller.clone());
+    }
     if let Some(ca) = &cli.ca_file {
         builder = builder.ca_file(ca.clone());
     }
@@ -120,14 +172,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::Invalid("login is for OAuth apps: drop --api-token".into()));
             }
             let app = app(&cli)?;
-            let token_file = TokenFile::new(cli.token_file.clone());
+            let store = Store::open(location(&cli)?, &server, &app.client_id, cli.seller.clone());
+            let config = config(&cli);
             let login = Login {
                 server: &server,
                 app: &app,
                 scopes,
-                token_file: &token_file,
+                store: &store,
                 ca_file: cli.ca_file.as_deref(),
                 timeout: Duration::from_secs(*timeout),
+                config: &config,
             };
             let tokens = login
                 .run(|url| {
@@ -138,9 +192,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 })
                 .await?;
             eprintln!(
-                "Signed in: scopes {}; tokens written to {} (the access token is good for {}; keygate-client refreshes it).",
+                "Signed in: seller {}, scopes {}; tokens stored in {} (the access token is good for {}; keygate-client refreshes it).",
+                tokens.seller.as_deref().unwrap_or("?"),
                 tokens.scope,
-                token_file.path().display(),
+                store.describe(),
                 human(tokens.seconds_left())
             );
             Ok(())
@@ -149,13 +204,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             println!("{}", client(&cli, &server)?.access_token().await?);
             Ok(())
         }
-        Command::Call { method, path, data } => {
+        Command::Call { method, path, data, all } => {
             let method = match method.to_ascii_uppercase().as_str() {
                 m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE") => {
                     reqwest::Method::from_bytes(m.as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?
                 }
                 _ => return Err(Error::Invalid(format!("METHOD: `{method}` is not GET, POST, PUT, PATCH or DELETE"))),
             };
+            if *all && (method != reqwest::Method::GET || data.is_some()) {
+                return Err(Error::Invalid("--all follows next_cursor of a list: only with GET and no --data".into()));
+            }
             let body = match data {
                 Some(raw) => Some(
                     serde_json::from_str::<serde_json::Value>(raw)
@@ -164,6 +222,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 None => None,
             };
             let client = client(&cli, &server)?;
+            if *all {
+                return print_every_item(&client, path).await;
+            }
             match client.request(method, path, body).await {
                 Ok(response) => {
                     println!("{}", response.text());
@@ -177,6 +238,92 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
+        Command::Status => status(&cli, &server).await,
+        Command::Logout => {
+            let client = client(&cli, &server)?;
+            let store = client.store().map(Store::describe).unwrap_or_default();
+            let tokens = client.logout().await?;
+            eprintln!(
+                "Logged out: seller {}'s tokens for {} were revoked at {server} and deleted from {store}.",
+                tokens.seller.as_deref().unwrap_or("?"),
+                tokens.client_id
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `call --all`: every item of every page, one JSON object a line, printed
+/// as the pages come.
+async fn print_every_item(client: &Client, path: &str) -> Result<(), Error> {
+    let mut pages = client.pages(path);
+    let stdout = std::io::stdout();
+    while let Some(items) = pages.next_page().await? {
+        let mut out = stdout.lock();
+        for item in items {
+            writeln!(out, "{item}").map_err(|e| Error::Invalid(format!("cannot write to stdout: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// `status`: what is stored, and whether keygate still honours it. Exit 1
+/// when nothing is stored or keygate does not confirm it.
+async fn status(cli: &Cli, server: &str) -> Result<(), Error> {
+    let client = client(cli, server)?;
+    let Some(store) = client.store() else {
+        // An API token: the server says what it is.
+        let info: serde_json::Value = client.get("/api/v1/token").await?.json()?;
+        println!("API token {} ({}) of seller {} at {server}", info["id"], info["kind"], info["seller"]);
+        println!("  scopes:        {}", scopes_of(&info["scope"], &info["scopes"]));
+        println!("  expires:       {}", info["expires_at"].as_str().unwrap_or("never"));
+        println!("  rotation due:  {}", info["rotation_due_at"].as_str().unwrap_or("-"));
+        println!("  from:          --api-token / KEYGATE_API_TOKEN (not stored by keygate-client)");
+        return Ok(());
+    };
+    let tokens = client.stored_tokens().await?.ok_or_else(|| Error::NotLoggedIn { store: store.describe() })?;
+    print_tokens(&tokens, store);
+    let said = client.introspect_refresh_token(&tokens).await?;
+    if said["active"] == serde_json::Value::Bool(true) {
+        println!("  at keygate:    the authorization is active (seller {})", said["sub"].as_str().unwrap_or("?"));
+        Ok(())
+    } else {
+        println!("  at keygate:    not active");
+        Err(Error::AuthorizationRevoked {
+            description: "keygate says the stored refresh token is no longer active (revoked, spent or expired)".into(),
+        })
+    }
+}
+
+fn print_tokens(tokens: &Tokens, store: &Store) {
+    let when = |at: u64| {
+        let left = at.saturating_sub(keygate_client::store::now());
+        if left == 0 {
+            format!("{} (expired)", rfc3339(at))
+        } else {
+            format!("{} (in {})", rfc3339(at), human(left))
+        }
+    };
+    println!(
+        "Logged in to {} as app {} for seller {}",
+        tokens.server,
+        tokens.client_id,
+        tokens.seller.as_deref().unwrap_or("? (stored before keygate-client kept it)")
+    );
+    println!("  scopes:        {}", tokens.scope);
+    println!("  access token:  expires {}", when(tokens.expires_at));
+    match tokens.refresh_expires_at {
+        Some(at) => println!("  refresh token: expires {}", when(at)),
+        None => println!("  refresh token: expiry not given by the server"),
+    }
+    println!("  stored in:     {}", store.describe());
+}
+
+fn scopes_of(scope: &serde_json::Value, scopes: &serde_json::Value) -> String {
+    match (scope.as_str(), scopes.as_array()) {
+        (Some(scope), _) => scope.to_owned(),
+        (None, Some(list)) => list.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        _ => "?".into(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! A real keygate for the client's tests, on a fresh SQLite file, with a
-//! seller who signs in and allows apps the way a browser would.
+//! seller who signs in and allows apps the way a browser would; the
+//! `keygate-client` binary as a process; Redis when it runs; and a tiny
+//! scripted HTTP server for what keygate itself never answers.
 
 #![allow(dead_code)]
 
@@ -12,7 +14,10 @@ use keygate::config::{Config, OAuthConfig};
 use keygate::db::schema::audit_events;
 use keygate::db::{DatabaseUrl, DbPool};
 use keygate_client::login::Login;
-use keygate_client::{OAuthApp, TokenFile, Tokens};
+use keygate_client::{Location, OAuthApp, Store, TokenFile, Tokens};
+
+pub mod fake;
+pub mod process;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const SELLER: &str = "ana@shop.test";
@@ -35,9 +40,29 @@ impl Drop for Keygate {
 
 /// Starts keygate; `customise` changes its settings first.
 pub async fn start(customise: impl FnOnce(&mut Config)) -> Keygate {
+    start_in(tempfile::tempdir().unwrap(), "http", customise).await
+}
+
+/// Starts keygate over HTTPS with a self-signed certificate for 127.0.0.1;
+/// returns the certificate's PEM file too.
+pub async fn start_tls() -> (Keygate, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let tls = (cert_file.clone(), key_file);
+    let keygate = start_in(dir, "https", |c| {
+        c.tls = Some(tls);
+        c.secure_cookies = true;
+    })
+    .await;
+    (keygate, cert_file)
+}
+
+async fn start_in(dir: tempfile::TempDir, scheme: &str, customise: impl FnOnce(&mut Config)) -> Keygate {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("http://127.0.0.1:{port}");
+    let address = format!("{scheme}://127.0.0.1:{port}");
     let mut config = Config {
         database_url: DatabaseUrl::parse(dir.path().join("keygate.db").to_str().unwrap()).unwrap(),
         bind: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -136,27 +161,135 @@ impl Keygate {
     }
 
     /// Signs the seller in, runs `login` for `app`, allows it in the
-    /// "browser", and returns the stored tokens.
+    /// "browser", and returns the stored tokens (in the test's token file).
     pub async fn logged_in(&self, app: &OAuthApp) -> Tokens {
-        let file = TokenFile::new(self.token_file());
+        self.logged_in_to(app, Location::File(self.token_file())).await
+    }
+
+    /// `logged_in`, storing the tokens in `location`.
+    pub async fn logged_in_to(&self, app: &OAuthApp, location: Location) -> Tokens {
+        self.login_as(SELLER, app, location).await.expect("login succeeds")
+    }
+
+    /// `login` for `app` into `location`, with `email` signed in and
+    /// allowing it in the "browser"; what `login` returned.
+    pub async fn login_as(
+        &self,
+        email: &str,
+        app: &OAuthApp,
+        location: Location,
+    ) -> Result<Tokens, keygate_client::Error> {
+        let store = Store::open(location, &self.address, &app.client_id, None);
         let (url_tx, url_rx) = tokio::sync::oneshot::channel::<String>();
         let login = {
-            let (server, app, file) = (self.address.clone(), app.clone(), file.clone());
+            let (server, app) = (self.address.clone(), app.clone());
             tokio::spawn(async move {
+                let config = keygate_client::Config::default();
                 let login = Login {
                     server: &server,
                     app: &app,
                     scopes: &[],
-                    token_file: &file,
+                    store: &store,
                     ca_file: None,
                     timeout: std::time::Duration::from_secs(60),
+                    config: &config,
                 };
                 login.run(|url| drop(url_tx.send(url.to_owned()))).await
             })
         };
-        let browser = Browser::signed_in(&self.address, SELLER).await;
+        let browser = Browser::signed_in(&self.address, email).await;
         browser.allow(&url_rx.await.unwrap()).await;
-        login.await.unwrap().expect("login succeeds")
+        login.await.unwrap()
+    }
+
+    /// Refresh tokens the server holds as revoked.
+    pub fn revoked_refresh_tokens(&self) -> i64 {
+        use keygate::db::schema::oauth_refresh_tokens;
+        oauth_refresh_tokens::table
+            .filter(oauth_refresh_tokens::revoked_at.is_not_null())
+            .count()
+            .get_result(&mut self.pool.get().unwrap())
+            .unwrap()
+    }
+}
+
+impl Keygate {
+    /// The seller revokes the app on Settings → Authorized apps.
+    pub async fn revoke_as_seller(&self, app: &OAuthApp) {
+        let browser = Browser::signed_in(&self.address, SELLER).await;
+        let page = format!("{}/settings/authorized-apps/{}/revoke", self.address, app.client_id);
+        let html = browser.client.get(&page).send().await.unwrap().text().await.unwrap();
+        let fields = hidden_fields(&html);
+        let revoked = browser.client.post(&page).form(&fields).send().await.unwrap();
+        assert_eq!(revoked.status(), reqwest::StatusCode::SEE_OTHER, "the revocation went through");
+    }
+
+    /// The server's clock, moved forward (its grace, lifetimes).
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(chrono::Duration::seconds(seconds));
+    }
+
+    /// The environment a `keygate-client` process needs for `app`.
+    pub fn env(&self, app: &OAuthApp) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("KEYGATE_SERVER".to_owned(), self.address.clone()),
+            ("KEYGATE_CLIENT_ID".to_owned(), app.client_id.clone()),
+            ("KEYGATE_TOKEN_FILE".to_owned(), self.token_file().display().to_string()),
+        ];
+        if let Some(secret) = &app.client_secret {
+            env.push(("KEYGATE_CLIENT_SECRET".to_owned(), secret.clone()));
+        }
+        env
+    }
+}
+
+/// Redis for a test: the store URL (with the test's own key prefix), the
+/// prefix, and a connection of the test's.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+    pub connection: redis::aio::MultiplexedConnection,
+}
+
+impl TestRedis {
+    /// Deletes the test's keys (a failed test leaves them, under its own prefix).
+    pub async fn clean(mut self) {
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut self.connection).await.unwrap();
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut self.connection).await.unwrap();
+        }
+    }
+}
+
+/// Redis for the tests that need it, with a key prefix of the test's own;
+/// `None` (the test skips) only when Redis does not answer and
+/// KEYGATE_REQUIRE_REDIS is not 1.
+pub async fn redis(test: &str) -> Option<TestRedis> {
+    let base = std::env::var("KEYGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let connected = async {
+        let client = redis::Client::open(base.as_str())?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(2))
+            .set_response_timeout(std::time::Duration::from_secs(5));
+        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok::<_, redis::RedisError>(connection)
+    };
+    match connected.await {
+        Ok(connection) => {
+            let prefix = format!("kgc-test:{test}:{}:{}:", std::process::id(), rand::random::<u32>());
+            Some(TestRedis { url: format!("{base}/?key_prefix={prefix}"), prefix, connection })
+        }
+        Err(e) if std::env::var("KEYGATE_REQUIRE_REDIS").as_deref() == Ok("1") => {
+            panic!("KEYGATE_REQUIRE_REDIS=1 but Redis at {base} does not answer: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "SKIPPED {test}: Redis at {base} does not answer ({e}); set KEYGATE_REQUIRE_REDIS=1 to fail instead"
+            );
+            None
+        }
     }
 }
 
@@ -235,6 +368,22 @@ pub fn expire_in(path: &std::path::Path, seconds: u64) -> Tokens {
     let file = TokenFile::new(path);
     let mut tokens = file.load().unwrap().unwrap();
     tokens.expires_at = keygate_client::store::now() + seconds;
-    file.save(&tokens).unwrap();
+    write_tokens(path, &tokens);
     tokens
+}
+
+/// Writes `tokens` to the token file at `path`, under its lock.
+pub fn write_tokens(path: &std::path::Path, tokens: &Tokens) {
+    let file = TokenFile::new(path);
+    let lock = file.lock(std::time::Duration::from_secs(30), &|_| {}).unwrap();
+    file.save(&lock, tokens).unwrap();
+}
+
+/// Files in `dir` a save leaves behind if a crash interrupts it.
+pub fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp") || name.ends_with(".journal"))
+        .collect()
 }
