@@ -238,10 +238,11 @@ mod tests {
     #[test]
     fn an_upstream_error_is_counted_under_its_own_outcome_label() {
         let metrics = Metrics::new();
-        metrics.api_request(3, "/api/v1/orders", 502, Outcome::UpstreamError, 0.001);
-        metrics.api_request(3, "/api/v1/orders", 504, Outcome::UpstreamError, 30.0);
-        metrics.api_request(3, "/api/v1/orders", 504, Outcome::UpstreamError, 30.0);
-        metrics.api_request(3, "/api/v1/orders", 500, Outcome::Error, 0.001);
+        let counters = RouteCounters::new(vec!["/api/v1/token".into(), "/api/v1/orders".into()]);
+        metrics.api_request(&counters, 1, 502, Outcome::UpstreamError, 0.001);
+        metrics.api_request(&counters, 1, 504, Outcome::UpstreamError, 30.0);
+        metrics.api_request(&counters, 1, 504, Outcome::UpstreamError, 30.0);
+        metrics.api_request(&counters, 1, 500, Outcome::Error, 0.001);
         let mut lines = request_lines(&metrics);
         lines.sort();
         let line = |status: &str, outcome: &str, n: u32| {

@@ -382,7 +382,7 @@ fn proxied(
         path: "/api/v1/orders".into(),
         status,
         outcome: outcome.parse().unwrap(),
-        required_scope: Some("orders:read"),
+        required_scope: Some("orders:read".into()),
         ip: Some("203.0.113.7".into()),
         user_agent: Some("erp-sync/2.1".into()),
         latency_us,
