@@ -18,6 +18,18 @@ pub fn json_error(
     request_id: &str,
     extra: impl IntoIterator<Item = (&'static str, Value)>,
 ) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(refusal_body(code, message, request_id, extra))
+}
+
+/// The body of a JSON refusal.
+pub fn refusal_body(
+    code: &str,
+    message: &str,
+    request_id: &str,
+    extra: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Value {
     let mut body = Map::with_capacity(4);
     body.insert("error".into(), Value::from(code));
     body.insert("message".into(), Value::from(message));
@@ -25,7 +37,24 @@ pub fn json_error(
     for (key, value) in extra {
         body.insert(key.into(), value);
     }
-    HttpResponse::build(status).insert_header((header::CACHE_CONTROL, "no-store")).json(Value::Object(body))
+    Value::Object(body)
+}
+
+/// `value` as JSON text of ASCII only (`\uXXXX` escapes), fit for a header.
+pub fn ascii_json(value: &Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// An answer actix made itself (a body over the limit, a payload that

@@ -206,7 +206,7 @@ impl Application {
                 .route("/readyz", web::get().to(readyz))
                 .route("/secret-scanning/report", web::post().to(crate::secret_scanning::report))
                 .route(crate::metrics::PATH, web::get().to(crate::metrics::on_main_address))
-                .configure(crate::gateway::check::routes)
+                .configure(crate::gate::forward_auth::routes)
                 .configure(crate::oauth_endpoints::routes)
                 .configure(crate::portal::routes)
                 .configure(|cfg| {

@@ -9,7 +9,6 @@ use chrono::NaiveDateTime;
 use serde_json::Value;
 
 use crate::audit::Outcome;
-use crate::error::json_error;
 use crate::time::rfc3339;
 
 pub const REALM: &str = "keygate";
@@ -66,6 +65,8 @@ pub enum GateError {
     MethodNotAllowed {
         allow: String,
     },
+    /// `/gate/check` asked by someone not in `--trusted-proxy`.
+    UntrustedProxy,
 }
 
 impl GateError {
@@ -83,6 +84,7 @@ impl GateError {
             GateError::Unavailable => "temporarily_unavailable",
             GateError::NotFound => "not_found",
             GateError::MethodNotAllowed { .. } => "method_not_allowed",
+            GateError::UntrustedProxy => "forbidden",
         }
     }
 
@@ -100,7 +102,8 @@ impl GateError {
             GateError::InvalidRequest(_)
             | GateError::Unavailable
             | GateError::NotFound
-            | GateError::MethodNotAllowed { .. } => Outcome::Error,
+            | GateError::MethodNotAllowed { .. }
+            | GateError::UntrustedProxy => Outcome::Error,
         }
     }
 
@@ -110,9 +113,10 @@ impl GateError {
             | GateError::InvalidToken(_)
             | GateError::TokenRevoked { .. }
             | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
-            GateError::InsufficientScope { .. } | GateError::HttpsRequired | GateError::IpNotAllowed { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            GateError::InsufficientScope { .. }
+            | GateError::HttpsRequired
+            | GateError::IpNotAllowed { .. }
+            | GateError::UntrustedProxy => StatusCode::FORBIDDEN,
             GateError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GateError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GateError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -161,6 +165,9 @@ impl GateError {
             GateError::MethodNotAllowed { allow } => {
                 format!("This path does not accept that method; it takes {allow}.")
             }
+            GateError::UntrustedProxy => "Only the proxies --trusted-proxy names may ask /gate/check: \
+                 it trusts the original request's method and URI they send."
+                .into(),
         }
     }
 
@@ -192,7 +199,8 @@ impl GateError {
         }
     }
 
-    pub fn response(&self, request_id: &str) -> HttpResponse {
+    /// The JSON body of the refusal.
+    pub fn body(&self, request_id: &str) -> Value {
         let extra: Option<(&'static str, Value)> = match self {
             GateError::TokenExpired { expired_at, .. } => Some(("expired_at", rfc3339(*expired_at).into())),
             GateError::InsufficientScope { required, .. } => Some(("required_scope", required.as_str().into())),
@@ -200,7 +208,13 @@ impl GateError {
             GateError::IpNotAllowed { ip } => Some(("ip", ip.map(|ip| ip.to_string()).into())),
             _ => None,
         };
-        let mut response = json_error(self.status(), self.code(), &self.message(), request_id, extra);
+        crate::error::refusal_body(self.code(), &self.message(), request_id, extra)
+    }
+
+    pub fn response(&self, request_id: &str) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status())
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(self.body(request_id));
         let headers = response.headers_mut();
         let mut set = |name: header::HeaderName, value: &str| {
             if let Ok(value) = header::HeaderValue::from_str(value) {

@@ -23,40 +23,74 @@ use super::error::GateError;
 use super::routes::{Access, RouteMatch};
 use super::Gate;
 use crate::audit::writer::WriterClosed;
-use crate::audit::{ApiRequest, NewAuditEvent, Outcome};
+use crate::audit::{ApiRequest, NewAuditEvent, Outcome, UpstreamCall};
 use crate::gateway::Api;
 use crate::limits::{LimitState, Quota};
 use crate::remote::ClientView;
 use crate::tokens::Scope;
 
 /// The request as seen and what the gate learnt of it, in one allocation.
-struct Pass {
-    seen: Seen,
-    trail: Trail,
+pub(super) struct Pass {
+    pub(super) seen: Seen,
+    pub(super) trail: Trail,
 }
 
 /// What the steps learnt, for the answer's headers and the audit row.
 #[derive(Default)]
-struct Trail {
+pub(super) struct Trail {
     caller: Caller,
-    auth: Option<Authenticated>,
-    limit: Option<LimitState>,
+    pub(super) auth: Option<Authenticated>,
+    pub(super) limit: Option<LimitState>,
+    /// What the upstream did, for a forwarded request.
+    upstream: Option<UpstreamCall>,
 }
 
 /// The request as the audit row records it, read before routing (the
 /// router needs the request to itself afterwards).
-struct Seen {
+pub(super) struct Seen {
     method: Cow<'static, str>,
     path: String,
     user_agent: Option<String>,
-    request_id: String,
-    client: ClientView,
+    pub(super) request_id: String,
+    pub(super) client: ClientView,
     /// The scope text of the matched operation, for the audit row.
     required: Option<std::sync::Arc<str>>,
     /// The route's index for the metrics (`RouteTable::counters`).
     route_label: usize,
     /// The API the request was checked against (a reload does not change it).
     api: std::sync::Arc<Api>,
+}
+
+impl Pass {
+    /// The request `method path` (as the route table matches it) from
+    /// `client`, about to be checked against the API in force.
+    pub(super) fn of(gate: &Gate, method: &Method, path: &str, headers: &HeaderMap, request_id: String, client: ClientView) -> (Box<Self>, RouteMatch) {
+        let api = gate.api.current();
+        let (route, route_label) = api.routes.resolve(method, path);
+        // Boxed (one small allocation) to keep the futures that hold it,
+        // which actix boxes, within the allocator's per-thread cache.
+        let pass = Box::new(Pass {
+            seen: Seen {
+                method: method_name(method),
+                path: path.to_owned(),
+                // Kept as the audit row keeps it: also the key of `anonymous`'s table.
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|ua| crate::audit::clipped(ua, crate::audit::MAX_TEXT).to_owned()),
+                request_id,
+                client,
+                required: match route {
+                    RouteMatch::Operation(i) => api.routes.operation(i).required.clone(),
+                    _ => None,
+                },
+                route_label,
+                api,
+            },
+            trail: Trail::default(),
+        });
+        (pass, route)
+    }
 }
 
 /// The API's middleware; see the module comment.
@@ -69,40 +103,29 @@ pub async fn api_gate(
         .app_data::<web::Data<Gate>>()
         .cloned()
         .ok_or_else(|| actix_web::error::ErrorInternalServerError("the gate is not registered"))?;
-    let api = gate.api.current();
-    let (route, route_label) = api.routes.resolve(req.method(), req.path());
-    // Boxed (one small allocation) to keep this future, which actix boxes,
-    // within the allocator's per-thread cache.
-    let mut pass = Box::new(Pass {
-        seen: Seen {
-            method: method_name(req.method()),
-            path: req.path().to_owned(),
-            // Kept as the audit row keeps it: also the key of `anonymous`'s table.
-            user_agent: req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|ua| crate::audit::clipped(ua, crate::audit::MAX_TEXT).to_owned()),
-            request_id: crate::request_id::of(req.request()),
-            client: crate::remote::of_service_request(&req, &gate.trusted_proxies),
-            required: match route {
-                RouteMatch::Operation(i) => api.routes.operation(i).required.clone(),
-                _ => None,
-            },
-            route_label,
-            api,
-        },
-        trail: Trail::default(),
-    });
-    let (mut response, outcome) = match check(&gate, &pass.seen, &route, &req, &mut pass.trail).await {
+    let client = crate::remote::of_service_request(&req, &gate.trusted_proxies);
+    let request_id = crate::request_id::of(req.request());
+    let (mut pass, route) = Pass::of(&gate, req.method(), req.path(), req.headers(), request_id, client);
+    let (mut response, outcome) = match check(&gate, &pass.seen, &route, authorization(req.headers()), &mut pass.trail).await {
         Ok(auth) => {
             if let Some(auth) = auth {
                 req.extensions_mut().insert(auth);
             }
             match crate::panics::catch(next.call(req)).await {
                 Ok(Ok(response)) => {
-                    let outcome = if response.status().is_success() { Outcome::Ok } else { Outcome::Error };
-                    (crate::error::as_json_refusal(response.map_into_boxed_body(), &pass.seen.request_id), outcome)
+                    let upstream = response.response().extensions().get::<UpstreamCall>().copied();
+                    pass.trail.upstream = upstream;
+                    let outcome = match upstream {
+                        Some(UpstreamCall { status: None, .. }) => Outcome::UpstreamError,
+                        _ if response.status().is_success() || response.status().is_redirection() => Outcome::Ok,
+                        _ => Outcome::Error,
+                    };
+                    let response = response.map_into_boxed_body();
+                    match upstream {
+                        // The upstream's own answers pass through untouched.
+                        Some(UpstreamCall { status: Some(_), .. }) => (response, outcome),
+                        _ => (crate::error::as_json_refusal(response, &pass.seen.request_id), outcome),
+                    }
                 }
                 Ok(Err(e)) => {
                     // An error no handler turned into an answer: recorded,
@@ -122,11 +145,7 @@ pub async fn api_gate(
             }
         }
         Err(refusal) => {
-            if matches!(refusal, GateError::InvalidToken(_)) {
-                if let Some(delay) = gate.tarpit.failed(pass.seen.client.ip) {
-                    Box::pin(tokio::time::sleep(delay)).await;
-                }
-            }
+            slow_down(&gate, &refusal, pass.seen.client.ip).await;
             (req.into_response(refusal.response(&pass.seen.request_id)), refusal.outcome())
         }
     };
@@ -139,11 +158,11 @@ pub async fn api_gate(
 
 /// The steps before the handler; each refusal is the gate's one error type.
 /// `Ok(None)`: a public route, no credential needed.
-async fn check(
+pub(super) async fn check(
     gate: &Gate,
     seen: &Seen,
     route: &RouteMatch,
-    req: &ServiceRequest,
+    authorization: Result<Option<&HeaderValue>, GateError>,
     trail: &mut Trail,
 ) -> Result<Option<Authenticated>, GateError> {
     let (api, client) = (&seen.api, seen.client);
@@ -156,7 +175,7 @@ async fn check(
         _ => {}
     }
     transport(client)?;
-    let auth = authenticate(gate, authorization(req)?, client.ip, &mut trail.caller).await?;
+    let auth = authenticate(gate, authorization?, client.ip, &mut trail.caller).await?;
     trail.auth = Some(auth.clone());
     gate.usage.note(&auth.credential, client.ip);
     // Every authenticated request counts, refused ones included.
@@ -174,10 +193,20 @@ async fn check(
     }
 }
 
+/// An address that keeps sending invalid tokens waits for its answers
+/// (see `tarpit`).
+pub(super) async fn slow_down(gate: &Gate, refusal: &GateError, ip: Option<std::net::IpAddr>) {
+    if matches!(refusal, GateError::InvalidToken(_)) {
+        if let Some(delay) = gate.tarpit.failed(ip) {
+            Box::pin(tokio::time::sleep(delay)).await;
+        }
+    }
+}
+
 /// The one `Authorization` header; two are refused (RFC 6750 §2: one
 /// method of sending a token per request).
-fn authorization(req: &ServiceRequest) -> Result<Option<&header::HeaderValue>, GateError> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION);
+pub(super) fn authorization(headers: &HeaderMap) -> Result<Option<&header::HeaderValue>, GateError> {
+    let mut values = headers.get_all(header::AUTHORIZATION);
     let first = values.next();
     if values.next().is_some() {
         return Err(GateError::InvalidRequest("send one Authorization header, not several"));
@@ -232,7 +261,7 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 /// Every answer to a credential carries them, so they are built without
 /// `format!`: the dates were formatted when the row was read, the numbers
 /// go through `itoa` into a buffer on the stack.
-fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Option<LimitState>) {
+pub(super) fn credential_headers(headers: &mut HeaderMap, auth: &Authenticated, limit: Option<LimitState>) {
     let credential = &auth.credential;
     // Room for these eight at once, not a rehash of the map halfway.
     headers.reserve(8);
@@ -351,7 +380,7 @@ fn quota_headers(limit: u32, window_secs: u64) -> (HeaderValue, HeaderValue) {
 /// Everything but the wait happens when this is called, so the future every
 /// API request awaits holds only the wait (not the row, the request's
 /// strings, nor the rare summaries' path, which is boxed).
-fn finish(
+pub(super) fn finish(
     gate: &Gate,
     Pass { seen, trail }: Pass,
     outcome: Outcome,
@@ -379,7 +408,7 @@ fn finish(
         latency_us: elapsed.as_micros() as i64,
         request_id: seen.request_id,
         client_id: trail.caller.client_id,
-        upstream: None,
+        upstream: trail.upstream,
     };
     let mut summaries = Vec::new();
     let mut own = true;

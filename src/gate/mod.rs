@@ -5,6 +5,8 @@
 pub mod anonymous;
 pub mod authenticate;
 pub mod error;
+pub mod forward_auth;
+pub mod identity;
 pub mod middleware;
 pub mod routes;
 pub mod tarpit;
@@ -43,4 +45,11 @@ pub struct Gate {
     /// Requests per minute per credential without an override.
     pub default_rate_limit: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Gate {
+    /// The signed identity assertion for `auth` (`Keygate-Assertion`).
+    pub fn assertion(&self, _auth: &Authenticated) -> Option<actix_web::http::header::HeaderValue> {
+        None
+    }
 }

@@ -33,6 +33,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
+use crate::audit::UpstreamCall;
 use crate::config::GatewayConfig;
 use crate::gate::{Authenticated, Gate};
 
@@ -120,15 +121,6 @@ impl UpstreamClient {
     }
 }
 
-/// What the upstream did with a forwarded request, for the audit row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forwarded {
-    /// Its status; `None` when it never answered.
-    pub status: Option<u16>,
-    /// From sending the request to its answer's head.
-    pub latency_us: i64,
-}
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded either way.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -174,8 +166,8 @@ fn refusal(req: &HttpRequest, status: StatusCode, code: &str, message: &str) -> 
     crate::error::json_error(status, code, message, &crate::request_id::of(req), [])
 }
 
-/// The identity and forwarding headers keygate adds.
-fn added_headers(req: &HttpRequest, gate: &Gate, auth: Option<&Authenticated>) -> Vec<(HeaderName, String)> {
+/// The forwarding and identity headers keygate adds.
+fn added_headers(req: &HttpRequest, gate: &Gate, auth: Option<&Authenticated>) -> Vec<(HeaderName, HeaderValue)> {
     let mut added = Vec::with_capacity(12);
     let client = crate::remote::of_request(req, &gate.trusted_proxies);
     let peer = req.peer_addr().map(|a| a.ip().to_canonical());
@@ -191,30 +183,24 @@ fn added_headers(req: &HttpRequest, gate: &Gate, auth: Option<&Authenticated>) -
                 .filter(|e| !e.is_empty()),
         );
     }
-    if let Some(peer) = peer {
-        chain.push(peer.to_string());
-    }
+    chain.extend(peer.map(|peer| peer.to_string()));
+    let mut text = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            added.push((HeaderName::from_static(name), value));
+        }
+    };
     if !chain.is_empty() {
-        added.push((HeaderName::from_static("x-forwarded-for"), chain.join(", ")));
+        text("x-forwarded-for", chain.join(", "));
     }
-    added.push((HeaderName::from_static("x-forwarded-proto"), if client.https { "https" } else { "http" }.into()));
+    text("x-forwarded-proto", if client.https { "https" } else { "http" }.into());
     if let Some(host) = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
-        added.push((HeaderName::from_static("x-forwarded-host"), host.to_owned()));
+        text("x-forwarded-host", host.to_owned());
     }
-    added.push((HeaderName::from_static("x-request-id"), crate::request_id::of(req)));
+    text("x-request-id", crate::request_id::of(req));
     if let Some(auth) = auth {
-        let credential = &auth.credential;
-        let api = gate.api.current();
-        let scopes = match credential.every_scope {
-            true => api.catalogue.all(),
-            false => credential.scopes.current(&api.catalogue),
-        };
-        added.push((HeaderName::from_static("keygate-seller"), credential.seller_id.to_string()));
-        added.push((HeaderName::from_static("keygate-token-id"), credential.public_id.clone()));
-        added.push((HeaderName::from_static("keygate-token-kind"), credential.kind.as_str().to_owned()));
-        added.push((HeaderName::from_static("keygate-scopes"), scopes.to_stored()));
-        if let Some(oauth) = &credential.oauth {
-            added.push((HeaderName::from_static("keygate-client-id"), oauth.client_id.clone()));
+        added.extend(crate::gate::identity::headers(auth, &gate.api.current()));
+        if let Some(assertion) = gate.assertion(auth) {
+            added.push((crate::gate::identity::ASSERTION, assertion));
         }
     }
     added
@@ -292,7 +278,8 @@ pub async fn forward(
             (refusal(&req, StatusCode::BAD_GATEWAY, "upstream_unavailable", message), None)
         }
     };
-    answer.extensions_mut().insert(Forwarded { status, latency_us });
+    // The gate records it in the request's audit row.
+    answer.extensions_mut().insert(UpstreamCall { status, latency_us });
     answer
 }
 
@@ -305,11 +292,7 @@ fn request_headers(req: &HttpRequest, gate: &Gate, auth: Option<&Authenticated>)
         .filter(|(name, _)| forwards_request_header(name, &connection))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    for (name, value) in added_headers(req, gate, auth) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.push((name, value));
-        }
-    }
+    headers.extend(added_headers(req, gate, auth));
     headers
 }
 
