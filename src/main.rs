@@ -1,7 +1,9 @@
 use clap::Parser;
 
 use keygate::cli::{self, AppArgs, Commands, TokenArgs};
-use keygate::config::{AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand};
+use keygate::config::{
+    AppCommand, Cli, Command, Config, KeysCommand, LogsCommand, RemindersCommand, TokenCommand, UserCommand,
+};
 use keygate::startup::Application;
 
 /// jemalloc instead of glibc's allocator. The gate's requests finish in
@@ -32,7 +34,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     let url = args.database_url;
     match args.command {
         Command::Serve(serve) => {
-            let config = Config::new(url, serve);
+            let config = Config::new(url, serve)?;
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(config.clone()).await?;
                 tracing::info!("keygate listening on http://{}:{}", config.bind.ip(), app.port());
@@ -109,6 +111,12 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Command::Reminders(RemindersCommand::Send { mail, public_url }) => {
             let commands = Commands::new(cli::open(&url)?, &url);
             eprintln!("{}", runtime()?.block_on(commands.send_reminders(mail.settings(), &public_url))?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { secrets }) => {
+            let rotated = cli::rotate_keys(&mut *cli::open(&url)?.get()?, secrets.key()?.as_ref())?;
+            println!("{}", rotated.kid);
+            eprintln!("{}", rotated.said);
             Ok(())
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {

@@ -88,6 +88,7 @@ impl Application {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let refresh = cache::spawn_refresh(db.clone(), tokens.clone(), instance_id.clone());
         let clock = Arc::new(Clock::default());
+        let assertions = crate::assertion::Assertions::start(db.clone(), &config, clock.clone())?;
         let verifier = Arc::new(Verifier::new(hasher.clone()));
         let oauth = Arc::new(OAuth::new(
             db.clone(),
@@ -172,6 +173,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::Data::from(gate.clone()))
+                .app_data(web::Data::from(assertions.clone()))
                 .wrap(
                     headers
                         .add(("Content-Security-Policy", CSP))
@@ -192,6 +194,7 @@ impl Application {
                 .route("/secret-scanning/report", web::post().to(crate::secret_scanning::report))
                 .route(crate::metrics::PATH, web::get().to(crate::metrics::on_main_address))
                 .configure(crate::oauth_endpoints::routes)
+                .configure(crate::assertion::jwks::routes)
                 .configure(crate::portal::routes)
         })
         .shutdown_timeout(30);

@@ -18,6 +18,8 @@ pub fn body(issuer: &crate::config::PublicUrl) -> serde_json::Value {
         "token_endpoint": issuer.join("/oauth/token"),
         "revocation_endpoint": issuer.join("/oauth/revoke"),
         "introspection_endpoint": issuer.join("/oauth/introspect"),
+        // The keys that verify Keygate-Assertion (SPEC §11).
+        "jwks_uri": issuer.join(crate::assertion::jwks::PATH),
         "scopes_supported": Scope::ALL.map(Scope::as_str),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

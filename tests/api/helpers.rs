@@ -183,6 +183,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         // The authorize limit (5 per 10 s per address) has its own test;
         // elsewhere one address plays many sellers.
         oauth: keygate::config::OAuthConfig { authorize_per_10s: 10_000, ..Default::default() },
+        secrets_key: None,
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn start(customise: impl FnOnce(&mut Config)) -> Keygate {
         mail: Default::default(),
         leak_report_keys: None,
         oauth: OAuthConfig { authorize_per_10s: 10_000, ..OAuthConfig::default() },
+        secrets_key: None,
     };
     customise(&mut config);
     let pool = keygate::startup::build_pool_and_migrate(&config).unwrap();
