@@ -266,6 +266,49 @@ impl Commands {
     }
 }
 
+/// What `keygate keys rotate` did: the new key's id (for stdout) and a
+/// sentence for the operator.
+pub struct RotatedKey {
+    pub kid: String,
+    pub said: String,
+}
+
+/// `keygate keys rotate`: a new signing key for Keygate-Assertion; the old
+/// one stays published until every assertion it signed has expired.
+pub fn rotate_keys(
+    conn: &mut DbConnection,
+    secrets_key: Option<&crate::secrets::SecretsKey>,
+) -> anyhow::Result<RotatedKey> {
+    use crate::assertion::{keys, REFRESH_EVERY};
+    let mut tries = 0;
+    let rotation = loop {
+        match keys::rotate(conn, secrets_key, db::now()) {
+            // Another rotation committed first (PostgreSQL): rotate again on top of it.
+            Err(keys::KeyError::Db(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) if tries < 3 => tries += 1,
+            outcome => break outcome?,
+        }
+    };
+    let mut said = format!(
+        "new assertion signing key {}; running instances sign with it within {} s",
+        rotation.kid,
+        REFRESH_EVERY.as_secs()
+    );
+    match &rotation.retired {
+        Some((old, until)) => said.push_str(&format!(
+            ".\nretired {old}: /.well-known/jwks.json publishes it until {} UTC, when every assertion it signed has expired",
+            until.format("%Y-%m-%d %H:%M:%S")
+        )),
+        None => said.push_str(" (the first key)"),
+    }
+    if !rotation.sealed {
+        said.push_str(".\nstored unsealed: no --secrets-key (KEYGATE_SECRETS_KEY)");
+    }
+    Ok(RotatedKey { kid: rotation.kid, said })
+}
+
 pub fn prune_logs(conn: &mut DbConnection, retention_days: u32) -> anyhow::Result<usize> {
     Ok(audit::prune(conn, chrono::Duration::days(retention_days.into()))?)
 }

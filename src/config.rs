@@ -208,6 +208,9 @@ pub enum Command {
     /// The API document keygate stands in front of.
     #[command(subcommand, name = "api-spec")]
     ApiSpec(ApiSpecCommand),
+    /// The keys that sign Keygate-Assertion.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +221,57 @@ pub enum ApiSpecCommand {
         /// The document (JSON or YAML).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key and retire the current one; prints the new
+    /// key's id. The old key stays published until every assertion it
+    /// signed has expired; running instances sign with the new key within
+    /// seconds.
+    Rotate {
+        #[command(flatten)]
+        secrets: SecretsKeyArg,
+    },
+}
+
+/// `--secrets-key`, for `serve` and `keys rotate`.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsKeyArg {
+    /// The key that seals the assertion signing key at rest: 256 bits,
+    /// base64url, or `@/path/to/file` holding it. Kept outside the
+    /// database. Without it the signing key is stored unsealed.
+    #[arg(long = "secrets-key", env = "KEYGATE_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<SecretText>,
+}
+
+impl SecretsKeyArg {
+    /// The key, parsed. Parsed here rather than by clap, whose error
+    /// would repeat the (mistyped) secret.
+    pub fn key(&self) -> anyhow::Result<Option<crate::secrets::SecretsKey>> {
+        self.secrets_key
+            .as_ref()
+            .map(|text| crate::secrets::SecretsKey::parse(&text.0))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--secrets-key (KEYGATE_SECRETS_KEY): {e}"))
+    }
+}
+
+/// A secret as typed, never shown.
+#[derive(Clone)]
+struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(…)")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +468,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub mail: MailArgs,
 
+    #[command(flatten)]
+    pub secrets: SecretsKeyArg,
+
     /// The secret-scanning partner program's verifying keys, as its own
     /// JSON: {"public_keys": [{"key_identifier", "key", "is_current"}]}.
     /// Without it `POST /secret-scanning/report` answers 404.
@@ -558,11 +615,14 @@ pub struct Config {
     pub leak_report_keys: Option<PathBuf>,
     pub oauth: OAuthConfig,
     pub gateway: GatewayConfig,
+    /// `--secrets-key`: seals the assertion signing key at rest.
+    pub secrets_key: Option<crate::secrets::SecretsKey>,
 }
 
 impl Config {
-    pub fn new(database_url: DatabaseUrl, api_spec: Option<PathBuf>, args: ServeArgs) -> Self {
-        Self {
+    /// The settings from the parsed flags; fails on a `--secrets-key` that is not one.
+    pub fn new(database_url: DatabaseUrl, api_spec: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<Self> {
+        Ok(Self {
             database_url,
             bind: args.bind,
             allow_signup: args.allow_signup,
@@ -597,6 +657,26 @@ impl Config {
                 body_limit: args.gateway.upstream_body_limit.0,
                 upstream_ca: args.gateway.upstream_ca,
             },
-        }
+            secrets_key: args.secrets.key()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_secrets_key_is_refused_without_being_repeated() {
+        let cli = Cli::try_parse_from(["keygate", "keys", "rotate", "--secrets-key", "hunter2-not-a-key"]).unwrap();
+        let Command::Keys(KeysCommand::Rotate { secrets }) = cli.command else { panic!("keys rotate") };
+        let refused = secrets.key().unwrap_err().to_string();
+        assert!(refused.contains("--secrets-key") && !refused.contains("hunter2"), "{refused}");
+        assert!(!format!("{secrets:?}").contains("hunter2"));
+        let good = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [1u8; 32]);
+        let cli = Cli::try_parse_from(["keygate", "serve", "--secrets-key", &good]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve") };
+        let config = Config::new(DatabaseUrl::parse("k.db").unwrap(), None, *args).unwrap();
+        assert!(config.secrets_key.is_some());
     }
 }

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod api;
 pub mod apispec;
+pub mod assertion;
 pub mod audit;
 pub mod bounded;
 pub mod cli;

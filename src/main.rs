@@ -2,7 +2,8 @@ use clap::Parser;
 
 use keygate::cli::{self, AppArgs, Commands, TokenArgs};
 use keygate::config::{
-    ApiSpecCommand, AppCommand, Cli, Command, Config, LogsCommand, RemindersCommand, TokenCommand, UserCommand,
+    ApiSpecCommand, AppCommand, Cli, Command, Config, KeysCommand, LogsCommand, RemindersCommand, TokenCommand,
+    UserCommand,
 };
 use keygate::startup::Application;
 
@@ -38,7 +39,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
     };
     match args.command {
         Command::Serve(serve) => {
-            let config = Config::new(url, api_spec.clone(), *serve);
+            let config = Config::new(url, api_spec.clone(), *serve)?;
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(config.clone()).await?;
                 tracing::info!("keygate listening on http://{}:{}", config.bind.ip(), app.port());
@@ -128,6 +129,12 @@ fn run(args: Cli) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        Command::Keys(KeysCommand::Rotate { secrets }) => {
+            let rotated = cli::rotate_keys(&mut *cli::open(&url)?.get()?, secrets.key()?.as_ref())?;
+            println!("{}", rotated.kid);
+            eprintln!("{}", rotated.said);
+            Ok(())
         }
         Command::Logs(LogsCommand::Prune { retention_days }) => {
             let pruned = cli::prune_logs(&mut *cli::open(&url)?.get()?, retention_days)?;

@@ -88,6 +88,7 @@ impl Application {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let refresh = cache::spawn_refresh(db.clone(), tokens.clone(), instance_id.clone());
         let clock = Arc::new(Clock::default());
+        let assertions = crate::assertion::Assertions::start(db.clone(), &config, clock.clone())?;
         let verifier = Arc::new(Verifier::new(hasher.clone()));
         let oauth = Arc::new(OAuth::new(
             db.clone(),
@@ -121,6 +122,7 @@ impl Application {
             api: live_api.clone(),
             default_rate_limit: config.rate_limit_per_minute,
             trusted_proxies: config.trusted_proxies.clone(),
+            assertions: Some((assertions.clone(), audience(&config)?)),
         });
         let gate_for_shutdown = gate.clone();
         let leak_report_rows = Arc::new(crate::gate::anonymous::Anonymous::leak_reports());
@@ -179,6 +181,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::Data::from(gate.clone()))
+                .app_data(web::Data::from(assertions.clone()))
                 .wrap(
                     headers
                         .add(("Content-Security-Policy", CSP))
@@ -208,6 +211,7 @@ impl Application {
                 .route(crate::metrics::PATH, web::get().to(crate::metrics::on_main_address))
                 .configure(crate::gate::forward_auth::routes)
                 .configure(crate::oauth_endpoints::routes)
+                .configure(crate::assertion::jwks::routes)
                 .configure(crate::portal::routes)
                 .configure(|cfg| {
                     // Last: every path keygate does not answer itself goes
@@ -289,6 +293,19 @@ impl Application {
         tracing::info!("audit log flushed; stopped");
         served
     }
+}
+
+/// The assertion's audience: `--upstream-audience`, else the upstream's
+/// origin, else (forward auth, the demo) keygate's own public URL.
+fn audience(config: &Config) -> anyhow::Result<crate::assertion::Audience> {
+    use crate::assertion::Audience;
+    let gateway = &config.gateway;
+    match (&gateway.audience, &gateway.upstream) {
+        (Some(audience), _) => Audience::parse(audience.clone()),
+        (None, Some(upstream)) => Audience::origin_of(upstream.url()),
+        (None, None) => Audience::parse(config.public_url.as_str().to_owned()),
+    }
+    .map_err(|e| anyhow::anyhow!("--upstream-audience: {e}"))
 }
 
 /// The API keygate stands in front of: the operator's document, or the

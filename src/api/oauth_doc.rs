@@ -215,6 +215,7 @@ pub fn schemas() -> Map<String, Value> {
                 "token_endpoint": {"type": "string"},
                 "revocation_endpoint": {"type": "string"},
                 "introspection_endpoint": {"type": "string"},
+                "jwks_uri": {"type": "string", "description": "The keys that verify Keygate-Assertion"},
                 "scopes_supported": {"type": "array", "items": {"type": "string"}},
                 "response_types_supported": {"type": "array", "items": {"type": "string"}},
                 "grant_types_supported": {"type": "array", "items": {"type": "string"}},

@@ -266,6 +266,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    assertion_keys (kid) {
+        kid -> Text,
+        public_jwk -> Text,
+        private_key -> Text,
+        sealed -> Integer,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     token_reminders (id) {
         id -> BigInt,
         token_id -> BigInt,

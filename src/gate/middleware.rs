@@ -64,7 +64,14 @@ pub(super) struct Seen {
 impl Pass {
     /// The request `method path` (as the route table matches it) from
     /// `client`, about to be checked against the API in force.
-    pub(super) fn of(gate: &Gate, method: &Method, path: &str, headers: &HeaderMap, request_id: String, client: ClientView) -> (Box<Self>, RouteMatch) {
+    pub(super) fn of(
+        gate: &Gate,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        request_id: String,
+        client: ClientView,
+    ) -> (Box<Self>, RouteMatch) {
         let api = gate.api.current();
         let (route, route_label) = api.routes.resolve(method, path);
         // Boxed (one small allocation) to keep the futures that hold it,
@@ -106,49 +113,50 @@ pub async fn api_gate(
     let client = crate::remote::of_service_request(&req, &gate.trusted_proxies);
     let request_id = crate::request_id::of(req.request());
     let (mut pass, route) = Pass::of(&gate, req.method(), req.path(), req.headers(), request_id, client);
-    let (mut response, outcome) = match check(&gate, &pass.seen, &route, authorization(req.headers()), &mut pass.trail).await {
-        Ok(auth) => {
-            if let Some(auth) = auth {
-                req.extensions_mut().insert(auth);
-            }
-            match crate::panics::catch(next.call(req)).await {
-                Ok(Ok(response)) => {
-                    let upstream = response.response().extensions().get::<UpstreamCall>().copied();
-                    pass.trail.upstream = upstream;
-                    let outcome = match upstream {
-                        Some(UpstreamCall { status: None, .. }) => Outcome::UpstreamError,
-                        _ if response.status().is_success() || response.status().is_redirection() => Outcome::Ok,
-                        _ => Outcome::Error,
-                    };
-                    let response = response.map_into_boxed_body();
-                    match upstream {
-                        // The upstream's own answers pass through untouched.
-                        Some(UpstreamCall { status: Some(_), .. }) => (response, outcome),
-                        _ => (crate::error::as_json_refusal(response, &pass.seen.request_id), outcome),
+    let (mut response, outcome) =
+        match check(&gate, &pass.seen, &route, authorization(req.headers()), &mut pass.trail).await {
+            Ok(auth) => {
+                if let Some(auth) = auth {
+                    req.extensions_mut().insert(auth);
+                }
+                match crate::panics::catch(next.call(req)).await {
+                    Ok(Ok(response)) => {
+                        let upstream = response.response().extensions().get::<UpstreamCall>().copied();
+                        pass.trail.upstream = upstream;
+                        let outcome = match upstream {
+                            Some(UpstreamCall { status: None, .. }) => Outcome::UpstreamError,
+                            _ if response.status().is_success() || response.status().is_redirection() => Outcome::Ok,
+                            _ => Outcome::Error,
+                        };
+                        let response = response.map_into_boxed_body();
+                        match upstream {
+                            // The upstream's own answers pass through untouched.
+                            Some(UpstreamCall { status: Some(_), .. }) => (response, outcome),
+                            _ => (crate::error::as_json_refusal(response, &pass.seen.request_id), outcome),
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        // An error no handler turned into an answer: recorded,
+                        // then left to actix to answer.
+                        let status = e.as_response_error().status_code().as_u16();
+                        finish(&gate, *pass, Outcome::Error, status, started).await?;
+                        return Err(e);
+                    }
+                    Err(why) => {
+                        // A panic: the request went with it, so the answer is
+                        // an error actix renders (500 JSON), after its row.
+                        tracing::error!(panic = %why, request_id = %pass.seen.request_id, "an API request panicked");
+                        let request_id = pass.seen.request_id.clone();
+                        finish(&gate, *pass, Outcome::Error, 500, started).await?;
+                        return Err(crate::panics::Panicked { api: true, request_id }.into());
                     }
                 }
-                Ok(Err(e)) => {
-                    // An error no handler turned into an answer: recorded,
-                    // then left to actix to answer.
-                    let status = e.as_response_error().status_code().as_u16();
-                    finish(&gate, *pass, Outcome::Error, status, started).await?;
-                    return Err(e);
-                }
-                Err(why) => {
-                    // A panic: the request went with it, so the answer is
-                    // an error actix renders (500 JSON), after its row.
-                    tracing::error!(panic = %why, request_id = %pass.seen.request_id, "an API request panicked");
-                    let request_id = pass.seen.request_id.clone();
-                    finish(&gate, *pass, Outcome::Error, 500, started).await?;
-                    return Err(crate::panics::Panicked { api: true, request_id }.into());
-                }
             }
-        }
-        Err(refusal) => {
-            slow_down(&gate, &refusal, pass.seen.client.ip).await;
-            (req.into_response(refusal.response(&pass.seen.request_id)), refusal.outcome())
-        }
-    };
+            Err(refusal) => {
+                slow_down(&gate, &refusal, pass.seen.client.ip).await;
+                (req.into_response(refusal.response(&pass.seen.request_id)), refusal.outcome())
+            }
+        };
     if let Some(auth) = &pass.trail.auth {
         credential_headers(response.headers_mut(), auth, pass.trail.limit);
     }
@@ -614,6 +622,7 @@ mod tests {
                 .unwrap(),
                 crate::gateway::Mode::Demo,
             )),
+            assertions: None,
             default_rate_limit: 600,
             trusted_proxies: Vec::new(),
         });

@@ -45,11 +45,34 @@ pub struct Gate {
     /// Requests per minute per credential without an override.
     pub default_rate_limit: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Signs `Keygate-Assertion`; `None` where no assertion is made (tests).
+    pub assertions: Option<(Arc<crate::assertion::Assertions>, crate::assertion::Audience)>,
 }
 
 impl Gate {
-    /// The signed identity assertion for `auth` (`Keygate-Assertion`).
-    pub fn assertion(&self, _auth: &Authenticated) -> Option<actix_web::http::header::HeaderValue> {
-        None
+    /// The signed identity assertion for `auth` (`Keygate-Assertion`), for
+    /// the upstream or the proxy that asked `/gate/check`.
+    pub fn assertion(&self, auth: &Authenticated) -> Option<actix_web::http::header::HeaderValue> {
+        let (assertions, audience) = self.assertions.as_ref()?;
+        let credential = &auth.credential;
+        let api = self.api.current();
+        let scopes = match credential.every_scope {
+            true => api.catalogue.all(),
+            false => credential.scopes.current(&api.catalogue),
+        };
+        let who = crate::assertion::Identity {
+            seller_id: credential.seller_id,
+            token_id: &credential.public_id,
+            token_kind: credential.kind.as_str(),
+            scopes: &scopes.to_stored(),
+            client_id: credential.oauth.as_ref().map(|o| o.client_id.as_str()),
+        };
+        match assertions.assertion_for(&who, audience) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::error!(error = %e, "could not sign the identity assertion");
+                None
+            }
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! (`--upstream`) and forward auth (`/gate/check`). SIGHUP reloads the
 //! document; a document with a problem is refused and the old one kept.
 
-
 pub mod document;
 pub mod proxy;
 

@@ -18,7 +18,9 @@ pub fn body(issuer: &crate::config::PublicUrl, catalogue: &ScopeCatalogue) -> se
         "token_endpoint": issuer.join("/oauth/token"),
         "revocation_endpoint": issuer.join("/oauth/revoke"),
         "introspection_endpoint": issuer.join("/oauth/introspect"),
-        "scopes_supported": catalogue.entries().iter().map(|e| e.scope.as_str()).collect::<Vec<_>>(),
+        // The keys that verify Keygate-Assertion (SPEC §11).
+        "jwks_uri": issuer.join(crate::assertion::jwks::PATH),
+                "scopes_supported": catalogue.entries().iter().map(|e| e.scope.as_str()).collect::<Vec<_>>(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -4,6 +4,7 @@ mod account;
 mod accounts;
 mod admin;
 mod apps_portal;
+mod assertions;
 mod browser;
 mod cli;
 mod contract;

@@ -84,6 +84,7 @@ async fn start_in(dir: tempfile::TempDir, scheme: &str, customise: impl FnOnce(&
         leak_report_keys: None,
         oauth: OAuthConfig { authorize_per_10s: 10_000, ..OAuthConfig::default() },
         gateway: Default::default(),
+        secrets_key: None,
     };
     customise(&mut config);
     let pool = keygate::startup::build_pool_and_migrate(&config).unwrap();
