@@ -11,6 +11,7 @@ mod contract;
 mod faults;
 mod forms_and_lists;
 mod gate;
+mod gateway;
 mod hardening;
 mod helpers;
 mod instances;
