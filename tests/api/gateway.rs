@@ -505,3 +505,44 @@ async fn sighup_reloads_the_document_and_a_bad_one_is_refused() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(get("/v2/zones").await, StatusCode::OK, "the previous document stays in force");
 }
+
+/// Forms, consent, `scopes_supported`, the served document and the API
+/// reference all read the operator's catalogue; a scope a token holds that
+/// the catalogue no longer has shows as retired.
+#[tokio::test]
+async fn the_portal_the_metadata_and_the_documents_read_the_operators_catalogue() {
+    let upstream = upstream().await;
+    let app = gateway(&upstream.address, |_| {}).await;
+    let seller = app.seller("ana@shop.test").await;
+    let form = seller.get_html("/settings/tokens/new").await;
+    assert!(form.contains("value=\"stock:write\"") && form.contains("Set stock levels (the warehouse must be named)."));
+    assert!(!form.contains("value=\"orders:read\""), "the demo's scopes are gone");
+    let (token, id) = crate::helpers::create_service_token(&seller, "wms", &["items:read"]).await;
+    assert!(token.starts_with("kgs_"));
+    {
+        use diesel::prelude::*;
+        use keygate::db::schema::api_tokens;
+        diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(&id)))
+            .set(api_tokens::scopes.eq("items:read zones:read"))
+            .execute(&mut app.pool.get().unwrap())
+            .unwrap();
+        app.tokens.invalidate();
+    }
+    let list = seller.get_html("/settings/tokens").await;
+    assert!(list.contains("zones:read (retired: grants nothing)"), "{list}");
+    let metadata: Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server", app.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["scopes_supported"], json!(["items:read", "items:write", "stock:read", "stock:write", "warehouses:read"]));
+    let served: Value = reqwest::get(format!("{}/api/openapi.json", app.address)).await.unwrap().json().await.unwrap();
+    assert_eq!(served["info"]["title"], "Inventory Service");
+    assert!(served["paths"]["/items"]["get"]["responses"]["429"].is_object(), "the gate's answers are declared");
+    assert!(served["paths"]["/items"]["get"]["responses"]["502"].is_object());
+    assert!(served["paths"]["/api/v1/token"]["get"].is_object(), "keygate's own paths are added");
+    assert!(served["components"]["schemas"]["KeygateError"].is_object());
+    let reference = app.admin.get_html("/docs/api").await;
+    assert!(reference.contains("Inventory Service") && reference.contains("/items/{sku}/stock"));
+}
