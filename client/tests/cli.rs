@@ -89,7 +89,7 @@ async fn login_token_and_call_end_to_end() {
     // An answer that is not a success: the body on stdout, the reason on stderr, exit 1.
     let refused = run(&["call", "POST", "/api/v1/products", "--data", r#"{"sku": "X"}"#], &env);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("lacks the `products:write` scope"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the `products:write` scope"));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("insufficient_scope"));
 }
 

@@ -536,7 +536,10 @@ async fn the_portal_the_metadata_and_the_documents_read_the_operators_catalogue(
         .json()
         .await
         .unwrap();
-    assert_eq!(metadata["scopes_supported"], json!(["items:read", "items:write", "stock:read", "stock:write", "warehouses:read"]));
+    assert_eq!(
+        metadata["scopes_supported"],
+        json!(["items:read", "items:write", "stock:read", "stock:write", "warehouses:read"])
+    );
     let served: Value = reqwest::get(format!("{}/api/openapi.json", app.address)).await.unwrap().json().await.unwrap();
     assert_eq!(served["info"]["title"], "Inventory Service");
     assert!(served["paths"]["/items"]["get"]["responses"]["429"].is_object(), "the gate's answers are declared");

@@ -705,6 +705,8 @@ async fn rejected_reports_from_many_addresses_are_summarised_and_all_accounted_f
     let (mut app, scanner, _smtp, _dir) = app_with_scanner().await;
     let impostor = Scanner { key_id: scanner.key_id.clone(), ..Scanner::new("") };
     let (addresses, each) = (30u8, 25usize);
+    let minute = || chrono::Utc::now().timestamp().div_euclid(60);
+    let first_minute = minute();
     let mut tasks = tokio::task::JoinSet::new();
     for address in 0..addresses {
         let client = client_from([127, 0, 23, address + 1]);
@@ -726,13 +728,15 @@ async fn rejected_reports_from_many_addresses_are_summarised_and_all_accounted_f
     assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
     let own = app.events("leak_report_rejected").len();
     let free = keygate::gate::anonymous::LEAK_REPORTS_FREE_PER_MINUTE as usize;
+    // Each address's budget is per minute: a slow machine may span two.
+    let minutes = (minute() - first_minute + 1) as usize;
     eprintln!("{} rejected reports from {addresses} addresses: {own} rows of their own", statuses.len());
-    assert!(own <= usize::from(addresses) * free, "{own} rows");
+    assert!(own <= usize::from(addresses) * free * minutes, "{own} rows in {minutes} minute(s)");
     app.shutdown().await;
     let summaries = app.events(keygate::gate::anonymous::LEAK_REPORTS_SUMMARY_EVENT);
     let summarised: i64 = summaries.iter().map(|r| r.request_count.unwrap()).sum();
     assert_eq!(own as i64 + summarised, statuses.len() as i64, "every rejection is accounted for");
-    assert!(summaries.len() <= usize::from(addresses) * 2, "one summary per address and minute");
+    assert!(summaries.len() <= usize::from(addresses) * (minutes + 1), "one summary per address and minute");
 }
 
 async fn one_after_another<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {

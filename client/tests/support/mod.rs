@@ -305,6 +305,36 @@ pub struct Browser {
 }
 
 /// The value of `name`'s hidden input in `html`, unescaped.
+/// What an HTML attribute value stands for (named and numeric entities).
+fn unescape_html(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        let Some(end) = rest[at..].find(';').map(|e| at + e) else { break };
+        let entity = &rest[at + 1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => out.push(c),
+            None => out.push_str(&rest[at..=end]),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn hidden_fields(form: &str) -> Vec<(String, String)> {
     form.split("<input type=\"hidden\" name=\"")
         .skip(1)
@@ -312,9 +342,7 @@ fn hidden_fields(form: &str) -> Vec<(String, String)> {
             let (name, rest) = chunk.split_once('"').unwrap();
             let start = rest.find("value=\"").unwrap() + 7;
             let value = &rest[start..start + rest[start..].find('"').unwrap()];
-            let value =
-                value.replace("&#x2F;", "/").replace("&#x3D;", "=").replace("&quot;", "\"").replace("&amp;", "&");
-            (name.to_owned(), value)
+            (name.to_owned(), unescape_html(value))
         })
         .collect()
 }
