@@ -186,4 +186,38 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json, json!({"error": "invalid_grant", "error_description": "the code expired"}));
     }
+
+    /// Every description any error can carry, whatever the caller put in
+    /// it, goes out as RFC 6749 text, in the body and in the challenge.
+    #[actix_web::test]
+    async fn every_description_is_rfc_6749_text_whatever_the_input() {
+        let hostile = "x\"\\\u{2026}\u{e9}\r\n\t\u{0}`\u{1F600}";
+        let text = || format!("input {} raw {hostile}", quoted(hostile));
+        let errors = [
+            OAuthError::InvalidRequest(text()),
+            OAuthError::InvalidClient { why: text(), basic: true },
+            OAuthError::InvalidGrant(text()),
+            OAuthError::UnauthorizedClient(text()),
+            OAuthError::UnsupportedGrantType(text()),
+            OAuthError::InvalidScope(text()),
+            OAuthError::AccessDenied(text()),
+            OAuthError::UnsupportedResponseType(text()),
+            OAuthError::SlowDown { retry_after: 7 },
+            OAuthError::TemporarilyUnavailable(text()),
+            OAuthError::ServerError,
+        ];
+        for error in errors {
+            assert!(is_rfc6749_text(&error.description()), "{:?}", error.description());
+            let response = error.response();
+            if let Some(challenge) = response.headers().get(header::WWW_AUTHENTICATE) {
+                let challenge = challenge.to_str().unwrap();
+                let quoted_part = challenge.split("error_description=\"").nth(1).unwrap().trim_end_matches('"');
+                assert!(is_rfc6749_text(quoted_part), "{challenge}");
+            }
+            let body = actix_web::body::to_bytes(response.into_body()).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(is_rfc6749_text(json["error_description"].as_str().unwrap()));
+        }
+        assert!(quoted(&"y".repeat(500)).len() <= QUOTED_CHARS + 5);
+    }
 }
