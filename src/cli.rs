@@ -183,6 +183,7 @@ impl Commands {
             scopes,
             expiry,
             allowed_ips,
+            self_rotation: Default::default(),
         };
         let issued = self.tokens.issue(request, cli_context()).await.map_err(|e| match e {
             TokenStoreError::DuplicateName(name) => {

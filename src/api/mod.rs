@@ -67,6 +67,10 @@ api_routes! {
     GET "/api/v1/token" => token::show {
         scope: None, summary: "The calling token itself", query: &[], body: None, ok: (200, one::<token::TokenInfo>()),
     }
+    POST "/api/v1/token/rotate" => token::rotate {
+        scope: None, summary: "The calling API token rotates itself: the new token string, once", query: &[], body: None,
+        ok: (200, one::<token::RotatedToken>()),
+    }
     GET "/api/v1/orders" => orders::list {
         scope: Some("orders:read"), summary: "List orders, newest first",
         query: ORDERS_QUERY,
@@ -119,6 +123,7 @@ pub fn configure_own(cfg: &mut web::ServiceConfig) {
 /// keygate's own routes when the demo API is off (the gateway's modes).
 pub fn configure_gateway(cfg: &mut web::ServiceConfig) {
     cfg.route(scoped(TOKEN_PATH), web::get().to(token::show));
+    cfg.route(scoped(ROTATE_PATH), web::post().to(token::rotate));
     configure_own(cfg);
 }
 

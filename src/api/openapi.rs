@@ -205,15 +205,28 @@ fn operation(route: &ApiRoute) -> Value {
         "401".into(),
         error("No token, or a malformed, unknown, revoked or expired one (`error` says which)", &["WWW-Authenticate"]),
     );
-    let forbidden = match route.scope {
+    let forbidden = if route.path == super::ROTATE_PATH {
+        "`self_rotation_disabled` (its owner turned self-rotation off, or an OAuth access token, which is refreshed instead), `ip_not_allowed` or `https_required`"
+    } else {
+        match route.scope {
         Some(_) => "`insufficient_scope` (the token lacks the scope; see `required_scope`), `ip_not_allowed` (the token's IP allowlist does not hold the caller's address) or `https_required` (plain HTTP from another machine)",
         None => "`ip_not_allowed` (the token's IP allowlist does not hold the caller's address) or `https_required` (plain HTTP from another machine)",
+    }
     };
     responses.insert("403".into(), error(forbidden, &[]));
     responses.insert("404".into(), error("No such row for this seller (`not_found`)", &[]));
     responses.insert("405".into(), error("The path does not take this method (`method_not_allowed`)", &["Allow"]));
     if route.method == "POST" && route.path == "/api/v1/products" {
         responses.insert("409".into(), error("A product with this SKU exists (`conflict`)", &[]));
+    }
+    if route.path == super::ROTATE_PATH {
+        responses.insert(
+            "409".into(),
+            error(
+                "`already_rotated` (this secret was rotated already: use the new token) or `not_rotatable` (revoked or expired meanwhile)",
+                &[],
+            ),
+        );
     }
     if route.body.is_some() {
         responses.insert("413".into(), error("The body is over 256 KiB (`payload_too_large`)", &[]));

@@ -67,6 +67,7 @@ pub enum SecurityEvent {
     TokenRevoked,
     RateLimitChanged,
     AllowlistChanged,
+    SelfRotationChanged,
     ReminderSent,
     LeakReported,
     LeakReportRejected,
@@ -98,6 +99,7 @@ impl SecurityEvent {
             SecurityEvent::PasswordChangeFailed => "password_change_failed",
             SecurityEvent::PasswordChangeThrottled => "password_change_throttled",
             SecurityEvent::SessionsRevoked => "sessions_revoked",
+            SecurityEvent::SelfRotationChanged => "self_rotation_changed",
             SecurityEvent::TokenCreated => "token_created",
             SecurityEvent::TokenRotated => "token_rotated",
             SecurityEvent::TokenRevoked => "token_revoked",
@@ -243,7 +245,14 @@ pub struct ApiRequest {
     /// The upstream's part, when the request was forwarded to one
     /// (`--upstream`); `None` for the demo API and for refusals.
     pub upstream: Option<UpstreamCall>,
+    /// What the row says besides its columns (a rotation, a previous secret).
+    pub detail: Option<String>,
 }
+
+/// A handler's word for its request's audit row, left in the response's
+/// extensions (the gate writes the row): "rotated itself; …".
+#[derive(Debug, Clone)]
+pub struct RequestNote(pub String);
 
 /// What the upstream did with a forwarded request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +284,7 @@ impl NewAuditEvent {
             user_agent: request.user_agent.map(|ua| truncate(ua, MAX_TEXT)),
             latency_us: Some(request.latency_us),
             request_id: Some(request.request_id),
-            detail: None,
+            detail: request.detail.map(|detail| truncate(detail, MAX_TEXT)),
             request_count: None,
             client_id: request.client_id,
             upstream_status: request.upstream.and_then(|u| u.status).map(i32::from),
@@ -402,6 +411,7 @@ mod tests {
             request_id: "r".into(),
             client_id: None,
             upstream,
+            detail: None,
         };
         let row = |upstream| {
             let row = NewAuditEvent::api(request(upstream));

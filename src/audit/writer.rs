@@ -818,6 +818,7 @@ mod tests {
             user_agent: (!i.is_multiple_of(5)).then(|| format!("agent/{i}")),
             latency_us: i as i64 * 7,
             request_id: format!("{i:032x}"),
+            detail: None,
             client_id: i.is_multiple_of(4).then(|| format!("kgc_{i}")),
             // Not forwarded, forwarded and answered, forwarded and never answered.
             upstream: match i % 3 {
@@ -975,6 +976,7 @@ mod tests {
             user_agent: Some("erp \"sync\" é".into()),
             latency_us: 850,
             request_id: "r1".into(),
+            detail: None,
             client_id: Some("kgc_AbCdEfGhIjKlMnOp".into()),
             upstream: Some(crate::audit::UpstreamCall { status: Some(503), latency_us: 812 }),
         });

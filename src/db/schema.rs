@@ -49,6 +49,8 @@ diesel::table! {
         oauth_grant_id -> Nullable<BigInt>,
         oauth_family -> Nullable<Text>,
         allowed_ips -> Nullable<Text>,
+        self_rotation -> Integer,
+        self_rotation_grace_minutes -> Integer,
     }
 }
 

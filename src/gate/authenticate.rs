@@ -22,6 +22,8 @@ const UNKNOWN_OR_WRONG: &str = "unknown token or wrong secret";
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub credential: Arc<Credential>,
+    /// The secret presented is the one before the last rotation (in its grace).
+    pub by_previous_secret: bool,
 }
 
 impl Authenticated {
@@ -124,14 +126,14 @@ pub async fn authenticate(
         return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG));
     }
     let now = gate.clock.now();
-    match gate.verifier.check(&stored, secret.as_str(), now, from).await {
-        Ok(check) if check.is_valid() => {}
+    let by_previous_secret = match gate.verifier.check(&stored, secret.as_str(), now, from).await {
+        Ok(check) if check.is_valid() => check == crate::tokens::verify::SecretCheck::Previous,
         Ok(_) => return Err(GateError::InvalidToken(UNKNOWN_OR_WRONG)),
         Err(e) => {
             tracing::error!(error = %e, "secret verification failed");
             return Err(GateError::Unavailable);
         }
-    }
+    };
     let holder = holder_of(credential);
     if stored.revoked_at.is_some() {
         return Err(GateError::TokenRevoked { holder });
@@ -144,7 +146,7 @@ pub async fn authenticate(
             return Err(GateError::IpNotAllowed { ip: from });
         }
     }
-    Ok(Authenticated { credential: credential.clone() })
+    Ok(Authenticated { credential: credential.clone(), by_previous_secret })
 }
 
 /// The credential from memory, or from the database on a miss (see

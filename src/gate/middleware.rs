@@ -23,7 +23,7 @@ use super::error::GateError;
 use super::routes::{Access, RouteMatch};
 use super::Gate;
 use crate::audit::writer::WriterClosed;
-use crate::audit::{ApiRequest, NewAuditEvent, Outcome, UpstreamCall};
+use crate::audit::{ApiRequest, NewAuditEvent, Outcome, RequestNote, UpstreamCall};
 use crate::gateway::Api;
 use crate::limits::{LimitState, Quota};
 use crate::remote::ClientView;
@@ -43,6 +43,8 @@ pub(super) struct Trail {
     pub(super) limit: Option<LimitState>,
     /// What the upstream did, for a forwarded request.
     upstream: Option<UpstreamCall>,
+    /// The handler's word for the row ([`RequestNote`]).
+    note: Option<String>,
 }
 
 /// The request as the audit row records it, read before routing (the
@@ -123,6 +125,7 @@ pub async fn api_gate(
                     Ok(Ok(response)) => {
                         let upstream = response.response().extensions().get::<UpstreamCall>().copied();
                         pass.trail.upstream = upstream;
+                        pass.trail.note = response.response().extensions().get::<RequestNote>().map(|n| n.0.clone());
                         let outcome = match upstream {
                             Some(UpstreamCall { status: None, .. }) => Outcome::UpstreamError,
                             _ if response.status().is_success() || response.status().is_redirection() => Outcome::Ok,
@@ -382,6 +385,20 @@ fn quota_headers(limit: u32, window_secs: u64) -> (HeaderValue, HeaderValue) {
     })
 }
 
+/// The row's detail: the handler's note, and whether the caller presented
+/// the secret before its token's last rotation (it works only for a grace).
+fn note(trail: &Trail) -> Option<String> {
+    let previous = trail.auth.as_ref().is_some_and(|auth| auth.by_previous_secret);
+    match (trail.note.clone(), previous) {
+        (note, false) => note,
+        (None, true) => Some(PREVIOUS_SECRET.to_owned()),
+        (Some(note), true) => Some(format!("{PREVIOUS_SECRET}; {note}")),
+    }
+}
+
+/// The detail of a request made with a token's previous secret.
+pub const PREVIOUS_SECRET: &str = "previous secret: the token was rotated, this secret works only for its grace";
+
 /// The one place that writes the request's audit row. The answer leaves
 /// only once the row is committed (group commit, see `audit::writer`).
 ///
@@ -403,6 +420,7 @@ pub(super) fn finish(
         outcome,
         elapsed.as_secs_f64(),
     );
+    let detail = note(&trail);
     let row = ApiRequest {
         seller_id: trail.caller.seller_id,
         token_id: trail.caller.token_id,
@@ -417,6 +435,7 @@ pub(super) fn finish(
         request_id: seen.request_id,
         client_id: trail.caller.client_id,
         upstream: trail.upstream,
+        detail,
     };
     let mut summaries = Vec::new();
     let mut own = true;
@@ -484,7 +503,7 @@ mod tests {
         let mut row = ApiToken::for_tests("abcdefghijklmnop", String::new(), crate::db::now());
         row.kind = kind;
         row.scopes = scopes.into();
-        Authenticated { credential: StoredCredential::of_api_token(&row).credential }
+        Authenticated { credential: StoredCredential::of_api_token(&row).credential, by_previous_secret: false }
     }
 
     /// The gate's truth table: transport, then scope against what the

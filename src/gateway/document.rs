@@ -16,9 +16,10 @@ use crate::apispec::ApiSpec;
 use crate::config::PublicUrl;
 
 /// keygate's paths added to the operator's document.
-fn own_paths() -> [&'static str; 6] {
+fn own_paths() -> [&'static str; 7] {
     [
         crate::api::TOKEN_PATH,
+        crate::api::ROTATE_PATH,
         crate::api::openapi::PATH,
         "/oauth/token",
         "/oauth/revoke",

@@ -157,6 +157,7 @@ fn own_operations() -> Vec<Operation> {
     let own = |method, path: &str, access| Operation::new(method, path, access, Handler::Keygate);
     vec![
         own(Method::GET, crate::api::TOKEN_PATH, Access::any_token()),
+        own(Method::POST, crate::api::ROTATE_PATH, Access::any_token()),
         own(Method::GET, crate::api::openapi::PATH, Access::Public),
         own(Method::GET, crate::api::WRONG_TOKEN_ENDPOINT, Access::Public),
         own(Method::POST, crate::api::WRONG_TOKEN_ENDPOINT, Access::Public),

@@ -119,6 +119,7 @@ fn token_page(
             error,
             saved,
         }),
+        self_rotation_graces: super::tokens::SELF_ROTATION_GRACES,
     }
 }
 

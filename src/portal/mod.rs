@@ -43,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{id}", web::get().to(tokens::show))
         .route("/settings/tokens/{id}/secret", web::get().to(tokens::secret))
         .route("/settings/tokens/{id}/allowed-ips", web::post().to(tokens::set_allowed_ips))
+        .route("/settings/tokens/{id}/self-rotation", web::post().to(tokens::set_self_rotation))
         .route("/settings/tokens/{id}/revoke", web::get().to(tokens::revoke_form))
         .route("/settings/tokens/{id}/revoke", web::post().to(tokens::revoke))
         .route("/settings/tokens/{id}/rotate", web::get().to(tokens::rotate_form))

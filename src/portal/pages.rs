@@ -92,6 +92,9 @@ pub struct TokenView {
     pub grace_until: Option<String>,
     /// The IP allowlist's entries; empty: any address.
     pub allowed_ips: Vec<String>,
+    /// Whether it may rotate itself, and its grace (minutes); `None`: an
+    /// OAuth token, which is refreshed instead.
+    pub self_rotation: Option<(bool, i32)>,
 }
 
 /// A token's IP allowlist, an entry a line; empty: any address.
@@ -149,6 +152,8 @@ impl TokenView {
             issued_marker: token.secret_issued_at.and_utc().timestamp_micros().to_string(),
             grace_until: token.previous_secret_expires_at.filter(|until| *until > now).map(display_time),
             allowed_ips: allowlist_entries(token),
+            self_rotation: (token.kind != TokenKind::OAuth)
+                .then_some((token.self_rotation != 0, token.self_rotation_grace_minutes)),
         }
     }
 }
@@ -310,6 +315,10 @@ pub struct NewTokenPage {
     /// "This token will expire on Thu, Dec 31 2026 (UTC)." for the choice shown.
     pub expiry_preview: String,
     pub allowed_ips: String,
+    /// "May rotate itself", as typed (on for a new form).
+    pub self_rotation: bool,
+    pub self_rotation_grace: String,
+    pub self_rotation_graces: &'static [(i32, &'static str)],
     pub min_date: String,
     pub groups: Vec<ScopeGroupView>,
     pub expiry_options: &'static [ExpiryOption],
@@ -351,6 +360,8 @@ pub struct TokenPage {
     pub rate_limit: Option<RateLimitForm>,
     /// Its owner edits the IP allowlist here.
     pub allowlist: Option<AllowlistForm>,
+    /// The graces a token's owner may choose for its self-rotation.
+    pub self_rotation_graces: &'static [(i32, &'static str)],
 }
 
 pub struct AllowlistForm {

@@ -19,7 +19,7 @@ use crate::state::AppState;
 use crate::tokens::allowlist::IpAllowlist;
 use crate::tokens::input::{parse_description, parse_form_expiry, parse_kind, parse_scopes, TokenName};
 use crate::tokens::scopes::ScopeCatalogue;
-use crate::tokens::service::{IssueRequest, Issued};
+use crate::tokens::service::{IssueRequest, Issued, SelfRotation};
 use crate::tokens::store::{self, ApiToken, TokenStoreError};
 use crate::tokens::{PlainToken, ScopeSet, TokenId, TokenKind};
 
@@ -157,6 +157,10 @@ fn new_token_page_with(
         expires_on,
         field_errors,
         allowed_ips: field("allowed_ips", ""),
+        self_rotation: form
+            .is_none_or(|f| f.get_opt("self_rotation_shown").is_none() || f.get("self_rotation") == "on"),
+        self_rotation_grace: field("self_rotation_grace", "60"),
+        self_rotation_graces: SELF_ROTATION_GRACES,
         min_date: (db::now().date() + Duration::days(1)).format("%Y-%m-%d").to_string(),
         groups: scope_groups(&selected, catalogue),
         expiry_options: EXPIRY_OPTIONS,
@@ -176,6 +180,27 @@ struct NewTokenForm {
     scopes: ScopeSet,
     expiry: store::Expiry,
     allowed_ips: Option<IpAllowlist>,
+    self_rotation: SelfRotation,
+}
+
+/// The grace choices for a token that rotates itself, in minutes.
+pub const SELF_ROTATION_GRACES: &[(i32, &str)] =
+    &[(0, "stops at once"), (15, "15 minutes"), (60, "1 hour"), (360, "6 hours"), (1440, "24 hours")];
+
+/// "May rotate itself" and its grace. A form that did not show the choice
+/// (a script's) leaves it on, as a new token has it.
+fn parse_self_rotation(form: &FormFields) -> Result<SelfRotation, String> {
+    if form.get_opt("self_rotation_shown").is_none() {
+        return Ok(SelfRotation::default());
+    }
+    let on = form.get("self_rotation") == "on";
+    let grace = form.get("self_rotation_grace");
+    let grace_minutes = match grace.parse::<i32>() {
+        Ok(minutes) if SELF_ROTATION_GRACES.iter().any(|(m, _)| *m == minutes) => minutes,
+        _ if grace.is_empty() => SelfRotation::default().grace_minutes,
+        _ => return Err(format!("`{grace}` is not one of the offered graces.")),
+    };
+    Ok(SelfRotation { on, grace_minutes })
 }
 
 /// Every field's problem at once, each with its field, or everything needed
@@ -187,17 +212,19 @@ fn parse_new_token(form: &FormFields, catalogue: &ScopeCatalogue) -> Result<NewT
     let scopes = kind.clone().and_then(|kind| parse_scopes(kind, form.get_all("scope"), catalogue));
     let expiry = parse_form_expiry(form.get("expires"), form.get("expires_on"), db::now().date());
     let allowed_ips = IpAllowlist::parse([form.get("allowed_ips")]).map_err(|errors| errors.join(" "));
-    match (name, description, kind, scopes, expiry, allowed_ips) {
-        (Ok(name), Ok(description), Ok(kind), Ok(scopes), Ok(expiry), Ok(allowed_ips)) => {
-            Ok(NewTokenForm { name, description, kind, scopes, expiry, allowed_ips })
+    let self_rotation = parse_self_rotation(form);
+    match (name, description, kind, scopes, expiry, allowed_ips, self_rotation) {
+        (Ok(name), Ok(description), Ok(kind), Ok(scopes), Ok(expiry), Ok(allowed_ips), Ok(self_rotation)) => {
+            Ok(NewTokenForm { name, description, kind, scopes, expiry, allowed_ips, self_rotation })
         }
-        (n, d, k, s, e, a) => {
+        (n, d, k, s, e, a, r) => {
             let mut errors: Vec<(&'static str, String)> = [
                 ("name", n.err()),
                 ("description", d.err()),
                 ("kind", k.clone().err()),
                 ("expires", e.err()),
                 ("allowed_ips", a.err()),
+                ("self_rotation", r.err()),
             ]
             .into_iter()
             .filter_map(|(field, e)| e.map(|e| (field, e)))
@@ -206,7 +233,7 @@ fn parse_new_token(form: &FormFields, catalogue: &ScopeCatalogue) -> Result<NewT
                 errors.extend(s.err().map(|e| ("scope", e)));
             }
             // In the form's order, so the first message is the first field.
-            let order = ["name", "description", "kind", "scope", "expires", "allowed_ips"];
+            let order = ["name", "description", "kind", "scope", "expires", "allowed_ips", "self_rotation"];
             errors.sort_by_key(|(field, _)| order.iter().position(|f| f == field));
             Err(errors)
         }
@@ -241,6 +268,7 @@ pub async fn create(
         scopes: parsed.scopes,
         expiry: parsed.expiry,
         allowed_ips: parsed.allowed_ips,
+        self_rotation: parsed.self_rotation,
     };
     match state.tokens.issue(request, actor_context(&req, &user)).await {
         Ok(Issued { token, plain }) => show_once(&state, &req, &user, &token, &plain, FlashKind::TokenCreated).await,
@@ -310,6 +338,7 @@ fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm, ca
         logs_link: format!("/settings/logs?token={}", token.public_id),
         rate_limit: None,
         allowlist: Some(allowlist),
+        self_rotation_graces: SELF_ROTATION_GRACES,
     }
 }
 
@@ -377,6 +406,43 @@ pub async fn set_allowed_ips(
     let page = show_path(&token.public_id);
     let message = "The allowlist was saved. It applies to the token's next request.";
     flash::notice(&state, &req, &user, &page, message).await?;
+    Ok(redirect(&page))
+}
+
+/// Turns the token's self-rotation on or off, and sets its grace.
+pub async fn set_self_rotation(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PortalError> {
+    let token = own_token(&state, &user, &path).await?;
+    let form = FormFields::parse(&body);
+    let page = show_path(&token.public_id);
+    if !user.verify_csrf(form.csrf()) {
+        let allowlist = allowlist_form(&user, &token, None, None);
+        let page = token_page(&user, &token, allowlist, &state.gate.api.current().catalogue);
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+    let message = match parse_self_rotation(&form) {
+        Err(error) => format!("Nothing was changed. {error}"),
+        Ok(_) if token.revoked_at.is_some() || token.kind == crate::tokens::TokenKind::OAuth => {
+            "Nothing was changed: this token cannot rotate.".to_string()
+        }
+        Ok(chosen) => {
+            state
+                .tokens
+                .set_self_rotation(&token, chosen.on, chosen.grace_minutes, actor_context(&req, &user))
+                .await
+                .map_err(PortalError::from_store)?;
+            match chosen.on {
+                true => "The token may rotate itself; its client does so when rotation is due.".to_string(),
+                false => "The token may no longer rotate itself.".to_string(),
+            }
+        }
+    };
+    flash::notice(&state, &req, &user, &page, &message).await?;
     Ok(redirect(&page))
 }
 

@@ -40,6 +40,9 @@ pub struct Credential {
     pub expires_at: Option<NaiveDateTime>,
     /// When its secret is due for rotation (API tokens only).
     pub rotation_due_at: Option<NaiveDateTime>,
+    /// When the current secret was issued: a rotation by the token itself
+    /// applies only to the secret it was checked against.
+    pub secret_issued_at: NaiveDateTime,
     /// Its own per-minute limit, if an admin set one.
     pub rate_limit_per_minute: Option<u32>,
     /// The app and grant behind an OAuth access token.
@@ -123,6 +126,7 @@ impl StoredCredential {
             created_at: token.created_at,
             expires_at: token.expires_at,
             rotation_due_at,
+            secret_issued_at: token.secret_issued_at,
             rate_limit_per_minute: token.rate_limit_per_minute.map(|n| n.max(1) as u32),
             oauth: None,
             allowed_ips: token.allowed_ips.as_deref().and_then(IpAllowlist::from_stored),

@@ -30,6 +30,22 @@ pub struct IssueRequest {
     pub expiry: Expiry,
     /// Where calls may come from; `None`: anywhere.
     pub allowed_ips: Option<IpAllowlist>,
+    /// Whether it may rotate itself, and the old secret's grace then (minutes).
+    pub self_rotation: SelfRotation,
+}
+
+/// A token's own rotation (`POST /api/v1/token/rotate`): on by default, the
+/// old secret working an hour after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfRotation {
+    pub on: bool,
+    pub grace_minutes: i32,
+}
+
+impl Default for SelfRotation {
+    fn default() -> Self {
+        Self { on: true, grace_minutes: 60 }
+    }
 }
 
 /// A token as just issued or rotated: its row, and the string to show once.
@@ -81,6 +97,10 @@ impl Tokens {
                         allowed_ips: request.allowed_ips.as_ref(),
                     };
                     store::insert(conn, new, now)?;
+                    if request.self_rotation != SelfRotation::default() {
+                        let SelfRotation { on, grace_minutes } = request.self_rotation;
+                        store::set_self_rotation(conn, &id.to_string(), on, grace_minutes)?;
+                    }
                     let about = EventContext {
                         seller_id: Some(request.seller_id),
                         token_id: Some(id.to_string()),
@@ -106,6 +126,30 @@ impl Tokens {
         seen_issued_at: Option<NaiveDateTime>,
         ctx: EventContext,
     ) -> Result<Issued, TokenStoreError> {
+        self.rotate_as(token, grace, seen_issued_at, ctx, "").await
+    }
+
+    /// The token rotating itself (`POST /api/v1/token/rotate`), with its own
+    /// grace, only if its secret is still the one issued at `issued_at`:
+    /// of two rotations at once with one secret, the second gets
+    /// `StaleRotation`.
+    pub async fn rotate_itself(
+        &self,
+        token: &ApiToken,
+        issued_at: NaiveDateTime,
+        ctx: EventContext,
+    ) -> Result<Issued, TokenStoreError> {
+        self.rotate_as(token, token.self_rotation_grace(), Some(issued_at), ctx, "rotated by the token itself; ").await
+    }
+
+    async fn rotate_as(
+        &self,
+        token: &ApiToken,
+        grace: Duration,
+        seen_issued_at: Option<NaiveDateTime>,
+        ctx: EventContext,
+        how: &'static str,
+    ) -> Result<Issued, TokenStoreError> {
         let id = TokenId::parse(&token.public_id).ok_or(TokenStoreError::NotFound)?;
         let plain = PlainToken::with_id(token.kind.prefix(), id);
         let secret_hash = self.hasher.hash(plain.secret().to_owned()).await?;
@@ -117,9 +161,9 @@ impl Tokens {
                     let now = db::now();
                     let before = store::rotate(conn, &public_id, &secret_hash, grace, seen_issued_at, now)?;
                     let note = if grace > Duration::zero() {
-                        format!("{}; old secret valid for {} min", before.name, grace.num_minutes())
+                        format!("{how}{}; old secret valid for {} min", before.name, grace.num_minutes())
                     } else {
-                        format!("{}; old secret revoked immediately", before.name)
+                        format!("{how}{}; old secret revoked immediately", before.name)
                     };
                     let about = EventContext {
                         seller_id: Some(before.seller_id),
@@ -187,6 +231,39 @@ impl Tokens {
                 db::write_tx(conn, |conn| {
                     store::set_allowed_ips(conn, row_id, allowed.as_ref())?;
                     audit::record(conn, SecurityEvent::AllowlistChanged, about)?;
+                    store::find(conn, &public_id)?.ok_or(TokenStoreError::NotFound)
+                })
+            })
+            .await;
+        self.cache.invalidate();
+        changed
+    }
+
+    /// Whether the token may rotate itself, and its old secret's grace then.
+    pub async fn set_self_rotation(
+        &self,
+        token: &ApiToken,
+        on: bool,
+        grace_minutes: i32,
+        ctx: EventContext,
+    ) -> Result<ApiToken, TokenStoreError> {
+        let detail = match on {
+            true => format!("{}: may rotate itself; the old secret then works for {grace_minutes} min", token.name),
+            false => format!("{}: may not rotate itself", token.name),
+        };
+        let about = EventContext {
+            seller_id: Some(token.seller_id),
+            token_id: Some(token.public_id.clone()),
+            detail: Some(detail),
+            ..ctx
+        };
+        let public_id = token.public_id.clone();
+        let changed = self
+            .db
+            .call(move |conn| {
+                db::write_tx(conn, |conn| {
+                    store::set_self_rotation(conn, &public_id, on, grace_minutes)?;
+                    audit::record(conn, SecurityEvent::SelfRotationChanged, about)?;
                     store::find(conn, &public_id)?.ok_or(TokenStoreError::NotFound)
                 })
             })

@@ -48,6 +48,10 @@ pub struct ApiToken {
     pub oauth_family: Option<String>,
     /// The IP allowlist (see `tokens::allowlist`); `None`: any address.
     pub allowed_ips: Option<String>,
+    /// 1: the token may rotate itself (`POST /api/v1/token/rotate`).
+    pub self_rotation: i32,
+    /// How long the old secret works after the token rotated itself.
+    pub self_rotation_grace_minutes: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +93,16 @@ impl TokenStatus {
 impl ApiToken {
     pub fn scope_set(&self) -> ScopeSet {
         ScopeSet::parse(&self.scopes)
+    }
+
+    /// Whether the token may rotate itself (an API token whose owner left it on).
+    pub fn may_rotate_itself(&self) -> bool {
+        self.self_rotation != 0 && self.kind != TokenKind::OAuth
+    }
+
+    /// The old secret's grace after a self-rotation (at most a day).
+    pub fn self_rotation_grace(&self) -> Duration {
+        Duration::minutes(i64::from(self.self_rotation_grace_minutes.clamp(0, MAX_SELF_ROTATION_GRACE_MINUTES)))
     }
 
     pub fn rotation_due_at(&self) -> NaiveDateTime {
@@ -370,6 +384,19 @@ pub fn rotate(
     Ok(current)
 }
 
+/// The longest grace a token's old secret gets after it rotated itself.
+pub const MAX_SELF_ROTATION_GRACE_MINUTES: i32 = 24 * 60;
+
+/// Whether `public_id` may rotate itself, and its old secret's grace then.
+pub fn set_self_rotation(conn: &mut DbConnection, public_id: &str, on: bool, grace_minutes: i32) -> QueryResult<usize> {
+    diesel::update(api_tokens::table.filter(api_tokens::public_id.eq(public_id)))
+        .set((
+            api_tokens::self_rotation.eq(i32::from(on)),
+            api_tokens::self_rotation_grace_minutes.eq(grace_minutes.clamp(0, MAX_SELF_ROTATION_GRACE_MINUTES)),
+        ))
+        .execute(conn)
+}
+
 #[cfg(test)]
 impl ApiToken {
     /// A live service token row (`orders:read`) for unit tests, issued `now`.
@@ -398,6 +425,8 @@ impl ApiToken {
             oauth_grant_id: None,
             oauth_family: None,
             allowed_ips: None,
+            self_rotation: 1,
+            self_rotation_grace_minutes: 60,
         }
     }
 }

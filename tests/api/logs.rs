@@ -206,6 +206,7 @@ fn api_row(
         user_agent: None,
         latency_us: 1,
         request_id: "r".into(),
+        detail: None,
         client_id: None,
         upstream: None,
     });
@@ -387,6 +388,7 @@ fn proxied(
         user_agent: Some("erp-sync/2.1".into()),
         latency_us,
         request_id: request_id.into(),
+        detail: None,
         client_id: None,
         upstream,
     })

@@ -29,14 +29,15 @@ function fail(why) {
   process.exit(1);
 }
 
+// Every entity an HTML escaper may write: the named five and any numeric
+// reference, decimal or hex, in either case.
 function unescape(s) {
-  return s
-    .replace(/&quot;/g, '"')
-    .replace(/&#x27;|&#39;/g, "'")
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&#x2F;|&#47;/g, '/')
-    .replace(/&amp;/g, '&');
+  const named = { quot: '"', apos: "'", lt: '<', gt: '>', amp: '&' };
+  return s.replace(/&(#[xX][0-9a-fA-F]+|#[0-9]+|[a-zA-Z]+);/g, (whole, entity) => {
+    if (entity[0] !== '#') return named[entity] ?? whole;
+    const hex = entity[1] === 'x' || entity[1] === 'X';
+    return String.fromCodePoint(parseInt(entity.slice(hex ? 2 : 1), hex ? 16 : 10));
+  });
 }
 
 function csrf(html) {
