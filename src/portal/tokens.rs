@@ -104,6 +104,16 @@ fn rotation_banner(tokens: &[ApiToken], now: NaiveDateTime) -> Option<String> {
             if days == 1 { "" } else { "s" }
         ));
     }
+    let rotating: Vec<_> =
+        due.iter().chain(&soon).filter(|(t, _)| t.may_rotate_itself()).map(|(t, _)| format!("“{}”", t.name)).collect();
+    if !rotating.is_empty() {
+        parts.push(format!(
+            "{} will rotate {} when {} client next calls (keygate-client does so by itself).",
+            rotating.join(", "),
+            if rotating.len() == 1 { "itself" } else { "themselves" },
+            if rotating.len() == 1 { "its" } else { "their" }
+        ));
+    }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 

@@ -180,6 +180,15 @@ pub fn compose(token: &ApiToken, kind: Reminder, to: &str, public_url: &PublicUr
             "Rotate it now: a new secret for the same token, and the old one stops working (optionally after a grace period).",
         ),
     };
+    // A token that may rotate itself does so when its client next calls.
+    let todo = match kind {
+        Reminder::Rotation10Days | Reminder::RotationDue if token.may_rotate_itself() => {
+            "This token may rotate itself: it will when its client next calls with it (keygate-client does so by \
+             itself; other clients call POST /api/v1/token/rotate). If its client cannot, rotate it yourself: a new \
+             secret for the same token, and the old one stops working (optionally after a grace period)."
+        }
+        _ => todo,
+    };
     let expires = token.expires_at.map_or_else(|| "never".to_owned(), day);
     let body = format!(
         "Hello,\n\n{lead}\n\n{todo}\n\n  Token:          {name} ({id})\n  Created:        {created}\n  Secret issued:  {issued}\n  Rotation due:   {rotation}\n  Expires:        {expires}\n\nOpen it: {link}\n\nYou get this reminder once for this token's current secret.\n-- \nkeygate\n",
@@ -256,5 +265,27 @@ mod tests {
         let mut revoked = token(90, None, now);
         revoked.revoked_at = Some(now);
         assert_eq!(Reminder::due_for(&revoked, now), []);
+    }
+
+    #[test]
+    fn a_token_that_may_rotate_itself_is_told_it_will() {
+        let now = db::now();
+        let url: PublicUrl = "https://keygate.example".parse().unwrap();
+        let mut token = token(90, None, now);
+        for kind in [Reminder::Rotation10Days, Reminder::RotationDue] {
+            token.self_rotation = 1;
+            let body = compose(&token, kind, "ana@shop.test", &url).body;
+            assert!(body.contains("This token may rotate itself: it will when its client next calls"), "{body}");
+            token.self_rotation = 0;
+            let body = compose(&token, kind, "ana@shop.test", &url).body;
+            assert!(!body.contains("may rotate itself"), "{body}");
+        }
+        token.self_rotation = 1;
+        token.expires_at = Some(now + Duration::days(3));
+        let body = compose(&token, Reminder::Expiry7Days, "ana@shop.test", &url).body;
+        assert!(
+            !body.contains("may rotate itself"),
+            "the client rotates when rotation is due, not for an expiry: {body}"
+        );
     }
 }

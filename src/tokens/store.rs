@@ -372,15 +372,24 @@ pub fn rotate(
         Some(days) => Some(now + Duration::days(days.into())),
         None => current.expires_at,
     };
-    diesel::update(api_tokens::table.find(current.id))
-        .set((
-            api_tokens::secret_hash.eq(new_secret_hash),
-            api_tokens::secret_issued_at.eq(now),
-            api_tokens::previous_secret_hash.eq(previous_hash),
-            api_tokens::previous_secret_expires_at.eq(previous_until),
-            api_tokens::expires_at.eq(expires_at),
-        ))
-        .execute(conn)?;
+    // Compare and set: the secret read above must still be the current one
+    // when the row is written. Two rotations racing (two processes of one
+    // integration, on PostgreSQL's READ COMMITTED) both read it, but only
+    // the first update still matches; the other rotates nothing.
+    let updated = diesel::update(
+        api_tokens::table.find(current.id).filter(api_tokens::secret_issued_at.eq(current.secret_issued_at)),
+    )
+    .set((
+        api_tokens::secret_hash.eq(new_secret_hash),
+        api_tokens::secret_issued_at.eq(now),
+        api_tokens::previous_secret_hash.eq(previous_hash),
+        api_tokens::previous_secret_expires_at.eq(previous_until),
+        api_tokens::expires_at.eq(expires_at),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(TokenStoreError::StaleRotation);
+    }
     Ok(current)
 }
 

@@ -119,4 +119,18 @@ async fn the_rotation_banner_names_every_token_that_needs_attention() {
     let banner = &banner[..banner.find("</div>").unwrap()];
     assert!(banner.contains("“overdue” has been in use for 90 days or more"), "{banner}");
     assert!(banner.contains("“soon” will be due for rotation within 5 days"), "{banner}");
+    assert!(banner.contains("“overdue”, “soon” will rotate themselves when their client next calls"), "{banner}");
+
+    // A token that may not rotate itself is not said to.
+    let page = ana.get_html(&format!("/settings/tokens/{soon}")).await;
+    let csrf = crate::helpers::csrf_from(&page);
+    ana.post_raw(
+        &format!("/settings/tokens/{soon}/self-rotation"),
+        &[("csrf_token", &csrf), ("self_rotation_shown", "1")],
+    )
+    .await;
+    let html = ana.get_html("/settings/tokens").await;
+    let banner = &html[html.find("Rotation due.").expect("a banner")..];
+    let banner = &banner[..banner.find("</div>").unwrap()];
+    assert!(banner.contains("“overdue” will rotate itself when its client next calls"), "{banner}");
 }
