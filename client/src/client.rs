@@ -1,8 +1,11 @@
 //! The API client: one call with retries, and for an OAuth app the token
 //! discipline of SPEC §9 — refresh a minute early, one refresh at a time in
 //! the process and across every process and host sharing the store, 401 →
-//! one refresh and one retry, the lock held only while refreshing.
+//! one refresh and one retry, the lock held only while refreshing. An API
+//! token held in a store rotates itself once the server says it is due, with
+//! the same single flight (SPEC §2, §9).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,8 +19,39 @@ use crate::store::{Location, LockSettings, Saved, Store, StoreLock, Tokens};
 use crate::testing::step;
 
 enum Credentials {
+    /// Given by the caller (`--api-token`, `KEYGATE_API_TOKEN`): never rotated.
     ApiToken(String),
+    /// Held in a store the client can write: rotated when due.
+    HeldApiToken(HeldToken),
     OAuth(OAuthSession),
+}
+
+/// The client id an API token is kept under in a store: a store holds one
+/// API token per server (and seller).
+pub const API_TOKEN_CLIENT: &str = "api-token";
+
+/// An API token in a store, the copy in memory, and the one rotation
+/// allowed in flight in this process.
+struct HeldToken {
+    store: Store,
+    current: Slot,
+    rotating: tokio::sync::Mutex<()>,
+}
+
+/// The copy of the stored tokens in memory.
+#[derive(Default)]
+struct Slot(RwLock<Option<Arc<Tokens>>>);
+
+impl Slot {
+    fn get(&self) -> Option<Arc<Tokens>> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn set(&self, tokens: Option<Tokens>) -> Option<Arc<Tokens>> {
+        let tokens = tokens.map(Arc::new);
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens.clone();
+        tokens
+    }
 }
 
 /// An OAuth app's tokens: the store, the copy in memory, and the one
@@ -25,12 +59,13 @@ enum Credentials {
 struct OAuthSession {
     app: OAuthApp,
     store: Store,
-    current: RwLock<Option<Arc<Tokens>>>,
+    current: Slot,
     refreshing: tokio::sync::Mutex<()>,
 }
 
 enum Chosen {
     ApiToken(String),
+    HeldApiToken(Location),
     OAuth(OAuthApp, Location),
 }
 
@@ -46,6 +81,17 @@ impl ClientBuilder {
     /// Calls the API with an API token (`kgp_…`, `kgs_…`).
     pub fn api_token(mut self, token: impl Into<String>) -> Self {
         self.credentials = Some(Chosen::ApiToken(token.into()));
+        self
+    }
+
+    /// Calls the API with the API token kept in `store` (put there by
+    /// [`Client::store_api_token`], or `keygate-client login --with-token`),
+    /// and rotates it through `POST /api/v1/token/rotate` once the server
+    /// sends `Keygate-Token-Rotate-By`: one rotation across every process
+    /// and host sharing the store, the new secret stored atomically before
+    /// the old one is dropped.
+    pub fn api_token_in(mut self, store: Location) -> Self {
+        self.credentials = Some(Chosen::HeldApiToken(store));
         self
     }
 
@@ -83,16 +129,22 @@ impl ClientBuilder {
         let server = parse_server(&self.server)?;
         let credentials = match self.credentials {
             Some(Chosen::ApiToken(token)) => Credentials::ApiToken(token),
+            Some(Chosen::HeldApiToken(location)) => Credentials::HeldApiToken(HeldToken {
+                store: Store::open(location, &server, API_TOKEN_CLIENT, self.seller),
+                current: Slot::default(),
+                rotating: tokio::sync::Mutex::new(()),
+            }),
             Some(Chosen::OAuth(app, location)) => Credentials::OAuth(OAuthSession {
                 store: Store::open(location, &server, &app.client_id, self.seller),
                 app,
-                current: RwLock::new(None),
+                current: Slot::default(),
                 refreshing: tokio::sync::Mutex::new(()),
             }),
             None => return Err(Error::Invalid("give an API token or an OAuth app and a token store".into())),
         };
         let http = http_client(self.ca_file.as_deref(), self.config.timeout)?;
-        Ok(Client { inner: Arc::new(Inner { http, server, credentials, config: self.config }) })
+        let told_due = AtomicBool::new(false);
+        Ok(Client { inner: Arc::new(Inner { http, server, credentials, config: self.config, told_due }) })
     }
 }
 
@@ -108,6 +160,8 @@ struct Inner {
     server: String,
     credentials: Credentials,
     config: Config,
+    /// Whether the tool said that a token it does not rotate is due.
+    told_due: AtomicBool,
 }
 
 fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<serde_json::Value, Error> {
@@ -133,12 +187,18 @@ impl Client {
         &self.inner.config
     }
 
-    /// The OAuth app's token store; `None` with an API token.
+    /// The token store; `None` with an API token given by the caller.
     pub fn store(&self) -> Option<&Store> {
         match &self.inner.credentials {
             Credentials::OAuth(session) => Some(&session.store),
+            Credentials::HeldApiToken(held) => Some(&held.store),
             Credentials::ApiToken(_) => None,
         }
+    }
+
+    /// Whether the client calls with an API token (given, or held in a store).
+    pub fn uses_api_token(&self) -> bool {
+        !matches!(self.inner.credentials, Credentials::OAuth(_))
     }
 
     pub async fn get(&self, path: &str) -> Result<Response, Error> {
@@ -165,6 +225,7 @@ impl Client {
     pub async fn access_token(&self) -> Result<String, Error> {
         match &self.inner.credentials {
             Credentials::ApiToken(token) => Ok(token.clone()),
+            Credentials::HeldApiToken(held) => Ok(self.held_token(held).await?.access_token.clone()),
             Credentials::OAuth(session) => Ok(self.fresh_tokens(session).await?.access_token.clone()),
         }
     }
@@ -212,17 +273,28 @@ impl Client {
                     continue;
                 }
             };
+            if let Some(due) = headers.get(ROTATE_BY).and_then(|v| v.to_str().ok()) {
+                self.rotation_due(&token, due).await;
+            }
             match status {
                 200..=299 => return Ok(Response { status, headers, body: bytes }),
+                401 if refreshed => return Err(api_error(status, &headers, bytes)),
                 401 => {
-                    let Credentials::OAuth(session) = &self.inner.credentials else {
-                        return Err(api_error(status, &headers, bytes));
-                    };
-                    if refreshed {
-                        return Err(api_error(status, &headers, bytes));
-                    }
                     refreshed = true;
-                    token = self.refresh_after_401(session, &token).await?.access_token.clone();
+                    token = match &self.inner.credentials {
+                        Credentials::OAuth(session) => {
+                            self.refresh_after_401(session, &token).await?.access_token.clone()
+                        }
+                        // Another host may have rotated the token, and its old
+                        // secret's grace ended: the store has the new one.
+                        Credentials::HeldApiToken(held) => match held.store.load().await? {
+                            Some(stored) if stored.access_token != token => {
+                                held.current.set(Some(stored)).expect("just set").access_token.clone()
+                            }
+                            _ => return Err(api_error(status, &headers, bytes)),
+                        },
+                        Credentials::ApiToken(_) => return Err(api_error(status, &headers, bytes)),
+                    };
                 }
                 429 => {
                     let asked = retry_after(&headers);
@@ -354,6 +426,7 @@ impl Client {
     pub async fn stored_tokens(&self) -> Result<Option<Tokens>, Error> {
         match &self.inner.credentials {
             Credentials::OAuth(session) => session.store.load().await,
+            Credentials::HeldApiToken(held) => held.store.load().await,
             Credentials::ApiToken(_) => Ok(None),
         }
     }
@@ -390,19 +463,205 @@ impl Client {
         }
         .await;
         lock.release().await;
-        *session.current.write().unwrap_or_else(|p| p.into_inner()) = None;
+        session.current.set(None);
         done
     }
 }
 
 impl OAuthSession {
     fn cached(&self) -> Option<Arc<Tokens>> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.current.get()
     }
 
     fn adopt(&self, tokens: Tokens) -> Arc<Tokens> {
-        let tokens = Arc::new(tokens);
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(tokens.clone());
-        tokens
+        self.current.set(Some(tokens)).expect("just set")
+    }
+}
+
+/// The header that says a token's secret is due for rotation (SPEC §4).
+const ROTATE_BY: &str = "keygate-token-rotate-by";
+
+/// What `POST /api/v1/token/rotate` answers.
+#[derive(serde::Deserialize)]
+struct Rotated {
+    token: String,
+    expires_at: Option<String>,
+    previous_valid_until: Option<String>,
+}
+
+impl Client {
+    /// Stores `token` (checked with the server first: it must be a live API
+    /// token of this server) in `store`, under the store's lock, for
+    /// [`ClientBuilder::api_token_in`]; returns what the server says of it.
+    pub async fn store_api_token(&self, token: &str) -> Result<serde_json::Value, Error> {
+        let Credentials::HeldApiToken(held) = &self.inner.credentials else {
+            return Err(Error::Invalid("build the client with api_token_in(store) to store an API token".into()));
+        };
+        let token = token.trim();
+        if !(token.starts_with("kgp_") || token.starts_with("kgs_")) {
+            return Err(Error::Invalid(
+                "that is not a keygate API token (kgp_… or kgs_…); OAuth apps sign in with `login` instead".into(),
+            ));
+        }
+        let answer = self.inner.http.get(format!("{}/api/v1/token", self.inner.server)).bearer_auth(token).send();
+        let response = answer.await.map_err(|e| Error::unreachable(&self.inner.server, &e))?;
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.bytes().await.map_err(|e| Error::unreachable(&self.inner.server, &e))?.to_vec();
+        if status != 200 {
+            return Err(api_error(status, &headers, body));
+        }
+        let info: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::Protocol(format!("GET /api/v1/token answered other JSON than expected: {e}")))?;
+        let seller =
+            info["seller"].as_i64().map(|id| id.to_string()).or_else(|| info["seller"].as_str().map(str::to_owned));
+        let tokens = Tokens {
+            access_token: token.to_owned(),
+            refresh_token: String::new(),
+            expires_at: info["expires_at"].as_str().and_then(unix_seconds).unwrap_or(0),
+            refresh_expires_at: None,
+            scope: scopes_text(&info),
+            server: self.inner.server.clone(),
+            client_id: API_TOKEN_CLIENT.to_owned(),
+            seller,
+        };
+        let (lock, _) = held.store.lock(&self.lock_settings(), tokens.seller.as_deref()).await?;
+        let saved = held.store.save(&lock, &tokens).await;
+        lock.release().await;
+        saved?;
+        held.current.set(Some(tokens));
+        Ok(info)
+    }
+
+    /// The held API token: in memory, else read from the store (no lock).
+    async fn held_token(&self, held: &HeldToken) -> Result<Arc<Tokens>, Error> {
+        if let Some(tokens) = held.current.get() {
+            return Ok(tokens);
+        }
+        let stored = held.store.load().await?.ok_or_else(|| Error::NotLoggedIn { store: held.store.describe() })?;
+        Ok(held.current.set(Some(stored)).expect("just set"))
+    }
+
+    /// The server said the secret in `used` is due by `due`. A held token
+    /// rotates (failures are told, never fail the call: the old secret
+    /// still works); a given one is told about, once.
+    async fn rotation_due(&self, used: &str, due: &str) {
+        let notify = &self.inner.config.notify;
+        match &self.inner.credentials {
+            Credentials::OAuth(_) => {}
+            Credentials::ApiToken(_) => {
+                if !self.inner.told_due.swap(true, Ordering::Relaxed) {
+                    notify.say(&format!(
+                        "the API token is due for rotation by {due}. It was given by --api-token or KEYGATE_API_TOKEN, \
+                         which keygate-client never rotates: rotate it under Settings → API Tokens, or keep it in a \
+                         token store (`keygate-client login --with-token`) and it rotates itself."
+                    ));
+                }
+            }
+            Credentials::HeldApiToken(held) => match self.rotate_held(held, used).await {
+                Ok(Some(rotated)) => notify.say(&format!(
+                    "the API token was due for rotation by {due}: it rotated itself; the new secret is in {}{}.",
+                    held.store.describe(),
+                    match rotated.previous_valid_until {
+                        Some(until) => format!(" (the previous one works until {until})"),
+                        None => String::new(),
+                    }
+                )),
+                Ok(None) => {}
+                Err(error) => {
+                    if !self.inner.told_due.swap(true, Ordering::Relaxed) {
+                        notify.say(&format!("the API token is due for rotation by {due} but did not rotate: {error}"));
+                    }
+                }
+            },
+        }
+    }
+
+    /// One rotation of the held token across every process sharing its
+    /// store: with the store's lock held, the token is re-read; if another
+    /// process rotated it already, its token is taken; otherwise the server
+    /// rotates it and the answer is stored before the lock is let go.
+    /// `Ok(None)`: another task or process had rotated it.
+    async fn rotate_held(&self, held: &HeldToken, used: &str) -> Result<Option<Rotated>, Error> {
+        let _one_at_a_time = held.rotating.lock().await;
+        if held.current.get().is_some_and(|t| t.access_token != used) {
+            return Ok(None);
+        }
+        let (lock, stored) = held.store.lock(&self.lock_settings(), None).await?;
+        let outcome = self.rotate_locked(held, &lock, stored, used).await;
+        lock.release().await;
+        outcome
+    }
+
+    async fn rotate_locked(
+        &self,
+        held: &HeldToken,
+        lock: &StoreLock,
+        stored: Option<Tokens>,
+        used: &str,
+    ) -> Result<Option<Rotated>, Error> {
+        let stored = stored.ok_or_else(|| Error::NotLoggedIn { store: held.store.describe() })?;
+        if stored.access_token != used {
+            held.current.set(Some(stored));
+            return Ok(None);
+        }
+        let config = &self.inner.config;
+        let timeout = match held.store.token_file() {
+            Some(_) => config.timeout,
+            None => config.timeout.min(config.lock_ttl.mul_f64(2.0 / 3.0)).max(Duration::from_millis(100)),
+        };
+        step("requesting").await;
+        let url = format!("{}/api/v1/token/rotate", self.inner.server);
+        let sent = self.inner.http.post(url).bearer_auth(used).timeout(timeout).send().await;
+        let response = sent.map_err(|e| Error::unreachable(&self.inner.server, &e))?;
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.bytes().await.map_err(|e| Error::unreachable(&self.inner.server, &e))?.to_vec();
+        if status != 200 {
+            return Err(api_error(status, &headers, body));
+        }
+        step("answered").await;
+        let rotated: Rotated = serde_json::from_slice(&body).map_err(|e| {
+            Error::Protocol(format!("POST /api/v1/token/rotate answered other JSON than expected: {e}"))
+        })?;
+        let tokens = Tokens {
+            access_token: rotated.token.clone(),
+            expires_at: rotated.expires_at.as_deref().and_then(unix_seconds).unwrap_or(0),
+            ..stored
+        };
+        match held.store.save(lock, &tokens).await {
+            Ok(Saved::Stored) => {
+                step("saved").await;
+                held.current.set(Some(tokens));
+                Ok(Some(rotated))
+            }
+            Ok(Saved::Superseded(newer)) => {
+                held.current.set(Some(newer));
+                Ok(None)
+            }
+            Err(error) => Err(Error::TokensNotSaved {
+                store: held.store.describe(),
+                reason: format!(
+                    "{error}; the token rotated at the server but its new secret could not be kept. The old secret \
+                     works {}: rotate the token under Settings → API Tokens before then",
+                    match &rotated.previous_valid_until {
+                        Some(until) => format!("until {until}"),
+                        None => "no longer".to_owned(),
+                    }
+                ),
+            }),
+        }
+    }
+}
+
+/// Unix seconds of an RFC 3339 time.
+fn unix_seconds(at: &str) -> Option<u64> {
+    chrono::DateTime::parse_from_rfc3339(at).ok().and_then(|t| u64::try_from(t.timestamp()).ok())
+}
+
+/// The scopes `GET /api/v1/token` names, space-separated.
+fn scopes_text(info: &serde_json::Value) -> String {
+    match (info["scope"].as_str(), info["scopes"].as_array()) {
+        (Some(scope), _) => scope.to_owned(),
+        (None, Some(list)) => list.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        _ => String::new(),
     }
 }

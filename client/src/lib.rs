@@ -49,7 +49,7 @@ mod pkce;
 pub mod store;
 mod testing;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, API_TOKEN_CLIENT};
 pub use config::{Config, Notify};
 pub use error::Error;
 pub use http::{backoff, is_idempotent, parse_server, Response};

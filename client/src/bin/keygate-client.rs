@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keygate_client::login::Login;
-use keygate_client::{rfc3339, Client, Config, Error, Location, OAuthApp, Store, Tokens};
+use keygate_client::{rfc3339, Client, Config, Error, Location, OAuthApp, Store, Tokens, API_TOKEN_CLIENT};
 
 #[derive(Parser)]
 #[command(name = "keygate-client", version, about = "Call the keygate API as an OAuth app (or with an API token)")]
@@ -71,6 +71,10 @@ enum Command {
         /// Seconds to wait for the seller.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
+        /// Keep an API token (kgp_…, kgs_…) read from stdin in the token
+        /// store instead; it then rotates itself when due.
+        #[arg(long, conflicts_with_all = ["scopes", "no_browser"])]
+        with_token: bool,
     },
     /// Print a valid access token, refreshing it when needed.
     Token,
@@ -149,12 +153,27 @@ fn location(cli: &Cli) -> Result<Location, Error> {
     }
 }
 
-fn client(cli: &Cli, server: &str) -> Result<Client, Error> {
+/// The credentials to call with: `--api-token`; else, with `--client-id`,
+/// the OAuth app's tokens; else the API token kept in the store by
+/// `login --with-token`, if that is what it holds.
+async fn client(cli: &Cli, server: &str) -> Result<Client, Error> {
     let mut builder = Client::builder(server).config(config(cli));
     builder = match &cli.api_token {
         Some(token) => builder.api_token(token.clone()),
+        None if cli.client_id.is_none() && holds_api_token(cli, server).await => builder.api_token_in(location(cli)?),
         None => builder.oauth_in(app(cli)?, location(cli)?),
     };
+    finish(cli, builder)
+}
+
+/// Whether the store holds an API token of this server.
+async fn holds_api_token(cli: &Cli, server: &str) -> bool {
+    let Ok(location) = location(cli) else { return false };
+    let store = Store::open(location, server, API_TOKEN_CLIENT, cli.seller.clone());
+    matches!(store.load().await, Ok(Some(_)))
+}
+
+fn finish(cli: &Cli, mut builder: keygate_client::ClientBuilder) -> Result<Client, Error> {
     if let Some(seller) = &cli.seller {
         builder = builder.seller(seller.clone());
     }
@@ -167,7 +186,33 @@ fn client(cli: &Cli, server: &str) -> Result<Client, Error> {
 async fn run(cli: Cli) -> Result<(), Error> {
     let server = keygate_client::parse_server(&cli.server)?;
     match &cli.command {
-        Command::Login { scopes, no_browser, timeout } => {
+        Command::Login { with_token: true, .. } => {
+            if cli.api_token.is_some() || cli.client_id.is_some() {
+                return Err(Error::Invalid(
+                    "login --with-token reads the API token from stdin: drop --api-token and --client-id".into(),
+                ));
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Error::Invalid(format!("cannot read the API token from stdin: {e}")))?;
+            if line.trim().is_empty() {
+                return Err(Error::Invalid(
+                    "login --with-token reads the API token from stdin: pipe it in, e.g. `keygate-client login --with-token < token.txt`".into(),
+                ));
+            }
+            let client = finish(&cli, Client::builder(&server).config(config(&cli)).api_token_in(location(&cli)?))?;
+            let info = client.store_api_token(&line).await?;
+            eprintln!(
+                "Stored API token {} ({}) of seller {} in {}; it rotates itself when due.",
+                info["id"].as_str().unwrap_or("?"),
+                info["name"].as_str().unwrap_or("?"),
+                info["seller"],
+                client.store().map(Store::describe).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Login { scopes, no_browser, timeout, .. } => {
             if cli.api_token.is_some() {
                 return Err(Error::Invalid("login is for OAuth apps: drop --api-token".into()));
             }
@@ -201,7 +246,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Token => {
-            println!("{}", client(&cli, &server)?.access_token().await?);
+            println!("{}", client(&cli, &server).await?.access_token().await?);
             Ok(())
         }
         Command::Call { method, path, data, all } => {
@@ -221,7 +266,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 ),
                 None => None,
             };
-            let client = client(&cli, &server)?;
+            let client = client(&cli, &server).await?;
             if *all {
                 return print_every_item(&client, path).await;
             }
@@ -240,7 +285,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Status => status(&cli, &server).await,
         Command::Logout => {
-            let client = client(&cli, &server)?;
+            let client = client(&cli, &server).await?;
             let store = client.store().map(Store::describe).unwrap_or_default();
             let tokens = client.logout().await?;
             eprintln!(
@@ -270,16 +315,22 @@ async fn print_every_item(client: &Client, path: &str) -> Result<(), Error> {
 /// `status`: what is stored, and whether keygate still honours it. Exit 1
 /// when nothing is stored or keygate does not confirm it.
 async fn status(cli: &Cli, server: &str) -> Result<(), Error> {
-    let client = client(cli, server)?;
-    let Some(store) = client.store() else {
+    let client = client(cli, server).await?;
+    if client.uses_api_token() {
         // An API token: the server says what it is.
         let info: serde_json::Value = client.get("/api/v1/token").await?.json()?;
         println!("API token {} ({}) of seller {} at {server}", info["id"], info["kind"], info["seller"]);
         println!("  scopes:        {}", scopes_of(&info["scope"], &info["scopes"]));
         println!("  expires:       {}", info["expires_at"].as_str().unwrap_or("never"));
         println!("  rotation due:  {}", info["rotation_due_at"].as_str().unwrap_or("-"));
-        println!("  from:          --api-token / KEYGATE_API_TOKEN (not stored by keygate-client)");
+        match client.store() {
+            Some(store) => println!("  stored in:     {} (rotates itself when due)", store.describe()),
+            None => println!("  from:          --api-token / KEYGATE_API_TOKEN (not stored by keygate-client)"),
+        }
         return Ok(());
+    }
+    let Some(store) = client.store() else {
+        return Err(Error::Invalid("no token store".into()));
     };
     let tokens = client.stored_tokens().await?.ok_or_else(|| Error::NotLoggedIn { store: store.describe() })?;
     print_tokens(&tokens, store);
