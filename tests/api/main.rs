@@ -26,6 +26,7 @@ mod operating;
 mod pages;
 mod portal_bugs;
 mod postgres;
+mod proxies;
 mod seller_api;
 mod smtp;
 mod token_safety;
