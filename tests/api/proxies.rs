@@ -403,7 +403,9 @@ async fn nginx_auth_request_gives_the_upstream_the_identity_and_the_client_keyga
     }
     let arrived = arrived();
     assert_eq!(arrived.lines().count(), 2 + passed, "{arrived}");
-    assert!(arrived.lines().all(|line| line == "GET /v1/items" || line.starts_with("GET /v1/items?") || line == "GET /v1/health"));
+    assert!(arrived
+        .lines()
+        .all(|line| line == "GET /v1/items" || line.starts_with("GET /v1/items?") || line == "GET /v1/health"));
 
     // keygate down: the client gets JSON, not nginx's error page.
     let mut app = app;
@@ -468,7 +470,8 @@ async fn caddy_forward_auth_gives_the_upstream_the_identity_and_the_client_keyga
     let response = client().get(format!("{}/v1/health", front.base)).header("keygate-seller", "999").send().await;
     let public = Answer::of(response.unwrap()).await;
     assert_eq!(public.status, StatusCode::OK);
-    let leaked: Vec<&String> = public.body["headers"].as_object().unwrap().keys().filter(|h| h.starts_with("keygate-")).collect();
+    let leaked: Vec<&String> =
+        public.body["headers"].as_object().unwrap().keys().filter(|h| h.starts_with("keygate-")).collect();
     assert!(leaked.is_empty(), "no identity on a public operation, nor a forged one: {leaked:?}");
 
     let (sent, passed) = refusals_reach_the_client_as_keygate_wrote_them(&app, &front.base, &reader).await;
