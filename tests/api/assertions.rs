@@ -131,7 +131,7 @@ fn required() -> bool {
 
 /// A Python with PyJWT and its crypto extra, or `None` (skip) unless
 /// `KEYGATE_REQUIRE_INTEROP=1` (`.ci/run` installs the pinned version).
-fn python_with_pyjwt() -> Option<String> {
+pub fn python_with_pyjwt() -> Option<String> {
     let python = std::env::var("KEYGATE_INTEROP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let works = Command::new(&python)
         .args(["-c", "import jwt, cryptography; from jwt import PyJWKClient"])

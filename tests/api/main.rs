@@ -26,6 +26,7 @@ mod operating;
 mod pages;
 mod portal_bugs;
 mod postgres;
+mod proxies;
 mod self_rotation;
 mod seller_api;
 mod smtp;
