@@ -5,8 +5,10 @@
 //!
 //! - The original method and URI come from `X-Forwarded-Method` and
 //!   `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-Method` and
-//!   `X-Original-URI` (the nginx convention), believed only from a
-//!   `--trusted-proxy` address; from anyone else the answer is 403.
+//!   `X-Original-URI` (the nginx convention); or, for Envoy's HTTP
+//!   `ext_authz` with `path_prefix: /gate/check`, from the check request
+//!   itself (its method, and its path after the prefix). Believed only from
+//!   a `--trusted-proxy` address; from anyone else the answer is 403.
 //! - A pass is `204` with the identity headers (`Keygate-Seller`, …,
 //!   `Keygate-Assertion`), the rate-limit headers and
 //!   `Keygate-Token-Expiration`; a refusal is the gate's exact answer
@@ -35,6 +37,20 @@ pub const REFUSAL: HeaderName = HeaderName::from_static("keygate-refusal");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(PATH, web::route().to(decide));
+    // Envoy's ext_authz (HTTP) appends the original path to its path_prefix.
+    cfg.route("/gate/check/{original:.*}", web::route().to(decide));
+}
+
+/// The original request's method and path: from the headers a proxy names
+/// them in, or (Envoy) from the check request's own method and its raw path
+/// after `/gate/check` — the exact bytes the client sent, never decoded.
+fn original_of(req: &HttpRequest) -> Result<(Method, String), &'static str> {
+    let headers = req.headers();
+    let named = ["x-forwarded-uri", "x-original-uri"].iter().any(|name| headers.contains_key(*name));
+    match req.uri().path().strip_prefix(PATH) {
+        Some(rest) if rest.starts_with('/') && !named => Ok((req.method().clone(), rest.to_owned())),
+        _ => original(headers),
+    }
 }
 
 /// The original request's method and URI, as the proxy names them.
@@ -44,7 +60,10 @@ fn original(headers: &HeaderMap) -> Result<(Method, String), &'static str> {
         Some(Ok(method)) => Method::from_bytes(method.trim().as_bytes())
             .map_err(|_| "X-Forwarded-Method (or X-Original-Method) is not an HTTP method")?,
         Some(Err(_)) => return Err("X-Forwarded-Method (or X-Original-Method) is not plain text"),
-        None => return Err("send the original method in X-Forwarded-Method (or X-Original-Method)"),
+        None => {
+            return Err("send the original method in X-Forwarded-Method (or X-Original-Method), or the original \
+                        path after /gate/check (Envoy's path_prefix)")
+        }
     };
     let uri = match header(["x-forwarded-uri", "x-original-uri"]) {
         Some(Ok(uri)) => uri.trim(),
@@ -66,7 +85,7 @@ pub async fn decide(req: HttpRequest, gate: web::Data<Gate>) -> Result<HttpRespo
     let client = crate::remote::of_request(&req, &gate.trusted_proxies);
     let peer = req.peer_addr().map(|a| a.ip().to_canonical());
     let trusted = peer.is_some_and(|ip| gate.trusted_proxies.iter().any(|net| net.contains(&ip)));
-    let asked = match (trusted, original(req.headers())) {
+    let asked = match (trusted, original_of(&req)) {
         (false, _) => Err(GateError::UntrustedProxy),
         (true, Err(why)) => Err(GateError::InvalidRequest(why)),
         (true, Ok(asked)) => Ok(asked),

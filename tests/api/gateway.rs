@@ -378,6 +378,20 @@ async fn forward_auth_answers_a_trusted_proxy_exactly_as_the_gate_would() {
         .unwrap();
     assert_eq!(caddy.status(), StatusCode::FORBIDDEN, "warehouses:read is not held");
 
+    // Envoy's ext_authz (HTTP): the check has the original method, and the
+    // original path after its path_prefix, raw.
+    let envoy = |method: reqwest::Method, path: &str| {
+        proxy.request(method, format!("{}/gate/check{path}", app.address)).bearer_auth(&token).send()
+    };
+    assert_eq!(envoy(reqwest::Method::GET, "/v2/items?page=2").await.unwrap().status(), StatusCode::NO_CONTENT);
+    let envoy_refused = envoy(reqwest::Method::POST, "/v2/items").await.unwrap();
+    assert_eq!(envoy_refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(envoy_refused.json::<Value>().await.unwrap()["required_scope"], "items:write");
+    for sneaky in ["/v2/items/..%2Fwarehouses", "/v2/%69tems", "/v2//items", "/v2/items/../warehouses"] {
+        let status = envoy(reqwest::Method::GET, sneaky).await.unwrap().status();
+        assert_ne!(status, StatusCode::NO_CONTENT, "{sneaky} must not pass as another route");
+    }
+
     // From an address that is not a trusted proxy, or without the original request: refused, audited.
     let stranger = ask(&app, &from([127, 0, 0, 9]), "GET", "/v2/items", Some(&token)).await;
     assert_eq!(stranger.status(), StatusCode::FORBIDDEN);
