@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-15s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
-ROUNDS=${BENCH_ROUNDS:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 # keygate's HTTP workers and nginx's worker_processes, the same on both sides.
 WORKERS=${BENCH_WORKERS:-1}
 NGINX=${BENCH_NGINX:-/usr/sbin/nginx}
@@ -157,6 +157,20 @@ ticks() {
   for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
   echo "$total"
 }
+# split PID: keygate's CPU ticks so far in its HTTP workers and its audit
+# writer (threads alive now; the rest is the process's total minus these).
+split() {
+  local t comm ticks http=0 audit=0
+  for t in /proc/"$1"/task/*; do
+    ticks=$(awk '{print $14 + $15}' "$t/stat" 2>/dev/null) || continue
+    comm=$(cat "$t/comm" 2>/dev/null) || continue
+    case $comm in
+      actix-rt*) http=$((http + ticks)) ;;
+      keygate-audit*) audit=$((audit + ticks)) ;;
+    esac
+  done
+  echo "$http $audit"
+}
 # The nginx master and its workers.
 nginx_pids() { echo "$1" $(ps -o pid= --ppid "$1"); }
 
@@ -164,12 +178,15 @@ nginx_pids() { echo "$1" $(ps -o pid= --ppid "$1"); }
 measure() {
   local name=$1 url=$2 pids=$3; shift 3
   local before up_before out after up_after
+  local split_before=(0 0) split_after=(0 0)
+  [[ $pids == "$KG_PID" ]] && read -r -a split_before < <(split "$KG_PID")
   # shellcheck disable=SC2086
   before=$(ticks $pids) up_before=$(ticks $(nginx_pids "$UP_PID"))
   out=$(BENCH_TOKEN=$TOKEN wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/count.lua "$@" "$url") ||
     die "wrk failed for $name"
   # shellcheck disable=SC2086
   after=$(ticks $pids) up_after=$(ticks $(nginx_pids "$UP_PID"))
+  [[ $pids == "$KG_PID" ]] && read -r -a split_after < <(split "$KG_PID")
   REQ=$(awk '/requests in/ {print $1}' <<<"$out")
   # wrk counts answers with a status over 399 ("Non-2xx or 3xx responses")
   # and socket errors; both must be 0 (the curl checks above saw 200/204).
@@ -180,8 +197,15 @@ measure() {
   CPU_S=$(awk -v t="$((after - before))" -v hz="$TICK" 'BEGIN {printf "%.2f", t / hz}')
   CPU_US=$(awk -v t="$((after - before))" -v hz="$TICK" -v n="$REQ" 'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')
   local up_us; up_us=$(awk -v t="$((up_after - up_before))" -v hz="$TICK" -v n="$REQ" 'BEGIN {printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0)}')
-  printf '  %-36s %9s requests  p99 %7s ms  CPU %6s s = %6s µs/req  non-2xx %s  (upstream nginx %s µs/req)\n' \
-    "$name" "$REQ" "$P99" "$CPU_S" "$CPU_US" "$BAD" "$up_us" >&2
+  # keygate: µs per request in the HTTP worker(s) / the audit writer / the rest.
+  SPLIT=—
+  if [[ $pids == "$KG_PID" ]]; then
+    SPLIT=$(awk -v h="$((split_after[0] - split_before[0]))" -v a="$((split_after[1] - split_before[1]))" \
+      -v t="$((after - before))" -v hz="$TICK" -v n="$REQ" \
+      'BEGIN {k = (n > 0 ? 1e6 / hz / n : 0); printf "%.1f / %.1f / %.1f", h * k, a * k, (t - h - a) * k}')
+  fi
+  printf '  %-36s %9s requests  p99 %7s ms  CPU %6s s = %6s µs/req (%s)  non-2xx %s  (upstream nginx %s µs/req)\n' \
+    "$name" "$REQ" "$P99" "$CPU_S" "$CPU_US" "$SPLIT" "$BAD" "$up_us" >&2
 }
 
 NX_PIDS=$(nginx_pids "$NX_PID")
@@ -201,13 +225,13 @@ A_REQ=() A_99=() A_CPU=() A_US=() B_REQ=() B_99=() B_CPU=() B_US=() C_REQ=() C_9
 BAD_ALL=0 BAD_A=0 BAD_B=0 BAD_C=0 BAD_D=0
 for round in $(seq "$ROUNDS"); do
   measure "A nginx proxy_pass [$round]" "$NX$ITEMS" "$NX_PIDS"
-  A_REQ+=("$REQ") A_99+=("$P99") A_CPU+=("$CPU_S") A_US+=("$CPU_US") BAD_A=$((BAD_A + BAD))
+  A_REQ+=("$REQ") A_99+=("$P99") A_CPU+=("$CPU_S") A_US+=("$CPU_US") A_SPLIT=$SPLIT BAD_A=$((BAD_A + BAD))
   measure "B keygate proxy [$round]" "$KGB$ITEMS" "$KG_PID"
-  B_REQ+=("$REQ") B_99+=("$P99") B_CPU+=("$CPU_S") B_US+=("$CPU_US") BAD_B=$((BAD_B + BAD))
+  B_REQ+=("$REQ") B_99+=("$P99") B_CPU+=("$CPU_S") B_US+=("$CPU_US") B_SPLIT=$SPLIT BAD_B=$((BAD_B + BAD))
   measure "C keygate /gate/check [$round]" "$KGB/gate/check" "$KG_PID" -H "X-Original-Method: GET" -H "X-Original-URI: $ITEMS"
-  C_REQ+=("$REQ") C_99+=("$P99") C_CPU+=("$CPU_S") C_US+=("$CPU_US") BAD_C=$((BAD_C + BAD))
+  C_REQ+=("$REQ") C_99+=("$P99") C_CPU+=("$CPU_S") C_US+=("$CPU_US") C_SPLIT=$SPLIT BAD_C=$((BAD_C + BAD))
   measure "D keygate GET /api/v1/token [$round]" "$KGB/api/v1/token" "$KG_PID"
-  D_REQ+=("$REQ") D_99+=("$P99") D_CPU+=("$CPU_S") D_US+=("$CPU_US") BAD_D=$((BAD_D + BAD))
+  D_REQ+=("$REQ") D_99+=("$P99") D_CPU+=("$CPU_S") D_US+=("$CPU_US") D_SPLIT=$SPLIT BAD_D=$((BAD_D + BAD))
 done
 kill -0 "$KG_PID" 2>/dev/null || die "keygate exited during the run: $(tail -5 "$WORK/keygate.log")"
 
@@ -224,16 +248,17 @@ for leg in A B C D; do
   unset -n req p99 cpu us
 done
 BA=$(ratio "$B_M_US" "$A_M_US") CD=$(ratio "$C_M_US" "$D_M_US")
-[[ $ROUNDS -gt 1 ]] && WHAT="medians of $ROUNDS rounds" || WHAT="one round"
+LAST=""
+[[ $ROUNDS -gt 1 ]] && WHAT="medians of $ROUNDS rounds" LAST=" (last round)" || WHAT="one round"
 
 cat <<TABLE
 
-| leg ($WHAT; wrk -c$CONNECTIONS -d$DURATION; $WORKERS worker) | requests | p99 | server CPU | CPU per request | non-2xx |
-|---|---|---|---|---|---|
-| A nginx \`proxy_pass\` → upstream | $A_M_REQ | $A_M_99 ms | $A_M_CPU s | $A_M_US µs | $BAD_A |
-| B keygate \`--upstream\` → upstream | $B_M_REQ | $B_M_99 ms | $B_M_CPU s | $B_M_US µs | $BAD_B |
-| C keygate \`/gate/check\` | $C_M_REQ | $C_M_99 ms | $C_M_CPU s | $C_M_US µs | $BAD_C |
-| D keygate \`GET /api/v1/token\` | $D_M_REQ | $D_M_99 ms | $D_M_CPU s | $D_M_US µs | $BAD_D |
+| leg ($WHAT; wrk -c$CONNECTIONS -d$DURATION; $WORKERS worker) | requests | p99 | server CPU | CPU per request | of which HTTP worker / audit writer / rest$LAST | non-2xx |
+|---|---|---|---|---|---|---|
+| A nginx \`proxy_pass\` → upstream | $A_M_REQ | $A_M_99 ms | $A_M_CPU s | $A_M_US µs | — | $BAD_A |
+| B keygate \`--upstream\` → upstream | $B_M_REQ | $B_M_99 ms | $B_M_CPU s | $B_M_US µs | $B_SPLIT µs | $BAD_B |
+| C keygate \`/gate/check\` | $C_M_REQ | $C_M_99 ms | $C_M_CPU s | $C_M_US µs | $C_SPLIT µs | $BAD_C |
+| D keygate \`GET /api/v1/token\` | $D_M_REQ | $D_M_99 ms | $D_M_CPU s | $D_M_US µs | $D_SPLIT µs | $BAD_D |
 
 | target (SPEC §11) | value | target | result |
 |---|---|---|---|
