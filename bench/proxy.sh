@@ -222,7 +222,7 @@ warm -H "X-Original-Method: GET" -H "X-Original-URI: $ITEMS" "$KGB/gate/check"
 warm "$KGB/api/v1/token"
 
 A_REQ=() A_99=() A_CPU=() A_US=() B_REQ=() B_99=() B_CPU=() B_US=() C_REQ=() C_99=() C_CPU=() C_US=() D_REQ=() D_99=() D_CPU=() D_US=()
-BAD_ALL=0 BAD_A=0 BAD_B=0 BAD_C=0 BAD_D=0
+SAME_ROUND=() BAD_A=0 BAD_B=0 BAD_C=0 BAD_D=0
 for round in $(seq "$ROUNDS"); do
   measure "A nginx proxy_pass [$round]" "$NX$ITEMS" "$NX_PIDS"
   A_REQ+=("$REQ") A_99+=("$P99") A_CPU+=("$CPU_S") A_US+=("$CPU_US") A_SPLIT=$SPLIT BAD_A=$((BAD_A + BAD))
@@ -231,6 +231,8 @@ for round in $(seq "$ROUNDS"); do
   measure "C keygate /gate/check [$round]" "$KGB/gate/check" "$KG_PID" -H "X-Original-Method: GET" -H "X-Original-URI: $ITEMS"
   C_REQ+=("$REQ") C_99+=("$P99") C_CPU+=("$CPU_S") C_US+=("$CPU_US") C_SPLIT=$SPLIT BAD_C=$((BAD_C + BAD))
   measure "D keygate GET /api/v1/token [$round]" "$KGB/api/v1/token" "$KG_PID"
+  SAME_ROUND+=("$(awk -v a="${A_US[-1]}" -v b="${B_US[-1]}" -v c="${C_US[-1]}" -v d="$CPU_US" \
+    'BEGIN {printf "%.2f / %.2f", (a > 0 ? b / a : 0), (d > 0 ? c / d : 0)}')")
   D_REQ+=("$REQ") D_99+=("$P99") D_CPU+=("$CPU_S") D_US+=("$CPU_US") D_SPLIT=$SPLIT BAD_D=$((BAD_D + BAD))
 done
 kill -0 "$KG_PID" 2>/dev/null || die "keygate exited during the run: $(tail -5 "$WORK/keygate.log")"
@@ -265,4 +267,5 @@ cat <<TABLE
 | CPU per request B ÷ A | $BA | ≤ 2.0 | $(verdict "$BA" 2.0 $((BAD_A + BAD_B))) |
 | CPU per request C ÷ D | $CD | ≤ 1.0 | $(verdict "$CD" 1.0 $((BAD_C + BAD_D))) |
 | p99 of B at $CONNECTIONS connections | $B_M_99 ms | ≤ 10 ms | $(verdict "$B_M_99" 10 "$BAD_B") |
+| each round's own B ÷ A / C ÷ D | $(printf '%s; ' "${SAME_ROUND[@]}" | sed 's/; $//') | — | — |
 TABLE
