@@ -78,6 +78,34 @@ pub async fn upstream() -> Upstream {
     Upstream { address, hits: hits.into_inner(), handle }
 }
 
+/// The echo upstream over HTTPS, with a self-signed certificate for
+/// 127.0.0.1; returns it with the certificate's PEM file (in `dir`).
+pub async fn tls_upstream(dir: &std::path::Path) -> (Upstream, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let pem = dir.join("upstream.pem");
+    std::fs::write(&pem, cert.cert.pem()).unwrap();
+    let chain = vec![cert.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let hits = web::Data::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let server = HttpServer::new(move || App::new().app_data(counted.clone()).default_service(web::to(echo)))
+        .workers(1)
+        .bind_rustls_0_23("127.0.0.1:0", tls)
+        .unwrap();
+    let address = format!("https://127.0.0.1:{}", server.addrs()[0].port());
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (Upstream { address, hits: hits.into_inner(), handle }, pem)
+}
+
 /// keygate proxying the inventory service to `upstream`, trusting 127.0.0.1
 /// as a proxy (for `/gate/check`); `customise` changes the rest.
 pub async fn gateway(upstream: &str, customise: impl FnOnce(&mut keygate::config::Config)) -> TestApp {
@@ -293,6 +321,41 @@ async fn an_upstream_that_fails_is_answered_502_or_504_and_its_own_errors_pass_u
     assert_eq!(body["error"], "upstream_unavailable");
     assert!(body["request_id"].is_string());
     assert_eq!(down.api_rows(1).await.last().unwrap().outcome, "upstream_error");
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_upstream_ca_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, pem) = tls_upstream(dir.path()).await;
+
+    let trusted = gateway(&upstream.address, |c| c.gateway.upstream_ca = Some(pem.clone())).await;
+    let token = inventory_token(&trusted, "ana@shop.test", &["items:read"]).await;
+    let response = trusted.api_get("/v2/items", Some(&token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["path"], "/internal/v2/items", "arrived over TLS");
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 1);
+
+    // The system's roots do not know a self-signed certificate: 502, named, audited.
+    let untrusted = gateway(&upstream.address, |_| {}).await;
+    let token = inventory_token(&untrusted, "ana@shop.test", &["items:read"]).await;
+    let response = untrusted.api_get("/v2/items", Some(&token)).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "upstream_unavailable", "{body}");
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 1, "no request reached the upstream unverified");
+    let rows = untrusted.api_rows(1).await;
+    assert_eq!(rows.last().unwrap().status, Some(502));
+
+    // A CA file that is not PEM is refused when the gateway is built, by name.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let config = keygate::config::GatewayConfig {
+        upstream: Some(upstream.address.parse().unwrap()),
+        upstream_ca: Some(bad),
+        ..Default::default()
+    };
+    let refused = keygate::gateway::proxy::Upstream::new(&config).err().expect("refused").to_string();
+    assert!(refused.contains("--upstream-ca") && refused.contains("bad.pem"), "{refused}");
 }
 
 #[tokio::test]
