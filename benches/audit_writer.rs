@@ -26,6 +26,7 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 request_id: format!("{i:032x}"),
                 client_id: None,
                 upstream: None,
+                detail: None,
             })
         })
         .collect()

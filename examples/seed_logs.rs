@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             request_id: format!("{i:032x}"),
             client_id: (i % 100 == 0).then(|| SEED_APP.to_owned()),
             upstream: None,
+            detail: None,
         });
         row.occurred_at = at;
         batch.push(row);

@@ -149,7 +149,11 @@ impl Login<'_> {
     }
 
     /// Polls the token endpoint for the device code (RFC 8628 §3.4, §3.5).
-    async fn poll(&self, http: &reqwest::Client, asked: &oauth::DeviceAuthorization) -> Result<oauth::TokenAnswer, Error> {
+    async fn poll(
+        &self,
+        http: &reqwest::Client,
+        asked: &oauth::DeviceAuthorization,
+    ) -> Result<oauth::TokenAnswer, Error> {
         let started = std::time::Instant::now();
         let lifetime = Duration::from_secs(asked.expires_in).min(self.timeout);
         let mut interval = Duration::from_secs(asked.interval.max(1));
@@ -180,9 +184,7 @@ impl Login<'_> {
                     "access_denied" => {
                         return Err(Error::AuthorizationFailed {
                             error,
-                            description: format!(
-                                "the seller denied the request ({description}); nothing was stored"
-                            ),
+                            description: format!("the seller denied the request ({description}); nothing was stored"),
                         })
                     }
                     "expired_token" => {

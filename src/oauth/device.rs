@@ -214,11 +214,10 @@ pub mod store {
 
     /// `true` the first time an expired code is reported.
     pub fn note_expiry(conn: &mut DbConnection, id: i64) -> QueryResult<bool> {
-        let updated = diesel::update(
-            oauth_device_codes::table.find(id).filter(oauth_device_codes::expiry_recorded.eq(0)),
-        )
-        .set(oauth_device_codes::expiry_recorded.eq(1))
-        .execute(conn)?;
+        let updated =
+            diesel::update(oauth_device_codes::table.find(id).filter(oauth_device_codes::expiry_recorded.eq(0)))
+                .set(oauth_device_codes::expiry_recorded.eq(1))
+                .execute(conn)?;
         Ok(updated == 1)
     }
 
@@ -292,7 +291,8 @@ impl OAuth {
     ) -> Result<DeviceAuthorization, OAuthError> {
         if !app.allows_device_flow() {
             return Err(OAuthError::UnauthorizedClient(
-                "this app may not use the device flow: its owner can turn it on under Settings -> Developer apps".into(),
+                "this app may not use the device flow: its owner can turn it on under Settings -> Developer apps"
+                    .into(),
             ));
         }
         let device = PlainToken::generate(Prefix::DeviceCode);
@@ -435,14 +435,15 @@ impl OAuth {
     ) -> Result<TokenPair, OAuthError> {
         if !app.allows_device_flow() {
             return Err(OAuthError::UnauthorizedClient(
-                "this app may not use the device flow: its owner can turn it on under Settings -> Developer apps".into(),
+                "this app may not use the device flow: its owner can turn it on under Settings -> Developer apps"
+                    .into(),
             ));
         }
         let again = "start again at /oauth/device_authorization";
-        let plain =
-            PlainToken::parse(device_code.trim()).ok().filter(|p| p.prefix() == Prefix::DeviceCode).ok_or_else(|| {
-                OAuthError::InvalidGrant(format!("this is not a device_code keygate issued; {again}"))
-            })?;
+        let plain = PlainToken::parse(device_code.trim())
+            .ok()
+            .filter(|p| p.prefix() == Prefix::DeviceCode)
+            .ok_or_else(|| OAuthError::InvalidGrant(format!("this is not a device_code keygate issued; {again}")))?;
         let this = self.clone();
         let now = self.now();
         let done = self

@@ -138,7 +138,12 @@ pub struct EntryQuery {
     user_code: Option<String>,
 }
 
-fn entry_page(user: &CurrentUser, typed: &str, error: Option<String>, status: StatusCode) -> Result<HttpResponse, PortalError> {
+fn entry_page(
+    user: &CurrentUser,
+    typed: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PortalError> {
     // Only a value that could be a code goes back into the field.
     let user_code = UserCode::parse(typed).map(|c| c.display()).unwrap_or_default();
     let page = DevicePage {

@@ -72,7 +72,8 @@ pub async fn answer(user: &User, code: &str, decision: &str) -> (StatusCode, Str
     assert!(html.contains("wants to use your keygate account"), "{html}");
     assert!(html.contains("action=\"/device\""), "the consent form posts to /device");
     let csrf = csrf_from(&html);
-    let response = user.post_raw("/device", &[("csrf_token", &csrf), ("user_code", code), ("decision", decision)]).await;
+    let response =
+        user.post_raw("/device", &[("csrf_token", &csrf), ("user_code", code), ("decision", decision)]).await;
     let status = response.status();
     (status, response.text().await.unwrap())
 }
@@ -88,8 +89,12 @@ async fn a_device_login_from_codes_to_tokens() {
     let client = register_device_app(&app, &owner.email, false, true).await;
     let seller = app.seller("ana@shop.test").await;
 
-    let metadata: Value =
-        reqwest::get(format!("{}/.well-known/oauth-authorization-server", app.address)).await.unwrap().json().await.unwrap();
+    let metadata: Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server", app.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(metadata["device_authorization_endpoint"], format!("{}/oauth/device_authorization", app.address));
     assert!(metadata["grant_types_supported"].as_array().unwrap().iter().any(|g| g == GRANT));
 
@@ -124,7 +129,8 @@ async fn a_device_login_from_codes_to_tokens() {
     let response = visitor.get(&complete).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(location(&response).starts_with("/login?next=%2Fdevice%3Fuser_code%3D"), "{}", location(&response));
-    let signed_in = visitor.post_form("/login", &[("email", "ana@shop.test"), ("password", PASSWORD), ("next", &complete)]).await;
+    let signed_in =
+        visitor.post_form("/login", &[("email", "ana@shop.test"), ("password", PASSWORD), ("next", &complete)]).await;
     assert_eq!(location(&signed_in), complete);
     let page = visitor.get_html(&complete).await;
     assert!(page.contains(&format!("value=\"{user_code}\"")), "the code is filled in");
@@ -236,7 +242,10 @@ async fn denied_expired_and_bad_polls_say_so() {
     assert_eq!((status, error_of(&json)), (StatusCode::BAD_REQUEST, "invalid_scope"), "{json}");
 
     // Client authentication as the token endpoint's.
-    let wrong = RegisteredApp { secret: Some("kgcs_wrong".into()), ..register_device_app(&app, &owner.email, false, true).await };
+    let wrong = RegisteredApp {
+        secret: Some("kgcs_wrong".into()),
+        ..register_device_app(&app, &owner.email, false, true).await
+    };
     let (status, json) = ask(&app, &wrong, &[]).await;
     assert_eq!((status, error_of(&json)), (StatusCode::UNAUTHORIZED, "invalid_client"), "{json}");
 
@@ -275,12 +284,7 @@ async fn the_device_flow_is_off_unless_the_owner_turns_it_on() {
     let edit = format!("/settings/apps/{}/edit", client.client_id);
     let form = owner.get_html(&edit).await;
     assert!(form.contains("name=\"device_flow\"") && !form.contains("name=\"device_flow\" value=\"on\" checked"));
-    let fields = [
-        ("name", "Acme WMS"),
-        ("redirect_uris", REDIRECT),
-        ("scope", "orders:read"),
-        ("device_flow", "on"),
-    ];
+    let fields = [("name", "Acme WMS"), ("redirect_uris", REDIRECT), ("scope", "orders:read"), ("device_flow", "on")];
     let saved = owner.post_form(&edit, &fields).await;
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
     let shown = owner.get_html(&format!("/settings/apps/{}", client.client_id)).await;
@@ -375,7 +379,8 @@ async fn guessing_codes_in_parallel_is_throttled_and_the_right_code_still_works(
             response.status()
         })
     });
-    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses).await.into_iter().map(Result::unwrap).collect();
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(guesses).await.into_iter().map(Result::unwrap).collect();
     let looked_up = statuses.iter().filter(|s| **s == StatusCode::NOT_FOUND).count();
     let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!(looked_up + throttled, 40, "{statuses:?}");
