@@ -301,3 +301,36 @@ async fn consent(state: &AppState, user: &CurrentUser, pending: &PendingDevice) 
     };
     render(StatusCode::OK, &page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seller_and_an_address_each_have_their_budget_and_a_refused_claim_costs_nothing() {
+        let limits = EntryLimits::default();
+        let (home, elsewhere) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        for _ in 0..ENTRY_FAILURES_PER_SELLER {
+            assert_eq!(limits.claim(1, home), Ok(()));
+        }
+        assert!(limits.claim(1, elsewhere).is_err(), "the seller's budget holds from any address");
+        assert_eq!(limits.claim(2, elsewhere), Ok(()), "another seller elsewhere is untouched");
+        // A code that led somewhere gives its claims back.
+        limits.release(1, home);
+        assert_eq!(limits.claim(1, elsewhere), Ok(()));
+
+        // One address, many sellers: the address's budget holds, and a
+        // claim it refuses gives the seller's claim back.
+        let crowded: IpAddr = "127.0.0.3".parse().unwrap();
+        let mut allowed = 0;
+        for seller in 10..30 {
+            if limits.claim(seller, crowded).is_ok() {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, ENTRY_FAILURES_PER_ADDRESS);
+        for seller in 20..30 {
+            assert_eq!(limits.per_seller.claim(&seller), Ok(()), "seller {seller} spent nothing");
+        }
+    }
+}
