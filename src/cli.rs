@@ -114,6 +114,12 @@ impl Commands {
     /// Registers an OAuth app; returns the JSON line to print:
     /// `{"client_id": "…", "client_secret": "…" | null}`.
     pub async fn create_app(&self, args: AppArgs<'_>) -> anyhow::Result<String> {
+        self.create_app_with_device_flow(args, false).await
+    }
+
+    /// `app create`, with the device authorization grant (RFC 8628) turned
+    /// on when `device_flow` (`--device-flow`).
+    pub async fn create_app_with_device_flow(&self, args: AppArgs<'_>, device_flow: bool) -> anyhow::Result<String> {
         let email = Email::parse(args.email).map_err(|e| anyhow!("--email: {e}"))?;
         let registration = Registration::parse(
             RegistrationInput {
@@ -123,6 +129,7 @@ impl Commands {
                 redirect_prefixes: args.redirect_prefixes.iter().map(String::as_str).collect(),
                 scopes: args.scopes.iter().map(String::as_str).collect(),
                 confidential: !args.public,
+                device_flow,
             },
             &self.catalogue,
         )

@@ -298,6 +298,9 @@ pub enum AppCommand {
         public: bool,
         #[arg(long, default_value = "")]
         homepage: String,
+        /// Allow the device authorization grant (RFC 8628) for this app.
+        #[arg(long)]
+        device_flow: bool,
     },
     /// Delete an app; every grant and token it holds dies with it.
     Delete { client_id: String },
@@ -574,6 +577,11 @@ pub struct OAuthConfig {
     /// document 001). Not a flag; the test suite raises it where a test is
     /// not about it.
     pub authorize_per_10s: u32,
+    /// The device authorization grant's polling interval: 5 s (SPEC §8).
+    /// Not a flag; the interop tests shorten it to keep their clients quick.
+    pub device_interval_secs: u32,
+    /// How long a device code and its user code live: 600 s (SPEC §8).
+    pub device_code_ttl: chrono::Duration,
 }
 
 impl Default for OAuthConfig {
@@ -584,6 +592,8 @@ impl Default for OAuthConfig {
             refresh_grace: chrono::Duration::seconds(60),
             token_rate_per_minute: 6_000,
             authorize_per_10s: 5,
+            device_interval_secs: 5,
+            device_code_ttl: chrono::Duration::seconds(600),
         }
     }
 }

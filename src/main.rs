@@ -94,6 +94,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
             scopes,
             public,
             homepage,
+            device_flow,
         }) => {
             let commands = commands(&url)?;
             let args = AppArgs {
@@ -105,7 +106,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
                 scopes: &scopes,
                 public,
             };
-            println!("{}", runtime()?.block_on(commands.create_app(args))?);
+            println!("{}", runtime()?.block_on(commands.create_app_with_device_flow(args, device_flow))?);
             Ok(())
         }
         Command::App(AppCommand::Delete { client_id }) => {

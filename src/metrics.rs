@@ -105,7 +105,7 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new(
                     "keygate_oauth_token_requests_total",
-                    "Token-endpoint requests by grant type (authorization_code: grants, refresh_token: refreshes) and result (ok or the OAuth error code)",
+                    "Token-endpoint requests by grant type (authorization_code: grants, refresh_token: refreshes, device_code: device polls) and result (ok or the OAuth error code)",
                 ),
                 &["grant_type", "result"],
             )
@@ -149,6 +149,7 @@ impl Metrics {
     pub fn oauth_token(&self, grant_type: &str, result: &str) {
         let grant_type = match grant_type {
             "authorization_code" | "refresh_token" => grant_type,
+            crate::oauth::device::GRANT_TYPE => "device_code",
             _ => "other",
         };
         self.oauth_tokens.with_label_values(&[grant_type, result]).inc();

@@ -277,7 +277,7 @@ async fn handle(state: &AppState, entry: &Reported, ctx: &EventContext) -> anyho
             Ok(true)
         }
         Prefix::ClientSecret => client_secret(state, plain, &url, &source, ctx).await,
-        Prefix::AuthorizationCode => Ok(false),
+        Prefix::AuthorizationCode | Prefix::DeviceCode => Ok(false),
     }
 }
 

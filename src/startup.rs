@@ -143,6 +143,7 @@ impl Application {
                 Some(url) => RateLimits::shared(limits::redis::RedisLimiter::start(url)?, "oauth", limits::MAX_KEYS),
                 None => RateLimits::local(limits::MAX_KEYS),
             },
+            device_entries: Default::default(),
             client_auth_failures: FailureBudget::new(
                 crate::oauth_endpoints::token::FAILED_AUTH_PER_MINUTE,
                 Duration::from_secs(60),
@@ -464,6 +465,7 @@ pub async fn hourly(db: &Db, retention: chrono::Duration, now: chrono::NaiveDate
     db.run(move |conn| {
         crate::oauth::codes::forget_expired(conn, now)?;
         crate::oauth::refresh::forget_expired(conn, now)?;
+        crate::oauth::device::store::forget_expired(conn, now)?;
         for created in crate::audit::partitions::ensure(conn, now)? {
             tracing::info!(partition = %created, "created an audit partition");
         }

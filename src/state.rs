@@ -39,6 +39,8 @@ pub struct AppState {
     pub authorize_limits: RateLimits<IpAddr>,
     /// Token-endpoint requests per client and per address.
     pub oauth_limits: RateLimits<crate::oauth::apps::LimitKey>,
+    /// Typed device codes that led nowhere, per seller and per address.
+    pub device_entries: crate::oauth_endpoints::device::EntryLimits,
     /// Failed OAuth client authentications per address and client.
     pub client_auth_failures: FailureBudget<(IpAddr, crate::oauth::apps::ClientId)>,
     /// The secret-scanning partner's keys; `None`: leak reports are off.

@@ -53,7 +53,7 @@ pub use client::{Client, ClientBuilder, API_TOKEN_CLIENT};
 pub use config::{Config, Notify};
 pub use error::Error;
 pub use http::{backoff, is_idempotent, parse_server, Response};
-pub use oauth::OAuthApp;
+pub use oauth::{DeviceAuthorization, OAuthApp};
 pub use pages::Pages;
 pub use store::{Location, Store, TokenFile, Tokens};
 

@@ -3,6 +3,12 @@
 //! seller to the authorization URL, waits for the redirect, checks `state`
 //! and `iss`, exchanges the code, learns whose tokens they are and stores
 //! them — never over a store that holds something else.
+//!
+//! `login --device`: the device authorization grant (RFC 8628) for hosts
+//! without a browser. The tool asks for a device code, shows the user code
+//! and where to type it, and polls the token endpoint at the server's
+//! interval (5 s more after each `slow_down`) until the seller answers or
+//! the code expires; the tokens are then stored as above.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,6 +40,8 @@ struct Metadata {
     issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
+    #[serde(default)]
+    device_authorization_endpoint: Option<String>,
 }
 
 /// What the loopback listener got.
@@ -92,12 +100,7 @@ impl Login<'_> {
             Callback::Code { code } => code,
             Callback::Refused { error, description } => return Err(Error::AuthorizationFailed { error, description }),
         };
-        if metadata.token_endpoint != format!("{}/oauth/token", self.server) {
-            return Err(Error::Protocol(format!(
-                "the server's token endpoint is {}, not under {}",
-                metadata.token_endpoint, self.server
-            )));
-        }
+        check_token_endpoint(&metadata, self.server)?;
         let answer = oauth::exchange(
             &http,
             self.server,
@@ -111,6 +114,106 @@ impl Login<'_> {
             ],
         )
         .await?;
+        self.keep(&http, answer).await
+    }
+
+    /// Runs the device flow; `show` gets the user code and where to type it
+    /// (to print them). Polls until the seller answers, the code expires or
+    /// `timeout` passes.
+    pub async fn run_device(&self, show: impl FnOnce(&oauth::DeviceAuthorization)) -> Result<Tokens, Error> {
+        self.store.ready().await?;
+        let config = self.config;
+        let http = crate::http::http_client(self.ca_file, config.timeout)?;
+        let metadata = discover(&http, self.server).await?;
+        check_token_endpoint(&metadata, self.server)?;
+        let endpoint = match &metadata.device_authorization_endpoint {
+            Some(endpoint) if *endpoint == format!("{}/oauth/device_authorization", self.server) => endpoint.clone(),
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "the server's device authorization endpoint is {other}, not under {}",
+                    self.server
+                )))
+            }
+            None => {
+                return Err(Error::Protocol(format!(
+                    "{} offers no device authorization endpoint (RFC 8628): use `login` without --device",
+                    self.server
+                )))
+            }
+        };
+        let scope = self.scopes.join(" ");
+        let asked = oauth::device_authorization(&http, &endpoint, self.server, config, self.app, &scope).await?;
+        show(&asked);
+        let answer = self.poll(&http, &asked).await?;
+        self.keep(&http, answer).await
+    }
+
+    /// Polls the token endpoint for the device code (RFC 8628 §3.4, §3.5).
+    async fn poll(
+        &self,
+        http: &reqwest::Client,
+        asked: &oauth::DeviceAuthorization,
+    ) -> Result<oauth::TokenAnswer, Error> {
+        let started = std::time::Instant::now();
+        let lifetime = Duration::from_secs(asked.expires_in).min(self.timeout);
+        let mut interval = Duration::from_secs(asked.interval.max(1));
+        let fields = [("grant_type", DEVICE_GRANT), ("device_code", asked.device_code.as_str())];
+        loop {
+            if started.elapsed() >= lifetime {
+                return Err(Error::AuthorizationFailed {
+                    error: "expired_token".into(),
+                    description: format!(
+                        "nobody typed the code {} within {} s; run `keygate-client login --device` again for a new code",
+                        asked.user_code,
+                        lifetime.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(interval).await;
+            match oauth::token_once(http, self.server, self.app, &fields, None).await {
+                Ok(answer) => return Ok(answer),
+                Err(oauth::Failure::Final(Error::OAuth { error, description, .. })) => match error.as_str() {
+                    "authorization_pending" => {}
+                    "slow_down" => {
+                        interval += Duration::from_secs(5);
+                        self.config.notify.say(&format!(
+                            "the server asked to poll more slowly; polling every {} s",
+                            interval.as_secs()
+                        ));
+                    }
+                    "access_denied" => {
+                        return Err(Error::AuthorizationFailed {
+                            error,
+                            description: format!("the seller denied the request ({description}); nothing was stored"),
+                        })
+                    }
+                    "expired_token" => {
+                        return Err(Error::AuthorizationFailed {
+                            error,
+                            description: format!(
+                                "{description}; run `keygate-client login --device` again for a new code"
+                            ),
+                        })
+                    }
+                    _ => return Err(Error::OAuth { status: 400, error, description }),
+                },
+                Err(oauth::Failure::Final(other)) => return Err(other),
+                Err(oauth::Failure::Retry { asked: wait, why, .. }) => {
+                    // A 429 or a server away for a moment: wait as asked, at
+                    // least the interval, and poll on while the code lives.
+                    let wait = wait.unwrap_or(interval).max(interval);
+                    self.config.notify.say(&format!("{why}; polling again in {} s", wait.as_secs()));
+                    tokio::time::sleep(wait.saturating_sub(interval)).await;
+                }
+            }
+        }
+    }
+
+    /// The new tokens, stored once it is known whose they are; revoked when
+    /// they cannot be kept.
+    async fn keep(&self, http: &reqwest::Client, answer: oauth::TokenAnswer) -> Result<Tokens, Error> {
+        let config = self.config;
+        let http = http.clone();
         let mut tokens = answer.into_tokens(self.server, &self.app.client_id, None, None)?;
         let seller = match whose(&http, self.server, config, self.app, &tokens).await {
             Ok(seller) => seller,
@@ -152,6 +255,19 @@ impl Login<'_> {
         let config = Config { max_retries: 1, notify: crate::Notify::silent(), ..self.config.clone() };
         let _ = oauth::revoke(http, self.server, &config, self.app, &tokens.refresh_token, "refresh_token").await;
     }
+}
+
+/// RFC 8628's grant type at the token endpoint.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+fn check_token_endpoint(metadata: &Metadata, server: &str) -> Result<(), Error> {
+    if metadata.token_endpoint != format!("{server}/oauth/token") {
+        return Err(Error::Protocol(format!(
+            "the server's token endpoint is {}, not under {server}",
+            metadata.token_endpoint
+        )));
+    }
+    Ok(())
 }
 
 /// The seller the new tokens act for: the `sub` of the refresh token's

@@ -162,6 +162,43 @@ pub(crate) async fn exchange(
     }
 }
 
+/// RFC 8628 §3.2's answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    #[serde(default)]
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: u64,
+    /// RFC 8628 §3.2: 5 s when the server names none.
+    #[serde(default = "default_interval")]
+    pub interval: u64,
+}
+
+fn default_interval() -> u64 {
+    5
+}
+
+/// RFC 8628 §3.1: a device code and a user code for the app. Asking again
+/// only makes another pair, so transient failures are retried.
+pub(crate) async fn device_authorization(
+    http: &reqwest::Client,
+    endpoint: &str,
+    server: &str,
+    config: &Config,
+    app: &OAuthApp,
+    scope: &str,
+) -> Result<DeviceAuthorization, Error> {
+    let mut fields = Vec::new();
+    if !scope.is_empty() {
+        fields.push(("scope", scope));
+    }
+    let bytes = with_retries(config, server, || app.post(http, endpoint, &fields)).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Protocol(format!("the device authorization answer is not RFC 8628's: {e}")))
+}
+
 /// RFC 7009: revokes `token` (a refresh token takes its chain with it).
 /// Revocation is idempotent, so every transient failure is retried.
 pub(crate) async fn revoke(

@@ -1,7 +1,8 @@
 //! The OAuth server's endpoints in the OpenAPI document: `/oauth/token`,
-//! `/oauth/revoke`, `/oauth/introspect` (form-encoded, RFC 6749, 7009,
-//! 7662) and the RFC 8414 metadata document. `/oauth/authorize` is a
-//! browser page (login and consent), not an API call, and is left out.
+//! `/oauth/revoke`, `/oauth/introspect`, `/oauth/device_authorization`
+//! (form-encoded, RFC 6749, 7009, 7662, 8628) and the RFC 8414 metadata
+//! document. `/oauth/authorize` and `/device` are browser pages (login and
+//! consent), not API calls, and are left out.
 
 use serde_json::{json, Map, Value};
 
@@ -31,7 +32,7 @@ fn refusals() -> Map<String, Value> {
     map.insert(
         "400".into(),
         answer(
-            "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope` (RFC 6749 §5.2)",
+            "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope` (RFC 6749 §5.2); for the device grant `authorization_pending`, `slow_down`, `access_denied`, `expired_token` (RFC 8628 §3.5)",
             error(),
             &[],
         ),
@@ -92,11 +93,21 @@ pub fn add(paths: &mut Map<String, Value>) {
     paths.insert(
         "/oauth/token".into(),
         json!({"post": form_operation(
-            "Exchange an authorization code, or refresh",
-            "RFC 6749 §4.1.3 (with PKCE, RFC 7636) and §6. The client authenticates with Basic, in the form, or (public client) with client_id alone.",
+            "Exchange an authorization code or a device code, or refresh",
+            "RFC 6749 §4.1.3 (with PKCE, RFC 7636) and §6, and RFC 8628 §3.4 (grant_type urn:ietf:params:oauth:grant-type:device_code). The client authenticates with Basic, in the form, or (public client) with client_id alone.",
             "postOauthToken",
             "TokenRequest",
             answer("A new access and refresh token", reference("TokenPair"), &[]),
+        )}),
+    );
+    paths.insert(
+        "/oauth/device_authorization".into(),
+        json!({"post": form_operation(
+            "Start the device flow",
+            "RFC 8628 §3.1: a device code for the app to poll /oauth/token with, and a user code for the seller to type at verification_uri. The app must have the device flow turned on (else `unauthorized_client`).",
+            "postOauthDeviceAuthorization",
+            "DeviceAuthorizationRequest",
+            answer("The codes, where to type the user code, and the polling interval", reference("DeviceAuthorization"), &[]),
         )}),
     );
     paths.insert(
@@ -138,7 +149,8 @@ pub fn schemas() -> Map<String, Value> {
     let mut token_request = client_fields();
     token_request.extend(
         json!({
-            "grant_type": {"type": "string", "enum": ["authorization_code", "refresh_token"]},
+            "grant_type": {"type": "string", "enum": ["authorization_code", "refresh_token", crate::oauth::device::GRANT_TYPE]},
+            "device_code": {"type": "string", "description": "the device code grant: the device_code from /oauth/device_authorization"},
             "code": {"type": "string", "description": "authorization_code: the code from the redirect"},
             "redirect_uri": {"type": "string", "description": "authorization_code: as sent to /oauth/authorize"},
             "code_verifier": {"type": "string", "description": "authorization_code: the PKCE verifier (RFC 7636)"},
@@ -159,6 +171,27 @@ pub fn schemas() -> Map<String, Value> {
     map.insert(
         "TokenRequest".into(),
         json!({"type": "object", "required": ["grant_type"], "properties": token_request}),
+    );
+    let mut device_request = client_fields();
+    device_request.insert(
+        "scope".into(),
+        json!({"type": "string", "description": "Space-separated scopes the app may ask for; none: all of them"}),
+    );
+    map.insert("DeviceAuthorizationRequest".into(), json!({"type": "object", "properties": device_request}));
+    map.insert(
+        "DeviceAuthorization".into(),
+        json!({
+            "type": "object",
+            "required": ["device_code", "user_code", "verification_uri", "verification_uri_complete", "expires_in", "interval"],
+            "properties": {
+                "device_code": {"type": "string"},
+                "user_code": {"type": "string", "pattern": "^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$"},
+                "verification_uri": {"type": "string"},
+                "verification_uri_complete": {"type": "string"},
+                "expires_in": {"type": "integer"},
+                "interval": {"type": "integer"},
+            },
+        }),
     );
     map.insert("TokenOnly".into(), json!({"type": "object", "required": ["token"], "properties": token_only}));
     map.insert(
@@ -215,6 +248,7 @@ pub fn schemas() -> Map<String, Value> {
                 "token_endpoint": {"type": "string"},
                 "revocation_endpoint": {"type": "string"},
                 "introspection_endpoint": {"type": "string"},
+                "device_authorization_endpoint": {"type": "string"},
                 "jwks_uri": {"type": "string", "description": "The keys that verify Keygate-Assertion"},
                 "scopes_supported": {"type": "array", "items": {"type": "string"}},
                 "response_types_supported": {"type": "array", "items": {"type": "string"}},

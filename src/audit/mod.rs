@@ -85,6 +85,12 @@ pub enum SecurityEvent {
     CodeReplayed,
     OAuthTokenRevoked,
     GrantRevoked,
+    /// An app asked for a device authorization (RFC 8628).
+    DeviceAuthorizationRequested,
+    /// A seller typed a user code that is unknown, expired or used.
+    DeviceCodeEntryFailed,
+    /// A device code was polled after it expired, unanswered.
+    DeviceCodeExpired,
 }
 
 impl SecurityEvent {
@@ -122,6 +128,9 @@ impl SecurityEvent {
             SecurityEvent::CodeReplayed => "code_replayed",
             SecurityEvent::OAuthTokenRevoked => "oauth_token_revoked",
             SecurityEvent::GrantRevoked => "grant_revoked",
+            SecurityEvent::DeviceAuthorizationRequested => "device_authorization_requested",
+            SecurityEvent::DeviceCodeEntryFailed => "device_code_entry_failed",
+            SecurityEvent::DeviceCodeExpired => "device_code_expired",
         }
     }
 
@@ -134,7 +143,9 @@ impl SecurityEvent {
             | SecurityEvent::AuthorizationDenied
             | SecurityEvent::LeakReportRejected
             | SecurityEvent::RefreshReuseDetected
-            | SecurityEvent::CodeReplayed => Outcome::Failed,
+            | SecurityEvent::CodeReplayed
+            | SecurityEvent::DeviceCodeEntryFailed
+            | SecurityEvent::DeviceCodeExpired => Outcome::Failed,
             _ => Outcome::Ok,
         }
     }

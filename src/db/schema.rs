@@ -74,6 +74,7 @@ diesel::table! {
         updated_at -> Timestamp,
         suspended_at -> Nullable<Timestamp>,
         suspended_by -> Nullable<BigInt>,
+        device_flow -> Integer,
     }
 }
 
@@ -120,6 +121,28 @@ diesel::table! {
         successor_id -> Nullable<BigInt>,
         successor_sealed -> Nullable<Text>,
         revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_device_codes (id) {
+        id -> BigInt,
+        public_id -> Text,
+        secret_digest -> Text,
+        user_code_digest -> Text,
+        app_id -> BigInt,
+        scopes -> Text,
+        status -> Text,
+        interval_secs -> Integer,
+        last_polled_at -> Nullable<Timestamp>,
+        seller_id -> Nullable<BigInt>,
+        grant_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        decided_at -> Nullable<Timestamp>,
+        used_at -> Nullable<Timestamp>,
+        family -> Nullable<Text>,
+        expiry_recorded -> Integer,
     }
 }
 

@@ -43,11 +43,17 @@ pub struct App {
     pub updated_at: NaiveDateTime,
     pub suspended_at: Option<NaiveDateTime>,
     pub suspended_by: Option<i64>,
+    pub device_flow: i32,
 }
 
 impl App {
     pub fn is_confidential(&self) -> bool {
         self.confidential != 0
+    }
+
+    /// Whether the owner turned on the device authorization grant (RFC 8628).
+    pub fn allows_device_flow(&self) -> bool {
+        self.device_flow != 0
     }
 
     pub fn redirects(&self) -> Redirects {
@@ -152,6 +158,8 @@ pub struct RegistrationInput<'a> {
     pub redirect_prefixes: Vec<&'a str>,
     pub scopes: Vec<&'a str>,
     pub confidential: bool,
+    /// The device authorization grant (RFC 8628) is allowed.
+    pub device_flow: bool,
 }
 
 /// A registration where every field is valid.
@@ -163,6 +171,7 @@ pub struct Registration {
     pub prefixes: Vec<RedirectRule>,
     pub scopes: ScopeSet,
     pub confidential: bool,
+    pub device_flow: bool,
 }
 
 impl Registration {
@@ -231,7 +240,15 @@ impl Registration {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self { name: name.to_owned(), homepage, uris, prefixes, scopes, confidential: input.confidential })
+        Ok(Self {
+            name: name.to_owned(),
+            homepage,
+            uris,
+            prefixes,
+            scopes,
+            confidential: input.confidential,
+            device_flow: input.device_flow,
+        })
     }
 }
 
@@ -254,6 +271,7 @@ pub fn insert(
             oauth_apps::redirect_prefixes.eq(Redirects::to_stored(&registration.prefixes)),
             oauth_apps::scopes.eq(registration.scopes.to_stored()),
             oauth_apps::confidential.eq(i32::from(registration.confidential)),
+            oauth_apps::device_flow.eq(i32::from(registration.device_flow)),
             oauth_apps::secret_id.eq(secret.map(|(id, _)| id)),
             oauth_apps::secret_hash.eq(secret.map(|(_, hash)| hash)),
             oauth_apps::created_at.eq(now),
@@ -277,6 +295,7 @@ pub fn update(
             oauth_apps::redirect_uris.eq(Redirects::to_stored(&registration.uris)),
             oauth_apps::redirect_prefixes.eq(Redirects::to_stored(&registration.prefixes)),
             oauth_apps::scopes.eq(registration.scopes.to_stored()),
+            oauth_apps::device_flow.eq(i32::from(registration.device_flow)),
             oauth_apps::updated_at.eq(now),
         ))
         .execute(conn)
@@ -404,6 +423,7 @@ mod tests {
             redirect_prefixes: vec![],
             scopes: vec!["orders:read", "inventory:write"],
             confidential: true,
+            device_flow: false,
         }
     }
 
@@ -423,6 +443,7 @@ mod tests {
                 redirect_prefixes: vec!["https://wms.example/oauth?x"],
                 scopes: vec!["orders:delete"],
                 confidential: false,
+                device_flow: false,
             },
             &demo(),
         )

@@ -32,6 +32,15 @@ pub enum OAuthError {
     TemporarilyUnavailable(String),
     #[error("the server could not complete the request")]
     ServerError,
+    /// RFC 8628 §3.5: the seller has not answered yet; poll again.
+    #[error("the seller has not answered yet; poll again in {interval} s")]
+    AuthorizationPending { interval: u64 },
+    /// RFC 8628 §3.5: polled faster than the interval, which is now longer.
+    #[error("polling too fast: wait at least {interval} s between requests (the interval grew by 5 s)")]
+    PollingTooFast { interval: u64 },
+    /// RFC 8628 §3.5: the device code expired.
+    #[error("{0}")]
+    ExpiredToken(String),
 }
 
 /// `text` in the characters RFC 6749 allows in `error_description`
@@ -86,6 +95,9 @@ impl OAuthError {
             OAuthError::SlowDown { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
+            OAuthError::AuthorizationPending { .. } => "authorization_pending",
+            OAuthError::PollingTooFast { .. } => "slow_down",
+            OAuthError::ExpiredToken(_) => "expired_token",
         }
     }
 
@@ -205,6 +217,9 @@ mod tests {
             OAuthError::SlowDown { retry_after: 7 },
             OAuthError::TemporarilyUnavailable(text()),
             OAuthError::ServerError,
+            OAuthError::AuthorizationPending { interval: 5 },
+            OAuthError::PollingTooFast { interval: 10 },
+            OAuthError::ExpiredToken(text()),
         ];
         for error in errors {
             assert!(is_rfc6749_text(&error.description()), "{:?}", error.description());

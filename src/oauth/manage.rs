@@ -31,11 +31,12 @@ impl OAuth {
             app,
             ctx,
             format!(
-                "{} ({}): redirects {}, scopes {}",
+                "{} ({}): redirects {}, scopes {}, device flow {}",
                 registration.name,
                 app.client_id,
                 registration.uris.len() + registration.prefixes.len(),
-                registration.scopes.to_stored()
+                registration.scopes.to_stored(),
+                if registration.device_flow { "on" } else { "off" }
             ),
         );
         let app_id = app.id;

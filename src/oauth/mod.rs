@@ -13,6 +13,7 @@
 
 pub mod apps;
 pub mod codes;
+pub mod device;
 pub mod error;
 pub mod grants;
 pub mod listing;

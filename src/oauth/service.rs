@@ -78,7 +78,7 @@ pub struct TokenPair {
 
 /// What a spent refresh token keeps, sealed, for the grace.
 #[derive(Serialize, Deserialize)]
-struct Successor {
+pub(super) struct Successor {
     access_token: String,
     refresh_token: String,
     access_expires_at: i64,
@@ -88,7 +88,7 @@ struct Successor {
 
 /// A transaction's end: done, or refused after writing what a refusal
 /// writes (a chain revoked on reuse), which must commit too.
-enum Done<T> {
+pub(super) enum Done<T> {
     Ok(T),
     Refused(OAuthError),
 }
@@ -99,7 +99,7 @@ pub struct OAuth {
     verifier: Arc<Verifier>,
     pub(super) tokens: Arc<TokenCache>,
     clock: Arc<Clock>,
-    config: OAuthConfig,
+    pub(super) config: OAuthConfig,
     issuer: PublicUrl,
     /// The origins of public apps' redirect URIs, read at most every
     /// [`ORIGINS_TTL`] (at once after a change here).
@@ -123,15 +123,15 @@ pub struct RevokedOAuthToken {
     pub newly: bool,
 }
 
-fn digest_matches(stored: &str, secret: &str) -> bool {
+pub(super) fn digest_matches(stored: &str, secret: &str) -> bool {
     stored.as_bytes().ct_eq(stored_digest(secret).as_bytes()).into()
 }
 
-fn rfc3339(at: NaiveDateTime) -> String {
+pub(super) fn rfc3339(at: NaiveDateTime) -> String {
     crate::time::rfc3339(at)
 }
 
-const AUTHORIZE_AGAIN: &str = "send the seller through /oauth/authorize again";
+pub(super) const AUTHORIZE_AGAIN: &str = "send the seller through /oauth/authorize again";
 
 impl OAuth {
     pub fn new(
@@ -353,7 +353,7 @@ impl OAuth {
         self.db.run(move |conn| audit::record(conn, SecurityEvent::AuthorizationDenied, about)).await
     }
 
-    fn token_pair(
+    pub(super) fn token_pair(
         &self,
         conn: &mut DbConnection,
         now: NaiveDateTime,

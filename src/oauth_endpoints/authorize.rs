@@ -46,6 +46,18 @@ pub const MAX_STATE: usize = 2_048;
 const OAUTH_PARAMS: &[&str] =
     &["response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method"];
 
+/// The scopes of a request as the consent page lists them: writes and
+/// reads, each marked new when `held` (the seller's grant) lacks it.
+pub fn scope_lines(scopes: &ScopeSet, held: &ScopeSet, catalogue: &ScopeCatalogue) -> (Vec<ScopeLine>, Vec<ScopeLine>) {
+    let line = |scope: &Scope| ScopeLine {
+        name: scope.as_str().to_owned(),
+        sentence: catalogue.describe(scope).to_owned(),
+        new: !held.contains(scope),
+    };
+    let (writes, reads): (Vec<&Scope>, Vec<&Scope>) = scopes.iter().partition(|s| s.is_write());
+    (reads.into_iter().map(line).collect(), writes.into_iter().map(line).collect())
+}
+
 pub struct ScopeLine {
     pub name: String,
     pub sentence: String,
@@ -67,6 +79,11 @@ pub struct ConsentPage {
     pub csrf_token: String,
     pub hidden: Vec<(String, String)>,
     pub error: Option<String>,
+    /// Where the form posts: `/oauth/authorize`, or `/device`.
+    pub action: &'static str,
+    /// On `/device`: the user code the seller typed, to check against the
+    /// device's screen (there is no redirect back to name instead).
+    pub device_code: Option<String>,
 }
 
 #[derive(Template)]
@@ -523,6 +540,8 @@ impl Consent<'_> {
             csrf_token: self.user.csrf_token.clone(),
             hidden: vec![("request".to_owned(), self.request.to_owned())],
             error,
+            action: "/oauth/authorize",
+            device_code: None,
         };
         let mut response = render(status, &page)?;
         // The form posts here, and the answer is a redirect to the app: browsers

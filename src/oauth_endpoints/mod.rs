@@ -1,10 +1,13 @@
 //! The HTTP side of the OAuth server: `/oauth/authorize` (with login and
 //! consent), `/oauth/token`, `/oauth/revoke` (RFC 7009), `/oauth/introspect`
-//! (RFC 7662) and the metadata document (RFC 8414). The protocol itself is
+//! (RFC 7662), the device authorization grant (RFC 8628:
+//! `/oauth/device_authorization` and the seller's `/device`) and the
+//! metadata document (RFC 8414). The protocol itself is
 //! `crate::oauth`.
 
 pub mod authorize;
 pub mod cors;
+pub mod device;
 pub mod metadata;
 pub mod token;
 
@@ -45,6 +48,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(cors::for_public_apps))
             .route(web::post().to(token::token))
             .default_service(web::to(allow_only("POST"))),
+    )
+    .service(
+        web::resource("/oauth/device_authorization")
+            .wrap(from_fn(json_refusals))
+            .wrap(from_fn(cors::for_public_apps))
+            .route(web::post().to(device::device_authorization))
+            .default_service(web::to(allow_only("POST"))),
+    )
+    .service(
+        web::resource("/device")
+            .route(web::get().to(device::entry))
+            .route(web::post().to(device::submit))
+            .default_service(web::to(allow_only("GET, POST"))),
     )
     .service(
         web::resource("/oauth/revoke")

@@ -24,7 +24,7 @@ pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
 
 /// The client behind the request, within its limits. A `client_id` that
 /// cannot be one is refused before any table sees it.
-async fn client(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<(Params, App), OAuthError> {
+pub(super) async fn client(req: &HttpRequest, state: &AppState, body: &[u8]) -> Result<(Params, App), OAuthError> {
     let from: Option<IpAddr> = crate::remote::of_request(req, &state.config.trusted_proxies).ip;
     let (params, auth) = token_request(req, body)?;
     let client_id = ClientId::parse(auth.client_id()).ok_or_else(|| OAuthError::InvalidClient {
@@ -88,9 +88,14 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
                 let narrower = scope_param(&params, &state.gate.api.current().catalogue)?;
                 state.oauth.refresh(app, token, narrower, from, ctx).await
             }
+            Some(crate::oauth::device::GRANT_TYPE) => {
+                let device_code = required("device_code")?;
+                state.oauth.poll_device(app, device_code, ctx).await
+            }
             Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
-                "grant_type {} is not supported: use authorization_code or refresh_token",
-                quoted(other)
+                "grant_type {} is not supported: use authorization_code, refresh_token or {}",
+                quoted(other),
+                crate::oauth::device::GRANT_TYPE
             ))),
             None => Err(OAuthError::InvalidRequest("grant_type is required".into())),
         }

@@ -41,6 +41,8 @@ pub struct AppView {
     pub name: String,
     pub homepage: Option<String>,
     pub confidential: bool,
+    /// The device authorization grant (RFC 8628) is on.
+    pub device_flow: bool,
     pub redirect_uris: Vec<String>,
     pub redirect_prefixes: Vec<String>,
     pub reads: Vec<ScopeWords>,
@@ -66,6 +68,7 @@ impl AppView {
             name: app.name.clone(),
             homepage: app.homepage.clone(),
             confidential: app.is_confidential(),
+            device_flow: app.allows_device_flow(),
             redirect_uris: lines(&app.redirect_uris),
             redirect_prefixes: lines(&app.redirect_prefixes),
             reads,
@@ -104,6 +107,8 @@ pub struct AppFormPage {
     pub redirect_uris: String,
     pub redirect_prefixes: String,
     pub confidential: bool,
+    /// The device authorization grant checkbox.
+    pub device_flow: bool,
     pub groups: Vec<ScopeGroupView>,
     /// Problems with the name, the homepage or the form itself.
     pub errors: Vec<String>,

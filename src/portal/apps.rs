@@ -117,6 +117,11 @@ fn form_page(
             (None, Some(form)) => form.get("client_type") != "public",
             (None, None) => true,
         },
+        device_flow: match (form, editing) {
+            (Some(form), _) => device_flow_checked(form),
+            (None, Some(app)) => app.allows_device_flow(),
+            (None, None) => false,
+        },
         groups: scope_groups(&selected, catalogue),
         errors,
         redirect_errors,
@@ -135,6 +140,7 @@ fn parse_form(form: &FormFields, confidential: bool, catalogue: &ScopeCatalogue)
         redirect_prefixes: form.get("redirect_prefixes").lines().collect(),
         scopes: scopes.clone(),
         confidential,
+        device_flow: device_flow_checked(form),
     };
     let parsed = Registration::parse(input, catalogue);
     if scopes.iter().all(|s| s.trim().is_empty()) {
@@ -143,6 +149,11 @@ fn parse_form(form: &FormFields, confidential: bool, catalogue: &ScopeCatalogue)
         return Err(errors);
     }
     parsed
+}
+
+/// The "Device flow" checkbox (off by default, RFC 8628).
+fn device_flow_checked(form: &FormFields) -> bool {
+    matches!(form.get("device_flow"), "on" | "1" | "true")
 }
 
 fn client_type(form: &FormFields) -> Result<bool, String> {

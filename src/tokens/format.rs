@@ -40,16 +40,19 @@ pub enum Prefix {
     OAuthRefresh,
     ClientSecret,
     AuthorizationCode,
+    /// RFC 8628's `device_code`.
+    DeviceCode,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 6] = [
+    pub const ALL: [Prefix; 7] = [
         Prefix::Personal,
         Prefix::Service,
         Prefix::OAuthAccess,
         Prefix::OAuthRefresh,
         Prefix::ClientSecret,
         Prefix::AuthorizationCode,
+        Prefix::DeviceCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Prefix {
             Prefix::OAuthRefresh => "kgr_",
             Prefix::ClientSecret => "kgcs_",
             Prefix::AuthorizationCode => "kgac_",
+            Prefix::DeviceCode => "kgdc_",
         }
     }
 

@@ -3,7 +3,8 @@
 //! copy it once, rotate it, revoke it), and an OAuth app's (a developer
 //! registers it, a seller signs in and allows it, the app gets its callback,
 //! exchanges the code and calls the API, the seller sees the call and the
-//! app in API Logs and revokes it under Authorized apps).
+//! app in API Logs and revokes it under Authorized apps), and a device's
+//! (a seller opens /device, signs in, types the code and allows).
 //!
 //! Needs `chromedriver` and Chromium. Without them the test is skipped with a
 //! notice, unless `KEYGATE_REQUIRE_BROWSER=1` (as in CI) makes that a failure.
@@ -664,6 +665,74 @@ async fn callback_server() -> (u16, tokio::sync::oneshot::Receiver<String>) {
         }
     });
     (port, rx)
+}
+
+#[tokio::test]
+async fn a_seller_connects_a_device_in_a_real_browser() {
+    let Some((chromedriver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let client = connect(&driver, &chromium, profile.path()).await;
+    let app = spawn_app().await;
+    let outcome = tokio::spawn(device_journey(client.clone(), app)).await;
+    let closed = client.close().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    closed.expect("the WebDriver session closes");
+    drop(driver);
+}
+
+/// An app on a machine without a browser shows a code; the seller opens
+/// /device, signs in, types the code (any case, no hyphen), sees the
+/// consent page and allows; the app's next poll gets the tokens.
+async fn device_journey(c: Client, app: TestApp) {
+    use crate::device::{ask, poll, register_device_app};
+    let owner = app.seller("dev@wms.test").await;
+    app.seller("ana@shop.test").await;
+    let wms = register_device_app(&app, &owner.email, false, true).await;
+    let (_, asked) = ask(&app, &wms, &[("scope", "orders:read")]).await;
+    let (device_code, user_code) = (asked["device_code"].as_str().unwrap(), asked["user_code"].as_str().unwrap());
+    let (_, pending) = poll(&app, &wms, device_code).await;
+    assert_eq!(pending["error"], "authorization_pending");
+
+    // Not signed in: the sign-in page, then straight back to /device.
+    c.goto(asked["verification_uri"].as_str().unwrap()).await.unwrap();
+    wait_for_path(&c, "/login").await;
+    field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
+    field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
+    click_button(&c, "Sign in").await;
+    wait_for_path(&c, "/device").await;
+    let typed = user_code.replace('-', "").to_lowercase();
+    field(&c, "user_code").await.send_keys(&typed).await.unwrap();
+    click_button(&c, "Continue").await;
+    let consent = wait_for_source(&c, "wants to use your keygate account").await;
+    assert!(consent.contains("Acme WMS") && consent.contains(user_code), "the app and the code to compare");
+    assert!(consent.contains("orders:read"), "what it asks for");
+    click_button(&c, "Allow").await;
+    let done = wait_for_source(&c, "Device connected").await;
+    assert!(done.contains("Acme WMS"));
+
+    let (status, tokens) = poll(&app, &wms, device_code).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["scope"], "orders:read");
+    c.goto(&format!("{}/settings/authorized-apps", app.address)).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Acme WMS"), "the seller sees the app under Authorized apps");
+}
+
+/// The page source once it holds `text`.
+async fn wait_for_source(c: &Client, text: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let source = c.source().await.unwrap();
+        if source.contains(text) {
+            return source;
+        }
+        assert!(Instant::now() < deadline, "the page never showed {text:?}: {source}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The form field with this `name`.

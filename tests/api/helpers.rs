@@ -213,6 +213,11 @@ impl std::ops::Deref for TlsApp {
 }
 
 pub async fn spawn_tls_app() -> TlsApp {
+    spawn_tls_app_with(|_| {}).await
+}
+
+/// `spawn_tls_app` with settings of the test's own.
+pub async fn spawn_tls_app_with(customise: impl FnOnce(&mut Config)) -> TlsApp {
     let dir = tempfile::tempdir().unwrap();
     // An IP string becomes an IP address SAN, which clients check the issuer's host against.
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
@@ -223,6 +228,7 @@ pub async fn spawn_tls_app() -> TlsApp {
         c.tls = Some((ca_file.clone(), key_file));
         c.secure_cookies = true;
         c.public_url = c.public_url.as_str().replacen("http://", "https://", 1).parse().unwrap();
+        customise(c);
     })
     .await;
     assert!(app.address.starts_with("https://") && app.config.public_url.as_str() == app.address);

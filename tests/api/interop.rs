@@ -4,11 +4,14 @@
 //! installs the pinned versions (`tests/interop/requirements.txt`,
 //! `tests/interop/package-lock.json`) and sets `KEYGATE_INTEROP_PYTHON` and
 //! `KEYGATE_REQUIRE_INTEROP=1`; elsewhere the tests skip when a client is
-//! not installed.
+//! not installed. Each client also runs the device authorization grant
+//! (`*_device.*`): the script polls while the test, as the seller, types
+//! its code on /device.
 
 use std::path::PathBuf;
 
-use crate::helpers::{spawn_tls_app, TlsApp, PASSWORD};
+use crate::device::{answer, register_device_app};
+use crate::helpers::{spawn_tls_app, spawn_tls_app_with, TlsApp, PASSWORD};
 use crate::oauth::{register, REDIRECT};
 
 const SELLER: &str = "ana@shop.test";
@@ -118,4 +121,85 @@ async fn oauth4webapi_completes_every_flow_over_tls_unmodified() {
         .arg("oauth4webapi_flow.mjs")
         .args([app.config.public_url.as_str(), &client_id, &secret, SELLER, PASSWORD]);
     run("oauth4webapi", command).await;
+}
+
+/// A TLS keygate (device codes polled every second) with a seller and a
+/// confidential app that may use the device flow.
+async fn keygate_for_devices() -> (TlsApp, String, String) {
+    let app = spawn_tls_app_with(|c| c.oauth.device_interval_secs = 1).await;
+    app.seller(SELLER).await;
+    let client = register_device_app(&app, crate::helpers::ADMIN_EMAIL, false, true).await;
+    (app, client.client_id, client.secret.unwrap())
+}
+
+/// Runs a client's device-flow script: when it prints its user code, the
+/// seller (reqwest with cookies) types it on /device and allows, while the
+/// script polls; then asserts it printed `{"passed": NAME}`.
+async fn run_device(name: &str, app: &TlsApp, mut command: tokio::process::Command) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let mut answered = false;
+    let reading = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            let step: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if step["step"] == "device_authorization" && !answered {
+                assert_eq!(step["verification_uri"], format!("{}/device", app.address), "{line}");
+                let seller = app.user(SELLER);
+                seller.login(PASSWORD).await;
+                let (status, html) = answer(&seller, step["user_code"].as_str().unwrap(), "allow").await;
+                assert_eq!(status, reqwest::StatusCode::OK, "{html}");
+                answered = true;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), reading).await.expect("the client finishes");
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(answered, "{name} never printed its user code:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|line| line.replace(' ', "") == format!(r#"{{"passed":"{name}"}}"#)),
+        "{name} did not pass:\n{stdout}"
+    );
+    assert_eq!(app.events("device_authorization_requested").len(), 1);
+    assert_eq!(app.events("authorization_allowed").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authlib_completes_the_device_flow_over_tls_unmodified() {
+    let Some(python) = python() else { return };
+    let (app, client_id, secret) = keygate_for_devices().await;
+    let mut command = tokio::process::Command::new(python);
+    command.arg(interop_dir().join("authlib_device.py")).args([
+        app.config.public_url.as_str(),
+        &client_id,
+        &secret,
+        app.ca_file.to_str().unwrap(),
+    ]);
+    run_device("authlib-device", &app, command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth4webapi_completes_the_device_flow_over_tls_unmodified() {
+    let Some(node) = node() else { return };
+    let (app, client_id, secret) = keygate_for_devices().await;
+    let mut command = tokio::process::Command::new(node);
+    command
+        .current_dir(interop_dir())
+        .env("NODE_EXTRA_CA_CERTS", &app.ca_file)
+        .env_remove("NODE_OPTIONS")
+        .env_remove("NODE_TLS_REJECT_UNAUTHORIZED")
+        .arg("oauth4webapi_device.mjs")
+        .args([app.config.public_url.as_str(), &client_id, &secret]);
+    run_device("oauth4webapi-device", &app, command).await;
 }

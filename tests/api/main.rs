@@ -8,6 +8,7 @@ mod assertions;
 mod browser;
 mod cli;
 mod contract;
+mod device;
 mod faults;
 mod forms_and_lists;
 mod gate;

@@ -954,7 +954,10 @@ async fn revocation_introspection_and_the_metadata_document() {
     assert_eq!(metadata["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(metadata["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(metadata["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(metadata["grant_types_supported"], serde_json::json!(["authorization_code", "refresh_token"]));
+    assert_eq!(
+        metadata["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"])
+    );
     assert_eq!(metadata["scopes_supported"].as_array().unwrap().len(), 7);
     assert!(metadata["token_endpoint_auth_methods_supported"]
         .as_array()

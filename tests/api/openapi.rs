@@ -39,12 +39,13 @@ async fn the_document_lists_every_route_with_its_scope_and_resolvable_schemas() 
             assert!(parameter["schema"]["type"].is_string(), "{} {}: {parameter}", route.method, route.path);
         }
     }
-    // The API's operations, this document, and the OAuth server's four.
+    // The API's operations, this document, and the OAuth server's five.
     let documented: usize =
         doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
-    assert_eq!(documented, keygate::api::ROUTES.len() + 1 + 4);
+    assert_eq!(documented, keygate::api::ROUTES.len() + 1 + 5);
     for (path, method) in [
         ("/oauth/token", "post"),
+        ("/oauth/device_authorization", "post"),
         ("/oauth/revoke", "post"),
         ("/oauth/introspect", "post"),
         ("/.well-known/oauth-authorization-server", "get"),
@@ -175,7 +176,7 @@ async fn the_api_reference_page_renders_every_path_and_status_of_the_served_docu
             operations += 1;
         }
     }
-    assert_eq!(operations, keygate::api::ROUTES.len() + 1 + 4);
+    assert_eq!(operations, keygate::api::ROUTES.len() + 1 + 5);
 
     // One operation in full: its scope, body fields with their limits, and
     // each response status with its description.

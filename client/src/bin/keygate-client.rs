@@ -75,6 +75,11 @@ enum Command {
         /// store instead; it then rotates itself when due.
         #[arg(long, conflicts_with_all = ["scopes", "no_browser"])]
         with_token: bool,
+        /// The device flow (RFC 8628), for a host without a browser: print a
+        /// code to type at the server's /device page, and poll until the
+        /// seller answers.
+        #[arg(long, conflicts_with = "with_token")]
+        device: bool,
     },
     /// Print a valid access token, refreshing it when needed.
     Token,
@@ -212,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Login { scopes, no_browser, timeout, .. } => {
+        Command::Login { scopes, no_browser, timeout, device, .. } => {
             if cli.api_token.is_some() {
                 return Err(Error::Invalid("login is for OAuth apps: drop --api-token".into()));
             }
@@ -228,14 +233,33 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 timeout: Duration::from_secs(*timeout),
                 config: &config,
             };
-            let tokens = login
-                .run(|url| {
-                    eprintln!("Open this URL to authorize the app:\n\n  {url}\n\nWaiting for the redirect…");
-                    if !no_browser {
-                        open_browser(url);
-                    }
-                })
-                .await?;
+            let tokens = if *device {
+                login
+                    .run_device(|asked| {
+                        eprintln!(
+                            "To authorize the app, open\n\n  {}\n\nin a browser anywhere, sign in, and type the code\n\n  {}\n",
+                            asked.verification_uri, asked.user_code
+                        );
+                        if let Some(complete) = &asked.verification_uri_complete {
+                            eprintln!("(or open {complete}, which has the code filled in)\n");
+                        }
+                        eprintln!(
+                            "Waiting for the seller (the code expires in {} min; polling every {} s)…",
+                            asked.expires_in.div_ceil(60),
+                            asked.interval
+                        );
+                    })
+                    .await?
+            } else {
+                login
+                    .run(|url| {
+                        eprintln!("Open this URL to authorize the app:\n\n  {url}\n\nWaiting for the redirect…");
+                        if !no_browser {
+                            open_browser(url);
+                        }
+                    })
+                    .await?
+            };
             eprintln!(
                 "Signed in: seller {}, scopes {}; tokens stored in {} (the access token is good for {}; keygate-client refreshes it).",
                 tokens.seller.as_deref().unwrap_or("?"),

@@ -122,6 +122,32 @@ impl Keygate {
         }
     }
 
+    /// Registers an app of the developer's with the device flow turned on
+    /// (`keygate app create --device-flow`).
+    pub async fn register_device(&self, public: bool) -> OAuthApp {
+        let commands = keygate::cli::Commands::new(self.pool.clone(), &database_url(&self.dir));
+        let printed = commands
+            .create_app_with_device_flow(
+                keygate::cli::AppArgs {
+                    email: DEVELOPER,
+                    name: "Acme WMS",
+                    homepage: "",
+                    redirect_uris: &["http://127.0.0.1/callback".to_owned()],
+                    redirect_prefixes: &[],
+                    scopes: &["orders:read".to_owned(), "products:read".to_owned()],
+                    public,
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&printed).unwrap();
+        OAuthApp {
+            client_id: json["client_id"].as_str().unwrap().to_owned(),
+            client_secret: json["client_secret"].as_str().map(str::to_owned),
+        }
+    }
+
     /// How many security events of this kind the server wrote.
     pub fn events(&self, event: &str) -> i64 {
         audit_events::table
@@ -378,6 +404,26 @@ impl Browser {
         assert!(callback.starts_with("http://127.0.0.1:"), "the redirect goes to the loopback listener: {callback}");
         let delivered = reqwest::get(&callback).await.unwrap();
         assert_eq!(delivered.status(), reqwest::StatusCode::OK);
+    }
+}
+
+impl Browser {
+    /// Types the device's user code on /device and answers the consent
+    /// page with `decision` (`allow` or `deny`); the page's text.
+    pub async fn answer_device(&self, user_code: &str, decision: &str) -> String {
+        let page = self.client.get(format!("{}/device", self.address)).send().await.unwrap().text().await.unwrap();
+        let entry = &page[page.find("action=\"/device\"").expect("the code form")..];
+        let mut fields = hidden_fields(&entry[..entry.find("</form>").unwrap()]);
+        fields.push(("user_code".into(), user_code.into()));
+        let consent = self.client.post(format!("{}/device", self.address)).form(&fields).send().await.unwrap();
+        assert_eq!(consent.status(), reqwest::StatusCode::OK, "the code leads to the consent page");
+        let html = consent.text().await.unwrap();
+        let form = &html[html.find("action=\"/device\"").expect("the consent form")..];
+        let mut fields = hidden_fields(&form[..form.find("</form>").unwrap()]);
+        fields.push(("decision".into(), decision.into()));
+        let answered = self.client.post(format!("{}/device", self.address)).form(&fields).send().await.unwrap();
+        assert_eq!(answered.status(), reqwest::StatusCode::OK);
+        answered.text().await.unwrap()
     }
 }
 
