@@ -85,6 +85,12 @@ pub enum SecurityEvent {
     CodeReplayed,
     OAuthTokenRevoked,
     GrantRevoked,
+    /// A sign-in through the OpenID Provider that did not end signed in.
+    OidcSignInFailed,
+    /// An account linked to an identity at the OpenID Provider.
+    OidcAccountLinked,
+    /// An account's role changed (the provider's admin claim).
+    RoleChanged,
 }
 
 impl SecurityEvent {
@@ -122,6 +128,9 @@ impl SecurityEvent {
             SecurityEvent::CodeReplayed => "code_replayed",
             SecurityEvent::OAuthTokenRevoked => "oauth_token_revoked",
             SecurityEvent::GrantRevoked => "grant_revoked",
+            SecurityEvent::OidcSignInFailed => "oidc_sign_in_failed",
+            SecurityEvent::OidcAccountLinked => "oidc_account_linked",
+            SecurityEvent::RoleChanged => "role_changed",
         }
     }
 
@@ -134,7 +143,8 @@ impl SecurityEvent {
             | SecurityEvent::AuthorizationDenied
             | SecurityEvent::LeakReportRejected
             | SecurityEvent::RefreshReuseDetected
-            | SecurityEvent::CodeReplayed => Outcome::Failed,
+            | SecurityEvent::CodeReplayed
+            | SecurityEvent::OidcSignInFailed => Outcome::Failed,
             _ => Outcome::Ok,
         }
     }

@@ -200,6 +200,12 @@ pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
     pub allow_signup: bool,
+    /// Show the email and password form.
+    pub password_form: bool,
+    /// `--password-sign-in admins`: the form says so.
+    pub admins_only: bool,
+    /// "Sign in with {name}", and where its button goes.
+    pub oidc: Option<(String, String)>,
 }
 
 #[derive(Template)]
