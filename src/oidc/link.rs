@@ -89,7 +89,10 @@ pub fn sign_in(
                             seller_id: Some(account.id),
                             actor_id: Some(account.id),
                             subject: Some(account.email.clone()),
-                            detail: Some(format!("linked by verified email to {} at {}", identity.subject, identity.issuer)),
+                            detail: Some(format!(
+                                "linked by verified email to {} at {}",
+                                identity.subject, identity.issuer
+                            )),
                             ..ctx.clone()
                         };
                         audit::record(conn, SecurityEvent::OidcAccountLinked, about)?;

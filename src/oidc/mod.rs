@@ -36,7 +36,8 @@ const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest text of the provider's shown on a page or kept in the log.
 const MAX_QUOTED: usize = 300;
 
-type IdToken = openidconnect::IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+type IdToken =
+    openidconnect::IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
 /// What went wrong talking to the provider, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -204,8 +205,9 @@ impl Oidc {
             .id_token()
             .ok_or_else(|| OidcError::BadAnswer { stage, detail: "it sent no ID token".into() })?
             .to_string();
-        let token: IdToken =
-            raw.parse().map_err(|e: serde_json::Error| OidcError::BadAnswer { stage, detail: quote(&e.to_string()) })?;
+        let token: IdToken = raw
+            .parse()
+            .map_err(|e: serde_json::Error| OidcError::BadAnswer { stage, detail: quote(&e.to_string()) })?;
 
         let now = self.clock.now().and_utc();
         let skew = chrono::Duration::seconds(CLOCK_SKEW_SECONDS);

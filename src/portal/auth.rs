@@ -31,9 +31,10 @@ fn signup_open(state: &AppState) -> bool {
 
 /// The login page, as the settings shape it.
 fn login_page(state: &AppState, csrf_token: String, email: &str, next: String, error: Option<String>) -> LoginPage {
-    let oidc = state.oidc.as_ref().map(|oidc| {
-        (oidc.config().name.clone(), format!("/login/oidc?next={}", super::forms::percent_encode(&next)))
-    });
+    let oidc = state
+        .oidc
+        .as_ref()
+        .map(|oidc| (oidc.config().name.clone(), format!("/login/oidc?next={}", super::forms::percent_encode(&next))));
     LoginPage {
         layout: Layout::anonymous("Sign in"),
         csrf_token,
@@ -325,10 +326,8 @@ pub async fn login_submit(
             render(status, &page)
         })
     };
-    if !verify_pre_session_csrf(&req, form.csrf()) {
-        return page(StatusCode::FORBIDDEN, CSRF_FAILED);
-    }
     let provider = state.oidc.as_ref().map(|o| o.config().name.clone()).unwrap_or_default();
+    // Refused whatever else the form holds: there is no form to take a token from.
     if state.config.sign_in.password == PasswordSignIn::Off {
         let ctx = EventContext {
             subject: Email::parse(form.get("email")).ok().map(|e| e.as_str().to_owned()),
@@ -337,6 +336,9 @@ pub async fn login_submit(
         };
         state.db.run(move |conn| audit::record(conn, SecurityEvent::LoginFailed, ctx)).await?;
         return page(StatusCode::FORBIDDEN, &format!("Password sign-in is turned off here: sign in with {provider}."));
+    }
+    if !verify_pre_session_csrf(&req, form.csrf()) {
+        return page(StatusCode::FORBIDDEN, CSRF_FAILED);
     }
     let email = match Email::parse(form.get("email")) {
         Ok(email) => email,

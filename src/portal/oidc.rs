@@ -147,7 +147,7 @@ pub async fn start(
 }
 
 /// The callback's parameters, each at most once.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Callback {
     state: Option<String>,
     code: Option<String>,
@@ -188,7 +188,10 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     };
     let callback = match parse_callback(req.query_string()) {
         Ok(callback) => callback,
-        Err(why) => return fail(&state, &req, bad(&format!("The address keygate was sent back to is malformed: {why}."), &why)).await,
+        Err(why) => {
+            return fail(&state, &req, bad(&format!("The address keygate was sent back to is malformed: {why}."), &why))
+                .await
+        }
     };
     let cookie = req.cookie(STATE_COOKIE).map(|c| c.value().to_owned()).filter(|v| !v.is_empty());
     // The browser must bring back the state it left with.
@@ -206,12 +209,22 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             None => format!("{name} answered `{error}`."),
         };
         let status = if error == "access_denied" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
-        let failure = Failure::new(status, "The sign-in provider did not sign you in", said, format!("the provider answered {error}{}", description.map(|d| format!(": {d}")).unwrap_or_default()))
-            .hint("Nothing was changed. You can start again from the sign-in page.");
+        let failure = Failure::new(
+            status,
+            "The sign-in provider did not sign you in",
+            said,
+            format!("the provider answered {error}{}", description.map(|d| format!(": {d}")).unwrap_or_default()),
+        )
+        .hint("Nothing was changed. You can start again from the sign-in page.");
         return fail(&state, &req, failure).await;
     }
     let Some(st) = callback.state.clone() else {
-        return fail(&state, &req, bad("The provider sent you back without the sign-in's `state`.", "no state in the callback")).await;
+        return fail(
+            &state,
+            &req,
+            bad("The provider sent you back without the sign-in's `state`.", "no state in the callback"),
+        )
+        .await;
     };
     if !same_browser {
         let failure = bad(
@@ -224,23 +237,37 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         return fail(&state, &req, failure).await;
     }
     let Some(row) = state.db.run(move |conn| pending::take(conn, &st)).await? else {
-        let failure = bad("This sign-in was already used, or is unknown: each can finish only once.", "replayed or unknown state");
+        let failure = bad(
+            "This sign-in was already used, or is unknown: each can finish only once.",
+            "replayed or unknown state",
+        );
         return fail(&state, &req, failure).await;
     };
     if row.expires_at <= state.clock.now() {
         let failure = bad(
-            &format!("This sign-in took longer than {} minutes at the provider and has expired.", pending::PENDING_MINUTES),
+            &format!(
+                "This sign-in took longer than {} minutes at the provider and has expired.",
+                pending::PENDING_MINUTES
+            ),
             "expired state (and nonce)",
         );
         return fail(&state, &req, failure).await;
     }
     if !oidc.issuer_matches(callback.iss.as_deref()) {
         let iss = crate::oidc::quote(callback.iss.as_deref().unwrap_or_default());
-        let failure = bad(&format!("The answer names another issuer ({iss}) than keygate's provider."), &format!("iss {iss} in the callback"));
+        let failure = bad(
+            &format!("The answer names another issuer ({iss}) than keygate's provider."),
+            &format!("iss {iss} in the callback"),
+        );
         return fail(&state, &req, failure).await;
     }
     let Some(code) = callback.code.as_deref().filter(|c| !c.is_empty()) else {
-        return fail(&state, &req, bad("The provider sent you back without an authorization code.", "no code in the callback")).await;
+        return fail(
+            &state,
+            &req,
+            bad("The provider sent you back without an authorization code.", "no code in the callback"),
+        )
+        .await;
     };
     let identity = match oidc.arrive(code, &row.nonce, &row.pkce_verifier).await {
         Ok(identity) => identity,
@@ -254,14 +281,10 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         sample_data: state.config.sample_data,
     };
     let (who, now) = (identity.clone(), state.clock.now());
-    let linked = state
-        .db
-        .call(move |conn| link::sign_in(conn, &who, policy, now, ctx))
-        .await
-        .map_err(|e| match e {
-            crate::accounts::CreateAccountError::Db(e) => PortalError::Db(e),
-            other => PortalError::Db(crate::db::DbError::Task(other.to_string())),
-        })?;
+    let linked = state.db.call(move |conn| link::sign_in(conn, &who, policy, now, ctx)).await.map_err(|e| match e {
+        crate::accounts::CreateAccountError::Db(e) => PortalError::Db(e),
+        other => PortalError::Db(crate::db::DbError::Task(other.to_string())),
+    })?;
     let account = match linked {
         Ok(linked) => linked.account,
         Err(refusal) => {
@@ -318,7 +341,10 @@ mod tests {
     #[test]
     fn callback_parameters_are_read_once_each() {
         let ok = parse_callback("code=c&state=s&iss=https%3A%2F%2Fid.example&other=1&other=2").unwrap();
-        assert_eq!((ok.code.as_deref(), ok.state.as_deref(), ok.iss.as_deref()), (Some("c"), Some("s"), Some("https://id.example")));
+        assert_eq!(
+            (ok.code.as_deref(), ok.state.as_deref(), ok.iss.as_deref()),
+            (Some("c"), Some("s"), Some("https://id.example"))
+        );
         assert!(parse_callback("state=a&state=b").unwrap_err().contains("repeats `state`"));
         assert!(parse_callback(&format!("code={}", "x".repeat(MAX_CALLBACK_QUERY))).is_err());
     }

@@ -341,7 +341,7 @@ impl EmptyApp {
         User::for_app(email, &self.address, &self.config)
     }
 
-    fn with_admin(self, admin: User) -> TestApp {
+    pub fn with_admin(self, admin: User) -> TestApp {
         TestApp {
             address: self.address,
             db_path: self.db_path,

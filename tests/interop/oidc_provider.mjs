@@ -19,7 +19,9 @@ import Provider from 'oidc-provider';
 const host = process.env.OIDC_HOST || '127.0.0.1';
 const clientId = process.env.OIDC_CLIENT_ID || 'keygate';
 const clientSecret = process.env.OIDC_CLIENT_SECRET || 'keygate-test-secret';
-const redirectUri = process.env.OIDC_REDIRECT_URI || 'http://127.0.0.1:8080/login/oidc/callback';
+// A loopback redirect URI: as a native client's (RFC 8252 §7.3), any port
+// matches, so each test's keygate (on a port of its own) is accepted.
+const redirectUri = process.env.OIDC_REDIRECT_URI || 'http://127.0.0.1/login/oidc/callback';
 
 const users = new Map();
 let tamper = 'none';
@@ -41,6 +43,7 @@ const issuer = `http://${host}:${server.address().port}`;
 const provider = new Provider(issuer, {
   clients: [{
     client_id: clientId,
+    application_type: 'native',
     client_secret: clientSecret,
     redirect_uris: [redirectUri],
     grant_types: ['authorization_code'],
