@@ -834,6 +834,45 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn serve(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from([&["keygate", "serve"], args].concat()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Command::Serve(serve) = cli.command else { panic!("serve") };
+        Config::new(DatabaseUrl::parse("k.db").unwrap(), None, *serve)
+    }
+
+    #[test]
+    fn the_sign_in_flags_make_one_setting_and_refuse_what_cannot_work() {
+        let plain = serve(&[]).unwrap();
+        assert!(plain.sign_in.oidc.is_none() && plain.sign_in.password == PasswordSignIn::On);
+        let config = serve(&[
+            "--oidc-issuer",
+            "https://sso.example/realms/acme",
+            "--oidc-client-id",
+            "keygate",
+            "--oidc-client-secret",
+            "hunter2-secret",
+            "--oidc-link-by-email",
+            "--oidc-admin-claim",
+            "groups=keygate-admins",
+            "--password-sign-in",
+            "admins",
+        ])
+        .unwrap();
+        let oidc = config.sign_in.oidc.as_ref().unwrap();
+        assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+        assert!(oidc.auto_create && oidc.link_by_email);
+        assert_eq!(oidc.admin_claim.as_ref().unwrap().value, "keygate-admins");
+        assert!(!format!("{config:?}").contains("hunter2"), "the client secret is never printed");
+        assert!(config.sign_in.password_allowed(true) && !config.sign_in.password_allowed(false));
+
+        let refused = serve(&["--password-sign-in", "off"]).unwrap_err().to_string();
+        assert!(refused.contains("needs an OpenID Provider"), "{refused}");
+        assert!(serve(&["--oidc-issuer", "https://sso.example"]).is_err(), "an issuer needs a client id");
+        let no_openid = ["--oidc-issuer", "https://sso.example", "--oidc-client-id", "k", "--oidc-scopes", "email"];
+        assert!(serve(&no_openid).unwrap_err().to_string().contains("openid"));
+        assert!(serve(&["--oidc-admin-claim", "groups"]).is_err());
+    }
+
     #[test]
     fn a_mistyped_secrets_key_is_refused_without_being_repeated() {
         let cli = Cli::try_parse_from(["keygate", "keys", "rotate", "--secrets-key", "hunter2-not-a-key"]).unwrap();

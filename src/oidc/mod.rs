@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata,
 };
+use openidconnect::ProviderMetadataWithLogout as CoreProviderMetadata;
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, RequestTokenError, Scope, TokenResponse,
@@ -255,6 +255,21 @@ impl Oidc {
             email_verified: claims.email_verified() == Some(true),
             admin: self.config.admin_claim.as_ref().map(|rule| claims::admin_claim_holds(other, rule)),
         })
+    }
+
+    /// Where to send the browser to sign out at the provider too
+    /// (RP-initiated logout), back to `post_logout_redirect` afterwards;
+    /// `None` when the provider publishes no `end_session_endpoint` (or is
+    /// not reachable now).
+    pub async fn end_session_url(&self, post_logout_redirect: &str) -> Option<String> {
+        let metadata = self.metadata().await.ok()?;
+        let endpoint = metadata.additional_metadata().end_session_endpoint.clone()?;
+        let mut request =
+            openidconnect::LogoutRequest::from(endpoint).set_client_id(ClientId::new(self.config.client_id.clone()));
+        if let Ok(back) = openidconnect::PostLogoutRedirectUrl::new(post_logout_redirect.to_owned()) {
+            request = request.set_post_logout_redirect_uri(back);
+        }
+        Some(request.http_get_url().to_string())
     }
 
     /// Does the `iss` the provider sent back with the code (RFC 9207) name

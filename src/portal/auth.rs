@@ -43,6 +43,7 @@ fn login_page(state: &AppState, csrf_token: String, email: &str, next: String, e
         error,
         allow_signup: signup_open(state),
         password_form: state.config.sign_in.password != PasswordSignIn::Off,
+        signed_out: false,
         admins_only: state.config.sign_in.password == PasswordSignIn::Admins,
         oidc,
     }
@@ -286,6 +287,8 @@ pub async fn signup_submit(
 #[derive(Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// Just signed out (offers the provider's sign-out too).
+    signed_out: Option<String>,
 }
 
 pub async fn login_form(
@@ -300,8 +303,10 @@ pub async fn login_form(
     if session::maybe_user(&req).await?.is_some() {
         return Ok(redirect(&next));
     }
+    let signed_out = query.signed_out.is_some() && state.oidc.is_some();
     anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
-        render(StatusCode::OK, &login_page(&state, csrf_token, "", next, None))
+        let page = LoginPage { signed_out, ..login_page(&state, csrf_token, "", next, None) };
+        render(StatusCode::OK, &page)
     })
 }
 
@@ -449,7 +454,8 @@ pub async fn logout(
             })
         })
         .await?;
-    let mut response = redirect("/login");
+    // Signed in through a provider, the login page offers to sign out there too.
+    let mut response = redirect(if state.oidc.is_some() { "/login?signed_out=1" } else { "/login" });
     response.add_cookie(&session::expired_session_cookie(state.config.secure_cookies))?;
     Ok(response)
 }

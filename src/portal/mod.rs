@@ -37,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::post().to(auth::login_submit))
         .route("/login/oidc", web::get().to(oidc::start))
         .route(crate::oidc::CALLBACK_PATH, web::get().to(oidc::callback))
+        .route("/logout/oidc", web::get().to(oidc::end_session))
         .route("/logout", web::post().to(auth::logout))
         .route("/signup", web::get().to(auth::signup_form))
         .route("/signup", web::post().to(auth::signup_submit))

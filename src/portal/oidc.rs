@@ -334,6 +334,15 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     Ok(response)
 }
 
+/// `GET /logout/oidc`: after keygate's own sign-out, on to the provider's
+/// end-session endpoint (RP-initiated logout), which sends the browser back
+/// to the login page. Without one, straight to the login page.
+pub async fn end_session(state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
+    let Some(oidc) = state.oidc.clone() else { return Err(PortalError::NotFound) };
+    let back = state.config.public_url.join("/login");
+    Ok(redirect(&oidc.end_session_url(&back).await.unwrap_or_else(|| "/login".to_owned())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

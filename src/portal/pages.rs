@@ -204,6 +204,8 @@ pub struct LoginPage {
     pub password_form: bool,
     /// `--password-sign-in admins`: the form says so.
     pub admins_only: bool,
+    /// Just signed out of keygate: offer the provider's sign-out.
+    pub signed_out: bool,
     /// "Sign in with {name}", and where its button goes.
     pub oidc: Option<(String, String)>,
 }

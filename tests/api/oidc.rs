@@ -221,6 +221,22 @@ async fn a_first_sign_in_creates_the_seller_and_later_ones_find_it_by_issuer_and
     assert_eq!(app.account_id("ana.new@portal.test"), id, "the same account");
     assert_eq!(accounts(&app), 2, "the admin and ana, nobody else");
 
+    // Signing out of keygate offers the provider's sign-out (RP-initiated logout).
+    let out = ana.post_form("/logout", &[]).await;
+    assert_eq!(location(&out), "/login?signed_out=1");
+    let page = ana.get_html("/login?signed_out=1").await;
+    assert!(page.contains("href=\"/logout/oidc\"") && page.contains("Also sign out of Acme Seller Central"), "{page}");
+    let to_provider = location(&ana.get("/logout/oidc").await);
+    let end_session = format!("{}/session/end?", provider.issuer);
+    assert!(to_provider.starts_with(&end_session) && to_provider.contains("client_id=keygate"), "{to_provider}");
+    let back = format!(
+        "post_logout_redirect_uri={}",
+        keygate::portal::forms::percent_encode(&format!("{}/login", app.address))
+    );
+    assert!(to_provider.contains(&back), "{to_provider}");
+    let ended = ana.client.get(&to_provider).send().await.unwrap();
+    assert!(ended.status().is_success(), "the provider's end-session page: {}", ended.status());
+
     // No password works for an account made by the provider.
     let with_password = app.user("ana.new@portal.test");
     assert_eq!(with_password.login("").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -497,4 +513,42 @@ async fn the_oauth_authorize_flow_signs_in_through_the_provider_and_returns_to_c
     let consent = hal.get(&path).await;
     assert_eq!(consent.status(), StatusCode::OK);
     assert!(consent.text().await.unwrap().contains("Allow"), "the consent page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_signs_in_through_the_provider_in_a_real_browser() {
+    use crate::browser::{browser_binaries, click_button, connect, field, wait_for_path, ChromeDriver};
+    let Some((chromedriver, chromium)) = browser_binaries() else { return };
+    let Some(provider) = Provider::start(&redirect_uri()).await else { return };
+    provider.user("ivy-1", json!({"email": "ivy@portal.test", "email_verified": true})).await;
+    let app = app_with(&provider, |_| {}).await;
+    let profile = tempfile::tempdir().unwrap();
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let c = connect(&driver, &chromium, profile.path()).await;
+    let journey = {
+        let (c, address) = (c.clone(), app.address.clone());
+        tokio::spawn(async move {
+            c.goto(&format!("{address}/login")).await.unwrap();
+            c.find(fantoccini::Locator::LinkText("Sign in with Acme Seller Central"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            // The provider's development login: any login, any password.
+            field(&c, "login").await.send_keys("ivy-1").await.unwrap();
+            field(&c, "password").await.send_keys("anything").await.unwrap();
+            click_button(&c, "Sign-in").await;
+            click_button(&c, "Continue").await;
+            wait_for_path(&c, "/settings/tokens").await;
+            assert!(c.source().await.unwrap().contains("ivy@portal.test"), "signed in as the provider's account");
+        })
+        .await
+    };
+    let closed = c.close().await;
+    if let Err(failure) = journey {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+    closed.unwrap();
+    assert_eq!(app.events("login_succeeded").last().unwrap().subject.as_deref(), Some("ivy@portal.test"));
 }

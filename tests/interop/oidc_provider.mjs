@@ -46,6 +46,7 @@ const provider = new Provider(issuer, {
     application_type: 'native',
     client_secret: clientSecret,
     redirect_uris: [redirectUri],
+    post_logout_redirect_uris: [redirectUri.replace('/login/oidc/callback', '/login')],
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
