@@ -518,6 +518,7 @@ async fn the_oauth_authorize_flow_signs_in_through_the_provider_and_returns_to_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_signs_in_through_the_provider_in_a_real_browser() {
     use crate::browser::{browser_binaries, click_button, connect, field, wait_for_path, ChromeDriver};
+    use fantoccini::Locator;
     let Some((chromedriver, chromium)) = browser_binaries() else { return };
     let Some(provider) = Provider::start(&redirect_uri()).await else { return };
     provider.user("ivy-1", json!({"email": "ivy@portal.test", "email_verified": true})).await;
@@ -529,16 +530,24 @@ async fn a_seller_signs_in_through_the_provider_in_a_real_browser() {
         let (c, address) = (c.clone(), app.address.clone());
         tokio::spawn(async move {
             c.goto(&format!("{address}/login")).await.unwrap();
-            c.find(fantoccini::Locator::LinkText("Sign in with Acme Seller Central"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-            // The provider's development login: any login, any password.
+            c.find(Locator::LinkText("Sign in with Acme Seller Central")).await.unwrap().click().await.unwrap();
+            // The provider's development login (any login, any password),
+            // then its consent; each page waited for, as the machine may be busy.
+            let appears = |xpath: String| {
+                let c = c.clone();
+                async move {
+                    c.wait()
+                        .at_most(std::time::Duration::from_secs(45))
+                        .for_element(Locator::XPath(&xpath))
+                        .await
+                        .unwrap()
+                }
+            };
+            appears(r#"//input[@name="login"]"#.to_owned()).await;
             field(&c, "login").await.send_keys("ivy-1").await.unwrap();
             field(&c, "password").await.send_keys("anything").await.unwrap();
             click_button(&c, "Sign-in").await;
+            appears(r#"//button[normalize-space(.)="Continue"]"#.to_owned()).await;
             click_button(&c, "Continue").await;
             wait_for_path(&c, "/settings/tokens").await;
             assert!(c.source().await.unwrap().contains("ivy@portal.test"), "signed in as the provider's account");
