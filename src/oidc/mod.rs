@@ -67,7 +67,14 @@ pub struct Departure {
     pub pkce_verifier: String,
 }
 
+/// Sign-ins one client address may start: [`STARTS_PER_MINUTE`] a minute
+/// (each writes a pending row; an office behind one address still fits).
+pub const STARTS_PER_MINUTE: u32 = 60;
+
 pub struct Oidc {
+    /// Sign-ins started per client address (bounded in keys, as every
+    /// table keyed by what callers send).
+    pub starts: crate::limits::RateLimits<std::net::IpAddr>,
     config: OidcConfig,
     redirect_uri: RedirectUrl,
     issuer: IssuerUrl,
@@ -105,7 +112,15 @@ impl Oidc {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(PROVIDER_TIMEOUT)
             .build()?;
-        Ok(Self { config, redirect_uri, issuer, http, clock, discovered: parking_lot::Mutex::new(None) })
+        Ok(Self {
+            starts: crate::limits::RateLimits::local(crate::limits::MAX_KEYS),
+            config,
+            redirect_uri,
+            issuer,
+            http,
+            clock,
+            discovered: parking_lot::Mutex::new(None),
+        })
     }
 
     pub fn config(&self) -> &OidcConfig {
@@ -276,6 +291,19 @@ impl Oidc {
     /// this provider? Absent: nothing to compare.
     pub fn issuer_matches(&self, iss: Option<&str>) -> bool {
         iss.is_none_or(|iss| iss == self.config.issuer || iss == self.issuer.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn what_a_provider_sends_is_shown_on_one_short_line() {
+        assert_eq!(quote("bad\r\nSet-Cookie: x"), "bad  Set-Cookie: x");
+        let long = quote(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), super::MAX_QUOTED + 1);
+        assert!(long.ends_with('…'));
     }
 }
 

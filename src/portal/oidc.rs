@@ -122,6 +122,19 @@ pub async fn start(
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse, PortalError> {
     let Some(oidc) = state.oidc.clone() else { return Err(PortalError::NotFound) };
+    let ip = crate::remote::of_request(&req, &state.config.trusted_proxies).ip;
+    let quota = crate::limits::Quota::new(crate::oidc::STARTS_PER_MINUTE, std::time::Duration::from_secs(60));
+    if let Some(wait) = oidc.starts.check_local(&crate::remote::throttle_key(ip), quota).retry_after_secs {
+        let failure = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins from your address",
+            format!("Too many sign-ins were started from your address. Try again in {wait} seconds."),
+            "sign-ins started too fast from one address",
+        );
+        let mut refused = fail(&state, &req, failure).await?;
+        refused.headers_mut().insert(actix_web::http::header::RETRY_AFTER, wait.into());
+        return Ok(refused);
+    }
     let next = Some(safe_next(query.next.as_deref()))
         .filter(|n| n.len() <= pending::MAX_RETURN_TO)
         .unwrap_or_else(|| safe_next(None));

@@ -449,6 +449,17 @@ async fn every_failure_ends_on_a_page_that_says_what_happened_with_its_event() {
     app.clock.advance(chrono::Duration::minutes(11));
     let answer = late.client.get(&callback).send().await.unwrap();
     assert_failure(&app, answer, StatusCode::BAD_REQUEST, "has expired", "expired").await;
+
+    // Starting sign-ins (each a pending row) is budgeted per address.
+    let flood = app.user("");
+    let mut statuses = Vec::new();
+    for _ in 0..keygate::oidc::STARTS_PER_MINUTE {
+        statuses.push(flood.get("/login/oidc").await.status());
+    }
+    assert!(statuses.iter().any(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let refused = flood.get("/login/oidc").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_failure(&app, refused, StatusCode::TOO_MANY_REQUESTS, "Too many sign-ins", "too fast").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
