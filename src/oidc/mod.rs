@@ -294,19 +294,6 @@ impl Oidc {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn what_a_provider_sends_is_shown_on_one_short_line() {
-        assert_eq!(quote("bad\r\nSet-Cookie: x"), "bad  Set-Cookie: x");
-        let long = quote(&"é".repeat(1000));
-        assert_eq!(long.chars().count(), super::MAX_QUOTED + 1);
-        assert!(long.ends_with('…'));
-    }
-}
-
 /// The verifier's error in plain words.
 fn describe(e: &openidconnect::ClaimsVerificationError) -> String {
     use openidconnect::ClaimsVerificationError as C;
@@ -322,3 +309,16 @@ fn describe(e: &openidconnect::ClaimsVerificationError) -> String {
 
 /// Where the provider sends the browser back: `{public_url}` + this.
 pub const CALLBACK_PATH: &str = "/login/oidc/callback";
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn what_a_provider_sends_is_shown_on_one_short_line() {
+        assert_eq!(quote("bad\r\nSet-Cookie: x"), "bad  Set-Cookie: x");
+        let long = quote(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), super::MAX_QUOTED + 1);
+        assert!(long.ends_with('…'));
+    }
+}

@@ -456,7 +456,7 @@ async fn every_failure_ends_on_a_page_that_says_what_happened_with_its_event() {
     for _ in 0..keygate::oidc::STARTS_PER_MINUTE {
         statuses.push(flood.get("/login/oidc").await.status());
     }
-    assert!(statuses.iter().any(|s| *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
     let refused = flood.get("/login/oidc").await;
     assert!(refused.headers().contains_key("retry-after"));
     assert_failure(&app, refused, StatusCode::TOO_MANY_REQUESTS, "Too many sign-ins", "too fast").await;
