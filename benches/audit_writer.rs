@@ -24,6 +24,7 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 user_agent: Some("erp-sync/2.1".into()),
                 latency_us: 850,
                 request_id: format!("{i:032x}"),
+                detail: None,
                 client_id: None,
                 upstream: None,
                 detail: None,

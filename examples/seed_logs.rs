@@ -45,6 +45,7 @@ fn main() -> anyhow::Result<()> {
             user_agent: Some("seed".into()),
             latency_us: 800,
             request_id: format!("{i:032x}"),
+            detail: None,
             client_id: (i % 100 == 0).then(|| SEED_APP.to_owned()),
             upstream: None,
             detail: None,

@@ -505,6 +505,171 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub gateway: GatewayArgs,
+
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
+}
+
+/// `--password-sign-in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PasswordSignIn {
+    /// Everyone may sign in with a password (and sign up, with --allow-signup).
+    #[default]
+    On,
+    /// Only admin accounts may: the break-glass way in when the provider is down.
+    Admins,
+    /// Nobody: no password form, no /signup.
+    Off,
+}
+
+/// `--oidc-admin-claim NAME=VALUE`: the claim that makes an account an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminClaim {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for AdminClaim {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() && !value.is_empty() => {
+                Ok(Self { name: name.trim().to_owned(), value: value.to_owned() })
+            }
+            _ => Err(format!("`{s}` is not NAME=VALUE, such as groups=keygate-admins")),
+        }
+    }
+}
+
+/// `--oidc-client-secret`: never `Debug`-printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcClientSecret(String);
+
+impl OidcClientSecret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for OidcClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OidcClientSecret([redacted])")
+    }
+}
+
+impl std::str::FromStr for OidcClientSecret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Signing in with the portal's own accounts (SPEC §12).
+#[derive(Debug, Clone, Args)]
+pub struct SignInArgs {
+    /// The OpenID Provider's issuer URL (discovery reads
+    /// `{issuer}/.well-known/openid-configuration`). Turns on "Sign in with …";
+    /// register `{public_url}/login/oidc/callback` at the provider.
+    #[arg(long, env = "KEYGATE_OIDC_ISSUER", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+
+    /// keygate's client id at the provider.
+    #[arg(long, env = "KEYGATE_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+
+    /// keygate's client secret at the provider (none: a public client, PKCE only).
+    #[arg(long, env = "KEYGATE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<OidcClientSecret>,
+
+    /// The provider's name on the button: "Sign in with {name}".
+    #[arg(long, env = "KEYGATE_OIDC_NAME", default_value = "your portal account")]
+    pub oidc_name: String,
+
+    /// The scopes asked for, space separated.
+    #[arg(long, env = "KEYGATE_OIDC_SCOPES", default_value = "openid email profile")]
+    pub oidc_scopes: String,
+
+    /// Create a seller on the first sign-in of someone keygate does not know.
+    #[arg(long, env = "KEYGATE_OIDC_AUTO_CREATE", default_value_t = true, action = ArgAction::Set)]
+    pub oidc_auto_create: bool,
+
+    /// Link a first sign-in to the existing account with the same email,
+    /// when the provider says the email is verified.
+    #[arg(long, env = "KEYGATE_OIDC_LINK_BY_EMAIL", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub oidc_link_by_email: bool,
+
+    /// NAME=VALUE: an account is an admin exactly while its ID token's claim
+    /// NAME is VALUE or an array holding VALUE (checked at every sign-in).
+    #[arg(long, env = "KEYGATE_OIDC_ADMIN_CLAIM")]
+    pub oidc_admin_claim: Option<AdminClaim>,
+
+    /// Who may sign in with a password: on, admins (break-glass) or off.
+    #[arg(long, env = "KEYGATE_PASSWORD_SIGN_IN", value_enum, default_value_t = PasswordSignIn::On)]
+    pub password_sign_in: PasswordSignIn,
+}
+
+/// The OpenID Connect relying party's settings.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<OidcClientSecret>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub auto_create: bool,
+    pub link_by_email: bool,
+    pub admin_claim: Option<AdminClaim>,
+}
+
+/// How people sign in to the portal.
+#[derive(Debug, Clone, Default)]
+pub struct SignInConfig {
+    pub password: PasswordSignIn,
+    /// `None`: no OpenID Provider.
+    pub oidc: Option<OidcConfig>,
+}
+
+impl SignInConfig {
+    fn from_args(args: SignInArgs) -> anyhow::Result<Self> {
+        let oidc = match (args.oidc_issuer, args.oidc_client_id) {
+            (Some(issuer), Some(client_id)) => {
+                let issuer = issuer.trim().to_owned();
+                let parsed = url::Url::parse(&issuer)
+                    .map_err(|e| anyhow::anyhow!("--oidc-issuer `{issuer}` is not an absolute URL ({e})"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    anyhow::bail!("--oidc-issuer `{issuer}` must be an https:// URL");
+                }
+                let scopes: Vec<String> = args.oidc_scopes.split_whitespace().map(str::to_owned).collect();
+                if !scopes.iter().any(|s| s == "openid") {
+                    anyhow::bail!("--oidc-scopes must include openid");
+                }
+                Some(OidcConfig {
+                    issuer,
+                    client_id,
+                    client_secret: args.oidc_client_secret.filter(|s| !s.0.is_empty()),
+                    name: args.oidc_name,
+                    scopes,
+                    auto_create: args.oidc_auto_create,
+                    link_by_email: args.oidc_link_by_email,
+                    admin_claim: args.oidc_admin_claim,
+                })
+            }
+            _ => None,
+        };
+        if oidc.is_none() && args.password_sign_in != PasswordSignIn::On {
+            anyhow::bail!("--password-sign-in admins|off needs an OpenID Provider (--oidc-issuer, --oidc-client-id)");
+        }
+        Ok(Self { password: args.password_sign_in, oidc })
+    }
+
+    /// May this account sign in with a password?
+    pub fn password_allowed(&self, is_admin: bool) -> bool {
+        match self.password {
+            PasswordSignIn::On => true,
+            PasswordSignIn::Admins => is_admin,
+            PasswordSignIn::Off => false,
+        }
+    }
 }
 
 /// keygate in front of an API (`--upstream` with `--api-spec`).
@@ -627,6 +792,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `--secrets-key`: seals the assertion signing key at rest.
     pub secrets_key: Option<crate::secrets::SecretsKey>,
+    /// Passwords and the OpenID Provider (SPEC §12).
+    pub sign_in: SignInConfig,
 }
 
 impl Config {
@@ -668,6 +835,7 @@ impl Config {
                 upstream_ca: args.gateway.upstream_ca,
             },
             secrets_key: args.secrets.key()?,
+            sign_in: SignInConfig::from_args(args.sign_in)?,
         })
     }
 }
@@ -675,6 +843,45 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn serve(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from([&["keygate", "serve"], args].concat()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Command::Serve(serve) = cli.command else { panic!("serve") };
+        Config::new(DatabaseUrl::parse("k.db").unwrap(), None, *serve)
+    }
+
+    #[test]
+    fn the_sign_in_flags_make_one_setting_and_refuse_what_cannot_work() {
+        let plain = serve(&[]).unwrap();
+        assert!(plain.sign_in.oidc.is_none() && plain.sign_in.password == PasswordSignIn::On);
+        let config = serve(&[
+            "--oidc-issuer",
+            "https://sso.example/realms/acme",
+            "--oidc-client-id",
+            "keygate",
+            "--oidc-client-secret",
+            "hunter2-secret",
+            "--oidc-link-by-email",
+            "--oidc-admin-claim",
+            "groups=keygate-admins",
+            "--password-sign-in",
+            "admins",
+        ])
+        .unwrap();
+        let oidc = config.sign_in.oidc.as_ref().unwrap();
+        assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+        assert!(oidc.auto_create && oidc.link_by_email);
+        assert_eq!(oidc.admin_claim.as_ref().unwrap().value, "keygate-admins");
+        assert!(!format!("{config:?}").contains("hunter2"), "the client secret is never printed");
+        assert!(config.sign_in.password_allowed(true) && !config.sign_in.password_allowed(false));
+
+        let refused = serve(&["--password-sign-in", "off"]).unwrap_err().to_string();
+        assert!(refused.contains("needs an OpenID Provider"), "{refused}");
+        assert!(serve(&["--oidc-issuer", "https://sso.example"]).is_err(), "an issuer needs a client id");
+        let no_openid = ["--oidc-issuer", "https://sso.example", "--oidc-client-id", "k", "--oidc-scopes", "email"];
+        assert!(serve(&no_openid).unwrap_err().to_string().contains("openid"));
+        assert!(serve(&["--oidc-admin-claim", "groups"]).is_err());
+    }
 
     #[test]
     fn a_mistyped_secrets_key_is_refused_without_being_repeated() {

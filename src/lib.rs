@@ -26,6 +26,7 @@ pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod oauth_endpoints;
+pub mod oidc;
 pub mod panics;
 pub mod portal;
 pub mod remote;

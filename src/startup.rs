@@ -150,6 +150,10 @@ impl Application {
                 limits::MAX_KEYS,
             ),
             clock: clock.clone(),
+            oidc: match config.sign_in.oidc.clone() {
+                Some(oidc) => Some(Arc::new(crate::oidc::Oidc::new(oidc, &config.public_url, clock.clone())?)),
+                None => None,
+            },
             mailer: mailer.clone(),
             leak_keys: config
                 .leak_report_keys

@@ -53,4 +53,6 @@ pub struct AppState {
     pub mailer: crate::mail::Mailer,
     /// The application's clock (tests move it).
     pub clock: Arc<Clock>,
+    /// "Sign in with …" through the portal's OpenID Provider; `None`: off.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }

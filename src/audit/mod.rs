@@ -91,6 +91,12 @@ pub enum SecurityEvent {
     DeviceCodeEntryFailed,
     /// A device code was polled after it expired, unanswered.
     DeviceCodeExpired,
+    /// A sign-in through the OpenID Provider that did not end signed in.
+    OidcSignInFailed,
+    /// An account linked to an identity at the OpenID Provider.
+    OidcAccountLinked,
+    /// An account's role changed (the provider's admin claim).
+    RoleChanged,
 }
 
 impl SecurityEvent {
@@ -131,6 +137,9 @@ impl SecurityEvent {
             SecurityEvent::DeviceAuthorizationRequested => "device_authorization_requested",
             SecurityEvent::DeviceCodeEntryFailed => "device_code_entry_failed",
             SecurityEvent::DeviceCodeExpired => "device_code_expired",
+            SecurityEvent::OidcSignInFailed => "oidc_sign_in_failed",
+            SecurityEvent::OidcAccountLinked => "oidc_account_linked",
+            SecurityEvent::RoleChanged => "role_changed",
         }
     }
 
@@ -145,7 +154,8 @@ impl SecurityEvent {
             | SecurityEvent::RefreshReuseDetected
             | SecurityEvent::CodeReplayed
             | SecurityEvent::DeviceCodeEntryFailed
-            | SecurityEvent::DeviceCodeExpired => Outcome::Failed,
+            | SecurityEvent::DeviceCodeExpired
+            | SecurityEvent::OidcSignInFailed => Outcome::Failed,
             _ => Outcome::Ok,
         }
     }

@@ -329,3 +329,29 @@ diesel::allow_tables_to_appear_in_same_query!(token_reminders, api_tokens);
 diesel::allow_tables_to_appear_in_same_query!(token_reminders, accounts);
 diesel::allow_tables_to_appear_in_same_query!(token_leaks, api_tokens);
 diesel::allow_tables_to_appear_in_same_query!(token_leaks, accounts);
+
+diesel::table! {
+    oidc_identities (id) {
+        id -> BigInt,
+        account_id -> BigInt,
+        issuer -> Text,
+        subject -> Text,
+        created_at -> Timestamp,
+        last_sign_in_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    oidc_pending (id) {
+        id -> BigInt,
+        state_hash -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        return_to -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(oidc_identities -> accounts (account_id));
+diesel::allow_tables_to_appear_in_same_query!(oidc_identities, accounts);

@@ -179,7 +179,7 @@ async fn check_current(
     let check = match claim {
         Err(_) => CurrentCheck::Throttled,
         Ok(claim) => {
-            let phc = Some(user.account.password_hash.clone());
+            let phc = Some(user.account.password_hash.clone()).filter(|h| !h.is_empty());
             if super::auth::verify_claimed(state, claim, current, phc).await? {
                 CurrentCheck::Valid
             } else {

@@ -11,6 +11,7 @@ use super::session::{self, actor_context, client_context, pre_session_csrf, veri
 use super::{redirect, render, CSRF_FAILED};
 use crate::accounts::{self, Account, CreateAccountError, Email, Password, Role};
 use crate::audit::{self, EventContext, SecurityEvent};
+use crate::config::PasswordSignIn;
 use crate::state::AppState;
 use crate::{sessions, sign_in};
 
@@ -18,8 +19,38 @@ async fn account_count(state: &AppState) -> Result<i64, PortalError> {
     Ok(state.db.run(accounts::count).await?)
 }
 
+/// Is there a first-run page to go to? Not when nobody may use a password.
+async fn needs_setup(state: &AppState) -> Result<bool, PortalError> {
+    Ok(state.config.sign_in.password != PasswordSignIn::Off && account_count(state).await? == 0)
+}
+
+/// `/signup` is open: `--allow-signup`, and sellers may use passwords.
+fn signup_open(state: &AppState) -> bool {
+    state.config.allow_signup && state.config.sign_in.password == PasswordSignIn::On
+}
+
+/// The login page, as the settings shape it.
+fn login_page(state: &AppState, csrf_token: String, email: &str, next: String, error: Option<String>) -> LoginPage {
+    let oidc = state
+        .oidc
+        .as_ref()
+        .map(|oidc| (oidc.config().name.clone(), format!("/login/oidc?next={}", super::forms::percent_encode(&next))));
+    LoginPage {
+        layout: Layout::anonymous("Sign in"),
+        csrf_token,
+        email: email.to_owned(),
+        next,
+        error,
+        allow_signup: signup_open(state),
+        password_form: state.config.sign_in.password != PasswordSignIn::Off,
+        signed_out: false,
+        admins_only: state.config.sign_in.password == PasswordSignIn::Admins,
+        oidc,
+    }
+}
+
 pub async fn root(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PortalError> {
-    if account_count(&state).await? == 0 {
+    if needs_setup(&state).await? {
         return Ok(redirect("/setup"));
     }
     Ok(match session::maybe_user(&req).await? {
@@ -29,7 +60,7 @@ pub async fn root(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Starts a session for `account` and sends the browser on to `next`.
-async fn start_session(
+pub(super) async fn start_session(
     state: &AppState,
     req: &HttpRequest,
     account: &Account,
@@ -123,8 +154,10 @@ impl NewAccount {
     async fn redirect_elsewhere(self, state: &AppState) -> Result<Option<HttpResponse>, PortalError> {
         let accounts = account_count(state).await?;
         Ok(match self {
+            // Without passwords, accounts come from the provider.
+            _ if state.config.sign_in.password == PasswordSignIn::Off => return Err(PortalError::NotFound),
             NewAccount::FirstAdmin if accounts > 0 => Some(redirect("/login")),
-            NewAccount::Seller if !state.config.allow_signup => return Err(PortalError::NotFound),
+            NewAccount::Seller if !signup_open(state) => return Err(PortalError::NotFound),
             NewAccount::Seller if accounts == 0 => Some(redirect("/setup")),
             _ => None,
         })
@@ -254,6 +287,8 @@ pub async fn signup_submit(
 #[derive(Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
+    /// Just signed out (offers the provider's sign-out too).
+    signed_out: Option<String>,
 }
 
 pub async fn login_form(
@@ -261,28 +296,24 @@ pub async fn login_form(
     state: web::Data<AppState>,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, PortalError> {
-    if account_count(&state).await? == 0 {
+    if needs_setup(&state).await? {
         return Ok(redirect("/setup"));
     }
     let next = safe_next(query.next.as_deref());
     if session::maybe_user(&req).await?.is_some() {
         return Ok(redirect(&next));
     }
+    let signed_out = query.signed_out.is_some() && state.oidc.is_some();
     anonymous_page(&req, &state, StatusCode::OK, |csrf_token| {
-        let page = LoginPage {
-            layout: Layout::anonymous("Sign in"),
-            csrf_token,
-            email: String::new(),
-            next,
-            error: None,
-            allow_signup: state.config.allow_signup,
-        };
+        let page = LoginPage { signed_out, ..login_page(&state, csrf_token, "", next, None) };
         render(StatusCode::OK, &page)
     })
 }
 
 enum LoginCheck {
     Throttled,
+    /// The right password, but passwords are for admins only.
+    NotAllowed(i64),
     Failed(Option<i64>),
     Succeeded(Account),
 }
@@ -296,17 +327,21 @@ pub async fn login_submit(
     let next = safe_next(form.get_opt("next"));
     let page = |status, error: &str| {
         anonymous_page(&req, &state, status, |csrf_token| {
-            let page = LoginPage {
-                layout: Layout::anonymous("Sign in"),
-                csrf_token,
-                email: form.get("email").to_owned(),
-                next: next.clone(),
-                error: Some(error.to_owned()),
-                allow_signup: state.config.allow_signup,
-            };
+            let page = login_page(&state, csrf_token, form.get("email"), next.clone(), Some(error.to_owned()));
             render(status, &page)
         })
     };
+    let provider = state.oidc.as_ref().map(|o| o.config().name.clone()).unwrap_or_default();
+    // Refused whatever else the form holds: there is no form to take a token from.
+    if state.config.sign_in.password == PasswordSignIn::Off {
+        let ctx = EventContext {
+            subject: Email::parse(form.get("email")).ok().map(|e| e.as_str().to_owned()),
+            detail: Some("password sign-in is off".into()),
+            ..client_context(&req)
+        };
+        state.db.run(move |conn| audit::record(conn, SecurityEvent::LoginFailed, ctx)).await?;
+        return page(StatusCode::FORBIDDEN, &format!("Password sign-in is turned off here: sign in with {provider}."));
+    }
     if !verify_pre_session_csrf(&req, form.csrf()) {
         return page(StatusCode::FORBIDDEN, CSRF_FAILED);
     }
@@ -339,9 +374,13 @@ pub async fn login_submit(
         Ok(claim) => {
             // Verify against a dummy hash for unknown emails, so timing does
             // not reveal which emails have accounts.
-            let phc = account.as_ref().map(|a| a.password_hash.clone());
+            // An account that signs in only through the provider has no password.
+            let phc = account.as_ref().map(|a| a.password_hash.clone()).filter(|h| !h.is_empty());
             let valid = verify_claimed(&state, claim, password, phc).await?;
             match account {
+                Some(account) if valid && !state.config.sign_in.password_allowed(account.is_admin()) => {
+                    LoginCheck::NotAllowed(account.id)
+                }
                 Some(account) if valid => LoginCheck::Succeeded(account),
                 other => LoginCheck::Failed(other.map(|a| a.id)),
             }
@@ -351,9 +390,11 @@ pub async fn login_submit(
     let (event, seller_id) = match &check {
         LoginCheck::Throttled => (SecurityEvent::LoginThrottled, known_id),
         LoginCheck::Failed(id) => (SecurityEvent::LoginFailed, *id),
+        LoginCheck::NotAllowed(id) => (SecurityEvent::LoginFailed, Some(*id)),
         LoginCheck::Succeeded(account) => (SecurityEvent::LoginSucceeded, Some(account.id)),
     };
-    let record_ctx = EventContext { seller_id, actor_id: seller_id, ..ctx };
+    let detail = matches!(check, LoginCheck::NotAllowed(_)).then(|| "password sign-in is for admins only".to_owned());
+    let record_ctx = EventContext { seller_id, actor_id: seller_id, detail, ..ctx };
     state.db.run(move |conn| audit::record(conn, event, record_ctx)).await?;
 
     match check {
@@ -362,6 +403,10 @@ pub async fn login_submit(
             &format!("Too many failed sign-in attempts. Wait {} minutes, then try again.", sign_in::WINDOW_MINUTES),
         ),
         LoginCheck::Failed(_) => page(StatusCode::UNPROCESSABLE_ENTITY, "Incorrect email or password."),
+        LoginCheck::NotAllowed(_) => page(
+            StatusCode::FORBIDDEN,
+            &format!("Passwords here are for administrators only: sign in with {provider}."),
+        ),
         LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,
     }
 }
@@ -409,7 +454,8 @@ pub async fn logout(
             })
         })
         .await?;
-    let mut response = redirect("/login");
+    // Signed in through a provider, the login page offers to sign out there too.
+    let mut response = redirect(if state.oidc.is_some() { "/login?signed_out=1" } else { "/login" });
     response.add_cookie(&session::expired_session_cookie(state.config.secure_cookies))?;
     Ok(response)
 }

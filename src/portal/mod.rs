@@ -14,6 +14,7 @@ pub mod error;
 pub mod flash;
 pub mod forms;
 pub mod logs;
+pub mod oidc;
 pub mod pages;
 pub mod session;
 pub mod tokens;
@@ -34,6 +35,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/setup", web::post().to(auth::setup_submit))
         .route("/login", web::get().to(auth::login_form))
         .route("/login", web::post().to(auth::login_submit))
+        .route("/login/oidc", web::get().to(oidc::start))
+        .route(crate::oidc::CALLBACK_PATH, web::get().to(oidc::callback))
+        .route("/logout/oidc", web::get().to(oidc::end_session))
         .route("/logout", web::post().to(auth::logout))
         .route("/signup", web::get().to(auth::signup_form))
         .route("/signup", web::post().to(auth::signup_submit))

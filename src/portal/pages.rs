@@ -200,6 +200,14 @@ pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
     pub allow_signup: bool,
+    /// Show the email and password form.
+    pub password_form: bool,
+    /// `--password-sign-in admins`: the form says so.
+    pub admins_only: bool,
+    /// Just signed out of keygate: offer the provider's sign-out.
+    pub signed_out: bool,
+    /// "Sign in with {name}", and where its button goes.
+    pub oidc: Option<(String, String)>,
 }
 
 #[derive(Template)]

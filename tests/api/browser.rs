@@ -736,12 +736,12 @@ async fn wait_for_source(c: &Client, text: &str) -> String {
 }
 
 /// The form field with this `name`.
-async fn field(c: &Client, name: &str) -> Element {
+pub(crate) async fn field(c: &Client, name: &str) -> Element {
     c.find(Locator::Css(&format!(r#"[name="{name}"]"#))).await.unwrap_or_else(|e| panic!("no field {name}: {e}"))
 }
 
 /// Clicks the submit button whose label is `label`.
-async fn click_button(c: &Client, label: &str) {
+pub(crate) async fn click_button(c: &Client, label: &str) {
     let xpath = format!(r#"//button[normalize-space(.)="{label}"]"#);
     c.find(Locator::XPath(&xpath)).await.unwrap_or_else(|e| panic!("no button {label:?}: {e}")).click().await.unwrap();
 }
@@ -771,7 +771,7 @@ async fn badge_of(c: &Client, public_id: &str) -> String {
     badge.text().await.unwrap().trim().to_owned()
 }
 
-async fn wait_for_path(c: &Client, path: &str) {
+pub(crate) async fn wait_for_path(c: &Client, path: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
         let url = c.current_url().await.unwrap();
@@ -797,7 +797,7 @@ async fn wait_for_text(c: &Client, css: &str) -> String {
 }
 
 /// chromedriver and Chromium, or `None` (after a notice) to skip the test.
-fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let chromedriver = std::env::var_os("CHROMEDRIVER")
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("/usr/bin/chromedriver")).filter(|p| p.is_file()))
@@ -837,13 +837,13 @@ fn on_path(program: &str) -> Option<PathBuf> {
 }
 
 /// A running chromedriver, killed when dropped (also when the test panics).
-struct ChromeDriver {
+pub(crate) struct ChromeDriver {
     child: Child,
     port: u16,
 }
 
 impl ChromeDriver {
-    async fn start(binary: &Path) -> Self {
+    pub(crate) async fn start(binary: &Path) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let child = Command::new(binary)
             .arg(format!("--port={port}"))
@@ -899,7 +899,7 @@ impl Drop for ChromeDriver {
 }
 
 /// A WebDriver session with a fresh, headless Chromium.
-async fn connect(driver: &ChromeDriver, chromium: &Path, profile: &Path) -> Client {
+pub(crate) async fn connect(driver: &ChromeDriver, chromium: &Path, profile: &Path) -> Client {
     let args = [
         "--headless=new".to_owned(),
         "--no-sandbox".to_owned(),

@@ -187,6 +187,7 @@ pub fn test_config(db_path: &std::path::Path) -> Config {
         oauth: keygate::config::OAuthConfig { authorize_per_10s: 10_000, ..Default::default() },
         gateway: Default::default(),
         secrets_key: None,
+        sign_in: Default::default(),
     }
 }
 
@@ -346,7 +347,7 @@ impl EmptyApp {
         User::for_app(email, &self.address, &self.config)
     }
 
-    fn with_admin(self, admin: User) -> TestApp {
+    pub fn with_admin(self, admin: User) -> TestApp {
         TestApp {
             address: self.address,
             db_path: self.db_path,

@@ -22,6 +22,7 @@ mod logs;
 mod oauth;
 mod oauth_authorize;
 mod oauth_clients;
+mod oidc;
 mod openapi;
 mod operating;
 mod pages;

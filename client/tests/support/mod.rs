@@ -85,6 +85,7 @@ async fn start_in(dir: tempfile::TempDir, scheme: &str, customise: impl FnOnce(&
         oauth: OAuthConfig { authorize_per_10s: 10_000, ..OAuthConfig::default() },
         gateway: Default::default(),
         secrets_key: None,
+        sign_in: Default::default(),
     };
     customise(&mut config);
     let pool = keygate::startup::build_pool_and_migrate(&config).unwrap();

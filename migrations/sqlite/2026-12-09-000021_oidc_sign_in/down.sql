@@ -1,0 +1,2 @@
+DROP TABLE oidc_pending;
+DROP TABLE oidc_identities;
