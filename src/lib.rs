@@ -36,6 +36,7 @@ pub mod sessions;
 pub mod shop;
 pub mod sign_in;
 pub mod startup;
+pub mod suspension;
 pub mod state;
 pub mod telemetry;
 pub mod time;

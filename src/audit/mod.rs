@@ -85,6 +85,9 @@ pub enum SecurityEvent {
     CodeReplayed,
     OAuthTokenRevoked,
     GrantRevoked,
+    /// An admin (or the CLI) suspended an account.
+    AccountSuspended,
+    AccountReinstated,
 }
 
 impl SecurityEvent {
@@ -122,6 +125,8 @@ impl SecurityEvent {
             SecurityEvent::CodeReplayed => "code_replayed",
             SecurityEvent::OAuthTokenRevoked => "oauth_token_revoked",
             SecurityEvent::GrantRevoked => "grant_revoked",
+            SecurityEvent::AccountSuspended => "account_suspended",
+            SecurityEvent::AccountReinstated => "account_reinstated",
         }
     }
 

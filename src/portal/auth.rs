@@ -284,6 +284,8 @@ pub async fn login_form(
 enum LoginCheck {
     Throttled,
     Failed(Option<i64>),
+    /// The right password, but the account may not sign in (suspended).
+    Refused(i64, accounts::SignInRefused),
     Succeeded(Account),
 }
 
@@ -342,7 +344,11 @@ pub async fn login_submit(
             let phc = account.as_ref().map(|a| a.password_hash.clone());
             let valid = verify_claimed(&state, claim, password, phc).await?;
             match account {
-                Some(account) if valid => LoginCheck::Succeeded(account),
+                // Only someone who knows the password learns the account is suspended.
+                Some(account) if valid => match account.may_sign_in() {
+                    Ok(()) => LoginCheck::Succeeded(account),
+                    Err(refused) => LoginCheck::Refused(account.id, refused),
+                },
                 other => LoginCheck::Failed(other.map(|a| a.id)),
             }
         }
@@ -351,10 +357,22 @@ pub async fn login_submit(
     let (event, seller_id) = match &check {
         LoginCheck::Throttled => (SecurityEvent::LoginThrottled, known_id),
         LoginCheck::Failed(id) => (SecurityEvent::LoginFailed, *id),
+        LoginCheck::Refused(id, _) => (SecurityEvent::LoginFailed, Some(*id)),
         LoginCheck::Succeeded(account) => (SecurityEvent::LoginSucceeded, Some(account.id)),
     };
-    let record_ctx = EventContext { seller_id, actor_id: seller_id, ..ctx };
-    state.db.run(move |conn| audit::record(conn, event, record_ctx)).await?;
+    let detail = matches!(check, LoginCheck::Refused(..)).then(|| "the account is suspended".to_owned());
+    let record_ctx = EventContext { seller_id, actor_id: seller_id, detail, ..ctx };
+    let signed_in = matches!(check, LoginCheck::Succeeded(_)).then_some(seller_id).flatten();
+    state
+        .db
+        .run(move |conn| {
+            audit::record(conn, event, record_ctx)?;
+            match signed_in {
+                Some(id) => accounts::record_sign_in(conn, id, crate::db::now()),
+                None => Ok(()),
+            }
+        })
+        .await?;
 
     match check {
         LoginCheck::Throttled => page(
@@ -362,6 +380,7 @@ pub async fn login_submit(
             &format!("Too many failed sign-in attempts. Wait {} minutes, then try again.", sign_in::WINDOW_MINUTES),
         ),
         LoginCheck::Failed(_) => page(StatusCode::UNPROCESSABLE_ENTITY, "Incorrect email or password."),
+        LoginCheck::Refused(_, refused) => page(StatusCode::FORBIDDEN, &refused.to_string()),
         LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,
     }
 }
