@@ -129,10 +129,14 @@ pub async fn list(
     let now = crate::db::now();
     let (rows, more) = state.db.run(move |conn| suspension::list(conn, search.as_ref(), after, now)).await?;
     page.next = match (more, rows.last()) {
-        (true, Some(last)) => Some(format!(
-            "{BASE}?{}",
-            serde_urlencoded::to_string([("q", q.trim()), ("after", &last.account.id.to_string())]).unwrap_or_default()
-        )),
+        (true, Some(last)) => {
+            let after = last.account.id.to_string();
+            let mut pairs = vec![("after", after.as_str())];
+            if !q.trim().is_empty() {
+                pairs.insert(0, ("q", q.trim()));
+            }
+            Some(format!("{BASE}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default()))
+        }
         _ => None,
     };
     page.sellers = rows.iter().map(|row| SellerView::new(row, user.account.id)).collect();
