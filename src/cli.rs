@@ -258,21 +258,15 @@ impl Commands {
             .run(move |conn| accounts::find_by_email(conn, &lookup))
             .await?
             .ok_or_else(|| anyhow!("--email: no account has the email {}", email.as_str()))?;
-        let change = suspension::set_suspended(
-            &self.db,
-            self.tokens.cache(),
-            account.id,
-            suspend,
-            Actor::Cli,
-            cli_context(),
-        )
-        .await
-        .map_err(|e| match e {
-            SuspensionError::AlreadySuspended { .. } | SuspensionError::NotSuspended { .. } => {
-                anyhow!("{e}; nothing changed")
-            }
-            other => anyhow!("{other}"),
-        })?;
+        let change =
+            suspension::set_suspended(&self.db, self.tokens.cache(), account.id, suspend, Actor::Cli, cli_context())
+                .await
+                .map_err(|e| match e {
+                    SuspensionError::AlreadySuspended { .. } | SuspensionError::NotSuspended { .. } => {
+                        anyhow!("{e}; nothing changed")
+                    }
+                    other => anyhow!("{other}"),
+                })?;
         let said = if suspend {
             format!(
                 "suspended {}: {} session(s) ended; {} API token(s) and {} app authorization(s) refused until it is reinstated",

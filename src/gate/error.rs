@@ -194,12 +194,10 @@ impl GateError {
             GateError::InvalidToken(_)
             | GateError::TokenRevoked { .. }
             | GateError::TokenExpired { .. }
-            | GateError::AccountSuspended { .. } => {
-                Some(format!(
-                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                    description(&self.short_description())
-                ))
-            }
+            | GateError::AccountSuspended { .. } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                description(&self.short_description())
+            )),
             GateError::InsufficientScope { required, .. } => {
                 Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
             }
@@ -342,7 +340,12 @@ mod tests {
         assert!(GateError::TokenRevoked { holder: Holder::App }.message().contains("refresh"));
         assert!(GateError::TokenRevoked { holder: Holder::ApiToken }.message().contains("Settings → API Tokens"));
         let suspended = GateError::AccountSuspended { holder: Holder::App }.message();
-        assert!(suspended.contains("seller") && suspended.contains("app") && !suspended.contains("Settings"), "{suspended}");
-        assert!(GateError::AccountSuspended { holder: Holder::ApiToken }.message().starts_with("The account this token belongs to is suspended by an administrator"));
+        assert!(
+            suspended.contains("seller") && suspended.contains("app") && !suspended.contains("Settings"),
+            "{suspended}"
+        );
+        assert!(GateError::AccountSuspended { holder: Holder::ApiToken }
+            .message()
+            .starts_with("The account this token belongs to is suspended by an administrator"));
     }
 }

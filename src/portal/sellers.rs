@@ -121,7 +121,10 @@ pub async fn list(
         Some(raw) => match raw.parse::<i64>() {
             Ok(after) if after >= 0 => Some(after),
             _ => {
-                page.error = Some(format!("“{}” is not a place in this list: start again from the first page.", raw.chars().take(40).collect::<String>()));
+                page.error = Some(format!(
+                    "“{}” is not a place in this list: start again from the first page.",
+                    raw.chars().take(40).collect::<String>()
+                ));
                 return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
             }
         },
@@ -151,7 +154,11 @@ async fn any_account(state: &AppState, id: &str) -> Result<Account, PortalError>
 fn confirm_page(user: &CurrentUser, account: &Account, suspend: bool, error: Option<String>) -> ConfirmPage {
     let verb = if suspend { "suspend" } else { "reinstate" };
     ConfirmPage {
-        layout: Layout::for_user(format!("{} {}", if suspend { "Suspend" } else { "Reinstate" }, account.email), user, "admin-sellers"),
+        layout: Layout::for_user(
+            format!("{} {}", if suspend { "Suspend" } else { "Reinstate" }, account.email),
+            user,
+            "admin-sellers",
+        ),
         csrf_token: user.csrf_token.clone(),
         email: account.email.clone(),
         role: account.role.clone(),
@@ -161,7 +168,12 @@ fn confirm_page(user: &CurrentUser, account: &Account, suspend: bool, error: Opt
     }
 }
 
-async fn confirm(user: CurrentUser, state: web::Data<AppState>, id: &str, suspend: bool) -> Result<HttpResponse, PortalError> {
+async fn confirm(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    id: &str,
+    suspend: bool,
+) -> Result<HttpResponse, PortalError> {
     let account = any_account(&state, id).await?;
     render(StatusCode::OK, &confirm_page(&user, &account, suspend, None))
 }
@@ -192,7 +204,10 @@ async fn submit(
             return Ok(redirect(BASE));
         }
         Err(e) => {
-            return render(StatusCode::CONFLICT, &confirm_page(&user, &account, suspend, Some(format!("{}.", upper_first(&e.to_string())))));
+            return render(
+                StatusCode::CONFLICT,
+                &confirm_page(&user, &account, suspend, Some(format!("{}.", upper_first(&e.to_string())))),
+            );
         }
     };
     let message = if suspend {

@@ -364,17 +364,25 @@ async fn suspended_on_one_instance_refused_on_another_at_once() {
         assert_eq!(call(address, &access).await.0, StatusCode::OK);
     }
 
+    // Timed from the POST that suspends (the confirmation page is read before).
+    let path = format!("/admin/sellers/{seller_id}/suspend");
+    let csrf = csrf_from(&a.admin.get_html(&path).await);
     let suspended_at = Instant::now();
-    assert_eq!(act(&a.admin, seller_id, "suspend").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(a.admin.post_raw(&path, &[("csrf_token", &csrf)]).await.status(), StatusCode::SEE_OTHER);
+    let answered_after = suspended_at.elapsed();
     let (status, body, accepted) = until(&b, &token, StatusCode::UNAUTHORIZED).await;
     let propagation = suspended_at.elapsed();
     assert_eq!(body["error"], "account_suspended", "still {status} after {propagation:?}");
     assert!(propagation < Duration::from_secs(1), "{propagation:?}");
-    eprintln!("suspension on A refused on B after {propagation:?} ({accepted} requests accepted meanwhile)");
+    eprintln!(
+        "suspension on A (answered in {answered_after:?}) refused on B after {propagation:?} ({accepted} requests accepted meanwhile)"
+    );
     assert_eq!(call(&b, &access).await.2["error"], "account_suspended");
 
+    let path = format!("/admin/sellers/{seller_id}/reinstate");
+    let csrf = csrf_from(&a.admin.get_html(&path).await);
     let reinstated_at = Instant::now();
-    assert_eq!(act(&a.admin, seller_id, "reinstate").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(a.admin.post_raw(&path, &[("csrf_token", &csrf)]).await.status(), StatusCode::SEE_OTHER);
     let (status, _, refused) = until(&b, &token, StatusCode::OK).await;
     let propagation = reinstated_at.elapsed();
     assert_eq!(status, StatusCode::OK, "still refused after {propagation:?}");
