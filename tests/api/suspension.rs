@@ -58,6 +58,18 @@ async fn exchange(app: &TestApp, client: &RegisteredApp, code: &str, verifier: &
     (status, json)
 }
 
+async fn introspect(app: &TestApp, client: &RegisteredApp, token: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/oauth/introspect", app.address))
+        .basic_auth(&client.client_id, client.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
 async fn refresh(app: &TestApp, client: &RegisteredApp, refresh_token: &str) -> (StatusCode, Value) {
     let (status, json, _) =
         token_call(app, client, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await;
@@ -122,6 +134,9 @@ async fn a_suspended_seller_is_refused_everywhere_and_reinstating_brings_everyth
     let (status, json) = exchange(&app, &client, &code, &verifier).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{json}");
     assert!(json["error_description"].as_str().unwrap().contains("suspended"), "{json}");
+    // Introspection: inactive while it lasts.
+    assert_eq!(introspect(&app, &client, &access).await["active"], false);
+    assert_eq!(introspect(&app, &client, &refresh_token).await["active"], false);
 
     // Signing in with the right password: a page that says why.
     let again = app.user(SELLER);
@@ -159,6 +174,7 @@ async fn a_suspended_seller_is_refused_everywhere_and_reinstating_brings_everyth
     assert!(app.admin.get_html("/admin/sellers").await.contains("ana@shop.test is reinstated"));
     assert_eq!(call(&app.address, &token).await.0, StatusCode::OK);
     assert_eq!(call(&app.address, &access).await.0, StatusCode::OK);
+    assert_eq!(introspect(&app, &client, &access).await["active"], true);
     let (status, json) = refresh(&app, &client, &refresh_token).await;
     assert_eq!(status, StatusCode::OK, "the refresh token was not spent by the refusal: {json}");
     let (status, json) = exchange(&app, &client, &code, &verifier).await;
@@ -291,6 +307,7 @@ async fn the_cli_suspends_and_reinstates_and_returns_once_the_gate_refuses() {
     let app = spawn_app().await;
     let seller = app.seller(SELLER).await;
     let (token, _) = create_service_token(&seller, "erp", &["orders:read"]).await;
+    let (revoked, revoked_id) = create_service_token(&seller, "old", &["orders:read"]).await;
     tokio::time::sleep(keygate::tokens::cache::REFRESH_EVERY * 3).await;
     assert_eq!(call(&app.address, &token).await.0, StatusCode::OK);
     assert!(!app.tokens.is_empty(), "the cache is warm");
@@ -306,11 +323,15 @@ async fn the_cli_suspends_and_reinstates_and_returns_once_the_gate_refuses() {
     };
     let (ok, said) = run(&["user", "suspend", "--email", "ANA@shop.test"]);
     assert!(ok, "{said}");
-    assert!(said.contains("suspended ana@shop.test: 1 session(s) ended; 1 API token(s)"), "{said}");
+    assert!(said.contains("suspended ana@shop.test: 1 session(s) ended; 2 API token(s)"), "{said}");
     assert!(said.contains("every running instance applies it"), "{said}");
     // The first request after the command returned is refused.
     let (status, _, body) = call(&app.address, &token).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("account_suspended")), "{body}");
+    // Revoked while suspended: a revocation is final, and said first.
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    commands.revoke_token(&revoked_id).await.unwrap();
+    assert_eq!(call(&app.address, &revoked).await.2["error"], "token_revoked");
     let event = &app.events("account_suspended")[0];
     assert_eq!(event.actor_id, None);
     assert!(event.detail.as_deref().unwrap().contains("by cli"), "{event:?}");
@@ -331,6 +352,7 @@ async fn the_cli_suspends_and_reinstates_and_returns_once_the_gate_refuses() {
     let (ok, said) = run(&["user", "reinstate", "--email", SELLER]);
     assert!(ok && said.contains("reinstated ana@shop.test: 1 API token(s)"), "{said}");
     assert_eq!(call(&app.address, &token).await.0, StatusCode::OK, "the first request after it returned works");
+    assert_eq!(call(&app.address, &revoked).await.2["error"], "token_revoked", "reinstating revives no revoked token");
     let event = &app.events("account_reinstated")[0];
     assert!(event.actor_id.is_none() && event.detail.as_deref().unwrap().contains("by cli"));
     assert_eq!(app.user(SELLER).login(PASSWORD).await.status(), StatusCode::SEE_OTHER);
