@@ -115,12 +115,45 @@ pub struct Account {
     pub password_hash: String,
     pub role: String,
     pub created_at: NaiveDateTime,
+    /// Set while an admin has the account suspended (see `suspension`).
+    pub suspended_at: Option<NaiveDateTime>,
+    pub suspended_by: Option<i64>,
+    pub last_sign_in_at: Option<NaiveDateTime>,
 }
 
 impl Account {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin.as_str()
     }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended_at.is_some()
+    }
+
+    /// Whether this account may start a session, whatever proved who it is
+    /// (a password, an identity provider): every way of signing in asks
+    /// this once the person is known, and shows the refusal as a page.
+    pub fn may_sign_in(&self) -> Result<(), SignInRefused> {
+        match self.suspended_at {
+            Some(at) => Err(SignInRefused::Suspended { at }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a person who proved who they are still may not sign in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInRefused {
+    #[error(
+        "This account was suspended by an administrator on {} UTC. Its sessions, API tokens and app authorizations are on hold until an administrator reinstates it; ask your keygate administrator.",
+        at.format("%Y-%m-%d %H:%M")
+    )]
+    Suspended { at: NaiveDateTime },
+}
+
+/// Notes a successful sign-in (shown on /admin/sellers).
+pub fn record_sign_in(conn: &mut DbConnection, id: i64, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(accounts::table.find(id)).set(accounts::last_sign_in_at.eq(Some(at))).execute(conn).map(drop)
 }
 
 #[derive(Insertable)]

@@ -254,6 +254,44 @@ impl Commands {
 }
 
 impl Commands {
+    /// `keygate user suspend|reinstate --email E`: returns once every
+    /// running instance applies it; a line for the operator.
+    pub async fn set_account_suspended(&self, email: &str, suspend: bool) -> anyhow::Result<String> {
+        use crate::suspension::{self, Actor, SuspensionError};
+        let email = Email::parse(email).map_err(|e| anyhow!("--email: {e}"))?;
+        let lookup = email.clone();
+        let account = self
+            .db
+            .run(move |conn| accounts::find_by_email(conn, &lookup))
+            .await?
+            .ok_or_else(|| anyhow!("--email: no account has the email {}", email.as_str()))?;
+        let change =
+            suspension::set_suspended(&self.db, self.tokens.cache(), account.id, suspend, Actor::Cli, cli_context())
+                .await
+                .map_err(|e| match e {
+                    SuspensionError::AlreadySuspended { .. } | SuspensionError::NotSuspended { .. } => {
+                        anyhow!("{e}; nothing changed")
+                    }
+                    other => anyhow!("{other}"),
+                })?;
+        let said = if suspend {
+            format!(
+                "suspended {}: {} session(s) ended; {} API token(s) and {} app authorization(s) refused until it is reinstated",
+                change.account.email, change.sessions_ended, change.api_tokens, change.grants
+            )
+        } else {
+            format!(
+                "reinstated {}: {} API token(s) and {} app authorization(s) work again",
+                change.account.email, change.api_tokens, change.grants
+            )
+        };
+        let revision = self.db.run(instances::current_revision).await?;
+        instances::wait_until_applied(&self.db, revision, REVOKE_WAIT).await.map_err(|e| anyhow!("{said}, but {e}"))?;
+        Ok(format!("{said}; every running instance applies it"))
+    }
+}
+
+impl Commands {
     /// One reminder run (`keygate reminders send`); a line for the operator.
     pub async fn send_reminders(
         &self,

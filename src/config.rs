@@ -318,6 +318,18 @@ pub enum UserCommand {
         #[arg(long, env = "KEYGATE_SAMPLE_DATA", default_value_t = true, action = ArgAction::Set)]
         sample_data: bool,
     },
+    /// Suspend an account: its sessions end, its API tokens and app
+    /// authorizations are refused on every instance until it is reinstated.
+    /// Returns once every running instance refuses them.
+    Suspend {
+        #[arg(long)]
+        email: String,
+    },
+    /// Reinstate a suspended account: what was not revoked works again.
+    Reinstate {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,7 @@ pub mod shop;
 pub mod sign_in;
 pub mod startup;
 pub mod state;
+pub mod suspension;
 pub mod telemetry;
 pub mod time;
 pub mod tokens;

@@ -61,6 +61,16 @@ fn run(args: Cli) -> anyhow::Result<()> {
             eprintln!("created {} account {}", account.role, account.email);
             Ok(())
         }
+        Command::User(UserCommand::Suspend { email }) => {
+            let commands = commands(&url)?;
+            eprintln!("{}", runtime()?.block_on(commands.set_account_suspended(&email, true))?);
+            Ok(())
+        }
+        Command::User(UserCommand::Reinstate { email }) => {
+            let commands = commands(&url)?;
+            eprintln!("{}", runtime()?.block_on(commands.set_account_suspended(&email, false))?);
+            Ok(())
+        }
         Command::Token(TokenCommand::Create { email, name, kind, scopes, expires_in, description, allow_ips }) => {
             let commands = commands(&url)?;
             let args = TokenArgs {

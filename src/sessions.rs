@@ -86,6 +86,8 @@ pub fn find_active(conn: &mut DbConnection, cookie_value: &str) -> QueryResult<O
         .inner_join(accounts::table)
         .filter(sessions::token_hash.eq(hash_cookie(cookie_value)))
         .filter(sessions::expires_at.gt(db::now()))
+        // A session started as its account was being suspended ends too.
+        .filter(accounts::suspended_at.is_null())
         .select((Session::as_select(), Account::as_select()))
         .first(conn)
         .optional()
@@ -115,6 +117,11 @@ pub fn delete_others(conn: &mut DbConnection, account_id: i64, keep: i64) -> Que
             .filter(sessions::expires_at.gt(db::now())),
     )
     .execute(conn)
+}
+
+/// Ends every session of the account (it was suspended); returns how many.
+pub fn delete_all(conn: &mut DbConnection, account_id: i64) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::account_id.eq(account_id))).execute(conn)
 }
 
 /// "Sign out other sessions": ends them and records `sessions_revoked`

@@ -56,7 +56,7 @@ pub struct Body {
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct Error {
-    /// A stable code: `unauthorized`, `invalid_token`, `token_revoked`, `token_expired`,
+    /// A stable code: `unauthorized`, `invalid_token`, `token_revoked`, `token_expired`, `account_suspended`,
     /// `insufficient_scope`, `ip_not_allowed`, `https_required`, `rate_limited`, `invalid_request`,
     /// `validation_failed`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
     /// `unsupported_media_type`, `temporarily_unavailable`, `internal_error`.
@@ -203,7 +203,7 @@ fn operation(route: &ApiRoute) -> Value {
         .insert("400".into(), error("Malformed input (`field` names it), or more than one Authorization header", &[]));
     responses.insert(
         "401".into(),
-        error("No token, or a malformed, unknown, revoked or expired one (`error` says which)", &["WWW-Authenticate"]),
+        error("No token, or a malformed, unknown, revoked or expired one, or one whose account is suspended (`error` says which)", &["WWW-Authenticate"]),
     );
     let forbidden = if route.path == super::ROTATE_PATH {
         "`self_rotation_disabled` (its owner turned self-rotation off, or an OAuth access token, which is refreshed instead), `ip_not_allowed` or `https_required`"

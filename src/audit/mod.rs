@@ -97,6 +97,9 @@ pub enum SecurityEvent {
     OidcAccountLinked,
     /// An account's role changed (the provider's admin claim).
     RoleChanged,
+    /// An admin (or the CLI) suspended an account.
+    AccountSuspended,
+    AccountReinstated,
 }
 
 impl SecurityEvent {
@@ -140,6 +143,8 @@ impl SecurityEvent {
             SecurityEvent::OidcSignInFailed => "oidc_sign_in_failed",
             SecurityEvent::OidcAccountLinked => "oidc_account_linked",
             SecurityEvent::RoleChanged => "role_changed",
+            SecurityEvent::AccountSuspended => "account_suspended",
+            SecurityEvent::AccountReinstated => "account_reinstated",
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Outcome {
     HttpsRequired,
     /// The token's IP allowlist does not hold the caller's address.
     IpNotAllowed,
+    /// The token's account is suspended by an administrator.
+    AccountSuspended,
     /// The server failed, or could not check the request.
     Error,
     /// The upstream behind the gate (`--upstream`) did not answer: refused
@@ -31,7 +33,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Ok,
         Outcome::Unauthorized,
         Outcome::InvalidToken,
@@ -41,6 +43,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::HttpsRequired,
         Outcome::IpNotAllowed,
+        Outcome::AccountSuspended,
         Outcome::Error,
         Outcome::UpstreamError,
         Outcome::Failed,
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::HttpsRequired => "https_required",
             Outcome::IpNotAllowed => "ip_not_allowed",
+            Outcome::AccountSuspended => "account_suspended",
             Outcome::Error => "error",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Failed => "failed",

@@ -8,6 +8,9 @@ diesel::table! {
         password_hash -> Text,
         role -> Text,
         created_at -> Timestamp,
+        suspended_at -> Nullable<Timestamp>,
+        suspended_by -> Nullable<BigInt>,
+        last_sign_in_at -> Nullable<Timestamp>,
     }
 }
 

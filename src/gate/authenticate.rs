@@ -141,6 +141,11 @@ pub async fn authenticate(
     if let Some(expired_at) = credential.expires_at.filter(|at| *at <= now) {
         return Err(GateError::TokenExpired { expired_at, holder });
     }
+    // After revocation and expiry, which are final: reinstating the account
+    // brings back only what would otherwise work.
+    if stored.account_suspended_at.is_some() {
+        return Err(GateError::AccountSuspended { holder });
+    }
     if let Some(allowed) = &credential.allowed_ips {
         if !from.is_some_and(|ip| allowed.allows(ip)) {
             return Err(GateError::IpNotAllowed { ip: from });

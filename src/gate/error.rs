@@ -40,6 +40,11 @@ pub enum GateError {
         expired_at: NaiveDateTime,
         holder: Holder,
     },
+    /// The token is fine, but an administrator suspended the account it
+    /// belongs to; it works again once the account is reinstated.
+    AccountSuspended {
+        holder: Holder,
+    },
     InsufficientScope {
         /// The scopes missing, space-separated (RFC 6750 §3's `scope`).
         required: String,
@@ -76,6 +81,7 @@ impl GateError {
             GateError::InvalidToken(_) => "invalid_token",
             GateError::TokenRevoked { .. } => "token_revoked",
             GateError::TokenExpired { .. } => "token_expired",
+            GateError::AccountSuspended { .. } => "account_suspended",
             GateError::InsufficientScope { .. } => "insufficient_scope",
             GateError::RateLimited { .. } => "rate_limited",
             GateError::HttpsRequired => "https_required",
@@ -95,6 +101,7 @@ impl GateError {
             GateError::InvalidToken(_) => Outcome::InvalidToken,
             GateError::TokenRevoked { .. } => Outcome::TokenRevoked,
             GateError::TokenExpired { .. } => Outcome::TokenExpired,
+            GateError::AccountSuspended { .. } => Outcome::AccountSuspended,
             GateError::InsufficientScope { .. } => Outcome::InsufficientScope,
             GateError::RateLimited { .. } => Outcome::RateLimited,
             GateError::HttpsRequired => Outcome::HttpsRequired,
@@ -112,7 +119,8 @@ impl GateError {
             GateError::Unauthorized
             | GateError::InvalidToken(_)
             | GateError::TokenRevoked { .. }
-            | GateError::TokenExpired { .. } => StatusCode::UNAUTHORIZED,
+            | GateError::TokenExpired { .. }
+            | GateError::AccountSuspended { .. } => StatusCode::UNAUTHORIZED,
             GateError::InsufficientScope { .. }
             | GateError::HttpsRequired
             | GateError::IpNotAllowed { .. }
@@ -143,6 +151,12 @@ impl GateError {
                 "This OAuth access token expired at {}: refresh it (POST /oauth/token with grant_type=refresh_token), or {AUTHORIZE_AGAIN}.",
                 rfc3339(*expired_at)
             ),
+            GateError::AccountSuspended { holder: Holder::ApiToken } => {
+                "The account this token belongs to is suspended by an administrator: the token is not revoked, and works again once an administrator reinstates the account. Ask your keygate administrator.".into()
+            }
+            GateError::AccountSuspended { holder: Holder::App } => {
+                "The account of the seller who authorized this app is suspended by an administrator: this access token and its refresh token are refused until the account is reinstated. Do not retry; the seller's authorization is not revoked and works again then.".into()
+            }
             GateError::InsufficientScope { required, holder: Holder::ApiToken } => {
                 format!("This token lacks the `{required}` scope this endpoint needs. Use a token with that scope.")
             }
@@ -177,12 +191,13 @@ impl GateError {
         match self {
             GateError::Unauthorized => Some(format!("Bearer realm=\"{REALM}\"")),
             GateError::InvalidRequest(_) => Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_request\"")),
-            GateError::InvalidToken(_) | GateError::TokenRevoked { .. } | GateError::TokenExpired { .. } => {
-                Some(format!(
-                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                    description(&self.short_description())
-                ))
-            }
+            GateError::InvalidToken(_)
+            | GateError::TokenRevoked { .. }
+            | GateError::TokenExpired { .. }
+            | GateError::AccountSuspended { .. } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                description(&self.short_description())
+            )),
             GateError::InsufficientScope { required, .. } => {
                 Some(format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{required}\""))
             }
@@ -195,6 +210,7 @@ impl GateError {
             GateError::InvalidToken(why) => format!("The token is invalid: {why}"),
             GateError::TokenRevoked { .. } => "The token has been revoked".into(),
             GateError::TokenExpired { expired_at, .. } => format!("The token expired at {}", rfc3339(*expired_at)),
+            GateError::AccountSuspended { .. } => "The account this token belongs to is suspended".into(),
             other => other.message(),
         }
     }
@@ -275,6 +291,12 @@ mod tests {
                 "insufficient_scope",
                 Some("Bearer realm=\"keygate\", error=\"insufficient_scope\", scope=\"orders:write\"".to_owned()),
             ),
+            (
+                GateError::AccountSuspended { holder: Holder::ApiToken },
+                401,
+                "account_suspended",
+                Some("Bearer realm=\"keygate\", error=\"invalid_token\", error_description=\"The account this token belongs to is suspended\"".to_owned()),
+            ),
             (GateError::RateLimited { retry_after_secs: 7 }, 429, "rate_limited", None),
             (GateError::HttpsRequired, 403, "https_required", None),
         ];
@@ -317,5 +339,13 @@ mod tests {
         }
         assert!(GateError::TokenRevoked { holder: Holder::App }.message().contains("refresh"));
         assert!(GateError::TokenRevoked { holder: Holder::ApiToken }.message().contains("Settings → API Tokens"));
+        let suspended = GateError::AccountSuspended { holder: Holder::App }.message();
+        assert!(
+            suspended.contains("seller") && suspended.contains("app") && !suspended.contains("Settings"),
+            "{suspended}"
+        );
+        assert!(GateError::AccountSuspended { holder: Holder::ApiToken }
+            .message()
+            .starts_with("The account this token belongs to is suspended by an administrator"));
     }
 }

@@ -93,7 +93,7 @@ pub fn served(spec: &ApiSpec, proxied: bool, public_url: &PublicUrl) -> Value {
         })
     };
     let mut answers = vec![
-        ("401", "keygate refused the token: none, malformed, unknown, revoked or expired (`error` says which)"),
+        ("401", "keygate refused the token: none, malformed, unknown, revoked or expired, or its account is suspended (`error` says which)"),
         ("403", "keygate refused the call: `insufficient_scope`, `ip_not_allowed` or `https_required`"),
         ("429", "keygate refused the call: over the token's per-minute limit (`rate_limited`, `Retry-After`)"),
     ];

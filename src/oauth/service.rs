@@ -127,6 +127,15 @@ pub(super) fn digest_matches(stored: &str, secret: &str) -> bool {
     stored.as_bytes().ct_eq(stored_digest(secret).as_bytes()).into()
 }
 
+/// A refresh or a code of a seller whose account is suspended: the app
+/// waits, as nothing was revoked.
+fn account_suspended(since: NaiveDateTime) -> OAuthError {
+    OAuthError::InvalidGrant(format!(
+        "the seller's account is suspended by an administrator (since {}); this authorization works again once the account is reinstated, do not retry before",
+        rfc3339(since)
+    ))
+}
+
 pub(super) fn rfc3339(at: NaiveDateTime) -> String {
     crate::time::rfc3339(at)
 }
@@ -514,6 +523,9 @@ impl OAuth {
                     if grant.revoked_at.is_some() {
                         return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
                     }
+                    if let Some(since) = crate::suspension::suspended_at(conn, grant.seller_id)? {
+                        return Err(account_suspended(since));
+                    }
                     let scopes = ScopeSet::parse(&code.scopes).within(&grant.scope_set()).within(&app.allowed_scopes());
                     let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
                     let about = EventContext {
@@ -588,6 +600,11 @@ impl OAuth {
                     // refresh token too, and must not read like a reuse.
                     if grant.revoked_at.is_some() {
                         return Err(OAuthError::InvalidGrant(format!("the seller revoked this app's authorization; {AUTHORIZE_AGAIN}")));
+                    }
+                    // Before the token is spent: the transaction is rolled
+                    // back, so the same refresh token works once reinstated.
+                    if let Some(since) = crate::suspension::suspended_at(conn, grant.seller_id)? {
+                        return Err(account_suspended(since));
                     }
                     if let Some(revoked_at) = current.revoked_at {
                         return Err(OAuthError::InvalidGrant(format!(
@@ -807,7 +824,10 @@ impl OAuth {
                 };
                 let Some((Some(grant_id), live, scopes, issued, expires, kind)) = row else { return Ok(None) };
                 let grant = grants::find_by_id(conn, grant_id)?;
-                Ok(grant.map(|g| (g, live, scopes, issued, expires, kind)))
+                let Some(grant) = grant else { return Ok(None) };
+                // A suspended seller's tokens are inactive while it lasts.
+                let live = live && crate::suspension::suspended_at(conn, grant.seller_id)?.is_none();
+                Ok(Some((grant, live, scopes, issued, expires, kind)))
             })
             .await?;
         let Some((grant, live, scopes, issued, expires, kind)) = found else { return Ok(inactive) };

@@ -315,6 +315,8 @@ enum LoginCheck {
     /// The right password, but passwords are for admins only.
     NotAllowed(i64),
     Failed(Option<i64>),
+    /// The right password, but the account may not sign in (suspended).
+    Refused(i64, accounts::SignInRefused),
     Succeeded(Account),
 }
 
@@ -381,7 +383,11 @@ pub async fn login_submit(
                 Some(account) if valid && !state.config.sign_in.password_allowed(account.is_admin()) => {
                     LoginCheck::NotAllowed(account.id)
                 }
-                Some(account) if valid => LoginCheck::Succeeded(account),
+                // Only someone who knows the password learns the account is suspended.
+                Some(account) if valid => match account.may_sign_in() {
+                    Ok(()) => LoginCheck::Succeeded(account),
+                    Err(refused) => LoginCheck::Refused(account.id, refused),
+                },
                 other => LoginCheck::Failed(other.map(|a| a.id)),
             }
         }
@@ -390,12 +396,26 @@ pub async fn login_submit(
     let (event, seller_id) = match &check {
         LoginCheck::Throttled => (SecurityEvent::LoginThrottled, known_id),
         LoginCheck::Failed(id) => (SecurityEvent::LoginFailed, *id),
-        LoginCheck::NotAllowed(id) => (SecurityEvent::LoginFailed, Some(*id)),
+        LoginCheck::NotAllowed(id) | LoginCheck::Refused(id, _) => (SecurityEvent::LoginFailed, Some(*id)),
         LoginCheck::Succeeded(account) => (SecurityEvent::LoginSucceeded, Some(account.id)),
     };
-    let detail = matches!(check, LoginCheck::NotAllowed(_)).then(|| "password sign-in is for admins only".to_owned());
+    let detail = match &check {
+        LoginCheck::NotAllowed(_) => Some("password sign-in is for admins only".to_owned()),
+        LoginCheck::Refused(..) => Some("the account is suspended".to_owned()),
+        _ => None,
+    };
     let record_ctx = EventContext { seller_id, actor_id: seller_id, detail, ..ctx };
-    state.db.run(move |conn| audit::record(conn, event, record_ctx)).await?;
+    let signed_in = matches!(check, LoginCheck::Succeeded(_)).then_some(seller_id).flatten();
+    state
+        .db
+        .run(move |conn| {
+            audit::record(conn, event, record_ctx)?;
+            match signed_in {
+                Some(id) => accounts::record_sign_in(conn, id, crate::db::now()),
+                None => Ok(()),
+            }
+        })
+        .await?;
 
     match check {
         LoginCheck::Throttled => page(
@@ -407,6 +427,7 @@ pub async fn login_submit(
             StatusCode::FORBIDDEN,
             &format!("Passwords here are for administrators only: sign in with {provider}."),
         ),
+        LoginCheck::Refused(_, refused) => page(StatusCode::FORBIDDEN, &refused.to_string()),
         LoginCheck::Succeeded(account) => start_session(&state, &req, &account, &next).await,
     }
 }

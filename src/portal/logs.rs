@@ -31,6 +31,7 @@ const OUTCOMES: &[&str] = &[
     "rate_limited",
     "https_required",
     "ip_not_allowed",
+    "account_suspended",
     "error",
     "upstream_error",
     "failed",

@@ -16,6 +16,7 @@ pub mod forms;
 pub mod logs;
 pub mod oidc;
 pub mod pages;
+pub mod sellers;
 pub mod session;
 pub mod tokens;
 
@@ -83,6 +84,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/tokens/{id}/revoke", web::get().to(admin::revoke_form))
         .route("/admin/tokens/{id}/revoke", web::post().to(admin::revoke))
         .route("/admin/tokens/{id}/rate-limit", web::post().to(admin::set_rate_limit))
+        .route("/admin/sellers", web::get().to(sellers::list))
+        .route("/admin/sellers/{id}/suspend", web::get().to(sellers::suspend_form))
+        .route("/admin/sellers/{id}/suspend", web::post().to(sellers::suspend))
+        .route("/admin/sellers/{id}/reinstate", web::get().to(sellers::reinstate_form))
+        .route("/admin/sellers/{id}/reinstate", web::post().to(sellers::reinstate))
         .route("/admin/logs", web::get().to(logs::admin_logs))
         .route("/admin/logs.csv", web::get().to(logs::admin_csv))
         .route("/admin/logs/{id}", web::get().to(logs::admin_entry))

@@ -334,6 +334,16 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
             return fail(&state, &req, Failure { subject: email, ..failure }).await;
         }
     };
+    // A suspended account signs in nowhere, through the provider neither.
+    if let Err(refused) = account.may_sign_in() {
+        let failure = Failure::new(
+            StatusCode::FORBIDDEN,
+            "Your account is suspended",
+            refused.to_string(),
+            "the account is suspended",
+        );
+        return fail(&state, &req, Failure { subject: Some(account.email.clone()), ..failure }).await;
+    }
     let about = EventContext {
         seller_id: Some(account.id),
         actor_id: Some(account.id),
@@ -341,7 +351,14 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
         detail: Some(format!("through {} ({})", crate::oidc::quote(&name), identity.issuer)),
         ..client_context(&req)
     };
-    state.db.run(move |conn| audit::record(conn, SecurityEvent::LoginSucceeded, about)).await?;
+    let (id, now) = (account.id, crate::db::now());
+    state
+        .db
+        .run(move |conn| {
+            audit::record(conn, SecurityEvent::LoginSucceeded, about)?;
+            crate::accounts::record_sign_in(conn, id, now)
+        })
+        .await?;
     let mut response = super::auth::start_session(&state, &req, &account, &row.return_to).await?;
     response.add_cookie(&removed_state_cookie(state.config.secure_cookies))?;
     Ok(response)

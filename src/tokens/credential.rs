@@ -15,7 +15,7 @@ use super::kind::TokenKind;
 use super::scopes::ScopeSet;
 use super::store::ApiToken;
 use crate::db::read::{self, Read};
-use crate::db::schema::{api_tokens, oauth_apps, oauth_grants};
+use crate::db::schema::{accounts, api_tokens, oauth_apps, oauth_grants};
 use crate::db::DbConnection;
 
 /// Who is calling and what they may do. Built once when the row is read,
@@ -99,13 +99,15 @@ pub struct StoredSecret {
     pub previous: Option<(String, NaiveDateTime)>,
 }
 
-/// A credential as the database holds it: the value, its secret, and
-/// whether it was revoked.
+/// A credential as the database holds it: the value, its secret, whether
+/// it was revoked, and whether its account is suspended (read with the row,
+/// so a suspension reaches the gate the way a revocation does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCredential {
     pub credential: Arc<Credential>,
     pub secret: StoredSecret,
     pub revoked_at: Option<NaiveDateTime>,
+    pub account_suspended_at: Option<NaiveDateTime>,
 }
 
 impl StoredCredential {
@@ -141,7 +143,14 @@ impl StoredCredential {
                 previous: token.previous_secret_hash.clone().zip(token.previous_secret_expires_at),
             },
             revoked_at: token.revoked_at,
+            account_suspended_at: None,
         }
+    }
+
+    /// The same, for a token whose account is suspended since `at` (`None`: active).
+    pub fn with_account_suspended_at(mut self, at: Option<NaiveDateTime>) -> Self {
+        self.account_suspended_at = at;
+        self
     }
 }
 
@@ -150,11 +159,16 @@ fn date_header(at: NaiveDateTime) -> HeaderValue {
     HeaderValue::from_str(&crate::time::rfc3339(at)).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The row behind a public id, as the gate reads it.
+/// The row behind a public id, as the gate reads it, with whether its
+/// account is suspended.
 #[diesel::dsl::auto_type(no_type_alias)]
 fn by_public_id(public_id: String) -> _ {
     let columns: <api_tokens::table as Table>::AllColumns = api_tokens::all_columns;
-    api_tokens::table.filter(api_tokens::public_id.eq(public_id)).select(columns).limit(1_i64)
+    api_tokens::table
+        .inner_join(accounts::table)
+        .filter(api_tokens::public_id.eq(public_id))
+        .select((columns, accounts::suspended_at))
+        .limit(1_i64)
 }
 
 /// What the gate needs of an OAuth access token's grant and app.
@@ -222,28 +236,31 @@ impl Read for CredentialLookup {
     type Output = Option<StoredCredential>;
 
     fn run(&self, conn: &mut DbConnection) -> QueryResult<Self::Output> {
-        let rows: Vec<ApiToken> = read::load(conn, by_public_id(self.0.clone()))?;
-        let Some(token) = rows.first() else { return Ok(None) };
-        match (token.kind, token.oauth_grant_id) {
+        let rows: Vec<(ApiToken, Option<NaiveDateTime>)> = read::load(conn, by_public_id(self.0.clone()))?;
+        let Some((token, suspended_at)) = rows.first() else { return Ok(None) };
+        let stored = match (token.kind, token.oauth_grant_id) {
             (TokenKind::OAuth, Some(grant_id)) => {
                 let grants: Vec<GrantAtTheGate> = read::load(conn, grant_of(grant_id))?;
-                Ok(Some(StoredCredential::of_access_token(token, grants.first())))
+                StoredCredential::of_access_token(token, grants.first())
             }
-            (TokenKind::OAuth, None) => Ok(Some(StoredCredential::of_access_token(token, None))),
-            _ => Ok(Some(StoredCredential::of_api_token(token))),
-        }
+            (TokenKind::OAuth, None) => StoredCredential::of_access_token(token, None),
+            _ => StoredCredential::of_api_token(token),
+        };
+        Ok(Some(stored.with_account_suspended_at(*suspended_at)))
     }
 
     async fn run_pipelined(&self, conn: &AsyncPgConnection) -> QueryResult<Self::Output> {
-        let rows: Vec<ApiToken> = read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
-        let Some(token) = rows.first() else { return Ok(None) };
-        match (token.kind, token.oauth_grant_id) {
+        let rows: Vec<(ApiToken, Option<NaiveDateTime>)> =
+            read::load_pipelined(conn, by_public_id(self.0.clone())).await?;
+        let Some((token, suspended_at)) = rows.first() else { return Ok(None) };
+        let stored = match (token.kind, token.oauth_grant_id) {
             (TokenKind::OAuth, Some(grant_id)) => {
                 let grants: Vec<GrantAtTheGate> = read::load_pipelined(conn, grant_of(grant_id)).await?;
-                Ok(Some(StoredCredential::of_access_token(token, grants.first())))
+                StoredCredential::of_access_token(token, grants.first())
             }
-            (TokenKind::OAuth, None) => Ok(Some(StoredCredential::of_access_token(token, None))),
-            _ => Ok(Some(StoredCredential::of_api_token(token))),
-        }
+            (TokenKind::OAuth, None) => StoredCredential::of_access_token(token, None),
+            _ => StoredCredential::of_api_token(token),
+        };
+        Ok(Some(stored.with_account_suspended_at(*suspended_at)))
     }
 }

@@ -32,6 +32,7 @@ mod proxies;
 mod self_rotation;
 mod seller_api;
 mod smtp;
+mod suspension;
 mod token_safety;
 mod tokens;
 mod transport;

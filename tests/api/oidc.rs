@@ -288,6 +288,29 @@ async fn a_password_account_is_linked_by_email_only_when_allowed_and_verified() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_account_cannot_sign_in_through_the_provider_and_the_seller_list_says_how_it_signs_in() {
+    let Some(provider) = Provider::start(&redirect_uri()).await else { return };
+    provider.user("dee-1", json!({"email": "dee@portal.test", "email_verified": true})).await;
+    let app = app_with(&provider, |_| {}).await;
+    assert_eq!(sign_in(&app, &app.user("dee@portal.test"), "dee-1").await.status(), StatusCode::SEE_OTHER);
+    let sellers = app.admin.get_html("/admin/sellers?q=dee").await;
+    assert!(sellers.contains("OpenID Connect"), "{sellers}");
+
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    commands.set_account_suspended("dee@portal.test", true).await.unwrap();
+    let refused = sign_in(&app, &app.user("dee@portal.test"), "dee-1").await;
+    assert_failure(&app, refused, StatusCode::FORBIDDEN, "suspended by an administrator", "the account is suspended")
+        .await;
+
+    commands.set_account_suspended("dee@portal.test", false).await.unwrap();
+    let dee = app.user("dee@portal.test");
+    assert_eq!(sign_in(&app, &dee, "dee-1").await.status(), StatusCode::SEE_OTHER, "reinstated");
+    assert!(dee.get_html("/settings/tokens").await.contains("dee@portal.test"));
+    let sellers = app.admin.get_html("/admin/sellers?q=dee").await;
+    assert!(!sellers.contains(">never<"), "the last sign-in is recorded: {sellers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_claim_promotes_and_demotes_at_every_sign_in() {
     let Some(provider) = Provider::start(&redirect_uri()).await else { return };
     let claims = |groups: Value| json!({"email": "cy@portal.test", "email_verified": true, "groups": groups});
