@@ -27,7 +27,6 @@ fn rows(n: usize) -> Vec<NewAuditEvent> {
                 detail: None,
                 client_id: None,
                 upstream: None,
-                detail: None,
             })
         })
         .collect()

@@ -48,7 +48,6 @@ fn main() -> anyhow::Result<()> {
             detail: None,
             client_id: (i % 100 == 0).then(|| SEED_APP.to_owned()),
             upstream: None,
-            detail: None,
         });
         row.occurred_at = at;
         batch.push(row);
