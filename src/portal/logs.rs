@@ -14,6 +14,7 @@ use super::render;
 use super::session::{AdminUser, CurrentUser};
 use crate::accounts::{self, Email};
 use crate::audit::filter::LogFilter;
+use crate::audit::limit_note::LimitNote;
 use crate::audit::summary::Chart;
 use crate::audit::{page, AuditRow, Outcome, COLUMNS};
 use crate::cursor;
@@ -528,10 +529,14 @@ async fn detail_page(
         _ => String::new(),
     };
     let base = if admin { "/admin/logs" } else { "/settings/logs" };
+    let rate_limit = (row.outcome == Outcome::RateLimited)
+        .then(|| row.detail.as_deref().and_then(LimitNote::find_in))
+        .flatten()
+        .map(|note| super::pages::LimitView::new(note, row.occurred_at));
     let event = view(row, &emails, &apps, &names, viewer, crate::db::now());
     let layout =
         Layout::for_user(format!("{} · API Logs", event.what), &user, if admin { "admin-logs" } else { "logs" });
-    render(StatusCode::OK, &super::pages::LogDetailPage { layout, event, admin, base, actor })
+    render(StatusCode::OK, &super::pages::LogDetailPage { layout, event, admin, base, actor, rate_limit })
 }
 
 pub async fn seller_entry(
