@@ -569,11 +569,41 @@ pub struct LogDetailPage {
     pub event: EventView,
     pub admin: bool,
     pub base: &'static str,
+    /// The list as the viewer filtered it, for the breadcrumb and Back.
+    pub back: String,
     /// Who acted, when not the seller themselves (an admin revoking).
     pub actor: String,
     /// For a `429 rate_limited` entry: the limit it hit and when it reset;
     /// `None` for other entries, and for a 429 recorded without its limit.
     pub rate_limit: Option<LimitView>,
+    /// For a request the gate refused: the answer the client received,
+    /// when the entry holds all it takes to rebuild it.
+    pub answer: Option<AnswerView>,
+}
+
+/// A refusal as the client received it: status, `error`, `message` and
+/// the headers that say what to do next.
+pub struct AnswerView {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub www_authenticate: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl AnswerView {
+    pub fn new(refusal: &crate::gate::GateError) -> Self {
+        Self {
+            status: refusal.status().as_u16(),
+            code: refusal.code(),
+            message: refusal.message(),
+            www_authenticate: refusal.challenge(),
+            retry_after: match refusal {
+                crate::gate::GateError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The limit a `429` hit, as its log entry shows it.

@@ -513,6 +513,8 @@ async fn sellers_see_each_tokens_rate_limit_and_what_a_429_hit() {
     assert!(entry.contains("2 requests per 60 s"), "the limit and its window: {entry}");
     assert!(entry.contains(&format!("<code>Retry-After: {retry_after}</code>")), "what the client was told: {entry}");
     assert!(entry.contains(&resets.format("%Y-%m-%d %H:%M:%S UTC").to_string()), "when it reset: {entry}");
+    assert!(entry.contains("<dt>Error code</dt><dd><code>rate_limited</code></dd>"), "{entry}");
+    assert!(entry.contains(&format!("<dt>Retry-After</dt><dd class=\"mono\">{retry_after}</dd>")), "{entry}");
     // An entry that passed says nothing about the limit.
     let passed = rows.iter().find(|r| r.outcome == "ok").unwrap();
     assert!(!ana.get_html(&format!("/settings/logs/{}", passed.id)).await.contains("<dt>Rate limit</dt>"));
