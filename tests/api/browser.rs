@@ -67,6 +67,7 @@ async fn seller_journey(c: Client, app: TestApp) {
     wait_for_path(&c, "/settings/tokens").await;
     assert!(c.source().await.unwrap().contains("No tokens yet"), "a new seller starts without tokens");
     assert_no_axe_violations(&c, "API Tokens, empty").await;
+    skip_link_reaches_the_content(&c).await;
 
     // Generate a service token.
     c.find(Locator::LinkText("Generate new token")).await.expect("a link to generate a token").click().await.unwrap();
@@ -701,7 +702,12 @@ async fn admin_journey(c: Client, app: TestApp) {
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
     wait_for_path(&c, "/settings/tokens").await;
-    let (_, live) = crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    let (live_token, live) =
+        crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    // An admin holds it to 2 requests a minute (issue 32, item 2).
+    let admin_page = format!("/admin/tokens/{live}");
+    let csrf = app.admin.csrf_for(&admin_page).await;
+    app.admin.post_raw(&format!("{admin_page}/rate-limit"), &[("csrf_token", &csrf), ("per_minute", "2")]).await;
     c.refresh().await.unwrap();
     snap(&c, "tokens").await;
     c.goto(&format!("{}/settings/tokens/new", app.address)).await.unwrap();
@@ -720,9 +726,42 @@ async fn admin_journey(c: Client, app: TestApp) {
     assert!(c.source().await.unwrap().contains("This token was already shown"), "a reload says so");
     snap(&c, "token-already-shown").await;
     c.goto(&format!("{}/settings/tokens/{live}", app.address)).await.unwrap();
+    let page = c.source().await.unwrap();
+    assert!(page.contains("2 requests a minute, set by an admin"), "the token's page shows its limit");
     snap(&c, "token").await;
     c.goto(&format!("{}/settings/logs", app.address)).await.unwrap();
     snap(&c, "logs").await;
+
+    // Its integrator goes over the limit: the 429's entry, opened from the
+    // list filtered to that token, says which limit and what the client got,
+    // and Back returns to the filtered list.
+    for _ in 0..3 {
+        app.api_get("/api/v1/reports/sales", Some(&live_token)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let limited = loop {
+        let rows = app.api_rows(1).await;
+        if let Some(row) = rows.into_iter().rfind(|r| r.outcome == "rate_limited" && r.token_id == Some(live.clone())) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no 429 row for {live}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.goto(&format!("{}/settings/logs?token={live}", app.address)).await.unwrap();
+    c.find(Locator::Css(&format!(r#"a.row-link[href="/settings/logs/{}?token={live}"]"#, limited.id)))
+        .await
+        .expect("the 429's row links to its entry with the filter")
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, &format!("/settings/logs/{}", limited.id)).await;
+    let entry = c.source().await.unwrap();
+    assert!(entry.contains("2 requests per 60 s") && entry.contains("What the client received"), "{entry}");
+    snap(&c, "log-entry-429").await;
+    c.find(Locator::Css("p > a.button.secondary")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/logs").await;
+    let back = c.current_url().await.unwrap();
+    assert_eq!(back.query(), Some(format!("token={live}").as_str()), "Back keeps the filter");
     // Settings → Account, from the navigation: the account, its sessions
     // (this browser's marked), and the password form's errors.
     c.find(Locator::LinkText("Account")).await.unwrap().click().await.unwrap();
@@ -804,6 +843,24 @@ async fn open_menu(c: &Client, public_id: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// The first thing a Tab reaches is "Skip to content", shown while it has
+/// the focus; following it puts the focus on the page's `<main>`.
+async fn skip_link_reaches_the_content(c: &Client) {
+    let first = c
+        .execute(
+            "const f = document.querySelector('a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]'); \
+             f.focus(); const r = f.getBoundingClientRect(); \
+             return [f.textContent.trim(), f.getAttribute('href'), r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, json!(["Skip to content", "#content", true]), "the skip link comes first and shows on focus");
+    c.active_element().await.unwrap().send_keys(&Key::Enter).await.unwrap();
+    let focused = c.execute("return document.activeElement.tagName + '#' + document.activeElement.id", vec![]).await;
+    assert_eq!(focused.unwrap(), json!("MAIN#content"), "the skip link moves the focus to the content");
 }
 
 /// Escape closes the open actions menu of a token's row and gives the focus
