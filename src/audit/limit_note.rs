@@ -31,7 +31,11 @@ impl LimitNote {
         let (limit, rest) = rest.split_once(" requests per ")?;
         let (window, rest) = rest.split_once(" s; retry after ")?;
         let retry = rest.split(" s").next()?;
-        Some(Self { limit: limit.parse().ok()?, window_secs: window.parse().ok()?, retry_after_secs: retry.parse().ok()? })
+        Some(Self {
+            limit: limit.parse().ok()?,
+            window_secs: window.parse().ok()?,
+            retry_after_secs: retry.parse().ok()?,
+        })
     }
 }
 

@@ -189,7 +189,9 @@ impl GateError {
             Outcome::InsufficientScope => required_scope
                 .filter(|s| !s.is_empty())
                 .map(|required| GateError::InsufficientScope { required: required.to_owned(), holder }),
-            Outcome::RateLimited => retry_after_secs.map(|retry_after_secs| GateError::RateLimited { retry_after_secs }),
+            Outcome::RateLimited => {
+                retry_after_secs.map(|retry_after_secs| GateError::RateLimited { retry_after_secs })
+            }
             Outcome::HttpsRequired => Some(GateError::HttpsRequired),
             Outcome::IpNotAllowed => Some(GateError::IpNotAllowed { ip }),
             _ => None,
@@ -280,7 +282,10 @@ mod tests {
         assert!(limited.message().contains("Retry in 7 s"));
         assert!(GateError::recorded(Outcome::RateLimited, None, None, false, None).is_none(), "no wait recorded");
         assert!(GateError::recorded(Outcome::InsufficientScope, Some(""), None, false, None).is_none());
-        assert!(GateError::recorded(Outcome::InvalidToken, None, None, false, None).is_none(), "its reason is not kept");
+        assert!(
+            GateError::recorded(Outcome::InvalidToken, None, None, false, None).is_none(),
+            "its reason is not kept"
+        );
         assert!(GateError::recorded(Outcome::Ok, None, None, false, None).is_none());
     }
 

@@ -537,7 +537,8 @@ async fn detail_page(
         query if query.is_empty() => base.to_owned(),
         query => format!("{base}?{query}"),
     };
-    let note = (row.outcome == Outcome::RateLimited).then(|| row.detail.as_deref().and_then(LimitNote::find_in)).flatten();
+    let note =
+        (row.outcome == Outcome::RateLimited).then(|| row.detail.as_deref().and_then(LimitNote::find_in)).flatten();
     let rate_limit = note.map(|note| super::pages::LimitView::new(note, row.occurred_at));
     let answer = (row.kind == crate::audit::EventKind::Api)
         .then(|| {

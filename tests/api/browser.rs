@@ -702,8 +702,7 @@ async fn admin_journey(c: Client, app: TestApp) {
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
     wait_for_path(&c, "/settings/tokens").await;
-    let (live_token, live) =
-        crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    let (live_token, live) = crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
     // An admin holds it to 2 requests a minute (issue 32, item 2).
     let admin_page = format!("/admin/tokens/{live}");
     let csrf = app.admin.csrf_for(&admin_page).await;
@@ -875,9 +874,10 @@ async fn escape_closes_menu(c: &Client, public_id: &str) {
     c.active_element().await.unwrap().send_keys(&Key::Escape).await.unwrap();
     assert_eq!(details.attr("open").await.unwrap(), None, "Escape closes the menu");
     let focus_on_summary = c
-        .execute("return document.activeElement === arguments[0].querySelector('summary')", vec![
-            serde_json::to_value(&details).unwrap(),
-        ])
+        .execute(
+            "return document.activeElement === arguments[0].querySelector('summary')",
+            vec![serde_json::to_value(&details).unwrap()],
+        )
         .await
         .unwrap();
     assert_eq!(focus_on_summary, json!(true), "the focus goes back to the menu's button");
