@@ -4,6 +4,7 @@
 
 pub mod filter;
 pub mod highlights;
+pub mod limit_note;
 pub mod outcome;
 pub mod page;
 pub mod partitions;

@@ -185,6 +185,33 @@ impl GateError {
         }
     }
 
+    /// The refusal an audit row records, rebuilt so that API Logs can show
+    /// what the client received; `None` when the row does not hold all it
+    /// takes to rebuild it exactly (an invalid token's reason, an expiry's
+    /// time, an error's kind).
+    pub fn recorded(
+        outcome: Outcome,
+        required_scope: Option<&str>,
+        retry_after_secs: Option<u64>,
+        by_app: bool,
+        ip: Option<std::net::IpAddr>,
+    ) -> Option<Self> {
+        let holder = if by_app { Holder::App } else { Holder::ApiToken };
+        match outcome {
+            Outcome::Unauthorized => Some(GateError::Unauthorized),
+            Outcome::TokenRevoked => Some(GateError::TokenRevoked { holder }),
+            Outcome::InsufficientScope => required_scope
+                .filter(|s| !s.is_empty())
+                .map(|required| GateError::InsufficientScope { required: required.to_owned(), holder }),
+            Outcome::RateLimited => {
+                retry_after_secs.map(|retry_after_secs| GateError::RateLimited { retry_after_secs })
+            }
+            Outcome::HttpsRequired => Some(GateError::HttpsRequired),
+            Outcome::IpNotAllowed => Some(GateError::IpNotAllowed { ip }),
+            _ => None,
+        }
+    }
+
     /// The `WWW-Authenticate` challenge, where RFC 6750 asks for one.
     pub fn challenge(&self) -> Option<String> {
         let description = |d: &str| d.replace('"', "'");
@@ -260,6 +287,22 @@ mod tests {
         let challenge = response.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
         let bytes = actix_web::body::to_bytes(response.into_body()).await.unwrap();
         (status, challenge, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn a_recorded_refusal_is_rebuilt_only_from_what_the_row_holds() {
+        let scope = GateError::recorded(Outcome::InsufficientScope, Some("orders:write"), None, true, None).unwrap();
+        assert_eq!(scope.code(), "insufficient_scope");
+        assert!(scope.message().contains("has not granted this app"), "an app's refusal speaks to the app");
+        let limited = GateError::recorded(Outcome::RateLimited, None, Some(7), false, None).unwrap();
+        assert!(limited.message().contains("Retry in 7 s"));
+        assert!(GateError::recorded(Outcome::RateLimited, None, None, false, None).is_none(), "no wait recorded");
+        assert!(GateError::recorded(Outcome::InsufficientScope, Some(""), None, false, None).is_none());
+        assert!(
+            GateError::recorded(Outcome::InvalidToken, None, None, false, None).is_none(),
+            "its reason is not kept"
+        );
+        assert!(GateError::recorded(Outcome::Ok, None, None, false, None).is_none());
     }
 
     #[actix_web::test]

@@ -22,6 +22,7 @@ use super::authenticate::{authenticate, Authenticated, Caller};
 use super::error::GateError;
 use super::routes::{Access, RouteMatch};
 use super::Gate;
+use crate::audit::limit_note::LimitNote;
 use crate::audit::writer::WriterClosed;
 use crate::audit::{ApiRequest, NewAuditEvent, Outcome, RequestNote, UpstreamCall};
 use crate::gateway::Api;
@@ -194,6 +195,9 @@ pub(super) async fn check(
     trail.limit = Some(limit);
     authorize(&auth, route, api)?;
     if let Some(retry_after_secs) = limit.retry_after_secs {
+        // The row says which limit it was, so API Logs can tell the seller.
+        let note = LimitNote { limit: limit.limit, window_secs: limit.window_secs, retry_after_secs };
+        trail.note = Some(note.to_string());
         return Err(GateError::RateLimited { retry_after_secs });
     }
     match route {

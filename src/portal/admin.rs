@@ -56,6 +56,7 @@ pub async fn tokens(
         seller,
         notice,
         error,
+        default_rate_limit: state.config.rate_limit_per_minute,
     };
     let status = if page.error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render(status, &page)
@@ -112,6 +113,7 @@ fn token_page(
         base: BASE,
         logs_link,
         allowlist: None,
+        default_rate_limit: state.config.rate_limit_per_minute,
         rate_limit: Some(RateLimitForm {
             csrf_token: user.csrf_token.clone(),
             value,

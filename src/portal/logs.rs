@@ -14,9 +14,11 @@ use super::render;
 use super::session::{AdminUser, CurrentUser};
 use crate::accounts::{self, Email};
 use crate::audit::filter::LogFilter;
+use crate::audit::limit_note::LimitNote;
 use crate::audit::summary::Chart;
 use crate::audit::{page, AuditRow, Outcome, COLUMNS};
 use crate::cursor;
+use crate::gate::GateError;
 use crate::state::AppState;
 use crate::tokens::TokenId;
 
@@ -500,6 +502,7 @@ fn presets(form: &LogFilterView, admin: bool, base: &str) -> Vec<super::pages::P
 /// One entry in full: its request id, user agent, scope, latency and the
 /// security context, for its seller (or an admin) only.
 async fn detail_page(
+    req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
     id: &str,
@@ -529,26 +532,49 @@ async fn detail_page(
         _ => String::new(),
     };
     let base = if admin { "/admin/logs" } else { "/settings/logs" };
+    // Back to the list as it was filtered: only the filters' own fields,
+    // written again (nothing else from the query reaches the link).
+    let back = match filter_query_string(&form_values(&query_map(&req)), admin) {
+        query if query.is_empty() => base.to_owned(),
+        query => format!("{base}?{query}"),
+    };
+    let note =
+        (row.outcome == Outcome::RateLimited).then(|| row.detail.as_deref().and_then(LimitNote::find_in)).flatten();
+    let rate_limit = note.map(|note| super::pages::LimitView::new(note, row.occurred_at));
+    let answer = (row.kind == crate::audit::EventKind::Api)
+        .then(|| {
+            GateError::recorded(
+                row.outcome,
+                row.required_scope.as_deref(),
+                note.map(|n| n.retry_after_secs),
+                row.client_id.is_some(),
+                row.ip.as_deref().and_then(|ip| ip.parse().ok()),
+            )
+        })
+        .flatten()
+        .map(|refusal| super::pages::AnswerView::new(&refusal));
     let event = view(row, &emails, &apps, &names, viewer, crate::db::now());
     let layout =
         Layout::for_user(format!("{} · API Logs", event.what), &user, if admin { "admin-logs" } else { "logs" });
-    render(StatusCode::OK, &super::pages::LogDetailPage { layout, event, admin, base, actor })
+    render(StatusCode::OK, &super::pages::LogDetailPage { layout, event, admin, base, back, actor, rate_limit, answer })
 }
 
 pub async fn seller_entry(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
-    detail_page(state, user, &path, false).await
+    detail_page(req, state, user, &path, false).await
 }
 
 pub async fn admin_entry(
+    req: HttpRequest,
     AdminUser(user): AdminUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PortalError> {
-    detail_page(state, user, &path, true).await
+    detail_page(req, state, user, &path, true).await
 }
 
 /// The seller an admin filters by (All logs, All tokens), or an error
@@ -680,7 +706,17 @@ async fn logs_page(
         if more { rows.last().map(|r| format!("{base}?{filter_query}&cursor={}", cursor::encode(r.id))) } else { None };
     let page = LogsPage {
         layout,
-        events: rows.into_iter().map(|r| view(r, &emails, &apps, &names, viewer, now)).collect(),
+        events: rows
+            .into_iter()
+            .map(|r| view(r, &emails, &apps, &names, viewer, now))
+            .map(|mut e| {
+                // The entry's page carries the filters, for its way back.
+                if !filter_query.is_empty() {
+                    e.detail_link = format!("{}?{filter_query}", e.detail_link);
+                }
+                e
+            })
+            .collect(),
         admin,
         filter: form,
         errors: Vec::new(),

@@ -95,6 +95,9 @@ pub struct TokenView {
     /// Whether it may rotate itself, and its grace (minutes); `None`: an
     /// OAuth token, which is refreshed instead.
     pub self_rotation: Option<(bool, i32)>,
+    /// Its own requests a minute, when an admin set one; `None`: the
+    /// server's `--rate-limit-per-minute` (the page's `default_rate_limit`).
+    pub own_rate_limit: Option<u32>,
 }
 
 /// A token's IP allowlist, an entry a line; empty: any address.
@@ -154,6 +157,8 @@ impl TokenView {
             allowed_ips: allowlist_entries(token),
             self_rotation: (token.kind != TokenKind::OAuth)
                 .then_some((token.self_rotation != 0, token.self_rotation_grace_minutes)),
+            // As the gate reads it (`tokens::credential`): at least 1.
+            own_rate_limit: token.rate_limit_per_minute.map(|n| n.max(1) as u32),
         }
     }
 }
@@ -222,6 +227,8 @@ pub struct TokensPage {
     pub banner: Option<String>,
     pub notice: Option<String>,
     pub notices: TokenNotices,
+    /// The server's `--rate-limit-per-minute`, for tokens without their own.
+    pub default_rate_limit: u32,
 }
 
 /// What the tokens page says about the tokens' safety: leaks a secret
@@ -366,6 +373,8 @@ pub struct TokenPage {
     pub logs_link: String,
     /// Admins can change the token's rate limit here.
     pub rate_limit: Option<RateLimitForm>,
+    /// The server's `--rate-limit-per-minute`, when the token has no own limit.
+    pub default_rate_limit: u32,
     /// Its owner edits the IP allowlist here.
     pub allowlist: Option<AllowlistForm>,
     /// The graces a token's owner may choose for its self-rotation.
@@ -431,6 +440,8 @@ pub struct AdminTokensPage {
     pub seller: String,
     pub notice: Option<String>,
     pub error: Option<String>,
+    /// The server's `--rate-limit-per-minute`, for tokens without their own.
+    pub default_rate_limit: u32,
 }
 
 pub struct EventView {
@@ -566,6 +577,63 @@ pub struct LogDetailPage {
     pub event: EventView,
     pub admin: bool,
     pub base: &'static str,
+    /// The list as the viewer filtered it, for the breadcrumb and Back.
+    pub back: String,
     /// Who acted, when not the seller themselves (an admin revoking).
     pub actor: String,
+    /// For a `429 rate_limited` entry: the limit it hit and when it reset;
+    /// `None` for other entries, and for a 429 recorded without its limit.
+    pub rate_limit: Option<LimitView>,
+    /// For a request the gate refused: the answer the client received,
+    /// when the entry holds all it takes to rebuild it.
+    pub answer: Option<AnswerView>,
+}
+
+/// A refusal as the client received it: status, `error`, `message` and
+/// the headers that say what to do next.
+pub struct AnswerView {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub www_authenticate: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl AnswerView {
+    pub fn new(refusal: &crate::gate::GateError) -> Self {
+        Self {
+            status: refusal.status().as_u16(),
+            code: refusal.code(),
+            message: refusal.message(),
+            www_authenticate: refusal.challenge(),
+            retry_after: match refusal {
+                crate::gate::GateError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The limit a `429` hit, as its log entry shows it.
+pub struct LimitView {
+    pub limit: u32,
+    pub window_secs: u64,
+    pub retry_after_secs: u64,
+    /// When the next request would pass: the entry's time plus `Retry-After`.
+    pub resets_at: String,
+    pub resets_iso: String,
+}
+
+impl LimitView {
+    pub fn new(note: crate::audit::limit_note::LimitNote, at: NaiveDateTime) -> Self {
+        let resets = at + chrono::Duration::seconds(note.retry_after_secs.min(i64::MAX as u64) as i64);
+        Self {
+            limit: note.limit,
+            window_secs: note.window_secs,
+            retry_after_secs: note.retry_after_secs,
+            // To the second: a reset is seconds away.
+            resets_at: resets.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            resets_iso: machine_time(resets),
+        }
+    }
 }

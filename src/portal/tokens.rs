@@ -74,6 +74,7 @@ pub async fn list(
             leaks: leaks.into_iter().map(LeakView::new).collect(),
             mail_off: !state.mailer.is_on(),
         },
+        default_rate_limit: state.config.rate_limit_per_minute,
     };
     render(StatusCode::OK, &page)
 }
@@ -340,13 +341,15 @@ pub async fn secret(
     render(StatusCode::OK, &page)
 }
 
-fn token_page(user: &CurrentUser, token: &ApiToken, allowlist: AllowlistForm, catalogue: &ScopeCatalogue) -> TokenPage {
+fn token_page(user: &CurrentUser, state: &AppState, token: &ApiToken, allowlist: AllowlistForm) -> TokenPage {
+    let catalogue = &state.gate.api.current().catalogue;
     TokenPage {
         layout: Layout::for_user(token.name.clone(), user, "tokens"),
         token: TokenView::new(token, db::now(), catalogue),
         base: BASE,
         logs_link: format!("/settings/logs?token={}", token.public_id),
         rate_limit: None,
+        default_rate_limit: state.config.rate_limit_per_minute,
         allowlist: Some(allowlist),
         self_rotation_graces: SELF_ROTATION_GRACES,
     }
@@ -377,7 +380,7 @@ pub async fn show(
     let token = own_token(&state, &user, &path).await?;
     let notice = flash::take_notice(&state, &req, &user, &show_path(&token.public_id)).await?;
     let form = AllowlistForm { notice, ..allowlist_form(&user, &token, None, None) };
-    render(StatusCode::OK, &token_page(&user, &token, form, &state.gate.api.current().catalogue))
+    render(StatusCode::OK, &token_page(&user, &state, &token, form))
 }
 
 /// Sets or clears the token's IP allowlist; the next request anywhere is
@@ -394,12 +397,7 @@ pub async fn set_allowed_ips(
     let typed = form.get("allowed_ips");
     // The form again, with what was typed and why nothing changed.
     let refuse = |status, error: String| {
-        let page = token_page(
-            &user,
-            &token,
-            allowlist_form(&user, &token, Some(typed), Some(error)),
-            &state.gate.api.current().catalogue,
-        );
+        let page = token_page(&user, &state, &token, allowlist_form(&user, &token, Some(typed), Some(error)));
         render(status, &page)
     };
     if !user.verify_csrf(form.csrf()) {
@@ -432,7 +430,7 @@ pub async fn set_self_rotation(
     let page = show_path(&token.public_id);
     if !user.verify_csrf(form.csrf()) {
         let allowlist = allowlist_form(&user, &token, None, None);
-        let page = token_page(&user, &token, allowlist, &state.gate.api.current().catalogue);
+        let page = token_page(&user, &state, &token, allowlist);
         return render(StatusCode::FORBIDDEN, &page);
     }
     let message = match parse_self_rotation(&form) {

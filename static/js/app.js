@@ -1,6 +1,7 @@
 /* keygate: small progressive enhancements. Every page works without this
  * file; it only adds the copy button and select-on-focus on the one-time
- * token page. Loaded with `defer`; no inline handlers (CSP: script-src 'self'). */
+ * token page, the expiry preview, and Escape to close a menu. Loaded with
+ * `defer`; no inline handlers (CSP: script-src 'self'). */
 (function () {
   'use strict';
 
@@ -167,7 +168,24 @@
     if (event.persisted && document.querySelector('[data-show-once]')) window.location.reload();
   });
 
+  /** Escape closes an open actions menu (a `<details class="menu">`) and,
+   * when the focus was in it, gives the focus back to its button, as a
+   * native menu does. */
+  function closeMenuOnEscape(event) {
+    if (event.key !== 'Escape' && event.key !== 'Esc') return;
+    var focused = event.target && event.target.closest ? event.target.closest('details.menu[open]') : null;
+    var open = document.querySelectorAll('details.menu[open]');
+    if (!open.length) return;
+    open.forEach(function (menu) { menu.open = false; });
+    if (focused) {
+      var summary = focused.querySelector('summary');
+      if (summary) summary.focus();
+    }
+    event.preventDefault();
+  }
+
   function init() {
+    document.addEventListener('keydown', closeMenuOnEscape);
     document.querySelectorAll('form[data-focus-first-error]').forEach(focusFirstError);
     document.querySelectorAll('form').forEach(enhanceExpiry);
     document.querySelectorAll('details[data-open-on-desktop]').forEach(openOnDesktop);

@@ -6,15 +6,23 @@
 //! app in API Logs and revokes it under Authorized apps), and a device's
 //! (a seller opens /device, signs in, types the code and allows).
 //!
-//! Needs `chromedriver` and Chromium. Without them the test is skipped with a
-//! notice, unless `KEYGATE_REQUIRE_BROWSER=1` (as in CI) makes that a failure.
+//! Every page state a journey visits is checked with axe-core (WCAG 2.0 and
+//! 2.1, A and AA) and must have no violations.
+//!
+//! Needs `chromedriver` and Chromium, and axe-core from `npm ci --prefix
+//! tests/interop`. Without them the test is skipped with a notice, unless
+//! `KEYGATE_REQUIRE_BROWSER=1` (as in CI) makes that a failure.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
+use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use keygate::tokens::PlainToken;
 use serde_json::json;
@@ -52,16 +60,20 @@ async fn a_seller_manages_a_service_token_in_a_real_browser() {
 async fn seller_journey(c: Client, app: TestApp) {
     // Sign up: the new seller lands on their (empty) token list.
     c.goto(&format!("{}/signup", app.address)).await.unwrap();
+    assert_no_axe_violations(&c, "sign-up").await;
     field(&c, "email").await.send_keys(SELLER_EMAIL).await.unwrap();
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     field(&c, "password_confirm").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Create account").await;
     wait_for_path(&c, "/settings/tokens").await;
     assert!(c.source().await.unwrap().contains("No tokens yet"), "a new seller starts without tokens");
+    assert_no_axe_violations(&c, "API Tokens, empty").await;
+    skip_link_reaches_the_content(&c).await;
 
     // Generate a service token.
     c.find(Locator::LinkText("Generate new token")).await.expect("a link to generate a token").click().await.unwrap();
     wait_for_path(&c, "/settings/tokens/new").await;
+    assert_no_axe_violations(&c, "new token form").await;
     field(&c, "name").await.send_keys(TOKEN_NAME).await.unwrap();
     field(&c, "description").await.send_keys("Stock levels from the warehouse").await.unwrap();
     let service = c.find(Locator::Css(r#"input[name="kind"][value="service"]"#)).await.unwrap();
@@ -90,6 +102,7 @@ async fn seller_journey(c: Client, app: TestApp) {
         status.contains("Copied") || status.contains("Could not copy"),
         "the copy button reports what it did, got {status:?}"
     );
+    assert_no_axe_violations(&c, "token shown once, copied").await;
 
     // Going back, or to the list, never shows the secret again.
     c.back().await.unwrap();
@@ -101,6 +114,7 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert!(!list.contains(parsed.secret()), "the token list never shows the secret");
     assert!(list.contains(TOKEN_NAME) && list.contains(&public_id), "the list shows the new token");
     assert_eq!(badge_of(&c, &public_id).await, "active");
+    assert_no_axe_violations(&c, "API Tokens, one token").await;
 
     // An integrator calls the API with the token; the seller sees the call
     // under API Logs, found by clicking through the navigation.
@@ -116,10 +130,15 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert!(logs.contains(&public_id), "and its token");
     assert!(!logs.contains(parsed.secret()), "never the secret");
     assert!(c.find(Locator::Css("svg.chart rect.bar-ok")).await.is_ok(), "the chart shows the call");
+    assert_no_axe_violations(&c, "API Logs").await;
     c.goto(&format!("{}/settings/tokens", app.address)).await.unwrap();
 
     // Rotate: a new secret for the same token id, shown once. The row's
-    // actions sit in its menu.
+    // actions sit in its menu, which Escape closes, giving the focus back
+    // to its button.
+    open_menu(&c, &public_id).await;
+    assert_no_axe_violations(&c, "API Tokens, Actions menu open").await;
+    escape_closes_menu(&c, &public_id).await;
     open_menu(&c, &public_id).await;
     c.find(Locator::Css(&format!(r#"a[href="/settings/tokens/{public_id}/rotate"]"#)))
         .await
@@ -128,6 +147,7 @@ async fn seller_journey(c: Client, app: TestApp) {
         .await
         .unwrap();
     wait_for_path(&c, &format!("/settings/tokens/{public_id}/rotate")).await;
+    assert_no_axe_violations(&c, "rotate confirmation").await;
     field(&c, "grace_minutes").await.select_by_value("60").await.unwrap();
     click_button(&c, "Rotate token").await;
     let rotated = shown_token(&c).await;
@@ -135,6 +155,7 @@ async fn seller_journey(c: Client, app: TestApp) {
     assert_ne!(rotated, token, "rotation issues a new secret");
     assert_eq!(rotated_parsed.id().as_str(), public_id, "rotation keeps the token id");
     assert!(rotated.starts_with("kgs_"), "rotation keeps the kind");
+    assert_no_axe_violations(&c, "rotated token shown once").await;
     assert!(c
         .find(Locator::Css("button[data-copy-target='token-value']"))
         .await
@@ -155,6 +176,7 @@ async fn seller_journey(c: Client, app: TestApp) {
     let reloaded = c.source().await.unwrap();
     assert!(!reloaded.contains(&rotated), "the secret is shown once");
     assert!(reloaded.contains("This token was already shown"), "a reload says so");
+    assert_no_axe_violations(&c, "token already shown").await;
     c.goto(&format!("{}/settings/tokens", app.address)).await.unwrap();
 
     // Revoke, confirming on the revoke page.
@@ -166,6 +188,7 @@ async fn seller_journey(c: Client, app: TestApp) {
         .await
         .unwrap();
     wait_for_path(&c, &format!("/settings/tokens/{public_id}/revoke")).await;
+    assert_no_axe_violations(&c, "revoke confirmation").await;
     click_button(&c, "Revoke token").await;
     wait_for_path(&c, "/settings/tokens").await;
     let url = c.current_url().await.unwrap();
@@ -181,6 +204,7 @@ async fn seller_journey(c: Client, app: TestApp) {
         .await
         .unwrap();
     assert_eq!(badge_of(&c, &public_id).await, "revoked");
+    assert_no_axe_violations(&c, "API Tokens, revoked notice and ended tokens open").await;
     assert!(
         c.find_all(Locator::Css(&format!(r#"a[href^="/settings/tokens/{public_id}/"]"#))).await.unwrap().is_empty(),
         "a revoked token offers neither Rotate nor Revoke"
@@ -226,8 +250,19 @@ async fn oauth_journey(c: Client, app: TestApp) {
     wait_for_path(&c, "/settings/tokens").await;
     c.find(Locator::LinkText("Developer apps")).await.unwrap().click().await.unwrap();
     wait_for_path(&c, "/settings/apps").await;
+    assert_no_axe_violations(&c, "Developer apps, empty").await;
     c.find(Locator::LinkText("Register an app")).await.unwrap().click().await.unwrap();
     wait_for_path(&c, "/settings/apps/new").await;
+    assert_no_axe_violations(&c, "register app form").await;
+    // First with mistakes, past the browser's own checks, to see the
+    // server's messages beside the fields.
+    c.execute("document.querySelector('form.stack').noValidate = true", vec![]).await.unwrap();
+    field(&c, "redirect_uris").await.send_keys("http://erp.test/callback").await.unwrap();
+    click_button(&c, "Register app").await;
+    c.wait().at_most(WAIT).for_element(Locator::Css("#redirect-errors")).await.expect("the redirect URI's error");
+    assert_no_axe_violations(&c, "register app form with errors").await;
+    snap(&c, "app-form-errors").await;
+    field(&c, "redirect_uris").await.clear().await.unwrap();
     field(&c, "name").await.send_keys("Acme ERP").await.unwrap();
     field(&c, "redirect_uris").await.send_keys("http://127.0.0.1/callback").await.unwrap();
     for scope in ["orders:read", "products:read"] {
@@ -245,6 +280,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
         .is_displayed()
         .await
         .unwrap());
+    assert_no_axe_violations(&c, "app secret shown once").await;
     click_button(&c, "Sign out").await;
     wait_for_path(&c, "/login").await;
 
@@ -266,6 +302,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
     wait_for_path(&c, "/login").await;
     let next = c.current_url().await.unwrap();
     assert!(next.query().is_some_and(|q| q.contains("next=")), "sent to sign in, then back: {next}");
+    assert_no_axe_violations(&c, "sign-in on the way to consent").await;
     field(&c, "email").await.send_keys("ana@shop.test").await.unwrap();
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
@@ -273,6 +310,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
     let consent = c.source().await.unwrap();
     assert!(consent.contains("wants to use your keygate account") && consent.contains("dev@erp.test"), "{consent}");
     assert!(consent.contains("See your orders and their items") && consent.contains("127.0.0.1"));
+    assert_no_axe_violations(&c, "consent").await;
     click_button(&c, "Allow").await;
     // The browser follows the redirect to the app (CSP form-action lets it).
     let query = tokio::time::timeout(WAIT, callback).await.expect("the app got its callback").unwrap();
@@ -302,6 +340,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
     let logs = c.source().await.unwrap();
     assert!(logs.contains("GET /api/v1/orders") && logs.contains("Acme ERP"), "the call and its app");
     assert!(!logs.contains(&access), "never the token");
+    assert_no_axe_violations(&c, "API Logs with an app's call").await;
     c.find(Locator::Css(&format!(r#"a[href="/settings/authorized-apps#{client_id}"]"#)))
         .await
         .expect("the app links to Authorized apps")
@@ -311,6 +350,7 @@ async fn oauth_journey(c: Client, app: TestApp) {
     wait_for_path(&c, "/settings/authorized-apps").await;
     let authorized = c.source().await.unwrap();
     assert!(authorized.contains("Acme ERP") && authorized.contains("<dt>Active tokens</dt><dd>1</dd>"));
+    assert_no_axe_violations(&c, "Authorized apps").await;
     c.find(Locator::Css(&format!(r#"a[href="/settings/authorized-apps/{client_id}/revoke"]"#)))
         .await
         .unwrap()
@@ -318,10 +358,12 @@ async fn oauth_journey(c: Client, app: TestApp) {
         .await
         .unwrap();
     wait_for_path(&c, &format!("/settings/authorized-apps/{client_id}/revoke")).await;
+    assert_no_axe_violations(&c, "revoke app access confirmation").await;
     click_button(&c, "Revoke access").await;
     wait_for_path(&c, "/settings/authorized-apps").await;
     let notice = c.find(Locator::Css(".alert.success")).await.expect("a notice").text().await.unwrap();
     assert!(notice.contains("Acme ERP") && notice.contains("can no longer use your account"), "{notice}");
+    assert_no_axe_violations(&c, "Authorized apps, revoked notice").await;
     assert_eq!(app.api_get("/api/v1/orders", Some(&access)).await.status(), reqwest::StatusCode::UNAUTHORIZED);
     assert_eq!(app.events("grant_revoked").len(), 1);
 }
@@ -435,6 +477,7 @@ async fn browser_app_journey(c: Client, app: TestApp) {
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
     wait_for_path(&c, "/oauth/authorize").await;
+    assert_no_axe_violations(&c, "consent, public app").await;
     click_button(&c, "Allow").await;
     wait_for_path(&c, "/callback").await;
     let result: serde_json::Value =
@@ -466,6 +509,71 @@ async fn an_admin_revokes_another_sellers_token_and_reads_its_log_in_a_real_brow
     drop(driver);
 }
 
+/// axe-core, as `npm ci --prefix tests/interop` installs it (pinned in its
+/// package-lock.json).
+fn axe_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/node_modules/axe-core/axe.min.js")
+}
+
+/// axe-core's script, or `None` (after a notice) when it is not installed;
+/// with `KEYGATE_REQUIRE_BROWSER=1` a missing axe-core is a failure.
+fn axe_source() -> Option<&'static str> {
+    static SOURCE: OnceLock<Option<String>> = OnceLock::new();
+    SOURCE
+        .get_or_init(|| match std::fs::read_to_string(axe_path()) {
+            Ok(source) => Some(source),
+            Err(e) => {
+                let problem = format!(
+                    "the accessibility checks need axe-core at {} ({e}): run `npm ci --prefix tests/interop`",
+                    axe_path().display()
+                );
+                if std::env::var("KEYGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+                    panic!("KEYGATE_REQUIRE_BROWSER=1 but {problem}");
+                }
+                eprintln!("skipping the browser tests: {problem}");
+                None
+            }
+        })
+        .as_deref()
+}
+
+/// The page states checked with axe-core so far, across the browser tests.
+static AXE_CHECKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs axe-core on the page as it is now (WCAG 2.0 and 2.1, levels A and
+/// AA) and fails with each violation's rule, the elements it found and the
+/// help text.
+async fn assert_no_axe_violations(c: &Client, state: &str) {
+    let Some(source) = axe_source() else { return };
+    let loaded = c.execute("return typeof window.axe === 'object'", vec![]).await.unwrap();
+    if loaded != json!(true) {
+        c.execute(source, vec![]).await.expect("axe-core loads into the page");
+    }
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+          .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => n.target.join(' ')) }))))
+          .catch(e => done([{ id: 'axe-error', impact: null, help: String(e), nodes: [] }]));
+    "#;
+    let violations = c.execute_async(script, vec![]).await.expect("axe-core runs");
+    let violations = violations.as_array().expect("axe-core's violations");
+    let width = c.execute("return window.innerWidth", vec![]).await.unwrap();
+    let checked = AXE_CHECKED.fetch_add(1, Ordering::Relaxed) + 1;
+    eprintln!("axe-core: {state} at {width} px: {} violation(s) (page states checked: {checked})", violations.len());
+    if violations.is_empty() {
+        return;
+    }
+    let report: Vec<String> = violations
+        .iter()
+        .map(|v| {
+            let nodes: Vec<&str> = v["nodes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+            format!("  {} ({}): {} — {}", v["id"].as_str().unwrap_or("?"), v["impact"], v["help"], nodes.join(", "))
+        })
+        .collect();
+    panic!("axe-core found violations on {state} at {width} px:\n{}", report.join("\n"));
+}
+
 /// Where the screenshots go, for a reviewer to look at (not committed).
 fn screenshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots")
@@ -482,6 +590,7 @@ async fn snap(c: &Client, name: &str) {
     std::fs::create_dir_all(&dir).expect("target/screenshots");
     for (width, height) in [DESKTOP, PHONE] {
         c.set_window_size(width, height).await.unwrap();
+        assert_no_axe_violations(c, name).await;
         let inner: f64 = c.execute("return window.innerWidth", vec![]).await.unwrap().as_f64().unwrap();
         let scroll: f64 =
             c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap().as_f64().unwrap();
@@ -523,6 +632,7 @@ async fn admin_journey(c: Client, app: TestApp) {
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
     wait_for_path(&c, "/settings/tokens").await;
+    assert_no_axe_violations(&c, "API Tokens, admin's own").await;
     c.find(Locator::LinkText("All tokens")).await.unwrap().click().await.unwrap();
     wait_for_path(&c, "/admin/tokens").await;
     snap(&c, "admin-tokens").await;
@@ -569,10 +679,12 @@ async fn admin_journey(c: Client, app: TestApp) {
     c.goto(&format!("{}/admin/tokens/{id}", app.address)).await.unwrap();
     c.find(Locator::Css(&format!(r#"a[href="/admin/tokens/{id}/revoke"]"#))).await.unwrap().click().await.unwrap();
     wait_for_path(&c, &format!("/admin/tokens/{id}/revoke")).await;
+    assert_no_axe_violations(&c, "admin revoke confirmation").await;
     click_button(&c, "Revoke token").await;
     wait_for_path(&c, "/admin/tokens").await;
     let notice = c.find(Locator::Css(".alert.success")).await.expect("a notice").text().await.unwrap();
     assert!(notice.contains(TOKEN_NAME) && notice.contains("of ana@shop.test was revoked"), "{notice}");
+    assert_no_axe_violations(&c, "All tokens, revoked notice").await;
     assert_eq!(app.api_get("/api/v1/orders", Some(&token)).await.status(), reqwest::StatusCode::UNAUTHORIZED);
     c.refresh().await.unwrap();
     assert!(c.find_all(Locator::Css(".alert.success")).await.unwrap().is_empty(), "the notice is shown once");
@@ -591,7 +703,11 @@ async fn admin_journey(c: Client, app: TestApp) {
     field(&c, "password").await.send_keys(PASSWORD).await.unwrap();
     click_button(&c, "Sign in").await;
     wait_for_path(&c, "/settings/tokens").await;
-    let (_, live) = crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    let (live_token, live) = crate::helpers::create_service_token(&ana, "Accounting export", &["reports:read"]).await;
+    // An admin holds it to 2 requests a minute (issue 32, item 2).
+    let admin_page = format!("/admin/tokens/{live}");
+    let csrf = app.admin.csrf_for(&admin_page).await;
+    app.admin.post_raw(&format!("{admin_page}/rate-limit"), &[("csrf_token", &csrf), ("per_minute", "2")]).await;
     c.refresh().await.unwrap();
     snap(&c, "tokens").await;
     c.goto(&format!("{}/settings/tokens/new", app.address)).await.unwrap();
@@ -610,9 +726,42 @@ async fn admin_journey(c: Client, app: TestApp) {
     assert!(c.source().await.unwrap().contains("This token was already shown"), "a reload says so");
     snap(&c, "token-already-shown").await;
     c.goto(&format!("{}/settings/tokens/{live}", app.address)).await.unwrap();
+    let page = c.source().await.unwrap();
+    assert!(page.contains("2 requests a minute, set by an admin"), "the token's page shows its limit");
     snap(&c, "token").await;
     c.goto(&format!("{}/settings/logs", app.address)).await.unwrap();
     snap(&c, "logs").await;
+
+    // Its integrator goes over the limit: the 429's entry, opened from the
+    // list filtered to that token, says which limit and what the client got,
+    // and Back returns to the filtered list.
+    for _ in 0..3 {
+        app.api_get("/api/v1/reports/sales", Some(&live_token)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    let limited = loop {
+        let rows = app.api_rows(1).await;
+        if let Some(row) = rows.into_iter().rfind(|r| r.outcome == "rate_limited" && r.token_id == Some(live.clone())) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no 429 row for {live}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.goto(&format!("{}/settings/logs?token={live}", app.address)).await.unwrap();
+    c.find(Locator::Css(&format!(r#"a.row-link[href="/settings/logs/{}?token={live}"]"#, limited.id)))
+        .await
+        .expect("the 429's row links to its entry with the filter")
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&c, &format!("/settings/logs/{}", limited.id)).await;
+    let entry = c.source().await.unwrap();
+    assert!(entry.contains("2 requests per 60 s") && entry.contains("What the client received"), "{entry}");
+    snap(&c, "log-entry-429").await;
+    c.find(Locator::Css("p > a.button.secondary")).await.unwrap().click().await.unwrap();
+    wait_for_path(&c, "/settings/logs").await;
+    let back = c.current_url().await.unwrap();
+    assert_eq!(back.query(), Some(format!("token={live}").as_str()), "Back keeps the filter");
     // Settings → Account, from the navigation: the account, its sessions
     // (this browser's marked), and the password form's errors.
     c.find(Locator::LinkText("Account")).await.unwrap().click().await.unwrap();
@@ -764,6 +913,45 @@ async fn open_menu(c: &Client, public_id: &str) {
         .unwrap();
 }
 
+/// The first thing a Tab reaches is "Skip to content", shown while it has
+/// the focus; following it puts the focus on the page's `<main>`.
+async fn skip_link_reaches_the_content(c: &Client) {
+    let first = c
+        .execute(
+            "const f = document.querySelector('a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]'); \
+             f.focus(); const r = f.getBoundingClientRect(); \
+             return [f.textContent.trim(), f.getAttribute('href'), r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, json!(["Skip to content", "#content", true]), "the skip link comes first and shows on focus");
+    c.active_element().await.unwrap().send_keys(&Key::Enter).await.unwrap();
+    let focused = c.execute("return document.activeElement.tagName + '#' + document.activeElement.id", vec![]).await;
+    assert_eq!(focused.unwrap(), json!("MAIN#content"), "the skip link moves the focus to the content");
+}
+
+/// Escape closes the open actions menu of a token's row and gives the focus
+/// back to the menu's button, as a native menu does.
+async fn escape_closes_menu(c: &Client, public_id: &str) {
+    let menu = format!(r#"//tr[.//a[@href="/settings/tokens/{public_id}"]]//details[contains(@class, "menu")]"#);
+    let details = c.find(Locator::XPath(&menu)).await.unwrap();
+    assert_eq!(details.attr("open").await.unwrap().as_deref(), Some("true"), "the menu is open");
+    // The focus inside the menu, as after Tab from its button.
+    let item = c.find(Locator::XPath(&format!("{menu}//a"))).await.unwrap();
+    c.execute("arguments[0].focus()", vec![serde_json::to_value(&item).unwrap()]).await.unwrap();
+    c.active_element().await.unwrap().send_keys(&Key::Escape).await.unwrap();
+    assert_eq!(details.attr("open").await.unwrap(), None, "Escape closes the menu");
+    let focus_on_summary = c
+        .execute(
+            "return document.activeElement === arguments[0].querySelector('summary')",
+            vec![serde_json::to_value(&details).unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focus_on_summary, json!(true), "the focus goes back to the menu's button");
+}
+
 /// The status badge in the list row of a token.
 async fn badge_of(c: &Client, public_id: &str) -> String {
     let xpath = format!(r#"//tr[.//a[@href="/settings/tokens/{public_id}"]]//span[contains(@class, "badge")]"#);
@@ -806,7 +994,10 @@ pub(crate) fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("/usr/bin/chromium")).filter(|p| p.is_file()));
     match (chromedriver, chromium) {
-        (Some(driver), Some(browser)) if driver.is_file() && browser.is_file() => Some((driver, browser)),
+        (Some(driver), Some(browser)) if driver.is_file() && browser.is_file() => {
+            axe_source()?;
+            Some((driver, browser))
+        }
         (driver, browser) => {
             let problem = format!(
                 "the browser test needs chromedriver (CHROMEDRIVER, /usr/bin/chromedriver or PATH: {}) \
@@ -916,9 +1107,12 @@ pub(crate) async fn connect(driver: &ChromeDriver, chromium: &Path, profile: &Pa
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".to_owned(), json!("chrome"));
     capabilities.insert("goog:chromeOptions".to_owned(), json!({ "binary": chromium, "args": args }));
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(&driver.url())
         .await
-        .unwrap_or_else(|e| panic!("cannot open a Chromium session through chromedriver: {e}"))
+        .unwrap_or_else(|e| panic!("cannot open a Chromium session through chromedriver: {e}"));
+    // axe-core takes a few seconds on a long page when the machine is busy.
+    client.update_timeouts(TimeoutConfiguration::new(Some(WAIT), None, None)).await.unwrap();
+    client
 }

@@ -549,3 +549,43 @@ async fn api_logs_show_a_forwarded_requests_upstream_status_and_its_share_of_the
     let failed_csv = ana.get("/settings/logs.csv?outcome=upstream_error").await.text().await.unwrap();
     assert_eq!(failed_csv.lines().count(), 1 + 2, "{failed_csv}");
 }
+
+/// Issue 32, item 3: a refused request's entry shows what the client
+/// received (status, error code, message, `WWW-Authenticate`), and its
+/// breadcrumb and Back link return to the list as it was filtered.
+#[tokio::test]
+async fn a_refused_requests_entry_shows_what_the_client_received_and_back_keeps_the_filters() {
+    let app = spawn_app().await;
+    let ana = app.seller("ana@shop.test").await;
+    let (token, id) = create_service_token(&ana, "Integrator test", &["orders:read"]).await;
+    assert_eq!(app.api_get("/api/v1/products", Some(&token)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.api_get("/api/v1/orders", Some(&token)).await.status(), StatusCode::OK);
+    let rows = app.api_rows(2).await;
+    let refused = rows.iter().find(|r| r.outcome == "insufficient_scope").expect("the 403's row");
+    let required = refused.required_scope.clone().expect("the scope it needed");
+
+    // The filtered list links to each entry with its filters.
+    let filters = format!("token={id}&outcome=insufficient_scope");
+    let list = ana.get_html(&format!("/settings/logs?{filters}")).await;
+    let escaped = filters.replace('&', "&#38;");
+    let link = format!("/settings/logs/{}?{escaped}", refused.id);
+    assert!(list.contains(&link), "the row links to {link}: {list}");
+
+    // Unknown parameters never reach the way back.
+    let entry = ana.get_html(&format!("{}&next=//evil.example&cursor=x", link.replace("&#38;", "&"))).await;
+    assert!(entry.contains("What the client received"), "{entry}");
+    assert!(entry.contains("<dt>Status</dt><dd>403</dd>"), "{entry}");
+    assert!(entry.contains("<dt>Error code</dt><dd><code>insufficient_scope</code></dd>"), "{entry}");
+    assert!(entry.contains("This token lacks the") && entry.contains(&required), "the message: {entry}");
+    assert!(entry.contains("<dt>WWW-Authenticate</dt>") && entry.contains("error=") && entry.contains("scope="));
+    let back = format!("href=\"/settings/logs?{escaped}\"");
+    assert_eq!(entry.matches(&back).count(), 2, "the breadcrumb and Back keep the filters: {entry}");
+    assert!(!entry.contains("evil"), "{entry}");
+    assert!(!entry.contains("cursor=x"), "{entry}");
+
+    // An entry that passed shows no refusal; without filters, Back is the plain list.
+    let passed = rows.iter().find(|r| r.outcome == "ok").unwrap();
+    let entry = ana.get_html(&format!("/settings/logs/{}", passed.id)).await;
+    assert!(!entry.contains("What the client received"), "{entry}");
+    assert_eq!(entry.matches("href=\"/settings/logs\"").count(), 3, "nav, breadcrumb and Back: {entry}");
+}

@@ -197,7 +197,8 @@ async fn the_api_reference_page_renders_every_path_and_status_of_the_served_docu
         }
         assert!(row.contains(&rendered), "{status}: {rendered} not in {row}");
     }
-    assert!(create.contains("<code>application/json</code>, <a href=\"#schema-CreateOrder\">CreateOrder</a>"));
+    assert!(create
+        .contains("<code>application/json</code>, <a class=\"in-text\" href=\"#schema-CreateOrder\">CreateOrder</a>"));
     let max_lines = keygate::api::rules::MAX_LINES;
     assert!(
         create.contains("<code class=\"field-name\">items</code>") && create.contains(&format!("1–{max_lines} items"))

@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 
 use crate::helpers::{
     captured_json_logs, captured_logs, create_service_token, extract_token, location, public_id_of, spawn_app,
+    spawn_app_with,
 };
 
 #[tokio::test]
@@ -461,4 +462,60 @@ async fn many_sellers_write_at_once_without_lock_errors() {
     let created = tasks.join_all().await;
     assert_eq!(created.len(), 24);
     assert_eq!(app.token_count(), 24);
+}
+
+/// Issue 32, item 2: a seller can learn why an integrator gets 429. The
+/// list and the token's page show each token's limit (its own, set by an
+/// admin, or the server's), and a 429's log entry shows the limit it hit,
+/// the window and when calls passed again.
+#[tokio::test]
+async fn sellers_see_each_tokens_rate_limit_and_what_a_429_hit() {
+    let app = spawn_app_with(|c| c.rate_limit_per_minute = 40).await;
+    let ana = app.seller("ana@shop.test").await;
+    let (limited, limited_id) = create_service_token(&ana, "Integrator test", &["orders:read"]).await;
+    let (_, default_id) = create_service_token(&ana, "Shop sync", &["orders:read"]).await;
+    let page = format!("/admin/tokens/{limited_id}");
+    let csrf = app.admin.csrf_for(&page).await;
+    let saved = app
+        .admin
+        .post_raw(&format!("/admin/tokens/{limited_id}/rate-limit"), &[("csrf_token", &csrf), ("per_minute", "2")])
+        .await;
+    assert_eq!(location(&saved), format!("/admin/tokens/{limited_id}?saved=1"));
+
+    // The list: one line under each token's id.
+    let list = ana.get_html("/settings/tokens").await;
+    let row = |id: &str| {
+        let at = list.find(&format!("<div class=\"mono muted small\">{id}</div>")).expect("the token's row");
+        list[at..list[at..].find("</tr>").unwrap() + at].to_owned()
+    };
+    assert!(row(&limited_id).contains("2/min, set by an admin"), "{}", row(&limited_id));
+    assert!(row(&default_id).contains("40/min") && !row(&default_id).contains("set by an admin"));
+
+    // The token's page.
+    let own = ana.get_html(&format!("/settings/tokens/{limited_id}")).await;
+    assert!(own.contains("<dt>Rate limit</dt>"), "{own}");
+    assert!(own.contains("2 requests a minute, set by an admin for this token (the server's default is 40)"), "{own}");
+    let default = ana.get_html(&format!("/settings/tokens/{default_id}")).await;
+    assert!(default.contains("40 requests a minute, the server's default"), "{default}");
+
+    // Over the limit: the 429's entry says which limit, the window and when it reset.
+    for expected in [200, 200, 429] {
+        assert_eq!(app.api_get("/api/v1/orders", Some(&limited)).await.status().as_u16(), expected);
+    }
+    let rows = app.api_rows(3).await;
+    let refused = rows.iter().find(|r| r.outcome == "rate_limited").expect("the 429's row");
+    let retry_after = keygate::audit::limit_note::LimitNote::find_in(refused.detail.as_deref().unwrap_or(""))
+        .expect("the row records the limit it hit")
+        .retry_after_secs;
+    let resets = refused.occurred_at + chrono::Duration::seconds(retry_after as i64);
+    let entry = ana.get_html(&format!("/settings/logs/{}", refused.id)).await;
+    assert!(entry.contains("<dt>Rate limit</dt>"), "{entry}");
+    assert!(entry.contains("2 requests per 60 s"), "the limit and its window: {entry}");
+    assert!(entry.contains(&format!("<code>Retry-After: {retry_after}</code>")), "what the client was told: {entry}");
+    assert!(entry.contains(&resets.format("%Y-%m-%d %H:%M:%S UTC").to_string()), "when it reset: {entry}");
+    assert!(entry.contains("<dt>Error code</dt><dd><code>rate_limited</code></dd>"), "{entry}");
+    assert!(entry.contains(&format!("<dt>Retry-After</dt><dd class=\"mono\">{retry_after}</dd>")), "{entry}");
+    // An entry that passed says nothing about the limit.
+    let passed = rows.iter().find(|r| r.outcome == "ok").unwrap();
+    assert!(!ana.get_html(&format!("/settings/logs/{}", passed.id)).await.contains("<dt>Rate limit</dt>"));
 }
