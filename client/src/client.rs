@@ -47,10 +47,14 @@ impl Slot {
         self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    fn set(&self, tokens: Option<Tokens>) -> Option<Arc<Tokens>> {
-        let tokens = tokens.map(Arc::new);
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens.clone();
+    fn set(&self, tokens: Tokens) -> Arc<Tokens> {
+        let tokens = Arc::new(tokens);
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(tokens.clone());
         tokens
+    }
+
+    fn clear(&self) {
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 }
 
@@ -289,7 +293,7 @@ impl Client {
                         // secret's grace ended: the store has the new one.
                         Credentials::HeldApiToken(held) => match held.store.load().await? {
                             Some(stored) if stored.access_token != token => {
-                                held.current.set(Some(stored)).expect("just set").access_token.clone()
+                                held.current.set(stored).access_token.clone()
                             }
                             _ => return Err(api_error(status, &headers, bytes)),
                         },
@@ -349,6 +353,16 @@ impl Client {
         self.refresh(session, Some(used)).await
     }
 
+    /// How long a request made under `store`'s lock may take: a Redis lock
+    /// expires, so the request must end well before it does.
+    fn locked_request_timeout(&self, store: &Store) -> Duration {
+        let config = &self.inner.config;
+        match store.token_file() {
+            Some(_) => config.timeout,
+            None => config.timeout.min(config.lock_ttl.mul_f64(2.0 / 3.0)).max(Duration::from_millis(100)),
+        }
+    }
+
     fn lock_settings(&self) -> LockSettings {
         let config = &self.inner.config;
         LockSettings { wait: config.lock_timeout, ttl: config.lock_ttl, notify: config.notify.clone() }
@@ -397,11 +411,7 @@ impl Client {
             let description = format!("the refresh token expired at {}", crate::rfc3339(at));
             return Err(Failure::Final(Error::AuthorizationRevoked { description }));
         }
-        // A Redis lock expires: the request must end well before it does.
-        let timeout = match session.store.token_file() {
-            Some(_) => config.timeout,
-            None => config.timeout.min(config.lock_ttl.mul_f64(2.0 / 3.0)).max(Duration::from_millis(100)),
-        };
+        let timeout = self.locked_request_timeout(&session.store);
         step("requesting").await;
         let fields = [("grant_type", "refresh_token"), ("refresh_token", stored.refresh_token.as_str())];
         let answer =
@@ -463,7 +473,7 @@ impl Client {
         }
         .await;
         lock.release().await;
-        session.current.set(None);
+        session.current.clear();
         done
     }
 }
@@ -474,7 +484,7 @@ impl OAuthSession {
     }
 
     fn adopt(&self, tokens: Tokens) -> Arc<Tokens> {
-        self.current.set(Some(tokens)).expect("just set")
+        self.current.set(tokens)
     }
 }
 
@@ -528,7 +538,7 @@ impl Client {
         let saved = held.store.save(&lock, &tokens).await;
         lock.release().await;
         saved?;
-        held.current.set(Some(tokens));
+        held.current.set(tokens);
         Ok(info)
     }
 
@@ -538,7 +548,7 @@ impl Client {
             return Ok(tokens);
         }
         let stored = held.store.load().await?.ok_or_else(|| Error::NotLoggedIn { store: held.store.describe() })?;
-        Ok(held.current.set(Some(stored)).expect("just set"))
+        Ok(held.current.set(stored))
     }
 
     /// The server said the secret in `used` is due by `due`. A held token
@@ -601,14 +611,10 @@ impl Client {
     ) -> Result<Option<Rotated>, Error> {
         let stored = stored.ok_or_else(|| Error::NotLoggedIn { store: held.store.describe() })?;
         if stored.access_token != used {
-            held.current.set(Some(stored));
+            held.current.set(stored);
             return Ok(None);
         }
-        let config = &self.inner.config;
-        let timeout = match held.store.token_file() {
-            Some(_) => config.timeout,
-            None => config.timeout.min(config.lock_ttl.mul_f64(2.0 / 3.0)).max(Duration::from_millis(100)),
-        };
+        let timeout = self.locked_request_timeout(&held.store);
         step("requesting").await;
         let url = format!("{}/api/v1/token/rotate", self.inner.server);
         let sent = self.inner.http.post(url).bearer_auth(used).timeout(timeout).send().await;
@@ -630,11 +636,11 @@ impl Client {
         match held.store.save(lock, &tokens).await {
             Ok(Saved::Stored) => {
                 step("saved").await;
-                held.current.set(Some(tokens));
+                held.current.set(tokens);
                 Ok(Some(rotated))
             }
             Ok(Saved::Superseded(newer)) => {
-                held.current.set(Some(newer));
+                held.current.set(newer);
                 Ok(None)
             }
             Err(error) => Err(Error::TokensNotSaved {

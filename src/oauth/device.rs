@@ -504,6 +504,10 @@ impl OAuth {
                             "the seller revoked this app's authorization after allowing it".into(),
                         ));
                     };
+                    // A suspended seller's device code waits, unspent, as a code does.
+                    if let Some(since) = crate::suspension::suspended_at(conn, grant.seller_id)? {
+                        return Err(super::service::account_suspended(since));
+                    }
                     let family = crate::tokens::TokenId::generate().to_string();
                     if !store::spend(conn, row.id, &family, now)? {
                         return Err(OAuthError::InvalidGrant(format!(
@@ -511,15 +515,8 @@ impl OAuth {
                         )));
                     }
                     let scopes = ScopeSet::parse(&row.scopes).within(&grant.scope_set()).within(&app.allowed_scopes());
-                    let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
-                    let about = EventContext {
-                        client_id: Some(app.client_id.clone()),
-                        seller_id: Some(grant.seller_id),
-                        token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
-                        detail: Some(format!("{} ({}): {} (device flow)", app.name, app.client_id, pair.scope)),
-                        ..ctx
-                    };
-                    audit::record(conn, SecurityEvent::OAuthTokensIssued, about)?;
+                    let pair =
+                        this.issue_for_grant(conn, now, &app, &grant, &family, &scopes, ctx, " (device flow)")?;
                     Ok(Done::Ok(pair))
                 })
             })

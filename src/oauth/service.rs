@@ -129,7 +129,7 @@ pub(super) fn digest_matches(stored: &str, secret: &str) -> bool {
 
 /// A refresh or a code of a seller whose account is suspended: the app
 /// waits, as nothing was revoked.
-fn account_suspended(since: NaiveDateTime) -> OAuthError {
+pub(super) fn account_suspended(since: NaiveDateTime) -> OAuthError {
     OAuthError::InvalidGrant(format!(
         "the seller's account is suspended by an administrator (since {}); this authorization works again once the account is reinstated, do not retry before",
         rfc3339(since)
@@ -362,6 +362,32 @@ impl OAuth {
         self.db.run(move |conn| audit::record(conn, SecurityEvent::AuthorizationDenied, about)).await
     }
 
+    /// A new pair for `grant` (a code or a device code exchanged), with its
+    /// `oauth_tokens_issued` event; `how` ends the event's detail.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn issue_for_grant(
+        &self,
+        conn: &mut DbConnection,
+        now: NaiveDateTime,
+        app: &App,
+        grant: &Grant,
+        family: &str,
+        scopes: &ScopeSet,
+        ctx: EventContext,
+        how: &str,
+    ) -> diesel::QueryResult<TokenPair> {
+        let (pair, _, _) = self.token_pair(conn, now, app, grant, family, scopes)?;
+        let about = EventContext {
+            client_id: Some(app.client_id.clone()),
+            seller_id: Some(grant.seller_id),
+            token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
+            detail: Some(format!("{} ({}): {}{how}", app.name, app.client_id, pair.scope)),
+            ..ctx
+        };
+        audit::record(conn, SecurityEvent::OAuthTokensIssued, about)?;
+        Ok(pair)
+    }
+
     pub(super) fn token_pair(
         &self,
         conn: &mut DbConnection,
@@ -527,15 +553,7 @@ impl OAuth {
                         return Err(account_suspended(since));
                     }
                     let scopes = ScopeSet::parse(&code.scopes).within(&grant.scope_set()).within(&app.allowed_scopes());
-                    let (pair, _, _) = this.token_pair(conn, now, &app, &grant, &family, &scopes)?;
-                    let about = EventContext {
-                        client_id: Some(app.client_id.clone()),
-                        seller_id: Some(grant.seller_id),
-                        token_id: PlainToken::parse(&pair.access_token).ok().map(|p| p.id().to_string()),
-                        detail: Some(format!("{} ({}): {}", app.name, app.client_id, pair.scope)),
-                        ..ctx
-                    };
-                    audit::record(conn, SecurityEvent::OAuthTokensIssued, about)?;
+                    let pair = this.issue_for_grant(conn, now, &app, &grant, &family, &scopes, ctx, "")?;
                     Ok(Done::Ok(pair))
                 })
             })

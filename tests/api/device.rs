@@ -425,3 +425,27 @@ async fn guessing_codes_in_parallel_is_throttled_and_the_right_code_still_works(
     assert_eq!(introspected["sub"], app.account_id("ana@shop.test").to_string(), "{introspected}");
     assert!(app.events("device_code_entry_failed").len() >= 15);
 }
+
+#[tokio::test]
+async fn an_allowed_device_code_of_a_suspended_seller_waits_unspent_until_reinstated() {
+    let app = spawn_app().await;
+    let owner = app.seller("dev@wms.test").await;
+    let client = register_device_app(&app, &owner.email, false, true).await;
+    let seller = app.seller("ana@shop.test").await;
+    let (_, asked) = ask(&app, &client, &[("scope", "orders:read")]).await;
+    let (user_code, device_code) = (asked["user_code"].as_str().unwrap(), asked["device_code"].as_str().unwrap());
+    assert_eq!(answer(&seller, user_code, "allow").await.0, StatusCode::OK);
+
+    let commands = keygate::cli::Commands::new(app.pool.clone(), &app.config.database_url);
+    commands.set_account_suspended("ana@shop.test", true).await.unwrap();
+    let (status, json) = poll(&app, &client, device_code).await;
+    assert_eq!((status, error_of(&json)), (StatusCode::BAD_REQUEST, "invalid_grant"), "{json}");
+    assert!(json["error_description"].as_str().unwrap().contains("suspended"), "{json}");
+    assert!(app.events("oauth_tokens_issued").is_empty());
+
+    commands.set_account_suspended("ana@shop.test", false).await.unwrap();
+    app.clock.advance(chrono::Duration::seconds(6));
+    let (status, tokens) = poll(&app, &client, device_code).await;
+    assert_eq!(status, StatusCode::OK, "the device code was not spent: {tokens}");
+    assert!(app.events("oauth_tokens_issued")[0].detail.as_deref().unwrap().ends_with("(device flow)"));
+}
